@@ -1,0 +1,544 @@
+//! Configuration: the TOML file an operator writes, parsed with unknown keys refused, validated without I/O, and
+//! resolved (paths made absolute against the config file's folder) into a [`Config`].
+
+use crate::requests::Limits;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("config {path}: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// What the TOML reader says, with line and column.
+        message: String,
+    },
+    /// Well-formed but inconsistent (an unknown store, a bad time zone, …).
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and where.
+        message: String,
+    },
+}
+
+/// A loaded, validated configuration with absolute paths.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Folder for the ledger, the audit trail, claimed copies and the installation secret.
+    pub state_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// Caps on files and batches.
+    pub limits: LimitsConfig,
+    /// How files are picked up.
+    pub intake: IntakeConfig,
+    /// The accounts, in file order.
+    pub accounts: Vec<AccountConfig>,
+    /// The stores, by name.
+    pub stores: BTreeMap<String, StoreConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: PathBuf,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    intake: IntakeConfig,
+    #[serde(default)]
+    accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    stores: BTreeMap<String, StoreConfig>,
+}
+
+/// `[log]`: how the daemon logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `gdprd=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[limits]`: caps on what a file may hold and how much work is done between journal checkpoints.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest submission accepted, in bytes (default 10 MiB).
+    pub max_file_bytes: u64,
+    /// Most contacts in one file (default 10,000).
+    pub max_contacts: usize,
+    /// Deepest JSON nesting accepted (default 16).
+    pub max_depth: usize,
+    /// Devices executed together, then journaled, in a forget (default 500).
+    pub batch_size: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_file_bytes: l.max_file_bytes,
+            max_contacts: l.max_contacts,
+            max_depth: l.max_depth,
+            batch_size: 500,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The parser's limits.
+    pub fn request_limits(&self) -> Limits {
+        Limits {
+            max_file_bytes: self.max_file_bytes,
+            max_contacts: self.max_contacts,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+/// `[intake]`: how files are noticed.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Seconds between full rescans of every `GDPR_Submit` (default 30).
+    pub rescan_seconds: u64,
+    /// A file found by a rescan (not by a close-after-write event) is taken only when unchanged for this many
+    /// seconds (default 2).
+    pub settle_seconds: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            rescan_seconds: 30,
+            settle_seconds: 2,
+        }
+    }
+}
+
+/// `[[accounts]]`: one customer's drop box.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Unique name: letters, digits, `-`, `_`.
+    pub name: String,
+    /// Folder holding `GDPR_Submit` and `GDPR_Result`.
+    pub root: PathBuf,
+    /// IANA time zone deciding what "today" is (default `UTC`).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// How files arrive (default `local`).
+    #[serde(default)]
+    pub transport: Transport,
+    /// Names of the stores requests run against, in order.
+    pub stores: Vec<String>,
+    /// Days results are kept in `GDPR_Result` (default 3).
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+fn default_retention() -> u32 {
+    3
+}
+
+impl AccountConfig {
+    /// `ROOT/GDPR_Submit`.
+    pub fn submit_dir(&self) -> PathBuf {
+        self.root.join("GDPR_Submit")
+    }
+    /// `ROOT/GDPR_Result`.
+    pub fn result_dir(&self) -> PathBuf {
+        self.root.join("GDPR_Result")
+    }
+    /// The account's time zone (validated at load).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+/// How files reach an account.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// `root` is a local folder (for example served by OpenSSH `internal-sftp`), watched for complete files.
+    #[default]
+    Local,
+}
+
+/// `[stores.NAME]`: one place where personal data lives, selected by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// A SQLite database file.
+    Sqlite(SqliteConfig),
+}
+
+/// A `type = "sqlite"` store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// How stored phone numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+    /// Folder that recording paths in `file` columns are relative to; files outside it are never touched.
+    #[serde(default)]
+    pub files_root: Option<PathBuf>,
+    /// Shortcodes shared between customers: their SMS rows are never exported.
+    #[serde(default)]
+    pub shared_shortcodes: Vec<String>,
+    /// Seconds to wait for a lock held by another writer (default 10).
+    #[serde(default = "default_busy")]
+    pub busy_timeout_seconds: u64,
+    /// The tables holding personal data.
+    pub tables: Vec<TableMapping>,
+}
+
+fn default_busy() -> u64 {
+    10
+}
+
+/// How a store's phone numbers are written, to read numbers without a country code.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhoneConfig {
+    /// Country code added to numbers written without one, digits only (`1`, `44`); empty for none.
+    pub default_country_code: String,
+    /// National trunk prefix dropped before the country code is added (`0` in the UK); empty for none.
+    pub trunk_prefix: String,
+    /// International call prefix that stands for `+` (`00`, `011`); empty for none.
+    pub international_prefix: String,
+}
+
+impl Default for PhoneConfig {
+    fn default() -> Self {
+        PhoneConfig {
+            default_country_code: String::new(),
+            trunk_prefix: String::new(),
+            international_prefix: "00".into(),
+        }
+    }
+}
+
+/// `[[stores.NAME.tables]]`: where a table keeps personal data and what forget does to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    /// Table name.
+    pub name: String,
+    /// Columns holding phone numbers.
+    #[serde(default)]
+    pub phone: Vec<String>,
+    /// Columns holding email addresses.
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// Columns holding IP addresses.
+    #[serde(default)]
+    pub ipaddr: Vec<String>,
+    /// Other personal columns, redacted by an anonymising forget.
+    #[serde(default)]
+    pub personal: Vec<String>,
+    /// Column holding the account id that a request's `accountid` must equal.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Column holding an SMS shortcode: such a table is searched only for the request's shortcodes.
+    #[serde(default)]
+    pub shortcode: Option<String>,
+    /// Column holding a callback state: in-flight callbacks are cancelled (committed) before the forget.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Column holding the path of a file (a call recording) deleted by forget and never exported.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// What forget does: `anonymise` (default) or `delete`.
+    #[serde(default)]
+    pub forget: ForgetMode,
+    /// Whether export includes this table (default true).
+    #[serde(default = "yes")]
+    pub export: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a forget does to a matching row.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgetMode {
+    /// Device columns get random placeholders, personal columns are redacted.
+    #[default]
+    Anonymise,
+    /// The row is deleted.
+    Delete,
+}
+
+impl TableMapping {
+    /// Every device column with its kind, in mapping order.
+    pub fn device_columns(&self) -> Vec<(crate::requests::DeviceKind, &str)> {
+        use crate::requests::DeviceKind;
+        let phone = self.phone.iter().map(|c| (DeviceKind::Phone, c.as_str()));
+        let email = self.email.iter().map(|c| (DeviceKind::Email, c.as_str()));
+        let ipaddr = self.ipaddr.iter().map(|c| (DeviceKind::Ipaddr, c.as_str()));
+        phone.chain(email).chain(ipaddr).collect()
+    }
+
+    fn columns(&self) -> impl Iterator<Item = &String> {
+        self.phone
+            .iter()
+            .chain(&self.email)
+            .chain(&self.ipaddr)
+            .chain(&self.personal)
+            .chain(&self.account)
+            .chain(&self.shortcode)
+            .chain(&self.state)
+            .chain(&self.file)
+    }
+}
+
+impl Config {
+    /// Reads, validates and resolves a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] saying what is wrong and where.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text as if read from `path` (relative paths resolve against its folder).
+    ///
+    /// # Errors
+    /// [`ConfigError::Syntax`] or [`ConfigError::Invalid`].
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        validate(&raw).map_err(invalid)?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let mut config = Config {
+            path: path.to_owned(),
+            state_dir: resolve(&raw.state_dir),
+            log: raw.log,
+            limits: raw.limits,
+            intake: raw.intake,
+            accounts: raw.accounts,
+            stores: raw.stores,
+        };
+        for account in &mut config.accounts {
+            account.root = resolve(&account.root);
+        }
+        for store in config.stores.values_mut() {
+            match store {
+                StoreConfig::Sqlite(s) => {
+                    s.path = resolve(&s.path);
+                    s.files_root = s.files_root.as_deref().map(resolve);
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The account called `name`.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A SQL identifier we accept unquoted in a mapping: letters, digits and `_`, not starting with a digit.
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn validate(raw: &RawConfig) -> Result<(), String> {
+    let l = &raw.limits;
+    if l.max_file_bytes == 0 || l.max_contacts == 0 || l.max_depth < 4 || l.batch_size == 0 {
+        return Err("[limits]: max_file_bytes, max_contacts and batch_size must be positive, max_depth at least 4".into());
+    }
+    if raw.intake.rescan_seconds == 0 {
+        return Err("[intake]: rescan_seconds must be positive".into());
+    }
+    let mut names = HashSet::new();
+    for a in &raw.accounts {
+        if !is_name(&a.name) {
+            return Err(format!("account {:?}: name must be 1-64 letters, digits, '-' or '_'", a.name));
+        }
+        if !names.insert(&a.name) {
+            return Err(format!("account {:?} is defined twice", a.name));
+        }
+        if a.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(format!("account {:?}: unknown time zone {:?} (use an IANA name such as \"Europe/Paris\")", a.name, a.timezone));
+        }
+        if a.stores.is_empty() {
+            return Err(format!("account {:?}: stores is empty: name at least one store", a.name));
+        }
+        for s in &a.stores {
+            if !raw.stores.contains_key(s) {
+                return Err(format!("account {:?}: unknown store {s:?}", a.name));
+            }
+        }
+    }
+    for (name, store) in &raw.stores {
+        if !is_name(name) {
+            return Err(format!("store {name:?}: name must be 1-64 letters, digits, '-' or '_'"));
+        }
+        match store {
+            StoreConfig::Sqlite(s) => validate_tables(name, &s.tables, &s.phones)?,
+        }
+    }
+    Ok(())
+}
+
+fn validate_tables(store: &str, tables: &[TableMapping], phones: &PhoneConfig) -> Result<(), String> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(&phones.default_country_code) || phones.default_country_code.len() > 3 {
+        return Err(format!("store {store:?}: phones.default_country_code must be 1-3 digits or empty"));
+    }
+    if !digits(&phones.trunk_prefix) || !digits(&phones.international_prefix) {
+        return Err(format!("store {store:?}: phones.trunk_prefix and phones.international_prefix must be digits"));
+    }
+    if tables.is_empty() {
+        return Err(format!("store {store:?}: no tables mapped"));
+    }
+    let mut seen = HashSet::new();
+    for t in tables {
+        let at = format!("store {store:?}, table {:?}", t.name);
+        if !is_identifier(&t.name) {
+            return Err(format!("{at}: table names must be letters, digits and '_'"));
+        }
+        if !seen.insert(&t.name) {
+            return Err(format!("{at}: mapped twice"));
+        }
+        if t.device_columns().is_empty() {
+            return Err(format!("{at}: map at least one phone, email or ipaddr column"));
+        }
+        let mut cols = HashSet::new();
+        for c in t.columns() {
+            if !is_identifier(c) {
+                return Err(format!("{at}: column {c:?}: column names must be letters, digits and '_'"));
+            }
+            if !cols.insert(c) {
+                return Err(format!("{at}: column {c:?} is mapped twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = include_str!("../fixtures/demo/gdprd.toml");
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/gdprd/gdprd.toml"))
+    }
+
+    #[test]
+    fn demo_config_loads_with_paths_resolved() {
+        let c = load(DEMO).expect("demo config");
+        assert_eq!(c.state_dir, Path::new("/etc/gdprd/state"));
+        let demo = c.account("demo").expect("demo account");
+        assert_eq!(demo.submit_dir(), Path::new("/etc/gdprd/accounts/demo/GDPR_Submit"));
+        assert_eq!(demo.retention_days, 3);
+        let StoreConfig::Sqlite(s) = &c.stores["demo"];
+        assert_eq!(s.path, Path::new("/etc/gdprd/demo.db"));
+        assert_eq!(s.phones.default_country_code, "1");
+    }
+
+    fn err(text: &str) -> String {
+        load(text).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = err("state_dir = \"s\"\nstate_dri = \"x\"\n");
+        assert!(e.contains("unknown field `state_dri`"), "{e}");
+        let e = err(&DEMO.replace("retention_days", "retention"));
+        assert!(e.contains("unknown field `retention`"), "{e}");
+        let e = err(&DEMO.replace("personal =", "persnal ="));
+        assert!(e.contains("unknown field `persnal`"), "{e}");
+    }
+
+    #[test]
+    fn inconsistencies_are_refused() {
+        let cases = [
+            (DEMO.replace("timezone = \"UTC\"", "timezone = \"Mars/Base\""), "unknown time zone"),
+            (DEMO.replace("stores = [\"demo\"]", "stores = [\"nope\"]"), "unknown store \"nope\""),
+            (DEMO.replace("name = \"contact_list\"", "name = \"contact list\""), "table names"),
+            (DEMO.replace("default_country_code = \"1\"", "default_country_code = \"+1\""), "default_country_code"),
+            (DEMO.replace("transport = \"local\"", "transport = \"carrier-pigeon\""), "unknown variant"),
+            (format!("{DEMO}\n[limits]\nbatch_size = 0\n"), "must be positive"),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The `sqlite` store: a SQLite database mapped by [`crate::config::TableMapping`]s. It works on a whole batch
+//! with one scan per table: a SQL function, `gdprd_match`, reads each stored device value the way
+//! [`super::matching`] says and looks it up in the batch's set of keys, in memory.
+
+use super::matching;
+use super::{Batch, ExportSink, Found, Store, StoreError};
+use crate::config::{ForgetMode, PhoneConfig, SqliteConfig, TableMapping};
+use crate::requests::DeviceKind;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Callback states that a dialer may be working on: cancelled and committed before the forget deletes them.
+pub const IN_FLIGHT_STATES: [&str; 3] = ["PROCESSING", "QUEUED", "ROUTING"];
+/// The state written when an in-flight callback is cancelled.
+pub const CANCELLED_STATE: &str = "CANCELLED";
+
+/// A SQLite database holding personal data.
+pub struct SqliteStore {
+    name: String,
+    conn: Connection,
+    config: SqliteConfig,
+    wanted: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What a forget scan keeps of a matching row.
+struct Hit {
+    rowid: i64,
+    state: Option<String>,
+    file: Option<String>,
+}
+
+/// One matching row as the scan sees it.
+struct RowMatch<'a> {
+    rowid: i64,
+    targets: &'a [usize],
+    shortcode: Option<String>,
+    state: Option<String>,
+    file: Option<String>,
+    cells: Vec<String>,
+}
+
+fn kind_code(kind: DeviceKind) -> i64 {
+    match kind {
+        DeviceKind::Phone => 0,
+        DeviceKind::Email => 1,
+        DeviceKind::Ipaddr => 2,
+    }
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn text_of(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Some(hex::encode(b)),
+    }
+}
+
+impl SqliteStore {
+    /// Opens an existing database; a missing file is an error, not a new empty database.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when it cannot be opened.
+    pub fn open(name: &str, config: &SqliteConfig) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_with_flags(
+            &config.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(config.busy_timeout_seconds))?;
+        let wanted: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let phones = config.phones.clone();
+        let set = Arc::clone(&wanted);
+        conn.create_scalar_function("gdprd_match", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
+            let kind = match ctx.get::<i64>(0)? {
+                0 => DeviceKind::Phone,
+                1 => DeviceKind::Email,
+                _ => DeviceKind::Ipaddr,
+            };
+            let Some(value) = text_of(ctx.get_raw(1)) else {
+                return Ok(None);
+            };
+            let wanted = set.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+            Ok(matching::find(kind, &value, &phones, &wanted))
+        })?;
+        conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS gdprd_rows(id INTEGER PRIMARY KEY);")?;
+        Ok(SqliteStore {
+            name: name.to_owned(),
+            conn,
+            config: config.clone(),
+            wanted,
+        })
+    }
+
+    fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
+        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in batch.targets.iter().enumerate() {
+            index.entry(t.key.clone()).or_default().push(i);
+        }
+        let mut wanted = self
+            .wanted
+            .lock()
+            .map_err(|_| StoreError::Mapping("match state poisoned".into()))?;
+        *wanted = index.keys().cloned().collect();
+        Ok(index)
+    }
+}
+
+/// The columns of `table`, or an error when it does not exist.
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+    let cols = stmt
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if cols.is_empty() {
+        return Err(StoreError::Mapping(format!("table {table:?} does not exist")));
+    }
+    Ok(cols)
+}
+
+/// Scans `table` once for every target of the batch, calling `each` for every row that at least one target
+/// admits (right account, right shortcode).
+fn scan(
+    conn: &Connection,
+    table: &TableMapping,
+    batch: &Batch,
+    index: &HashMap<String, Vec<usize>>,
+    with_cells: bool,
+    each: &mut dyn FnMut(RowMatch<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let devices = table.device_columns();
+    let matches: Vec<String> = devices
+        .iter()
+        .map(|(kind, col)| format!("gdprd_match({}, {})", kind_code(*kind), quote(col)))
+        .collect();
+    let opt = |c: &Option<String>| c.as_deref().map_or_else(|| "NULL".to_owned(), quote);
+    let sql = format!(
+        "SELECT rowid, {}, {}, {}, {}, {}{} FROM {} WHERE {}",
+        matches.join(", "),
+        opt(&table.account),
+        opt(&table.shortcode),
+        opt(&table.state),
+        opt(&table.file),
+        if with_cells { ", *" } else { "" },
+        quote(&table.name),
+        matches
+            .iter()
+            .map(|m| format!("{m} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    );
+    let skip_cell = match (&table.file, with_cells) {
+        (Some(file), true) => table_columns(conn, &table.name)?.iter().position(|c| c == file),
+        _ => None,
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let ncols = stmt.column_count();
+    let first_cell = 1 + devices.len() + 4;
+    let mut rows = stmt.query([])?;
+    let mut targets = Vec::new();
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        let account = text_of(row.get_ref(1 + devices.len())?);
+        let shortcode = text_of(row.get_ref(2 + devices.len())?);
+        targets.clear();
+        for i in 0..devices.len() {
+            let Some(key) = text_of(row.get_ref(1 + i)?) else {
+                continue;
+            };
+            for &t in index.get(&key).map(Vec::as_slice).unwrap_or_default() {
+                let scope = &batch.scopes[batch.targets[t].scope];
+                let account_ok = table.account.is_none()
+                    || scope.accountid.is_none()
+                    || account.as_deref() == scope.accountid.as_deref();
+                let shortcode_ok = table.shortcode.is_none()
+                    || shortcode
+                        .as_ref()
+                        .is_some_and(|s| scope.shortcodes.contains(s));
+                if account_ok && shortcode_ok && !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        let mut cells = Vec::new();
+        if with_cells {
+            for c in first_cell..ncols {
+                if Some(c - first_cell) != skip_cell {
+                    cells.push(text_of(row.get_ref(c)?).unwrap_or_default());
+                }
+            }
+        }
+        each(RowMatch {
+            rowid,
+            targets: &targets,
+            shortcode,
+            state: text_of(row.get_ref(3 + devices.len())?),
+            file: text_of(row.get_ref(4 + devices.len())?),
+            cells,
+        })?;
+    }
+    Ok(())
+}
+
+/// Fills the temporary row-id table with `ids`.
+fn fill_rows(conn: &Connection, ids: impl Iterator<Item = i64>) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM temp.gdprd_rows", [])?;
+    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO temp.gdprd_rows(id) VALUES (?1)")?;
+    for id in ids {
+        insert.execute([id])?;
+    }
+    Ok(())
+}
+
+/// The path of a recording, which must stay inside `root`.
+fn recording_path(root: Option<&Path>, stored: &str) -> Result<PathBuf, StoreError> {
+    let root = root.ok_or_else(|| StoreError::Mapping("a file column needs files_root".into()))?;
+    let rel = Path::new(stored);
+    let inside = !stored.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if !inside {
+        return Err(StoreError::Mapping(
+            "a recording path points outside files_root; it was left alone".into(),
+        ));
+    }
+    Ok(root.join(rel))
+}
+
+fn erase_table(
+    conn: &Connection,
+    table: &TableMapping,
+    hits: &[Hit],
+    files_root: Option<&Path>,
+) -> Result<(), StoreError> {
+    fill_rows(conn, hits.iter().map(|h| h.rowid))?;
+    for file in hits.iter().filter_map(|h| h.file.as_deref()) {
+        match std::fs::remove_file(recording_path(files_root, file)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    let target = quote(&table.name);
+    let sql = match table.forget {
+        ForgetMode::Delete => format!("DELETE FROM {target} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)"),
+        ForgetMode::Anonymise => {
+            let placeholder = |c: &str| {
+                let c = quote(c);
+                format!("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE 'forgotten-' || lower(hex(randomblob(8))) END")
+            };
+            let redact = |c: &str| {
+                let c = quote(c);
+                format!("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE 'REDACTED' END")
+            };
+            let mut sets: Vec<String> = table.device_columns().iter().map(|(_, c)| placeholder(c)).collect();
+            sets.extend(table.personal.iter().map(|c| redact(c)));
+            sets.extend(table.file.iter().map(|c| format!("{} = NULL", quote(c))));
+            format!(
+                "UPDATE {target} SET {} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)",
+                sets.join(", ")
+            )
+        }
+    };
+    conn.execute(&sql, [])?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&mut self) -> Result<(), StoreError> {
+        for table in &self.config.tables {
+            let cols = table_columns(&self.conn, &table.name)?;
+            let mapped = table
+                .device_columns()
+                .into_iter()
+                .map(|(_, c)| c.to_owned())
+                .chain(table.personal.iter().cloned())
+                .chain(table.account.iter().cloned())
+                .chain(table.shortcode.iter().cloned())
+                .chain(table.state.iter().cloned())
+                .chain(table.file.iter().cloned());
+            for col in mapped {
+                if !cols.contains(&col) {
+                    return Err(StoreError::Mapping(format!("table {:?} has no column {col:?}", table.name)));
+                }
+            }
+            if table.file.is_some() && self.config.files_root.is_none() {
+                return Err(StoreError::Mapping(format!(
+                    "table {:?} maps a file column: set files_root",
+                    table.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn forget(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        let index = self.set_wanted(batch)?;
+        let mut found = vec![0u64; batch.targets.len()];
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut hits: Vec<Vec<Hit>> = Vec::with_capacity(self.config.tables.len());
+        for table in &self.config.tables {
+            let mut table_hits = Vec::new();
+            scan(&tx, table, batch, &index, false, &mut |m| {
+                for &t in m.targets {
+                    found[t] += 1;
+                }
+                table_hits.push(Hit {
+                    rowid: m.rowid,
+                    state: m.state,
+                    file: m.file,
+                });
+                Ok(())
+            })?;
+            hits.push(table_hits);
+        }
+        planned(&found)?;
+        // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
+        let mut cancelled = false;
+        for (table, table_hits) in self.config.tables.iter().zip(&hits) {
+            let Some(state) = &table.state else { continue };
+            let in_flight: Vec<i64> = table_hits
+                .iter()
+                .filter(|h| h.state.as_deref().is_some_and(|s| IN_FLIGHT_STATES.contains(&s)))
+                .map(|h| h.rowid)
+                .collect();
+            if in_flight.is_empty() {
+                continue;
+            }
+            fill_rows(&tx, in_flight.into_iter())?;
+            let states = IN_FLIGHT_STATES.map(|s| format!("'{s}'")).join(", ");
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET {} = '{CANCELLED_STATE}' WHERE rowid IN (SELECT id FROM temp.gdprd_rows) AND {} IN ({states})",
+                    quote(&table.name),
+                    quote(state),
+                    quote(state)
+                ),
+                [],
+            )?;
+            cancelled = true;
+        }
+        let tx = if cancelled {
+            tx.commit()?;
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?
+        } else {
+            tx
+        };
+        for (table, table_hits) in self.config.tables.iter().zip(&hits) {
+            if !table_hits.is_empty() {
+                erase_table(&tx, table, table_hits, self.config.files_root.as_deref())?;
+            }
+        }
+        tx.commit()?;
+        Ok(found)
+    }
+
+    fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
+        let index = self.set_wanted(batch)?;
+        let mut found = vec![0u64; batch.targets.len()];
+        let tx = self.conn.transaction()?;
+        for table in self.config.tables.iter().filter(|t| t.export) {
+            let header: Vec<String> = table_columns(&tx, &table.name)?
+                .into_iter()
+                .filter(|c| Some(c) != table.file.as_ref())
+                .collect();
+            let shared = &self.config.shared_shortcodes;
+            let mut started = false;
+            scan(&tx, table, batch, &index, true, &mut |m| {
+                if m.shortcode.as_ref().is_some_and(|s| shared.contains(s)) {
+                    return Ok(());
+                }
+                if !started {
+                    sink.table(&self.name, &table.name, &header)?;
+                    started = true;
+                }
+                for &t in m.targets {
+                    found[t] += 1;
+                    sink.row(t, &m.cells)?;
+                }
+                Ok(())
+            })?;
+        }
+        tx.finish()?;
+        Ok(found)
+    }
+}
+
+/// Phone rules of a store, for tests and tools that read stored values the same way.
+pub fn phone_rules(config: &SqliteConfig) -> &PhoneConfig {
+    &config.phones
+}
