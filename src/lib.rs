@@ -1,4 +1,25 @@
-//! gdprd carries out GDPR data-subject requests that arrive as files.
+//! gdprd carries out GDPR data-subject requests that arrive as files: customers drop `forget-…json` and
+//! `export-…json` into `GDPR_Submit`; gdprd erases or exports that person's data in every store that holds it and
+//! writes an execution log (and an export archive) into `GDPR_Result`.
+//!
+//! How the modules fit, in the order a file travels:
+//! - [`transports`] notice files in an account's `GDPR_Submit` (today: [`transports::local`]).
+//! - [`requests`] read a file's name and content into validated requests, without I/O.
+//! - [`engine`] executes one file: claim, journal, run every store, write results, resume after a crash.
+//! - [`stores`] are where personal data lives ([`stores::sqlite`]); they forget or export a batch of devices.
+//! - [`results`] are what customers read: execution logs, rejection notices, export archives, written atomically.
+//! - [`ledger`] makes it durable and exactly-once, and keeps the audit trail; [`audit`] hashes devices for it.
+//! - [`daemon`] wires it all and owns shutdown; [`config`] is the TOML it runs from; [`retention`] deletes old
+//!   results; [`demo`] lays out a self-contained demo installation.
+
+pub mod audit;
 pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod engine;
+pub mod ledger;
 pub mod requests;
+pub mod results;
+pub mod retention;
 pub mod stores;
+pub mod transports;

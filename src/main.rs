@@ -1,1 +1,293 @@
-fn main() {}
+//! The `gdprd` command: run the daemon, validate files offline, check a config, lay out a demo.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use gdprd::config::{Config, LogFormat};
+use gdprd::daemon::{self, RunOptions};
+use gdprd::requests::{admit_name, parse, Admission, Limits};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// gdprd carries out GDPR forget and export requests dropped as JSON files.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground until SIGTERM or Ctrl-C.
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = "/etc/gdprd/gdprd.toml")]
+        config: PathBuf,
+        /// Process the files present now (and resume unfinished ones), then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check request files offline exactly as the daemon would; exit 0 only if every file is fully valid.
+    Validate {
+        /// Use this config's limits and the account's time zone.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The account whose time zone decides "today" (default: the config's first account, else UTC).
+        #[arg(long)]
+        account: Option<String>,
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check a config file: syntax, consistency, and that every store's mapping fits its database.
+    CheckConfig {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Lay out a self-contained demo installation in DIR and run it.
+    Demo {
+        /// Where to lay it out.
+        #[arg(long, default_value = "gdprd-demo")]
+        dir: PathBuf,
+        /// Filler contacts in the demo database (besides the seed's sample records).
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Lay out only; do not start the daemon.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Write a demo contact-centre database.
+    DemoDb {
+        /// The database file to create.
+        path: PathBuf,
+        /// Filler contacts.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Folder for the call recordings (default: `recordings` beside the database).
+        #[arg(long)]
+        files_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gdprd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run { config, once } => {
+            let config = Config::load(&config)?;
+            run(config, once)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config, account, files } => validate(config.as_deref(), account.as_deref(), &files),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Demo { dir, rows, no_start } => demo(&dir, rows, no_start),
+        Command::DemoDb { path, rows, files_dir } => {
+            let files = files_dir.unwrap_or_else(|| path.with_file_name("recordings"));
+            gdprd::demo::create_database(&path, rows, &files)?;
+            println!("wrote {} ({rows} filler contacts; recordings in {})", path.display(), files.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn run(config: Config, once: bool) -> Result<()> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signal received; a second signal exits at once");
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
+                std::process::exit(130);
+            });
+        };
+        daemon::run(Arc::new(config), RunOptions { once }, shutdown).await?;
+        Ok(())
+    })
+}
+
+fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> Result<ExitCode> {
+    let (limits, tz) = match config {
+        Some(path) => {
+            let config = Config::load(path)?;
+            let account = match account {
+                Some(name) => Some(config.account(name).with_context(|| format!("no account {name:?} in the config"))?),
+                None => config.accounts.first(),
+            };
+            let tz = account.map_or_else(|| "UTC".to_owned(), |a| a.timezone.clone());
+            (config.limits.request_limits(), tz)
+        }
+        None if account.is_some() => bail!("--account needs --config"),
+        None => (Limits::default(), "UTC".to_owned()),
+    };
+    let today = chrono::Utc::now()
+        .with_timezone(&tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC))
+        .date_naive();
+    let mut all_valid = true;
+    for path in files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (verdict, details) = verdict(path, &name, today, &tz, &limits);
+        all_valid &= verdict.starts_with("VALID") || verdict.starts_with("WAITING");
+        println!("{name}: {verdict}");
+        for line in details {
+            println!("  {line}");
+        }
+    }
+    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn verdict(path: &Path, name: &str, today: chrono::NaiveDate, tz: &str, limits: &Limits) -> (String, Vec<String>) {
+    let (kind, when) = match admit_name(name, today, tz) {
+        Admission::InProgress => return ("IGNORED: a hidden or temporary name is an upload in progress".into(), vec![]),
+        Admission::Reject(reason) => return (format!("REJECTED: {reason}"), vec![]),
+        Admission::Waiting(date) => (FileNameKind::from(name), format!("waits until {date}")),
+        Admission::Due(f) => (FileNameKind(f.kind), "due today".to_owned()),
+    };
+    let cap = limits.max_file_bytes.saturating_add(1);
+    let bytes = match std::fs::File::open(path).and_then(|f| {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, cap), &mut b).map(|_| b)
+    }) {
+        Ok(b) => b,
+        Err(e) => return (format!("UNREADABLE: {e}"), vec![]),
+    };
+    let file = match parse::parse(&bytes, kind.0, limits) {
+        Ok(f) => f,
+        Err(e) => return (format!("REFUSED: {e}"), vec![]),
+    };
+    let mut details = Vec::new();
+    for (r, request) in file.requests.iter().enumerate() {
+        for (c, contact) in request.contacts.iter().enumerate() {
+            if let Err(e) = contact {
+                let key = file.raw_requests[r]["contacts"][c]
+                    .as_object()
+                    .and_then(|o| o.keys().next().cloned())
+                    .unwrap_or_else(|| "?".into());
+                details.push(format!("request {} contact {} ({key}): {e}", r + 1, c + 1));
+            }
+        }
+    }
+    let total = file.contact_count();
+    let summary = format!("{} requests, {total} contacts, {}, {when}", file.requests.len(), file.kind);
+    if details.is_empty() {
+        let prefix = if when == "due today" { "VALID" } else { "WAITING (valid)" };
+        (format!("{prefix}: {summary}"), details)
+    } else {
+        (format!("INVALID: {} of {total} contacts would get an error ({summary})", details.len()), details)
+    }
+}
+
+/// The kind a well-formed name announces.
+struct FileNameKind(gdprd::requests::Kind);
+
+impl From<&str> for FileNameKind {
+    fn from(name: &str) -> Self {
+        FileNameKind(if name.starts_with("export-") {
+            gdprd::requests::Kind::Export
+        } else {
+            gdprd::requests::Kind::Forget
+        })
+    }
+}
+
+fn check_config(path: &Path) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let mut ok = true;
+    for (name, store_config) in &config.stores {
+        match gdprd::stores::open(name, store_config).and_then(|mut s| s.check()) {
+            Ok(()) => println!("store {name}: OK"),
+            Err(e) => {
+                ok = false;
+                println!("store {name}: ERROR: {e}");
+            }
+        }
+    }
+    for a in &config.accounts {
+        let exists = a.root.is_dir();
+        println!(
+            "account {}: root {}{}, time zone {}, stores {}",
+            a.name,
+            a.root.display(),
+            if exists { "" } else { " (missing: created at start)" },
+            a.timezone,
+            a.stores.join(", ")
+        );
+    }
+    println!("state folder: {}", config.state_dir.display());
+    if ok {
+        println!("config OK");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("config has errors");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn demo(dir: &Path, rows: u64, no_start: bool) -> Result<ExitCode> {
+    let layout = gdprd::demo::lay_out(dir, rows)?;
+    let samples = dir.join("samples");
+    std::fs::create_dir_all(&samples)?;
+    for (name, text) in [
+        ("seed-forget.json", include_str!("../fixtures/requests/seed-forget.json")),
+        ("seed-export.json", include_str!("../fixtures/requests/seed-export.json")),
+    ] {
+        std::fs::write(samples.join(name), text)?;
+    }
+    let today = chrono::Utc::now().format("%Y%m%d");
+    println!("gdprd demo installation in {}", dir.display());
+    println!("  config:    {}", layout.config.display());
+    if layout.created_database {
+        println!("  database:  {} ({rows} filler contacts + the seed's sample records)", layout.database.display());
+    } else {
+        println!("  database:  {} (kept from before)", layout.database.display());
+    }
+    println!("  submit to: {}", layout.submit.display());
+    println!("  results:   {}", layout.result.display());
+    println!("Try, from another terminal:");
+    println!(
+        "  cp {} {}/forget-{today}_120000.json",
+        samples.join("seed-forget.json").display(),
+        layout.submit.display()
+    );
+    println!("  cat {}/forget-{today}_120000-execution-log.json", layout.result.display());
+    if no_start {
+        println!("Start it with: gdprd run --config {}", layout.config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::load(&layout.config)?;
+    run(config, false)?;
+    Ok(ExitCode::SUCCESS)
+}

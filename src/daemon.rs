@@ -1,0 +1,181 @@
+//! The daemon wires the parts together and owns shutdown: one worker thread owns the [`Engine`] and executes
+//! files one at a time; the `local` transport's watcher and a periodic rescan feed it [`Job`]s; retention runs
+//! on the same schedule. `main` listens for signals and hands [`run`] a shutdown future: on it, intake stops, the
+//! file in progress stops at its next journal checkpoint, and `run` returns once the worker has drained.
+
+use crate::config::{AccountConfig, Config};
+use crate::engine::{Engine, EngineError, Outcome};
+use crate::retention;
+use crate::transports::{local, Job};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tracing::{debug, error, info, warn};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The engine could not open its state.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// An account folder could not be created or read.
+    #[error("account {account}: {source}")]
+    Account {
+        /// The account.
+        account: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A `GDPR_Submit` folder could not be watched.
+    #[error("cannot watch GDPR_Submit: {0}")]
+    Watch(#[from] notify::Error),
+    /// The worker thread panicked.
+    #[error("the worker thread stopped unexpectedly")]
+    Worker,
+}
+
+/// How [`run`] runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Process what is in every `GDPR_Submit` now (and resume unfinished files), then return.
+    pub once: bool,
+}
+
+/// Creates each account's `GDPR_Submit` and `GDPR_Result` if missing.
+///
+/// # Errors
+/// [`DaemonError::Account`].
+pub fn prepare_accounts(config: &Config) -> Result<(), DaemonError> {
+    for a in &config.accounts {
+        for dir in [a.submit_dir(), a.result_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|source| DaemonError::Account {
+                account: a.name.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
+    let file = job.name.to_string_lossy();
+    match engine.handle(account, &job.name) {
+        Ok(outcome @ (Outcome::Ignored | Outcome::Waiting)) => {
+            debug!(account = %account.name, file = %file, ?outcome, "nothing to do now");
+        }
+        Ok(outcome) => debug!(account = %account.name, file = %file, ?outcome, "handled"),
+        Err(e) => warn!(account = %account.name, file = %file, error = %e, "file not handled; it is retried at the next rescan"),
+    }
+}
+
+fn worker(mut engine: Engine, mut jobs: UnboundedReceiver<Job>, stop: Arc<AtomicBool>) {
+    let accounts = engine.config().accounts.clone();
+    match engine.unfinished() {
+        Ok(list) => {
+            for (account, name) in list {
+                match accounts.iter().position(|a| a.name == account) {
+                    Some(i) => handle(&mut engine, &accounts[i], &Job { account: i, name: name.into() }),
+                    None => warn!(account = %account, file = %name, "unfinished file of an account no longer configured"),
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+        }
+        Err(e) => error!(error = %e, "cannot list unfinished files"),
+    }
+    while let Some(job) = jobs.blocking_recv() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Some(account) = accounts.get(job.account) {
+            handle(&mut engine, account, &job);
+        }
+    }
+}
+
+fn rescan(config: &Config, settle: Duration, jobs: &UnboundedSender<Job>) {
+    for (i, account) in config.accounts.iter().enumerate() {
+        match local::scan(&account.submit_dir(), settle) {
+            Ok(names) => {
+                for name in names {
+                    let _ = jobs.send(Job { account: i, name });
+                }
+            }
+            Err(e) => warn!(account = %account.name, error = %e, "cannot scan GDPR_Submit"),
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` completes (or, with [`RunOptions::once`], until the files present are done).
+///
+/// # Errors
+/// [`DaemonError`] when it cannot start; once started, a failing file is logged, never fatal.
+pub async fn run(config: Arc<Config>, options: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    prepare_accounts(&config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let engine = Engine::new(Arc::clone(&config), Arc::clone(&stop))?;
+    let (tx, rx) = unbounded_channel();
+    let worker_stop = Arc::clone(&stop);
+    let worker = std::thread::Builder::new()
+        .name("gdprd-worker".into())
+        .spawn(move || worker(engine, rx, worker_stop))
+        .map_err(|_| DaemonError::Worker)?;
+    let join = || async move {
+        tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .map_err(|_| DaemonError::Worker)?
+            .map_err(|_| DaemonError::Worker)
+    };
+    if options.once {
+        rescan(&config, Duration::ZERO, &tx);
+        drop(tx);
+        return join().await;
+    }
+    let folders = config.accounts.iter().enumerate().map(|(i, a)| (i, a.submit_dir())).collect();
+    let watcher = local::watch(folders, tx.clone())?;
+    info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
+    let settle = Duration::from_secs(config.intake.settle_seconds);
+    let every = Duration::from_secs(config.intake.rescan_seconds);
+    let intake = {
+        let config = Arc::clone(&config);
+        let tx = tx.clone();
+        async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_sweep: Option<Instant> = None;
+            loop {
+                tick.tick().await;
+                let (config2, tx2) = (Arc::clone(&config), tx.clone());
+                let sweep = last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+                if sweep {
+                    last_sweep = Some(Instant::now());
+                }
+                let _ = tokio::task::spawn_blocking(move || {
+                    rescan(&config2, settle, &tx2);
+                    if sweep {
+                        for account in &config2.accounts {
+                            if let Err(e) = retention::sweep(account, SystemTime::now()) {
+                                warn!(account = %account.name, error = %e, "retention sweep failed");
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = intake => {}
+    }
+    info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
+    stop.store(true, Ordering::SeqCst);
+    drop(watcher);
+    drop(tx);
+    join().await?;
+    info!("stopped");
+    Ok(())
+}

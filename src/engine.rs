@@ -1,0 +1,659 @@
+//! The engine executes one submitted file from start to finish, durably.
+//!
+//! For each name found in an account's `GDPR_Submit` it decides (ignore, wait for its date, reject, resume),
+//! claims the file in the [`Ledger`] with a copy in the state folder, parses it, runs every request against the
+//! account's stores, and writes the results. A forget runs in chunks of `batch_size` devices; each store's step is
+//! planned in the journal before it changes anything and each chunk's responses are journaled when it completes,
+//! so a restart resumes where it stopped: no chunk runs twice and no response changes. An export is read-only
+//! and is simply run again if it was interrupted.
+
+use crate::audit::Secret;
+use crate::config::{AccountConfig, Config};
+use crate::ledger::{AuditEntry, Counts, FileRecord, FileState, Ledger, LedgerError};
+use crate::requests::name::{is_in_progress, stem};
+use crate::requests::{admit_name, parse, Admission, Device, FileName, Kind, RequestFile};
+use crate::results::{archive, atomic, log};
+use crate::stores::{self, Batch, Scope, Store, StoreError, Target};
+use chrono::Utc;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Why a file could not be handled now. The file stays where it is and is tried again later.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Reading the submission or writing a result or state file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> EngineError {
+    let context = context.into();
+    move |source| EngineError::Io { context, source }
+}
+
+/// What happened to a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to do: an upload in progress, a folder, or a file already gone.
+    Ignored,
+    /// Dated in the future: left in place until its day.
+    Waiting,
+    /// Not executed; a rejection notice was written.
+    Rejected,
+    /// Executed (or refused whole); its execution log is in place.
+    Done,
+    /// Stopped between two chunks by a shutdown; it resumes at the next start.
+    Interrupted,
+}
+
+/// Executes files for every account of a configuration.
+pub struct Engine {
+    config: Arc<Config>,
+    ledger: Ledger,
+    secret: Secret,
+    stores: BTreeMap<String, Box<dyn Store>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A file's valid devices, deduplicated per request, with where each appears.
+struct Plan {
+    targets: Vec<Target>,
+    scopes: Vec<Scope>,
+    devices: Vec<Device>,
+    /// (request, contact) positions answered by each target.
+    positions: Vec<Vec<(usize, usize)>>,
+    /// Request index of each target.
+    request_of: Vec<usize>,
+    /// The device text as the customer wrote it, per target.
+    given: Vec<String>,
+    /// Contacts that are not valid devices, with their response.
+    invalid: Vec<((usize, usize), String)>,
+}
+
+impl Plan {
+    fn new(file: &RequestFile) -> Plan {
+        let mut plan = Plan {
+            targets: Vec::new(),
+            scopes: Vec::new(),
+            devices: Vec::new(),
+            positions: Vec::new(),
+            request_of: Vec::new(),
+            given: Vec::new(),
+            invalid: Vec::new(),
+        };
+        for (r, (request, raw)) in file.requests.iter().zip(&file.raw_requests).enumerate() {
+            plan.scopes.push(Scope {
+                accountid: request.accountid.clone(),
+                shortcodes: request.shortcodes.clone(),
+            });
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for (c, contact) in request.contacts.iter().enumerate() {
+                let device = match contact {
+                    Ok(d) => d,
+                    Err(e) => {
+                        plan.invalid.push(((r, c), e.to_string()));
+                        continue;
+                    }
+                };
+                let key = device.match_key();
+                if let Some(&t) = seen.get(&key) {
+                    plan.positions[t].push((r, c));
+                    continue;
+                }
+                seen.insert(key.clone(), plan.targets.len());
+                plan.targets.push(Target {
+                    kind: device.kind(),
+                    key,
+                    scope: r,
+                });
+                plan.devices.push(device.clone());
+                plan.positions.push(vec![(r, c)]);
+                plan.request_of.push(r);
+                plan.given.push(given_value(raw, c).unwrap_or_else(|| device.canonical().to_owned()));
+            }
+        }
+        plan
+    }
+
+    /// Chunk ranges over the targets; always at least one, so invalid contacts are journaled too.
+    fn chunks(&self, size: usize) -> Vec<Range<usize>> {
+        let n = self.targets.len();
+        if n == 0 {
+            return vec![0..0];
+        }
+        (0..n).step_by(size.max(1)).map(|s| s..(s + size).min(n)).collect()
+    }
+}
+
+fn given_value(raw_request: &Value, contact: usize) -> Option<String> {
+    let contact = raw_request.get("contacts")?.get(contact)?.as_object()?;
+    contact.values().next()?.as_str().map(str::to_owned)
+}
+
+fn device_type_of(raw_request: &Value, contact: usize) -> Option<String> {
+    let c = raw_request.get("contacts")?.get(contact)?.as_object()?;
+    match c.keys().next().map(String::as_str) {
+        Some(k @ ("phone" | "email" | "ipaddr")) if c.len() == 1 => Some(k.to_owned()),
+        _ => None,
+    }
+}
+
+/// A store's result for one batch: rows found per target, or why it failed.
+type StoreResult = (String, Result<Vec<u64>, String>);
+
+fn response_text(kind: Kind, per_store: &[StoreResult], target: usize) -> String {
+    let failed: Vec<&str> = per_store.iter().filter_map(|(_, r)| r.as_ref().err().map(String::as_str)).collect();
+    let found: u64 = per_store
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().and_then(|f| f.get(target)))
+        .sum();
+    if !failed.is_empty() {
+        let what = match kind {
+            Kind::Forget => "the forget is not complete there (resubmit to finish it)",
+            Kind::Export => "its data from there is not in the archive (resubmit)",
+        };
+        return format!("ERROR: {}; {what}", failed.join("; "));
+    }
+    if found > 0 {
+        "SUCCESS".into()
+    } else {
+        "SUCCESS: not found".into()
+    }
+}
+
+fn stores_json(per_store: &[StoreResult], target: usize) -> String {
+    let map: serde_json::Map<String, Value> = per_store
+        .iter()
+        .map(|(name, r)| {
+            let v = match r {
+                Ok(found) => Value::from(found.get(target).copied().unwrap_or(0)),
+                Err(_) => Value::from("error"),
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    Value::Object(map).to_string()
+}
+
+fn count(responses: &HashMap<(usize, usize), String>) -> Counts {
+    let mut c = Counts::default();
+    for r in responses.values() {
+        match r.as_str() {
+            "SUCCESS" => c.success += 1,
+            "SUCCESS: not found" => c.not_found += 1,
+            _ => c.errors += 1,
+        }
+    }
+    c
+}
+
+fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one store's part of a forget chunk, journaling its plan before it changes anything.
+fn forget_step(ledger: &Ledger, store: Option<&mut Box<dyn Store>>, open_error: Option<&str>, file_id: i64, chunk: usize, name: &str, batch: &Batch) -> Result<Result<Vec<u64>, String>, LedgerError> {
+    let prior = ledger.step(file_id, chunk, name)?;
+    if let Some((found, true)) = &prior {
+        return Ok(Ok(found.clone()));
+    }
+    let Some(store) = store else {
+        return Ok(Err(format!("store {name:?} unavailable: {}", open_error.unwrap_or("not opened"))));
+    };
+    let planned_before = prior.map(|(p, _)| p);
+    let result = store.forget(batch, &mut |found| match planned_before {
+        Some(_) => Ok(()),
+        None => ledger
+            .plan_step(file_id, chunk, name, found)
+            .map_err(|e| StoreError::Journal(e.to_string())),
+    });
+    match result {
+        Ok(found) => {
+            // On a resumed step the plan, recorded before the first attempt changed anything, is the truth.
+            let found = match planned_before {
+                Some(p) if p.len() == found.len() => p.iter().zip(&found).map(|(a, b)| *a.max(b)).collect(),
+                _ => found,
+            };
+            ledger.finish_step(file_id, chunk, name, &found)?;
+            Ok(Ok(found))
+        }
+        Err(e) => {
+            warn!(store = name, chunk, error = %e, "store failed; its contacts get an error response");
+            Ok(Err(format!("store {name:?} failed: {e}")))
+        }
+    }
+}
+
+impl Engine {
+    /// Opens the ledger and secret in the state folder (creating what is missing). Stores open on first use.
+    ///
+    /// # Errors
+    /// [`EngineError`] when the state folder cannot be prepared.
+    pub fn new(config: Arc<Config>, stop: Arc<AtomicBool>) -> Result<Engine, EngineError> {
+        for dir in [config.state_dir.clone(), config.state_dir.join("claimed"), config.state_dir.join("work")] {
+            std::fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        }
+        let ledger = Ledger::open(&config.state_dir)?;
+        let secret = Secret::load_or_create(&config.state_dir).map_err(io_err("cannot load the installation secret"))?;
+        Ok(Engine {
+            config,
+            ledger,
+            secret,
+            stores: BTreeMap::new(),
+            stop,
+        })
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Files claimed but not finished, as (account, name), to resume at start.
+    ///
+    /// # Errors
+    /// [`EngineError::Ledger`].
+    pub fn unfinished(&self) -> Result<Vec<(String, String)>, EngineError> {
+        Ok(self.ledger.unfinished()?)
+    }
+
+    fn open_store(&mut self, name: &str) -> Option<String> {
+        if self.stores.contains_key(name) {
+            return None;
+        }
+        let Some(config) = self.config.stores.get(name) else {
+            return Some("not configured".into());
+        };
+        match stores::open(name, config) {
+            Ok(store) => {
+                self.stores.insert(name.to_owned(), store);
+                None
+            }
+            Err(e) => {
+                warn!(store = name, error = %e, "store cannot be opened");
+                Some(e.to_string())
+            }
+        }
+    }
+
+    /// Handles the name `name` found in `account`'s `GDPR_Submit`.
+    ///
+    /// # Errors
+    /// [`EngineError`] when the ledger or the file system fails; the file is left for a later try.
+    pub fn handle(&mut self, account: &AccountConfig, name: &OsStr) -> Result<Outcome, EngineError> {
+        let path = account.submit_dir().join(name);
+        let Some(name) = name.to_str() else {
+            let lossy = name.to_string_lossy().into_owned();
+            return self.reject(account, &lossy, &path, "ERROR: file name is not valid UTF-8".into());
+        };
+        if is_in_progress(name) {
+            return Ok(Outcome::Ignored);
+        }
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(format!("cannot stat {name}"))(e)),
+        };
+        match self.ledger.lookup(&account.name, name)? {
+            Some(rec) if rec.state == FileState::Claimed => return self.resume(account, name, &path, rec),
+            Some(rec) if !rec.removed => {
+                remove_if_present(&path).map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+                self.ledger.mark_removed(&account.name, name)?;
+                return Ok(if rec.state == FileState::Rejected { Outcome::Rejected } else { Outcome::Done });
+            }
+            Some(rec) => {
+                if meta.is_none() {
+                    return Ok(Outcome::Ignored);
+                }
+                let reason = format!(
+                    "ERROR: a file named {name} was already submitted (received {}); a name is processed once: submit it again under a new name",
+                    rec.received_at
+                );
+                return self.reject(account, name, &path, reason);
+            }
+            None => {}
+        }
+        let Some(meta) = meta else { return Ok(Outcome::Ignored) };
+        if meta.is_dir() {
+            return Ok(Outcome::Ignored);
+        }
+        if !meta.is_file() {
+            return self.reject(account, name, &path, "ERROR: not a regular file (links and special files are not processed)".into());
+        }
+        let tz = account.tz();
+        let today = Utc::now().with_timezone(&tz).date_naive();
+        let file_name = match admit_name(name, today, &account.timezone) {
+            Admission::InProgress => return Ok(Outcome::Ignored),
+            Admission::Waiting(_) => return Ok(Outcome::Waiting),
+            Admission::Reject(reason) => return self.reject(account, name, &path, reason),
+            Admission::Due(f) => f,
+        };
+        let cap = self.config.limits.max_file_bytes.saturating_add(1);
+        let bytes = read_capped(&path, cap).map_err(io_err(format!("cannot read {name}")))?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let rec = self.ledger.claim(
+            &account.name,
+            name,
+            Some(file_name.kind.as_type()),
+            &sha,
+            bytes.len() as u64,
+            self.config.limits.batch_size,
+        )?;
+        atomic::write(&self.claimed_dir(), &format!("{}.json", rec.id), &bytes)
+            .map_err(io_err("cannot keep a copy of the claimed file"))?;
+        info!(account = %account.name, file = name, id = rec.id, bytes = bytes.len(), "file claimed");
+        self.execute(account, name, &path, file_name.kind, &rec, &bytes)
+    }
+
+    fn claimed_dir(&self) -> PathBuf {
+        self.config.state_dir.join("claimed")
+    }
+
+    fn resume(&mut self, account: &AccountConfig, name: &str, path: &Path, rec: FileRecord) -> Result<Outcome, EngineError> {
+        let kind = FileName::parse(name).map(|f| f.kind).unwrap_or(Kind::Forget);
+        let copy = self.claimed_dir().join(format!("{}.json", rec.id));
+        let cap = self.config.limits.max_file_bytes.saturating_add(1);
+        let bytes = read_capped(&copy, cap).or_else(|_| read_capped(path, cap));
+        let intact = bytes
+            .as_ref()
+            .ok()
+            .filter(|b| rec.sha256.as_deref() == Some(hex::encode(Sha256::digest(b)).as_str()));
+        info!(account = %account.name, file = name, id = rec.id, "resuming claimed file");
+        match intact {
+            Some(bytes) => {
+                let bytes = bytes.clone();
+                self.execute(account, name, path, kind, &rec, &bytes)
+            }
+            None => {
+                let error = "ERROR: the claimed copy of this file was lost or changed after it was claimed; resubmit it under a new name";
+                self.finish_refused(account, name, path, &rec, error, None)
+            }
+        }
+    }
+
+    fn execute(&mut self, account: &AccountConfig, name: &str, path: &Path, kind: Kind, rec: &FileRecord, bytes: &[u8]) -> Result<Outcome, EngineError> {
+        let limits = self.config.limits.request_limits();
+        let file = match parse::parse(bytes, kind, &limits) {
+            Ok(file) => file,
+            Err(e) => {
+                let raw = parse::parse_json(bytes, &limits).ok().and_then(|v| match v.get("requests") {
+                    Some(Value::Array(a)) => Some(a.clone()),
+                    _ => None,
+                });
+                warn!(account = %account.name, file = name, error = %e, "file refused whole");
+                return self.finish_refused(account, name, path, rec, &e.to_string(), raw.as_deref());
+            }
+        };
+        let plan = Plan::new(&file);
+        let mut results = vec![log::log_name(stem(name))];
+        match kind {
+            Kind::Forget => {
+                if self.forget(account, name, rec, &file, &plan)? == Outcome::Interrupted {
+                    return Ok(Outcome::Interrupted);
+                }
+            }
+            Kind::Export => {
+                self.export(account, name, rec, &file, &plan)?;
+                results.push(log::archive_name(stem(name)));
+            }
+        }
+        let responses = self.ledger.responses(rec.id)?;
+        let log_bytes = log::execution_log(&file.raw_requests, |r, c| {
+            responses
+                .get(&(r, c))
+                .cloned()
+                .unwrap_or_else(|| "ERROR: no response was recorded for this contact; resubmit it".into())
+        });
+        let counts = count(&responses);
+        atomic::write(&account.result_dir(), &results[0], &log_bytes).map_err(io_err(format!("cannot write {}", results[0])))?;
+        self.ledger.finish(rec.id, &results, counts, None)?;
+        info!(
+            account = %account.name, file = name, success = counts.success, not_found = counts.not_found,
+            errors = counts.errors, "file done"
+        );
+        self.leave_submit(account, name, path, rec)?;
+        Ok(Outcome::Done)
+    }
+
+    fn finish_refused(&mut self, account: &AccountConfig, name: &str, path: &Path, rec: &FileRecord, error: &str, raw: Option<&[Value]>) -> Result<Outcome, EngineError> {
+        let log_name = log::log_name(stem(name));
+        atomic::write(&account.result_dir(), &log_name, &log::refused_log(name, error, raw))
+            .map_err(io_err(format!("cannot write {log_name}")))?;
+        let now = Utc::now();
+        self.ledger.audit(&AuditEntry {
+            account: account.name.clone(),
+            file: name.to_owned(),
+            requestcase: None,
+            device_type: None,
+            device_hmac: None,
+            action: "refuse".into(),
+            stores: "{}".into(),
+            outcome: error.to_owned(),
+            started: now,
+            finished: now,
+        })?;
+        self.ledger.finish(rec.id, &[log_name], Counts::default(), Some(error))?;
+        self.leave_submit(account, name, path, rec)?;
+        Ok(Outcome::Done)
+    }
+
+    /// The submission leaves `GDPR_Submit` once its result is in place; the claimed copy goes with it.
+    fn leave_submit(&mut self, account: &AccountConfig, name: &str, path: &Path, rec: &FileRecord) -> Result<(), EngineError> {
+        remove_if_present(path).map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+        atomic::sync_dir(&account.submit_dir()).map_err(io_err("cannot sync GDPR_Submit"))?;
+        self.ledger.mark_removed(&account.name, name)?;
+        remove_if_present(&self.claimed_dir().join(format!("{}.json", rec.id))).map_err(io_err("cannot remove the claimed copy"))?;
+        Ok(())
+    }
+
+    fn reject(&mut self, account: &AccountConfig, name: &str, path: &Path, reason: String) -> Result<Outcome, EngineError> {
+        let notice = log::rejected_name(stem(name));
+        atomic::write(&account.result_dir(), &notice, &log::rejection_notice(name, &reason))
+            .map_err(io_err(format!("cannot write {notice}")))?;
+        let now = Utc::now();
+        let entry = AuditEntry {
+            account: account.name.clone(),
+            file: name.to_owned(),
+            requestcase: None,
+            device_type: None,
+            device_hmac: None,
+            action: "reject".into(),
+            stores: "{}".into(),
+            outcome: reason.clone(),
+            started: now,
+            finished: now,
+        };
+        self.ledger.reject(&account.name, name, &reason, &entry)?;
+        remove_if_present(path).map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+        self.ledger.mark_removed(&account.name, name)?;
+        info!(account = %account.name, file = name, reason = %reason, "file rejected");
+        Ok(Outcome::Rejected)
+    }
+
+    fn audit_entries(&self, account: &AccountConfig, name: &str, kind: Kind, file: &RequestFile, plan: &Plan, range: Range<usize>, per_store: &[StoreResult], with_invalid: bool, started: chrono::DateTime<Utc>) -> (Vec<((usize, usize), String)>, Vec<AuditEntry>) {
+        let finished = Utc::now();
+        let action = kind.prefix().to_owned();
+        let mut responses = Vec::new();
+        let mut audit = Vec::new();
+        for (j, t) in range.enumerate() {
+            let text = response_text(kind, per_store, j);
+            responses.extend(plan.positions[t].iter().map(|p| (*p, text.clone())));
+            audit.push(AuditEntry {
+                account: account.name.clone(),
+                file: name.to_owned(),
+                requestcase: file.requests[plan.request_of[t]].requestcase.clone(),
+                device_type: Some(plan.devices[t].kind().key().to_owned()),
+                device_hmac: Some(self.secret.device_hmac(&plan.devices[t])),
+                action: action.clone(),
+                stores: stores_json(per_store, j),
+                outcome: text,
+                started,
+                finished,
+            });
+        }
+        if with_invalid {
+            for ((r, c), error) in &plan.invalid {
+                responses.push(((*r, *c), error.clone()));
+                audit.push(AuditEntry {
+                    account: account.name.clone(),
+                    file: name.to_owned(),
+                    requestcase: file.requests[*r].requestcase.clone(),
+                    device_type: device_type_of(&file.raw_requests[*r], *c),
+                    device_hmac: None,
+                    action: action.clone(),
+                    stores: "{}".into(),
+                    outcome: error.clone(),
+                    started,
+                    finished,
+                });
+            }
+        }
+        (responses, audit)
+    }
+
+    fn forget(&mut self, account: &AccountConfig, name: &str, rec: &FileRecord, file: &RequestFile, plan: &Plan) -> Result<Outcome, EngineError> {
+        let chunks = plan.chunks(rec.batch_size);
+        let total = plan.targets.len();
+        let open_errors: BTreeMap<String, Option<String>> = account
+            .stores
+            .iter()
+            .map(|s| (s.clone(), self.open_store(s)))
+            .collect();
+        for (ci, range) in chunks.iter().enumerate() {
+            if self.ledger.chunk_done(rec.id, ci)? {
+                continue;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                info!(account = %account.name, file = name, chunk = ci, "stopping between chunks; the file resumes at the next start");
+                return Ok(Outcome::Interrupted);
+            }
+            let started = Utc::now();
+            let batch = Batch {
+                targets: plan.targets[range.clone()].to_vec(),
+                scopes: plan.scopes.clone(),
+            };
+            let mut per_store = Vec::new();
+            for store_name in &account.stores {
+                let store = self.stores.get_mut(store_name);
+                let open_error = open_errors.get(store_name).and_then(|e| e.as_deref());
+                let r = forget_step(&self.ledger, store, open_error, rec.id, ci, store_name, &batch)?;
+                per_store.push((store_name.clone(), r));
+            }
+            let (responses, audit) =
+                self.audit_entries(account, name, Kind::Forget, file, plan, range.clone(), &per_store, ci == 0, started);
+            self.ledger.complete_chunk(rec.id, ci, &responses, &audit)?;
+            if chunks.len() > 1 {
+                info!(account = %account.name, file = name, done = range.end, total, "forget progress");
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn export(&mut self, account: &AccountConfig, name: &str, rec: &FileRecord, file: &RequestFile, plan: &Plan) -> Result<(), EngineError> {
+        if self.ledger.chunk_done(rec.id, 0)? {
+            return Ok(());
+        }
+        let started = Utc::now();
+        let prefixes: Vec<[String; 3]> = (0..plan.targets.len())
+            .map(|t| {
+                [
+                    file.requests[plan.request_of[t]].requestcase.clone().unwrap_or_default(),
+                    plan.devices[t].kind().key().to_owned(),
+                    plan.given[t].clone(),
+                ]
+            })
+            .collect();
+        let batch = Batch {
+            targets: plan.targets.clone(),
+            scopes: plan.scopes.clone(),
+        };
+        let work = self.config.state_dir.join("work");
+        let mut parts = Vec::new();
+        let mut per_store = Vec::new();
+        for (i, store_name) in account.stores.iter().enumerate() {
+            let open_error = self.open_store(store_name);
+            let part_path = work.join(format!("{}-{i}.zip", rec.id));
+            let mut part = archive::PartArchive::create(part_path.clone(), prefixes.clone())
+                .map_err(io_err("cannot create an export part in the state folder"))?;
+            let result = match (self.stores.get_mut(store_name), open_error) {
+                (Some(store), None) => store.export(&batch, &mut part).map_err(|e| {
+                    warn!(store = %store_name, error = %e, "store failed during export");
+                    format!("store {store_name:?} failed: {e}")
+                }),
+                (_, e) => Err(format!("store {store_name:?} unavailable: {}", e.unwrap_or_default())),
+            };
+            if result.is_ok() {
+                parts.push(part.finish().map_err(io_err("cannot finish an export part"))?);
+            } else {
+                drop(part);
+                let _ = std::fs::remove_file(&part_path);
+            }
+            per_store.push((store_name.clone(), result));
+        }
+        let archive_name = log::archive_name(stem(name));
+        archive::assemble(&account.result_dir(), &archive_name, &parts).map_err(io_err(format!("cannot write {archive_name}")))?;
+        for part in &parts {
+            let _ = std::fs::remove_file(part);
+        }
+        let (responses, audit) =
+            self.audit_entries(account, name, Kind::Export, file, plan, 0..plan.targets.len(), &per_store, true, started);
+        self.ledger.complete_chunk(rec.id, 0, &responses, &audit)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_follow_the_stores() {
+        let ok = |v: Vec<u64>| ("a".to_owned(), Ok(v));
+        assert_eq!(response_text(Kind::Forget, &[ok(vec![2, 0])], 0), "SUCCESS");
+        assert_eq!(response_text(Kind::Forget, &[ok(vec![2, 0])], 1), "SUCCESS: not found");
+        let failed = ("b".to_owned(), Err("store \"b\" failed: boom".to_owned()));
+        let text = response_text(Kind::Forget, &[ok(vec![2]), failed], 0);
+        assert!(text.starts_with("ERROR: store \"b\" failed: boom;"), "{text}");
+        assert!(text.contains("resubmit"));
+    }
+
+    #[test]
+    fn plan_dedupes_devices_within_a_request() {
+        let text = r#"{"requests":[
+            {"type":"FORGET","contacts":[{"email":"A@b.com"},{"email":"a@B.com"},{"phone":"617"}]},
+            {"type":"FORGET","contacts":[{"email":"a@b.com"}]}]}"#;
+        let file = parse::parse(text.as_bytes(), Kind::Forget, &Default::default()).expect("parses");
+        let plan = Plan::new(&file);
+        assert_eq!(plan.targets.len(), 2, "same device twice in one request runs once; per request it runs again");
+        assert_eq!(plan.positions[0], vec![(0, 0), (0, 1)]);
+        assert_eq!(plan.invalid.len(), 1);
+        assert_eq!(plan.given[0], "A@b.com");
+        assert_eq!(plan.chunks(1), vec![0..1, 1..2]);
+        assert_eq!(plan.chunks(500), vec![0..2]);
+    }
+}

@@ -1,0 +1,505 @@
+//! The ledger: a SQLite database (WAL mode) in the state folder that makes processing durable and exactly-once.
+//!
+//! It records each file claimed (with its hash), the plan and completion of each store's step for each chunk of
+//! a forget, each contact's response as its chunk completes, and the append-only audit trail. After a crash a
+//! claimed file resumes from here: completed chunks are not executed again and their responses do not change.
+//! It never holds a device value in clear: the audit trail keeps a keyed hash (see [`crate::audit`]).
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+/// Why the ledger failed. Fatal for the file at hand (it is retried later), never for the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database refused a statement.
+    #[error("ledger database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A stored plan could not be read back.
+    #[error("ledger holds an unreadable plan: {0}")]
+    Corrupt(String),
+}
+
+/// Where a file stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Taken for processing; not finished.
+    Claimed,
+    /// Executed (or refused whole); its execution log is in place.
+    Done,
+    /// Not executed; its rejection notice is in place.
+    Rejected,
+}
+
+impl FileState {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileState::Claimed => "claimed",
+            FileState::Done => "done",
+            FileState::Rejected => "rejected",
+        }
+    }
+    fn parse(s: &str) -> FileState {
+        match s {
+            "done" => FileState::Done,
+            "rejected" => FileState::Rejected,
+            _ => FileState::Claimed,
+        }
+    }
+}
+
+/// A file's row in the ledger.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// Ledger id.
+    pub id: i64,
+    /// Where it stands.
+    pub state: FileState,
+    /// SHA-256 of the bytes claimed, hex.
+    pub sha256: Option<String>,
+    /// Devices per journal chunk, fixed at claim time.
+    pub batch_size: usize,
+    /// Whether the submission has left `GDPR_Submit`.
+    pub removed: bool,
+    /// When it was received.
+    pub received_at: String,
+    /// Why it was rejected or refused.
+    pub error: Option<String>,
+}
+
+/// The outcome counts of a finished file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Contacts answered `SUCCESS`.
+    pub success: u64,
+    /// Contacts answered `SUCCESS: not found`.
+    pub not_found: u64,
+    /// Contacts answered `ERROR: …`.
+    pub errors: u64,
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Account name.
+    pub account: String,
+    /// Submission file name.
+    pub file: String,
+    /// The request's `requestcase`.
+    pub requestcase: Option<String>,
+    /// `phone`, `email`, `ipaddr`, or none for a contact of unknown shape or a file-level event.
+    pub device_type: Option<String>,
+    /// HMAC-SHA256 of the canonical device, hex; none when the device was invalid.
+    pub device_hmac: Option<String>,
+    /// `forget`, `export` or `reject`.
+    pub action: String,
+    /// Rows found per store, as a JSON object.
+    pub stores: String,
+    /// The response given.
+    pub outcome: String,
+    /// When the work on it started.
+    pub started: DateTime<Utc>,
+    /// When it finished.
+    pub finished: DateTime<Utc>,
+}
+
+/// The ledger database.
+pub struct Ledger {
+    conn: Connection,
+}
+
+const SCHEMA: &str = r"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT,
+    sha256 TEXT,
+    size INTEGER,
+    batch_size INTEGER NOT NULL DEFAULT 500,
+    state TEXT NOT NULL,
+    error TEXT,
+    received_at TEXT NOT NULL,
+    finished_at TEXT,
+    removed INTEGER NOT NULL DEFAULT 0,
+    results TEXT,
+    success INTEGER NOT NULL DEFAULT 0,
+    not_found INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account, name)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    chunk INTEGER NOT NULL,
+    store TEXT NOT NULL,
+    planned TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (file_id, chunk, store)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    chunk INTEGER NOT NULL,
+    PRIMARY KEY (file_id, chunk)
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    request INTEGER NOT NULL,
+    contact INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    PRIMARY KEY (file_id, request, contact)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    file TEXT NOT NULL,
+    requestcase TEXT,
+    device_type TEXT,
+    device_hmac TEXT,
+    action TEXT NOT NULL,
+    stores TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+";
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ledger {
+    /// Opens (creating if needed) `state_dir/ledger.db`.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`] when it cannot be opened or migrated.
+    pub fn open(state_dir: &Path) -> Result<Ledger, LedgerError> {
+        let conn = Connection::open(state_dir.join("ledger.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Ledger { conn })
+    }
+
+    /// Opens an existing ledger read-only, for tools that run beside the daemon.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`] when it cannot be opened.
+    pub fn open_read_only(state_dir: &Path) -> Result<Ledger, LedgerError> {
+        let conn = Connection::open_with_flags(
+            state_dir.join("ledger.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(Ledger { conn })
+    }
+
+    /// The raw connection, for read-only reporting.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The record of `name` in `account`, if it was ever claimed or rejected.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn lookup(&self, account: &str, name: &str) -> Result<Option<FileRecord>, LedgerError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, state, sha256, batch_size, removed, received_at, error FROM files WHERE account = ?1 AND name = ?2",
+                params![account, name],
+                |r| {
+                    Ok(FileRecord {
+                        id: r.get(0)?,
+                        state: FileState::parse(&r.get::<_, String>(1)?),
+                        sha256: r.get(2)?,
+                        batch_size: usize::try_from(r.get::<_, i64>(3)?).unwrap_or(1).max(1),
+                        removed: r.get(4)?,
+                        received_at: r.get(5)?,
+                        error: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records a file as claimed; its name is then taken for good.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`], including when the name is already recorded.
+    pub fn claim(&self, account: &str, name: &str, kind: Option<&str>, sha256: &str, size: u64, batch_size: usize) -> Result<FileRecord, LedgerError> {
+        let received = now();
+        self.conn.execute(
+            "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'claimed', ?7)",
+            params![account, name, kind, sha256, size as i64, batch_size as i64, received],
+        )?;
+        Ok(FileRecord {
+            id: self.conn.last_insert_rowid(),
+            state: FileState::Claimed,
+            sha256: Some(sha256.to_owned()),
+            batch_size,
+            removed: false,
+            received_at: received,
+            error: None,
+        })
+    }
+
+    /// Records a file that was not executed, with the reason, and its audit entry.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn reject(&mut self, account: &str, name: &str, reason: &str, audit: &AuditEntry) -> Result<(), LedgerError> {
+        let tx = self.conn.transaction()?;
+        let at = now();
+        tx.execute(
+            "INSERT INTO files (account, name, state, error, received_at, finished_at) VALUES (?1, ?2, 'rejected', ?3, ?4, ?4)
+             ON CONFLICT (account, name) DO NOTHING",
+            params![account, name, reason, at],
+        )?;
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an audit entry on its own (a duplicate submission, say).
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), LedgerError> {
+        insert_audit(&self.conn, entry)
+    }
+
+    /// The plan and completion of `store`'s step for `chunk` of file `id`.
+    ///
+    /// # Errors
+    /// [`LedgerError`].
+    pub fn step(&self, id: i64, chunk: usize, store: &str) -> Result<Option<(Vec<u64>, bool)>, LedgerError> {
+        let row: Option<(String, bool)> = self
+            .conn
+            .query_row(
+                "SELECT planned, done FROM steps WHERE file_id = ?1 AND chunk = ?2 AND store = ?3",
+                params![id, chunk as i64, store],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(planned, done)| {
+            serde_json::from_str::<Vec<u64>>(&planned)
+                .map(|p| (p, done))
+                .map_err(|e| LedgerError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
+    /// Records what `store` found for `chunk` before it changes anything.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn plan_step(&self, id: i64, chunk: usize, store: &str, found: &[u64]) -> Result<(), LedgerError> {
+        let planned = serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO steps (file_id, chunk, store, planned) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned",
+            params![id, chunk as i64, store, planned],
+        )?;
+        Ok(())
+    }
+
+    /// Records that `store` committed its step for `chunk`.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn finish_step(&self, id: i64, chunk: usize, store: &str, found: &[u64]) -> Result<(), LedgerError> {
+        let planned = serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO steps (file_id, chunk, store, planned, done) VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned, done = 1",
+            params![id, chunk as i64, store, planned],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `chunk` of file `id` has completed (its responses are journaled).
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn chunk_done(&self, id: i64, chunk: usize) -> Result<bool, LedgerError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM chunks WHERE file_id = ?1 AND chunk = ?2",
+                params![id, chunk as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Completes `chunk` of file `id`: its contacts' responses and audit entries, in one transaction.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`]; then nothing of the chunk is recorded.
+    pub fn complete_chunk(&mut self, id: i64, chunk: usize, responses: &[((usize, usize), String)], audit: &[AuditEntry]) -> Result<(), LedgerError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO chunks (file_id, chunk) VALUES (?1, ?2)",
+            params![id, chunk as i64],
+        )?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO contacts (file_id, request, contact, response) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for ((request, contact), response) in responses {
+                insert.execute(params![id, *request as i64, *contact as i64, response])?;
+            }
+        }
+        for entry in audit {
+            insert_audit(&tx, entry)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The journaled responses of file `id`, by (request, contact).
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn responses(&self, id: i64) -> Result<std::collections::HashMap<(usize, usize), String>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT request, contact, response FROM contacts WHERE file_id = ?1")?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((
+                (r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize),
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks file `id` done, with its result names, counts and file-level error if it was refused whole.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn finish(&self, id: i64, results: &[String], counts: Counts, error: Option<&str>) -> Result<(), LedgerError> {
+        self.conn.execute(
+            "UPDATE files SET state = 'done', finished_at = ?2, results = ?3, success = ?4, not_found = ?5, errors = ?6, error = ?7 WHERE id = ?1",
+            params![
+                id,
+                now(),
+                results.join(" "),
+                counts.success as i64,
+                counts.not_found as i64,
+                counts.errors as i64,
+                error
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks that the submission of `account`/`name` has left `GDPR_Submit`.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn mark_removed(&self, account: &str, name: &str) -> Result<(), LedgerError> {
+        self.conn.execute(
+            "UPDATE files SET removed = 1 WHERE account = ?1 AND name = ?2",
+            params![account, name],
+        )?;
+        Ok(())
+    }
+
+    /// Files claimed but not finished, as (account, name): resumed at start.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn unfinished(&self) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT account, name FROM files WHERE state = 'claimed' OR removed = 0 ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// FileState as stored, for reporting.
+    pub fn state_name(state: FileState) -> &'static str {
+        state.as_str()
+    }
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), LedgerError> {
+    let ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    conn.prepare_cached(
+        "INSERT INTO audit (account, file, requestcase, device_type, device_hmac, action, stores, outcome, started, finished)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        e.account,
+        e.file,
+        e.requestcase,
+        e.device_type,
+        e.device_hmac,
+        e.action,
+        e.stores,
+        e.outcome,
+        ts(&e.started),
+        ts(&e.finished)
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> AuditEntry {
+        AuditEntry {
+            account: "a".into(),
+            file: "f".into(),
+            requestcase: None,
+            device_type: Some("phone".into()),
+            device_hmac: Some("00".into()),
+            action: "forget".into(),
+            stores: "{}".into(),
+            outcome: "SUCCESS".into(),
+            started: Utc::now(),
+            finished: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn claim_plan_complete_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut l = Ledger::open(dir.path()).expect("open");
+        assert!(l.lookup("a", "f").expect("lookup").is_none());
+        let rec = l.claim("a", "f", Some("FORGET"), "abc", 10, 2).expect("claim");
+        assert!(l.claim("a", "f", None, "abc", 10, 2).is_err(), "a name is claimed once");
+        l.plan_step(rec.id, 0, "s", &[1, 0]).expect("plan");
+        assert_eq!(l.step(rec.id, 0, "s").expect("step"), Some((vec![1, 0], false)));
+        l.finish_step(rec.id, 0, "s", &[1, 0]).expect("finish");
+        assert_eq!(l.step(rec.id, 0, "s").expect("step"), Some((vec![1, 0], true)));
+        l.complete_chunk(rec.id, 0, &[((0, 0), "SUCCESS".into())], &[entry()]).expect("complete");
+        assert!(l.chunk_done(rec.id, 0).expect("done"));
+        assert!(l.complete_chunk(rec.id, 0, &[], &[]).is_err(), "a chunk completes once");
+        assert_eq!(l.responses(rec.id).expect("responses")[&(0, 0)], "SUCCESS");
+        assert_eq!(l.unfinished().expect("unfinished"), vec![("a".to_owned(), "f".to_owned())]);
+        l.finish(rec.id, &["f-execution-log.json".into()], Counts::default(), None).expect("finish");
+        l.mark_removed("a", "f").expect("removed");
+        assert!(l.unfinished().expect("unfinished").is_empty());
+        assert_eq!(l.lookup("a", "f").expect("lookup").expect("some").state, FileState::Done);
+    }
+
+    #[test]
+    fn audit_is_append_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Ledger::open(dir.path()).expect("open");
+        l.audit(&entry()).expect("insert");
+        let err = l.conn.execute("DELETE FROM audit", []).expect_err("refused");
+        assert!(err.to_string().contains("append-only"));
+        assert!(l.conn.execute("UPDATE audit SET outcome = 'x'", []).is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! Retention: results hold personal data, so files in `GDPR_Result` older than the account's retention period
+//! are deleted. The ledger and its audit trail are kept (they hold no device in clear).
+
+use crate::config::AccountConfig;
+use std::io;
+use std::time::{Duration, SystemTime};
+use tracing::info;
+
+/// Deletes the account's result files last modified more than `retention_days` ago; returns how many.
+///
+/// # Errors
+/// The I/O error reading the folder; files that cannot be removed are skipped and tried again next sweep.
+pub fn sweep(account: &AccountConfig, now: SystemTime) -> io::Result<usize> {
+    let keep = Duration::from_secs(u64::from(account.retention_days) * 86_400);
+    let mut removed = 0;
+    for entry in std::fs::read_dir(account.result_dir())? {
+        let entry = entry?;
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > keep);
+        if meta.is_file() && old && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        info!(account = %account.name, removed, "retention: old results deleted");
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_results_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let account: AccountConfig = toml::from_str(&format!(
+            "name = \"a\"\nroot = {:?}\nstores = [\"s\"]\nretention_days = 3\n",
+            dir.path()
+        ))
+        .expect("account");
+        std::fs::create_dir_all(account.result_dir()).expect("mkdir");
+        std::fs::write(account.result_dir().join("x-execution-log.json"), b"{}").expect("write");
+        assert_eq!(sweep(&account, SystemTime::now()).expect("sweep"), 0);
+        let later = SystemTime::now() + Duration::from_secs(4 * 86_400);
+        assert_eq!(sweep(&account, later).expect("sweep"), 1);
+        assert_eq!(std::fs::read_dir(account.result_dir()).expect("ls").count(), 0);
+    }
+}

@@ -1,0 +1,15 @@
+//! Transports bring files into `GDPR_Submit` and tell the engine which names to look at. Each sends [`Job`]s;
+//! the engine decides what a name means. Today: [`local`] (a local folder, watched and rescanned).
+
+pub mod local;
+
+use std::ffi::OsString;
+
+/// A name to look at in an account's `GDPR_Submit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Index of the account in the config.
+    pub account: usize,
+    /// The file name.
+    pub name: OsString,
+}
