@@ -27,10 +27,14 @@ impl Secret {
         let path = state_dir.join("secret.key");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "secret.key must hold 32 bytes in hex"))?;
+                let bytes = hex::decode(text.trim())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "secret.key must hold 32 bytes in hex",
+                    )
+                })?;
                 Ok(Secret(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -57,7 +61,8 @@ impl Secret {
     /// The keyed hash of any text, hex.
     pub fn hmac(&self, text: &str) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
         mac.update(text.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -78,11 +83,18 @@ mod tests {
         assert!(!a.device_hmac(&d).contains("7815551212"));
         let other = tempfile::tempdir().expect("tempdir");
         let c = Secret::load_or_create(other.path()).expect("create");
-        assert_ne!(a.device_hmac(&d), c.device_hmac(&d), "another installation, another key");
+        assert_ne!(
+            a.device_hmac(&d),
+            c.device_hmac(&d),
+            "another installation, another key"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secret.key")).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("secret.key"))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -374,7 +374,13 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
         let base = std::path::absolute(&base).unwrap_or(base);
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
         let mut config = Config {
             path: path.to_owned(),
             state_dir: resolve(&raw.state_dir),
@@ -405,7 +411,10 @@ impl Config {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A SQL identifier we accept unquoted in a mapping: letters, digits and `_`, not starting with a digit.
@@ -426,16 +435,25 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
     let mut names = HashSet::new();
     for a in &raw.accounts {
         if !is_name(&a.name) {
-            return Err(format!("account {:?}: name must be 1-64 letters, digits, '-' or '_'", a.name));
+            return Err(format!(
+                "account {:?}: name must be 1-64 letters, digits, '-' or '_'",
+                a.name
+            ));
         }
         if !names.insert(&a.name) {
             return Err(format!("account {:?} is defined twice", a.name));
         }
         if a.timezone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(format!("account {:?}: unknown time zone {:?} (use an IANA name such as \"Europe/Paris\")", a.name, a.timezone));
+            return Err(format!(
+                "account {:?}: unknown time zone {:?} (use an IANA name such as \"Europe/Paris\")",
+                a.name, a.timezone
+            ));
         }
         if a.stores.is_empty() {
-            return Err(format!("account {:?}: stores is empty: name at least one store", a.name));
+            return Err(format!(
+                "account {:?}: stores is empty: name at least one store",
+                a.name
+            ));
         }
         for s in &a.stores {
             if !raw.stores.contains_key(s) {
@@ -445,7 +463,9 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
     }
     for (name, store) in &raw.stores {
         if !is_name(name) {
-            return Err(format!("store {name:?}: name must be 1-64 letters, digits, '-' or '_'"));
+            return Err(format!(
+                "store {name:?}: name must be 1-64 letters, digits, '-' or '_'"
+            ));
         }
         match store {
             StoreConfig::Sqlite(s) => validate_tables(name, &s.tables, &s.phones)?,
@@ -454,13 +474,21 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_tables(store: &str, tables: &[TableMapping], phones: &PhoneConfig) -> Result<(), String> {
+fn validate_tables(
+    store: &str,
+    tables: &[TableMapping],
+    phones: &PhoneConfig,
+) -> Result<(), String> {
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if !digits(&phones.default_country_code) || phones.default_country_code.len() > 3 {
-        return Err(format!("store {store:?}: phones.default_country_code must be 1-3 digits or empty"));
+        return Err(format!(
+            "store {store:?}: phones.default_country_code must be 1-3 digits or empty"
+        ));
     }
     if !digits(&phones.trunk_prefix) || !digits(&phones.international_prefix) {
-        return Err(format!("store {store:?}: phones.trunk_prefix and phones.international_prefix must be digits"));
+        return Err(format!(
+            "store {store:?}: phones.trunk_prefix and phones.international_prefix must be digits"
+        ));
     }
     if tables.is_empty() {
         return Err(format!("store {store:?}: no tables mapped"));
@@ -475,12 +503,16 @@ fn validate_tables(store: &str, tables: &[TableMapping], phones: &PhoneConfig) -
             return Err(format!("{at}: mapped twice"));
         }
         if t.device_columns().is_empty() {
-            return Err(format!("{at}: map at least one phone, email or ipaddr column"));
+            return Err(format!(
+                "{at}: map at least one phone, email or ipaddr column"
+            ));
         }
         let mut cols = HashSet::new();
         for c in t.columns() {
             if !is_identifier(c) {
-                return Err(format!("{at}: column {c:?}: column names must be letters, digits and '_'"));
+                return Err(format!(
+                    "{at}: column {c:?}: column names must be letters, digits and '_'"
+                ));
             }
             if !cols.insert(c) {
                 return Err(format!("{at}: column {c:?} is mapped twice"));
@@ -505,7 +537,10 @@ mod tests {
         let c = load(DEMO).expect("demo config");
         assert_eq!(c.state_dir, Path::new("/etc/gdprd/state"));
         let demo = c.account("demo").expect("demo account");
-        assert_eq!(demo.submit_dir(), Path::new("/etc/gdprd/accounts/demo/GDPR_Submit"));
+        assert_eq!(
+            demo.submit_dir(),
+            Path::new("/etc/gdprd/accounts/demo/GDPR_Submit")
+        );
         assert_eq!(demo.retention_days, 3);
         let StoreConfig::Sqlite(s) = &c.stores["demo"];
         assert_eq!(s.path, Path::new("/etc/gdprd/demo.db"));
@@ -529,12 +564,33 @@ mod tests {
     #[test]
     fn inconsistencies_are_refused() {
         let cases = [
-            (DEMO.replace("timezone = \"UTC\"", "timezone = \"Mars/Base\""), "unknown time zone"),
-            (DEMO.replace("stores = [\"demo\"]", "stores = [\"nope\"]"), "unknown store \"nope\""),
-            (DEMO.replace("name = \"contact_list\"", "name = \"contact list\""), "table names"),
-            (DEMO.replace("default_country_code = \"1\"", "default_country_code = \"+1\""), "default_country_code"),
-            (DEMO.replace("transport = \"local\"", "transport = \"carrier-pigeon\""), "unknown variant"),
-            (format!("{DEMO}\n[limits]\nbatch_size = 0\n"), "must be positive"),
+            (
+                DEMO.replace("timezone = \"UTC\"", "timezone = \"Mars/Base\""),
+                "unknown time zone",
+            ),
+            (
+                DEMO.replace("stores = [\"demo\"]", "stores = [\"nope\"]"),
+                "unknown store \"nope\"",
+            ),
+            (
+                DEMO.replace("name = \"contact_list\"", "name = \"contact list\""),
+                "table names",
+            ),
+            (
+                DEMO.replace(
+                    "default_country_code = \"1\"",
+                    "default_country_code = \"+1\"",
+                ),
+                "default_country_code",
+            ),
+            (
+                DEMO.replace("transport = \"local\"", "transport = \"carrier-pigeon\""),
+                "unknown variant",
+            ),
+            (
+                format!("{DEMO}\n[limits]\nbatch_size = 0\n"),
+                "must be positive",
+            ),
         ];
         for (text, want) in cases {
             let e = err(&text);

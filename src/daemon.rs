@@ -66,7 +66,9 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
             debug!(account = %account.name, file = %file, ?outcome, "nothing to do now");
         }
         Ok(outcome) => debug!(account = %account.name, file = %file, ?outcome, "handled"),
-        Err(e) => warn!(account = %account.name, file = %file, error = %e, "file not handled; it is retried at the next rescan"),
+        Err(e) => {
+            warn!(account = %account.name, file = %file, error = %e, "file not handled; it is retried at the next rescan")
+        }
     }
 }
 
@@ -76,8 +78,17 @@ fn worker(mut engine: Engine, mut jobs: UnboundedReceiver<Job>, stop: Arc<Atomic
         Ok(list) => {
             for (account, name) in list {
                 match accounts.iter().position(|a| a.name == account) {
-                    Some(i) => handle(&mut engine, &accounts[i], &Job { account: i, name: name.into() }),
-                    None => warn!(account = %account, file = %name, "unfinished file of an account no longer configured"),
+                    Some(i) => handle(
+                        &mut engine,
+                        &accounts[i],
+                        &Job {
+                            account: i,
+                            name: name.into(),
+                        },
+                    ),
+                    None => {
+                        warn!(account = %account, file = %name, "unfinished file of an account no longer configured")
+                    }
                 }
                 if stop.load(Ordering::SeqCst) {
                     return;
@@ -113,7 +124,11 @@ fn rescan(config: &Config, settle: Duration, jobs: &UnboundedSender<Job>) {
 ///
 /// # Errors
 /// [`DaemonError`] when it cannot start; once started, a failing file is logged, never fatal.
-pub async fn run(config: Arc<Config>, options: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Arc<Config>,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     prepare_accounts(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let engine = Engine::new(Arc::clone(&config), Arc::clone(&stop))?;
@@ -134,7 +149,12 @@ pub async fn run(config: Arc<Config>, options: RunOptions, shutdown: impl Future
         drop(tx);
         return join().await;
     }
-    let folders = config.accounts.iter().enumerate().map(|(i, a)| (i, a.submit_dir())).collect();
+    let folders = config
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i, a.submit_dir()))
+        .collect();
     let watcher = local::watch(folders, tx.clone())?;
     info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
     let settle = Duration::from_secs(config.intake.settle_seconds);

@@ -91,8 +91,12 @@ fn messy(national: &str, style: u64) -> String {
     }
 }
 
-const FIRST: [&str; 8] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken"];
-const LAST: [&str; 8] = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"];
+const FIRST: [&str; 8] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
+];
+const LAST: [&str; 8] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",
+];
 
 /// Writes the demo database at `path` (which must not exist) with `rows` filler contacts, and recording files
 /// under `files_dir`.
@@ -106,7 +110,8 @@ pub fn create_database(path: &Path, rows: u64, files_dir: &Path) -> Result<(), D
             source: io::Error::from(io::ErrorKind::AlreadyExists),
         });
     }
-    std::fs::create_dir_all(files_dir).map_err(io_err(format!("cannot create {}", files_dir.display())))?;
+    std::fs::create_dir_all(files_dir)
+        .map_err(io_err(format!("cannot create {}", files_dir.display())))?;
     let mut conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
     conn.execute_batch(SCHEMA)?;
@@ -123,7 +128,8 @@ fn recording(files_dir: &Path, rel: &str) -> Result<(), DemoError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
     }
-    std::fs::write(&path, b"RIFF\x24\0\0\0WAVEfmt demo recording").map_err(io_err(format!("cannot write {}", path.display())))
+    std::fs::write(&path, b"RIFF\x24\0\0\0WAVEfmt demo recording")
+        .map_err(io_err(format!("cannot write {}", path.display())))
 }
 
 /// Rows for every well-formed device of the seed's two sample requests, in several tables, under the sample's
@@ -136,35 +142,186 @@ fn seed_sample(tx: &Connection, files_dir: &Path) -> Result<(), DemoError> {
         "INSERT INTO contact_list (account_id, first_name, last_name, phone, mobile, email, company, address, notes, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    contact.execute(params![a, "Ada", "Lovelace", "(781) 555-1212", "617-555-1212", "TEST@test.com", "Analytical Engines", "12 Babbage St", "prefers evenings", now])?;
-    contact.execute(params![a, "Grace", "Hopper", "+44 20 7946 0018", None::<String>, "genesys@genesys.com", "=HYPERLINK(\"http://x\")", "1 Cobol Way", "-called twice", now])?;
-    contact.execute(params![a, "Alan", "Turing", "6175551313", None::<String>, "alan@bletchley.example", "Bletchley", "3 Enigma Rd", "", now])?;
-    contact.execute(params![a, "Barbara", "Liskov", None::<String>, None::<String>, "test2@test.com", "CLU", "5 Substitution Ave", "", now])?;
-    contact.execute(params![a, "Edsger", "Dijkstra", None::<String>, "7815551313", "Genesys2@Genesys.com", "THE", "4 Shortest Path", "@mention", now])?;
-    contact.execute(params![OTHER_ACCOUNT, "Other", "Tenant", "(781) 555-1212", None::<String>, "test@test.com", "Other Co", "9 Elsewhere", "not ours", now])?;
+    contact.execute(params![
+        a,
+        "Ada",
+        "Lovelace",
+        "(781) 555-1212",
+        "617-555-1212",
+        "TEST@test.com",
+        "Analytical Engines",
+        "12 Babbage St",
+        "prefers evenings",
+        now
+    ])?;
+    contact.execute(params![
+        a,
+        "Grace",
+        "Hopper",
+        "+44 20 7946 0018",
+        None::<String>,
+        "genesys@genesys.com",
+        "=HYPERLINK(\"http://x\")",
+        "1 Cobol Way",
+        "-called twice",
+        now
+    ])?;
+    contact.execute(params![
+        a,
+        "Alan",
+        "Turing",
+        "6175551313",
+        None::<String>,
+        "alan@bletchley.example",
+        "Bletchley",
+        "3 Enigma Rd",
+        "",
+        now
+    ])?;
+    contact.execute(params![
+        a,
+        "Barbara",
+        "Liskov",
+        None::<String>,
+        None::<String>,
+        "test2@test.com",
+        "CLU",
+        "5 Substitution Ave",
+        "",
+        now
+    ])?;
+    contact.execute(params![
+        a,
+        "Edsger",
+        "Dijkstra",
+        None::<String>,
+        "7815551313",
+        "Genesys2@Genesys.com",
+        "THE",
+        "4 Shortest Path",
+        "@mention",
+        now
+    ])?;
+    contact.execute(params![
+        OTHER_ACCOUNT,
+        "Other",
+        "Tenant",
+        "(781) 555-1212",
+        None::<String>,
+        "test@test.com",
+        "Other Co",
+        "9 Elsewhere",
+        "not ours",
+        now
+    ])?;
     let mut attempt = tx.prepare(
         "INSERT INTO contact_attempt (account_id, contact_id, dialed_number, attempted_at, outcome, agent, agent_notes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    attempt.execute(params![a, 1, "7815551212", now, "ANSWERED", "agent7", "asked about invoice"])?;
-    attempt.execute(params![a, 1, "1-781-555-1212", now, "NO_ANSWER", "agent2", ""])?;
-    attempt.execute(params![a, 4, "(781) 555-1313", now, "BUSY", "agent7", "call back later"])?;
-    attempt.execute(params![a, 1, "617.555.1212", now, "ANSWERED", "agent3", "mobile"])?;
-    attempt.execute(params![OTHER_ACCOUNT, 5, "7815551212", now, "ANSWERED", "agent9", "other tenant"])?;
+    attempt.execute(params![
+        a,
+        1,
+        "7815551212",
+        now,
+        "ANSWERED",
+        "agent7",
+        "asked about invoice"
+    ])?;
+    attempt.execute(params![
+        a,
+        1,
+        "1-781-555-1212",
+        now,
+        "NO_ANSWER",
+        "agent2",
+        ""
+    ])?;
+    attempt.execute(params![
+        a,
+        4,
+        "(781) 555-1313",
+        now,
+        "BUSY",
+        "agent7",
+        "call back later"
+    ])?;
+    attempt.execute(params![
+        a,
+        1,
+        "617.555.1212",
+        now,
+        "ANSWERED",
+        "agent3",
+        "mobile"
+    ])?;
+    attempt.execute(params![
+        OTHER_ACCOUNT,
+        5,
+        "7815551212",
+        now,
+        "ANSWERED",
+        "agent9",
+        "other tenant"
+    ])?;
     let mut callback = tx.prepare(
         "INSERT INTO callback (account_id, customer_number, customer_name, state, scheduled_for) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     callback.execute(params![a, "+1 781-555-1212", "Ada Lovelace", "QUEUED", now])?;
-    callback.execute(params![a, "(781) 555-1212", "Ada Lovelace", "SCHEDULED", now])?;
-    callback.execute(params![a, "617 555 1212", "Ada Lovelace", "PROCESSING", now])?;
-    callback.execute(params![a, "781-555-1313", "Edsger Dijkstra", "COMPLETED", now])?;
-    callback.execute(params![a, "781.555.1313", "Edsger Dijkstra", "ROUTING", now])?;
+    callback.execute(params![
+        a,
+        "(781) 555-1212",
+        "Ada Lovelace",
+        "SCHEDULED",
+        now
+    ])?;
+    callback.execute(params![
+        a,
+        "617 555 1212",
+        "Ada Lovelace",
+        "PROCESSING",
+        now
+    ])?;
+    callback.execute(params![
+        a,
+        "781-555-1313",
+        "Edsger Dijkstra",
+        "COMPLETED",
+        now
+    ])?;
+    callback.execute(params![
+        a,
+        "781.555.1313",
+        "Edsger Dijkstra",
+        "ROUTING",
+        now
+    ])?;
     let mut sms = tx.prepare(
         "INSERT INTO sms_message (account_id, shortcode, msisdn, direction, body, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     sms.execute(params![a, "11111", "17815551212", "MO", "STOP", now])?;
-    sms.execute(params![a, "22222", "+16175551212", "MT", "Your code is 1234", now])?;
-    sms.execute(params![a, "99999", "17815551212", "MT", "shared shortcode campaign", now])?;
-    sms.execute(params![a, "33333", "17815551212", "MT", "a shortcode the request did not name", now])?;
+    sms.execute(params![
+        a,
+        "22222",
+        "+16175551212",
+        "MT",
+        "Your code is 1234",
+        now
+    ])?;
+    sms.execute(params![
+        a,
+        "99999",
+        "17815551212",
+        "MT",
+        "shared shortcode campaign",
+        now
+    ])?;
+    sms.execute(params![
+        a,
+        "33333",
+        "17815551212",
+        "MT",
+        "a shortcode the request did not name",
+        now
+    ])?;
     sms.execute(params![a, "11111", "7815551313", "MO", "HELP", now])?;
     let mut rec = tx.prepare(
         "INSERT INTO call_recording (account_id, caller_number, file_path, duration_s, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -178,16 +335,52 @@ fn seed_sample(tx: &Connection, files_dir: &Path) -> Result<(), DemoError> {
         rec.execute(params![a, number, file, 95, now])?;
     }
     recording(files_dir, "2026/01/rec-other-tenant.wav")?;
-    rec.execute(params![OTHER_ACCOUNT, "7815551212", "2026/01/rec-other-tenant.wav", 30, now])?;
+    rec.execute(params![
+        OTHER_ACCOUNT,
+        "7815551212",
+        "2026/01/rec-other-tenant.wav",
+        30,
+        now
+    ])?;
     let mut web = tx.prepare(
         "INSERT INTO web_session (account_id, login_email, client_ip, user_agent, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    web.execute(params![a, "Test@Test.com", "10.10.10.10", "Mozilla/5.0 (Windows NT 10.0)", now])?;
+    web.execute(params![
+        a,
+        "Test@Test.com",
+        "10.10.10.10",
+        "Mozilla/5.0 (Windows NT 10.0)",
+        now
+    ])?;
     web.execute(params![a, None::<String>, "11.11.11.11", "curl/8.0", now])?;
-    web.execute(params![a, "genesys@genesys.com", "10.10.10.11", "Mozilla/5.0 (Macintosh)", now])?;
-    web.execute(params![a, "test2@test.com", " 11.11.11.12", "Mozilla/5.0 (X11; Linux)", now])?;
-    web.execute(params![a, "genesys2@genesys.com", "192.0.2.7", "Mozilla/5.0 (iPhone)", now])?;
-    web.execute(params![OTHER_ACCOUNT, "test@test.com", "10.10.10.10", "other tenant", now])?;
+    web.execute(params![
+        a,
+        "genesys@genesys.com",
+        "10.10.10.11",
+        "Mozilla/5.0 (Macintosh)",
+        now
+    ])?;
+    web.execute(params![
+        a,
+        "test2@test.com",
+        " 11.11.11.12",
+        "Mozilla/5.0 (X11; Linux)",
+        now
+    ])?;
+    web.execute(params![
+        a,
+        "genesys2@genesys.com",
+        "192.0.2.7",
+        "Mozilla/5.0 (iPhone)",
+        now
+    ])?;
+    web.execute(params![
+        OTHER_ACCOUNT,
+        "test@test.com",
+        "10.10.10.10",
+        "other tenant",
+        now
+    ])?;
     Ok(())
 }
 
@@ -221,12 +414,35 @@ fn fill(tx: &Connection, rows: u64, files_dir: &Path) -> Result<(), DemoError> {
         let phone = messy(national, i);
         let first = FIRST[rng.random_range(0..FIRST.len())];
         let last = LAST[rng.random_range(0..LAST.len())];
-        contact.execute(params![account, first, last, phone, filler_email(i), "Acme", format!("{} Main St", i % 997), "filler"])?;
+        contact.execute(params![
+            account,
+            first,
+            last,
+            phone,
+            filler_email(i),
+            "Acme",
+            format!("{} Main St", i % 997),
+            "filler"
+        ])?;
         let contact_id = tx.last_insert_rowid();
-        attempt.execute(params![account, contact_id, messy(national, i + 3), if i % 2 == 0 { "ANSWERED" } else { "NO_ANSWER" }])?;
+        attempt.execute(params![
+            account,
+            contact_id,
+            messy(national, i + 3),
+            if i % 2 == 0 { "ANSWERED" } else { "NO_ANSWER" }
+        ])?;
         if i % 10 == 0 {
-            callback.execute(params![account, messy(national, i + 1), format!("{first} {last}"), STATES[(i / 10 % 5) as usize]])?;
-            sms.execute(params![account, ["11111", "22222", "99999"][(i / 10 % 3) as usize], national])?;
+            callback.execute(params![
+                account,
+                messy(national, i + 1),
+                format!("{first} {last}"),
+                STATES[(i / 10 % 5) as usize]
+            ])?;
+            sms.execute(params![
+                account,
+                ["11111", "22222", "99999"][(i / 10 % 3) as usize],
+                national
+            ])?;
         }
         if i % 5 == 0 {
             let ip = format!("172.{}.{}.{}", 16 + (i >> 16) % 16, (i >> 8) % 256, i % 256);
@@ -269,7 +485,8 @@ pub fn lay_out(dir: &Path, rows: u64) -> Result<Layout, DemoError> {
     }
     let config = dir.join("gdprd.toml");
     if !config.exists() {
-        std::fs::write(&config, DEMO_CONFIG).map_err(io_err(format!("cannot write {}", config.display())))?;
+        std::fs::write(&config, DEMO_CONFIG)
+            .map_err(io_err(format!("cannot write {}", config.display())))?;
     }
     let database = dir.join("demo.db");
     let created_database = !database.exists();
@@ -307,9 +524,14 @@ mod tests {
         let layout = lay_out(dir.path(), 50).expect("lay out");
         assert!(layout.created_database);
         let conn = Connection::open(&layout.database).expect("open");
-        let n: i64 = conn.query_row("SELECT count(*) FROM contact_list", [], |r| r.get(0)).expect("count");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM contact_list", [], |r| r.get(0))
+            .expect("count");
         assert_eq!(n, 56);
-        assert!(dir.path().join("recordings/2026/01/rec-sample-1.wav").exists());
+        assert!(dir
+            .path()
+            .join("recordings/2026/01/rec-sample-1.wav")
+            .exists());
         let again = lay_out(dir.path(), 50).expect("again");
         assert!(!again.created_database, "an existing database is kept");
     }

@@ -77,13 +77,13 @@ struct Plan {
     scopes: Vec<Scope>,
     devices: Vec<Device>,
     /// (request, contact) positions answered by each target.
-    positions: Vec<Vec<(usize, usize)>>,
+    positions: Vec<Vec<Position>>,
     /// Request index of each target.
     request_of: Vec<usize>,
     /// The device text as the customer wrote it, per target.
     given: Vec<String>,
     /// Contacts that are not valid devices, with their response.
-    invalid: Vec<((usize, usize), String)>,
+    invalid: Vec<(Position, String)>,
 }
 
 impl Plan {
@@ -125,7 +125,8 @@ impl Plan {
                 plan.devices.push(device.clone());
                 plan.positions.push(vec![(r, c)]);
                 plan.request_of.push(r);
-                plan.given.push(given_value(raw, c).unwrap_or_else(|| device.canonical().to_owned()));
+                plan.given
+                    .push(given_value(raw, c).unwrap_or_else(|| device.canonical().to_owned()));
             }
         }
         plan
@@ -135,9 +136,12 @@ impl Plan {
     fn chunks(&self, size: usize) -> Vec<Range<usize>> {
         let n = self.targets.len();
         if n == 0 {
-            return vec![0..0];
+            return std::iter::once(0..0).collect();
         }
-        (0..n).step_by(size.max(1)).map(|s| s..(s + size).min(n)).collect()
+        (0..n)
+            .step_by(size.max(1))
+            .map(|s| s..(s + size).min(n))
+            .collect()
     }
 }
 
@@ -157,8 +161,26 @@ fn device_type_of(raw_request: &Value, contact: usize) -> Option<String> {
 /// A store's result for one batch: rows found per target, or why it failed.
 type StoreResult = (String, Result<Vec<u64>, String>);
 
+/// A contact's place in a file: (request, contact), both 0-based.
+type Position = (usize, usize);
+
+/// What a completed chunk journals: each contact's response, and the audit entries.
+type Journal = (Vec<(Position, String)>, Vec<AuditEntry>);
+
+/// One completed batch of a file, ready to journal.
+struct Chunk<'a> {
+    range: Range<usize>,
+    per_store: &'a [StoreResult],
+    /// The first chunk also answers the contacts that are not valid devices.
+    with_invalid: bool,
+    started: chrono::DateTime<Utc>,
+}
+
 fn response_text(kind: Kind, per_store: &[StoreResult], target: usize) -> String {
-    let failed: Vec<&str> = per_store.iter().filter_map(|(_, r)| r.as_ref().err().map(String::as_str)).collect();
+    let failed: Vec<&str> = per_store
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().map(String::as_str))
+        .collect();
     let found: u64 = per_store
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().and_then(|f| f.get(target)))
@@ -205,7 +227,9 @@ fn count(responses: &HashMap<(usize, usize), String>) -> Counts {
 
 fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(cap).read_to_end(&mut bytes)?;
+    std::fs::File::open(path)?
+        .take(cap)
+        .read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -217,13 +241,24 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 }
 
 /// Runs one store's part of a forget chunk, journaling its plan before it changes anything.
-fn forget_step(ledger: &Ledger, store: Option<&mut Box<dyn Store>>, open_error: Option<&str>, file_id: i64, chunk: usize, name: &str, batch: &Batch) -> Result<Result<Vec<u64>, String>, LedgerError> {
+fn forget_step(
+    ledger: &Ledger,
+    store: Option<&mut Box<dyn Store>>,
+    open_error: Option<&str>,
+    file_id: i64,
+    chunk: usize,
+    name: &str,
+    batch: &Batch,
+) -> Result<Result<Vec<u64>, String>, LedgerError> {
     let prior = ledger.step(file_id, chunk, name)?;
     if let Some((found, true)) = &prior {
         return Ok(Ok(found.clone()));
     }
     let Some(store) = store else {
-        return Ok(Err(format!("store {name:?} unavailable: {}", open_error.unwrap_or("not opened"))));
+        return Ok(Err(format!(
+            "store {name:?} unavailable: {}",
+            open_error.unwrap_or("not opened")
+        )));
     };
     let planned_before = prior.map(|(p, _)| p);
     let result = store.forget(batch, &mut |found| match planned_before {
@@ -236,7 +271,9 @@ fn forget_step(ledger: &Ledger, store: Option<&mut Box<dyn Store>>, open_error: 
         Ok(found) => {
             // On a resumed step the plan, recorded before the first attempt changed anything, is the truth.
             let found = match planned_before {
-                Some(p) if p.len() == found.len() => p.iter().zip(&found).map(|(a, b)| *a.max(b)).collect(),
+                Some(p) if p.len() == found.len() => {
+                    p.iter().zip(&found).map(|(a, b)| *a.max(b)).collect()
+                }
                 _ => found,
             };
             ledger.finish_step(file_id, chunk, name, &found)?;
@@ -255,11 +292,17 @@ impl Engine {
     /// # Errors
     /// [`EngineError`] when the state folder cannot be prepared.
     pub fn new(config: Arc<Config>, stop: Arc<AtomicBool>) -> Result<Engine, EngineError> {
-        for dir in [config.state_dir.clone(), config.state_dir.join("claimed"), config.state_dir.join("work")] {
-            std::fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        for dir in [
+            config.state_dir.clone(),
+            config.state_dir.join("claimed"),
+            config.state_dir.join("work"),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(io_err(format!("cannot create {}", dir.display())))?;
         }
         let ledger = Ledger::open(&config.state_dir)?;
-        let secret = Secret::load_or_create(&config.state_dir).map_err(io_err("cannot load the installation secret"))?;
+        let secret = Secret::load_or_create(&config.state_dir)
+            .map_err(io_err("cannot load the installation secret"))?;
         Ok(Engine {
             config,
             ledger,
@@ -305,11 +348,20 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError`] when the ledger or the file system fails; the file is left for a later try.
-    pub fn handle(&mut self, account: &AccountConfig, name: &OsStr) -> Result<Outcome, EngineError> {
+    pub fn handle(
+        &mut self,
+        account: &AccountConfig,
+        name: &OsStr,
+    ) -> Result<Outcome, EngineError> {
         let path = account.submit_dir().join(name);
         let Some(name) = name.to_str() else {
             let lossy = name.to_string_lossy().into_owned();
-            return self.reject(account, &lossy, &path, "ERROR: file name is not valid UTF-8".into());
+            return self.reject(
+                account,
+                &lossy,
+                &path,
+                "ERROR: file name is not valid UTF-8".into(),
+            );
         };
         if is_in_progress(name) {
             return Ok(Outcome::Ignored);
@@ -320,11 +372,18 @@ impl Engine {
             Err(e) => return Err(io_err(format!("cannot stat {name}"))(e)),
         };
         match self.ledger.lookup(&account.name, name)? {
-            Some(rec) if rec.state == FileState::Claimed => return self.resume(account, name, &path, rec),
+            Some(rec) if rec.state == FileState::Claimed => {
+                return self.resume(account, name, &path, rec)
+            }
             Some(rec) if !rec.removed => {
-                remove_if_present(&path).map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+                remove_if_present(&path)
+                    .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
                 self.ledger.mark_removed(&account.name, name)?;
-                return Ok(if rec.state == FileState::Rejected { Outcome::Rejected } else { Outcome::Done });
+                return Ok(if rec.state == FileState::Rejected {
+                    Outcome::Rejected
+                } else {
+                    Outcome::Done
+                });
             }
             Some(rec) => {
                 if meta.is_none() {
@@ -338,12 +397,19 @@ impl Engine {
             }
             None => {}
         }
-        let Some(meta) = meta else { return Ok(Outcome::Ignored) };
+        let Some(meta) = meta else {
+            return Ok(Outcome::Ignored);
+        };
         if meta.is_dir() {
             return Ok(Outcome::Ignored);
         }
         if !meta.is_file() {
-            return self.reject(account, name, &path, "ERROR: not a regular file (links and special files are not processed)".into());
+            return self.reject(
+                account,
+                name,
+                &path,
+                "ERROR: not a regular file (links and special files are not processed)".into(),
+            );
         }
         let tz = account.tz();
         let today = Utc::now().with_timezone(&tz).date_naive();
@@ -374,8 +440,16 @@ impl Engine {
         self.config.state_dir.join("claimed")
     }
 
-    fn resume(&mut self, account: &AccountConfig, name: &str, path: &Path, rec: FileRecord) -> Result<Outcome, EngineError> {
-        let kind = FileName::parse(name).map(|f| f.kind).unwrap_or(Kind::Forget);
+    fn resume(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        path: &Path,
+        rec: FileRecord,
+    ) -> Result<Outcome, EngineError> {
+        let kind = FileName::parse(name)
+            .map(|f| f.kind)
+            .unwrap_or(Kind::Forget);
         let copy = self.claimed_dir().join(format!("{}.json", rec.id));
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
         let bytes = read_capped(&copy, cap).or_else(|_| read_capped(path, cap));
@@ -396,17 +470,35 @@ impl Engine {
         }
     }
 
-    fn execute(&mut self, account: &AccountConfig, name: &str, path: &Path, kind: Kind, rec: &FileRecord, bytes: &[u8]) -> Result<Outcome, EngineError> {
+    fn execute(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        path: &Path,
+        kind: Kind,
+        rec: &FileRecord,
+        bytes: &[u8],
+    ) -> Result<Outcome, EngineError> {
         let limits = self.config.limits.request_limits();
         let file = match parse::parse(bytes, kind, &limits) {
             Ok(file) => file,
             Err(e) => {
-                let raw = parse::parse_json(bytes, &limits).ok().and_then(|v| match v.get("requests") {
-                    Some(Value::Array(a)) => Some(a.clone()),
-                    _ => None,
-                });
+                let raw =
+                    parse::parse_json(bytes, &limits)
+                        .ok()
+                        .and_then(|v| match v.get("requests") {
+                            Some(Value::Array(a)) => Some(a.clone()),
+                            _ => None,
+                        });
                 warn!(account = %account.name, file = name, error = %e, "file refused whole");
-                return self.finish_refused(account, name, path, rec, &e.to_string(), raw.as_deref());
+                return self.finish_refused(
+                    account,
+                    name,
+                    path,
+                    rec,
+                    &e.to_string(),
+                    raw.as_deref(),
+                );
             }
         };
         let plan = Plan::new(&file);
@@ -424,13 +516,13 @@ impl Engine {
         }
         let responses = self.ledger.responses(rec.id)?;
         let log_bytes = log::execution_log(&file.raw_requests, |r, c| {
-            responses
-                .get(&(r, c))
-                .cloned()
-                .unwrap_or_else(|| "ERROR: no response was recorded for this contact; resubmit it".into())
+            responses.get(&(r, c)).cloned().unwrap_or_else(|| {
+                "ERROR: no response was recorded for this contact; resubmit it".into()
+            })
         });
         let counts = count(&responses);
-        atomic::write(&account.result_dir(), &results[0], &log_bytes).map_err(io_err(format!("cannot write {}", results[0])))?;
+        atomic::write(&account.result_dir(), &results[0], &log_bytes)
+            .map_err(io_err(format!("cannot write {}", results[0])))?;
         self.ledger.finish(rec.id, &results, counts, None)?;
         info!(
             account = %account.name, file = name, success = counts.success, not_found = counts.not_found,
@@ -440,10 +532,22 @@ impl Engine {
         Ok(Outcome::Done)
     }
 
-    fn finish_refused(&mut self, account: &AccountConfig, name: &str, path: &Path, rec: &FileRecord, error: &str, raw: Option<&[Value]>) -> Result<Outcome, EngineError> {
+    fn finish_refused(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        path: &Path,
+        rec: &FileRecord,
+        error: &str,
+        raw: Option<&[Value]>,
+    ) -> Result<Outcome, EngineError> {
         let log_name = log::log_name(stem(name));
-        atomic::write(&account.result_dir(), &log_name, &log::refused_log(name, error, raw))
-            .map_err(io_err(format!("cannot write {log_name}")))?;
+        atomic::write(
+            &account.result_dir(),
+            &log_name,
+            &log::refused_log(name, error, raw),
+        )
+        .map_err(io_err(format!("cannot write {log_name}")))?;
         let now = Utc::now();
         self.ledger.audit(&AuditEntry {
             account: account.name.clone(),
@@ -457,24 +561,43 @@ impl Engine {
             started: now,
             finished: now,
         })?;
-        self.ledger.finish(rec.id, &[log_name], Counts::default(), Some(error))?;
+        self.ledger
+            .finish(rec.id, &[log_name], Counts::default(), Some(error))?;
         self.leave_submit(account, name, path, rec)?;
         Ok(Outcome::Done)
     }
 
     /// The submission leaves `GDPR_Submit` once its result is in place; the claimed copy goes with it.
-    fn leave_submit(&mut self, account: &AccountConfig, name: &str, path: &Path, rec: &FileRecord) -> Result<(), EngineError> {
-        remove_if_present(path).map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+    fn leave_submit(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        path: &Path,
+        rec: &FileRecord,
+    ) -> Result<(), EngineError> {
+        remove_if_present(path)
+            .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
         atomic::sync_dir(&account.submit_dir()).map_err(io_err("cannot sync GDPR_Submit"))?;
         self.ledger.mark_removed(&account.name, name)?;
-        remove_if_present(&self.claimed_dir().join(format!("{}.json", rec.id))).map_err(io_err("cannot remove the claimed copy"))?;
+        remove_if_present(&self.claimed_dir().join(format!("{}.json", rec.id)))
+            .map_err(io_err("cannot remove the claimed copy"))?;
         Ok(())
     }
 
-    fn reject(&mut self, account: &AccountConfig, name: &str, path: &Path, reason: String) -> Result<Outcome, EngineError> {
+    fn reject(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        path: &Path,
+        reason: String,
+    ) -> Result<Outcome, EngineError> {
         let notice = log::rejected_name(stem(name));
-        atomic::write(&account.result_dir(), &notice, &log::rejection_notice(name, &reason))
-            .map_err(io_err(format!("cannot write {notice}")))?;
+        atomic::write(
+            &account.result_dir(),
+            &notice,
+            &log::rejection_notice(name, &reason),
+        )
+        .map_err(io_err(format!("cannot write {notice}")))?;
         let now = Utc::now();
         let entry = AuditEntry {
             account: account.name.clone(),
@@ -489,13 +612,28 @@ impl Engine {
             finished: now,
         };
         self.ledger.reject(&account.name, name, &reason, &entry)?;
-        remove_if_present(path).map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+        remove_if_present(path)
+            .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
         self.ledger.mark_removed(&account.name, name)?;
         info!(account = %account.name, file = name, reason = %reason, "file rejected");
         Ok(Outcome::Rejected)
     }
 
-    fn audit_entries(&self, account: &AccountConfig, name: &str, kind: Kind, file: &RequestFile, plan: &Plan, range: Range<usize>, per_store: &[StoreResult], with_invalid: bool, started: chrono::DateTime<Utc>) -> (Vec<((usize, usize), String)>, Vec<AuditEntry>) {
+    fn audit_entries(
+        &self,
+        account: &AccountConfig,
+        name: &str,
+        kind: Kind,
+        file: &RequestFile,
+        plan: &Plan,
+        chunk: Chunk<'_>,
+    ) -> Journal {
+        let Chunk {
+            range,
+            per_store,
+            with_invalid,
+            started,
+        } = chunk;
         let finished = Utc::now();
         let action = kind.prefix().to_owned();
         let mut responses = Vec::new();
@@ -536,7 +674,14 @@ impl Engine {
         (responses, audit)
     }
 
-    fn forget(&mut self, account: &AccountConfig, name: &str, rec: &FileRecord, file: &RequestFile, plan: &Plan) -> Result<Outcome, EngineError> {
+    fn forget(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        rec: &FileRecord,
+        file: &RequestFile,
+        plan: &Plan,
+    ) -> Result<Outcome, EngineError> {
         let chunks = plan.chunks(rec.batch_size);
         let total = plan.targets.len();
         let open_errors: BTreeMap<String, Option<String>> = account
@@ -561,11 +706,30 @@ impl Engine {
             for store_name in &account.stores {
                 let store = self.stores.get_mut(store_name);
                 let open_error = open_errors.get(store_name).and_then(|e| e.as_deref());
-                let r = forget_step(&self.ledger, store, open_error, rec.id, ci, store_name, &batch)?;
+                let r = forget_step(
+                    &self.ledger,
+                    store,
+                    open_error,
+                    rec.id,
+                    ci,
+                    store_name,
+                    &batch,
+                )?;
                 per_store.push((store_name.clone(), r));
             }
-            let (responses, audit) =
-                self.audit_entries(account, name, Kind::Forget, file, plan, range.clone(), &per_store, ci == 0, started);
+            let (responses, audit) = self.audit_entries(
+                account,
+                name,
+                Kind::Forget,
+                file,
+                plan,
+                Chunk {
+                    range: range.clone(),
+                    per_store: &per_store,
+                    with_invalid: ci == 0,
+                    started,
+                },
+            );
             self.ledger.complete_chunk(rec.id, ci, &responses, &audit)?;
             if chunks.len() > 1 {
                 info!(account = %account.name, file = name, done = range.end, total, "forget progress");
@@ -574,7 +738,14 @@ impl Engine {
         Ok(Outcome::Done)
     }
 
-    fn export(&mut self, account: &AccountConfig, name: &str, rec: &FileRecord, file: &RequestFile, plan: &Plan) -> Result<(), EngineError> {
+    fn export(
+        &mut self,
+        account: &AccountConfig,
+        name: &str,
+        rec: &FileRecord,
+        file: &RequestFile,
+        plan: &Plan,
+    ) -> Result<(), EngineError> {
         if self.ledger.chunk_done(rec.id, 0)? {
             return Ok(());
         }
@@ -582,7 +753,10 @@ impl Engine {
         let prefixes: Vec<[String; 3]> = (0..plan.targets.len())
             .map(|t| {
                 [
-                    file.requests[plan.request_of[t]].requestcase.clone().unwrap_or_default(),
+                    file.requests[plan.request_of[t]]
+                        .requestcase
+                        .clone()
+                        .unwrap_or_default(),
                     plan.devices[t].kind().key().to_owned(),
                     plan.given[t].clone(),
                 ]
@@ -605,10 +779,16 @@ impl Engine {
                     warn!(store = %store_name, error = %e, "store failed during export");
                     format!("store {store_name:?} failed: {e}")
                 }),
-                (_, e) => Err(format!("store {store_name:?} unavailable: {}", e.unwrap_or_default())),
+                (_, e) => Err(format!(
+                    "store {store_name:?} unavailable: {}",
+                    e.unwrap_or_default()
+                )),
             };
             if result.is_ok() {
-                parts.push(part.finish().map_err(io_err("cannot finish an export part"))?);
+                parts.push(
+                    part.finish()
+                        .map_err(io_err("cannot finish an export part"))?,
+                );
             } else {
                 drop(part);
                 let _ = std::fs::remove_file(&part_path);
@@ -616,12 +796,24 @@ impl Engine {
             per_store.push((store_name.clone(), result));
         }
         let archive_name = log::archive_name(stem(name));
-        archive::assemble(&account.result_dir(), &archive_name, &parts).map_err(io_err(format!("cannot write {archive_name}")))?;
+        archive::assemble(&account.result_dir(), &archive_name, &parts)
+            .map_err(io_err(format!("cannot write {archive_name}")))?;
         for part in &parts {
             let _ = std::fs::remove_file(part);
         }
-        let (responses, audit) =
-            self.audit_entries(account, name, Kind::Export, file, plan, 0..plan.targets.len(), &per_store, true, started);
+        let (responses, audit) = self.audit_entries(
+            account,
+            name,
+            Kind::Export,
+            file,
+            plan,
+            Chunk {
+                range: 0..plan.targets.len(),
+                per_store: &per_store,
+                with_invalid: true,
+                started,
+            },
+        );
         self.ledger.complete_chunk(rec.id, 0, &responses, &audit)?;
         Ok(())
     }
@@ -635,10 +827,16 @@ mod tests {
     fn responses_follow_the_stores() {
         let ok = |v: Vec<u64>| ("a".to_owned(), Ok(v));
         assert_eq!(response_text(Kind::Forget, &[ok(vec![2, 0])], 0), "SUCCESS");
-        assert_eq!(response_text(Kind::Forget, &[ok(vec![2, 0])], 1), "SUCCESS: not found");
+        assert_eq!(
+            response_text(Kind::Forget, &[ok(vec![2, 0])], 1),
+            "SUCCESS: not found"
+        );
         let failed = ("b".to_owned(), Err("store \"b\" failed: boom".to_owned()));
         let text = response_text(Kind::Forget, &[ok(vec![2]), failed], 0);
-        assert!(text.starts_with("ERROR: store \"b\" failed: boom;"), "{text}");
+        assert!(
+            text.starts_with("ERROR: store \"b\" failed: boom;"),
+            "{text}"
+        );
         assert!(text.contains("resubmit"));
     }
 
@@ -647,9 +845,14 @@ mod tests {
         let text = r#"{"requests":[
             {"type":"FORGET","contacts":[{"email":"A@b.com"},{"email":"a@B.com"},{"phone":"617"}]},
             {"type":"FORGET","contacts":[{"email":"a@b.com"}]}]}"#;
-        let file = parse::parse(text.as_bytes(), Kind::Forget, &Default::default()).expect("parses");
+        let file =
+            parse::parse(text.as_bytes(), Kind::Forget, &Default::default()).expect("parses");
         let plan = Plan::new(&file);
-        assert_eq!(plan.targets.len(), 2, "same device twice in one request runs once; per request it runs again");
+        assert_eq!(
+            plan.targets.len(),
+            2,
+            "same device twice in one request runs once; per request it runs again"
+        );
         assert_eq!(plan.positions[0], vec![(0, 0), (0, 1)]);
         assert_eq!(plan.invalid.len(), 1);
         assert_eq!(plan.given[0], "A@b.com");

@@ -232,7 +232,15 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`], including when the name is already recorded.
-    pub fn claim(&self, account: &str, name: &str, kind: Option<&str>, sha256: &str, size: u64, batch_size: usize) -> Result<FileRecord, LedgerError> {
+    pub fn claim(
+        &self,
+        account: &str,
+        name: &str,
+        kind: Option<&str>,
+        sha256: &str,
+        size: u64,
+        batch_size: usize,
+    ) -> Result<FileRecord, LedgerError> {
         let received = now();
         self.conn.execute(
             "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'claimed', ?7)",
@@ -253,7 +261,13 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`].
-    pub fn reject(&mut self, account: &str, name: &str, reason: &str, audit: &AuditEntry) -> Result<(), LedgerError> {
+    pub fn reject(
+        &mut self,
+        account: &str,
+        name: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), LedgerError> {
         let tx = self.conn.transaction()?;
         let at = now();
         tx.execute(
@@ -278,7 +292,12 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError`].
-    pub fn step(&self, id: i64, chunk: usize, store: &str) -> Result<Option<(Vec<u64>, bool)>, LedgerError> {
+    pub fn step(
+        &self,
+        id: i64,
+        chunk: usize,
+        store: &str,
+    ) -> Result<Option<(Vec<u64>, bool)>, LedgerError> {
         let row: Option<(String, bool)> = self
             .conn
             .query_row(
@@ -299,8 +318,15 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`].
-    pub fn plan_step(&self, id: i64, chunk: usize, store: &str, found: &[u64]) -> Result<(), LedgerError> {
-        let planned = serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    pub fn plan_step(
+        &self,
+        id: i64,
+        chunk: usize,
+        store: &str,
+        found: &[u64],
+    ) -> Result<(), LedgerError> {
+        let planned =
+            serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
         self.conn.execute(
             "INSERT INTO steps (file_id, chunk, store, planned) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned",
@@ -313,8 +339,15 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`].
-    pub fn finish_step(&self, id: i64, chunk: usize, store: &str, found: &[u64]) -> Result<(), LedgerError> {
-        let planned = serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    pub fn finish_step(
+        &self,
+        id: i64,
+        chunk: usize,
+        store: &str,
+        found: &[u64],
+    ) -> Result<(), LedgerError> {
+        let planned =
+            serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
         self.conn.execute(
             "INSERT INTO steps (file_id, chunk, store, planned, done) VALUES (?1, ?2, ?3, ?4, 1)
              ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned, done = 1",
@@ -343,7 +376,13 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`]; then nothing of the chunk is recorded.
-    pub fn complete_chunk(&mut self, id: i64, chunk: usize, responses: &[((usize, usize), String)], audit: &[AuditEntry]) -> Result<(), LedgerError> {
+    pub fn complete_chunk(
+        &mut self,
+        id: i64,
+        chunk: usize,
+        responses: &[((usize, usize), String)],
+        audit: &[AuditEntry],
+    ) -> Result<(), LedgerError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO chunks (file_id, chunk) VALUES (?1, ?2)",
@@ -368,7 +407,10 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`].
-    pub fn responses(&self, id: i64) -> Result<std::collections::HashMap<(usize, usize), String>, LedgerError> {
+    pub fn responses(
+        &self,
+        id: i64,
+    ) -> Result<std::collections::HashMap<(usize, usize), String>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare("SELECT request, contact, response FROM contacts WHERE file_id = ?1")?;
@@ -385,7 +427,13 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::Database`].
-    pub fn finish(&self, id: i64, results: &[String], counts: Counts, error: Option<&str>) -> Result<(), LedgerError> {
+    pub fn finish(
+        &self,
+        id: i64,
+        results: &[String],
+        counts: Counts,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
         self.conn.execute(
             "UPDATE files SET state = 'done', finished_at = ?2, results = ?3, success = ?4, not_found = ?5, errors = ?6, error = ?7 WHERE id = ?1",
             params![
@@ -418,9 +466,9 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::Database`].
     pub fn unfinished(&self) -> Result<Vec<(String, String)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT account, name FROM files WHERE state = 'claimed' OR removed = 0 ORDER BY id")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT account, name FROM files WHERE state = 'claimed' OR removed = 0 ORDER BY id",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -476,21 +524,48 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut l = Ledger::open(dir.path()).expect("open");
         assert!(l.lookup("a", "f").expect("lookup").is_none());
-        let rec = l.claim("a", "f", Some("FORGET"), "abc", 10, 2).expect("claim");
-        assert!(l.claim("a", "f", None, "abc", 10, 2).is_err(), "a name is claimed once");
+        let rec = l
+            .claim("a", "f", Some("FORGET"), "abc", 10, 2)
+            .expect("claim");
+        assert!(
+            l.claim("a", "f", None, "abc", 10, 2).is_err(),
+            "a name is claimed once"
+        );
         l.plan_step(rec.id, 0, "s", &[1, 0]).expect("plan");
-        assert_eq!(l.step(rec.id, 0, "s").expect("step"), Some((vec![1, 0], false)));
+        assert_eq!(
+            l.step(rec.id, 0, "s").expect("step"),
+            Some((vec![1, 0], false))
+        );
         l.finish_step(rec.id, 0, "s", &[1, 0]).expect("finish");
-        assert_eq!(l.step(rec.id, 0, "s").expect("step"), Some((vec![1, 0], true)));
-        l.complete_chunk(rec.id, 0, &[((0, 0), "SUCCESS".into())], &[entry()]).expect("complete");
+        assert_eq!(
+            l.step(rec.id, 0, "s").expect("step"),
+            Some((vec![1, 0], true))
+        );
+        l.complete_chunk(rec.id, 0, &[((0, 0), "SUCCESS".into())], &[entry()])
+            .expect("complete");
         assert!(l.chunk_done(rec.id, 0).expect("done"));
-        assert!(l.complete_chunk(rec.id, 0, &[], &[]).is_err(), "a chunk completes once");
+        assert!(
+            l.complete_chunk(rec.id, 0, &[], &[]).is_err(),
+            "a chunk completes once"
+        );
         assert_eq!(l.responses(rec.id).expect("responses")[&(0, 0)], "SUCCESS");
-        assert_eq!(l.unfinished().expect("unfinished"), vec![("a".to_owned(), "f".to_owned())]);
-        l.finish(rec.id, &["f-execution-log.json".into()], Counts::default(), None).expect("finish");
+        assert_eq!(
+            l.unfinished().expect("unfinished"),
+            vec![("a".to_owned(), "f".to_owned())]
+        );
+        l.finish(
+            rec.id,
+            &["f-execution-log.json".into()],
+            Counts::default(),
+            None,
+        )
+        .expect("finish");
         l.mark_removed("a", "f").expect("removed");
         assert!(l.unfinished().expect("unfinished").is_empty());
-        assert_eq!(l.lookup("a", "f").expect("lookup").expect("some").state, FileState::Done);
+        assert_eq!(
+            l.lookup("a", "f").expect("lookup").expect("some").state,
+            FileState::Done
+        );
     }
 
     #[test]
@@ -498,8 +573,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let l = Ledger::open(dir.path()).expect("open");
         l.audit(&entry()).expect("insert");
-        let err = l.conn.execute("DELETE FROM audit", []).expect_err("refused");
+        let err = l
+            .conn
+            .execute("DELETE FROM audit", [])
+            .expect_err("refused");
         assert!(err.to_string().contains("append-only"));
-        assert!(l.conn.execute("UPDATE audit SET outcome = 'x'", []).is_err());
+        assert!(l
+            .conn
+            .execute("UPDATE audit SET outcome = 'x'", [])
+            .is_err());
     }
 }

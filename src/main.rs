@@ -89,13 +89,29 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             run(config, once)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config, account, files } => validate(config.as_deref(), account.as_deref(), &files),
+        Command::Validate {
+            config,
+            account,
+            files,
+        } => validate(config.as_deref(), account.as_deref(), &files),
         Command::CheckConfig { config } => check_config(&config),
-        Command::Demo { dir, rows, no_start } => demo(&dir, rows, no_start),
-        Command::DemoDb { path, rows, files_dir } => {
+        Command::Demo {
+            dir,
+            rows,
+            no_start,
+        } => demo(&dir, rows, no_start),
+        Command::DemoDb {
+            path,
+            rows,
+            files_dir,
+        } => {
             let files = files_dir.unwrap_or_else(|| path.with_file_name("recordings"));
             gdprd::demo::create_database(&path, rows, &files)?;
-            println!("wrote {} ({rows} filler contacts; recordings in {})", path.display(), files.display());
+            println!(
+                "wrote {} ({rows} filler contacts; recordings in {})",
+                path.display(),
+                files.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -106,7 +122,9 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -130,7 +148,9 @@ fn run(config: Config, once: bool) -> Result<()> {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-                eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
+                eprintln!(
+                    "gdprd: second signal, exiting at once (the journal resumes at the next start)"
+                );
                 std::process::exit(130);
             });
         };
@@ -144,7 +164,11 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
         Some(path) => {
             let config = Config::load(path)?;
             let account = match account {
-                Some(name) => Some(config.account(name).with_context(|| format!("no account {name:?} in the config"))?),
+                Some(name) => Some(
+                    config
+                        .account(name)
+                        .with_context(|| format!("no account {name:?} in the config"))?,
+                ),
                 None => config.accounts.first(),
             };
             let tz = account.map_or_else(|| "UTC".to_owned(), |a| a.timezone.clone());
@@ -158,7 +182,10 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
         .date_naive();
     let mut all_valid = true;
     for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let (verdict, details) = verdict(path, &name, today, &tz, &limits);
         all_valid &= verdict.starts_with("VALID") || verdict.starts_with("WAITING");
         println!("{name}: {verdict}");
@@ -166,12 +193,27 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
             println!("  {line}");
         }
     }
-    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn verdict(path: &Path, name: &str, today: chrono::NaiveDate, tz: &str, limits: &Limits) -> (String, Vec<String>) {
+fn verdict(
+    path: &Path,
+    name: &str,
+    today: chrono::NaiveDate,
+    tz: &str,
+    limits: &Limits,
+) -> (String, Vec<String>) {
     let (kind, when) = match admit_name(name, today, tz) {
-        Admission::InProgress => return ("IGNORED: a hidden or temporary name is an upload in progress".into(), vec![]),
+        Admission::InProgress => {
+            return (
+                "IGNORED: a hidden or temporary name is an upload in progress".into(),
+                vec![],
+            )
+        }
         Admission::Reject(reason) => return (format!("REJECTED: {reason}"), vec![]),
         Admission::Waiting(date) => (FileNameKind::from(name), format!("waits until {date}")),
         Admission::Due(f) => (FileNameKind(f.kind), "due today".to_owned()),
@@ -201,12 +243,26 @@ fn verdict(path: &Path, name: &str, today: chrono::NaiveDate, tz: &str, limits: 
         }
     }
     let total = file.contact_count();
-    let summary = format!("{} requests, {total} contacts, {}, {when}", file.requests.len(), file.kind);
+    let summary = format!(
+        "{} requests, {total} contacts, {}, {when}",
+        file.requests.len(),
+        file.kind
+    );
     if details.is_empty() {
-        let prefix = if when == "due today" { "VALID" } else { "WAITING (valid)" };
+        let prefix = if when == "due today" {
+            "VALID"
+        } else {
+            "WAITING (valid)"
+        };
         (format!("{prefix}: {summary}"), details)
     } else {
-        (format!("INVALID: {} of {total} contacts would get an error ({summary})", details.len()), details)
+        (
+            format!(
+                "INVALID: {} of {total} contacts would get an error ({summary})",
+                details.len()
+            ),
+            details,
+        )
     }
 }
 
@@ -241,7 +297,11 @@ fn check_config(path: &Path) -> Result<ExitCode> {
             "account {}: root {}{}, time zone {}, stores {}",
             a.name,
             a.root.display(),
-            if exists { "" } else { " (missing: created at start)" },
+            if exists {
+                ""
+            } else {
+                " (missing: created at start)"
+            },
             a.timezone,
             a.stores.join(", ")
         );
@@ -261,8 +321,14 @@ fn demo(dir: &Path, rows: u64, no_start: bool) -> Result<ExitCode> {
     let samples = dir.join("samples");
     std::fs::create_dir_all(&samples)?;
     for (name, text) in [
-        ("seed-forget.json", include_str!("../fixtures/requests/seed-forget.json")),
-        ("seed-export.json", include_str!("../fixtures/requests/seed-export.json")),
+        (
+            "seed-forget.json",
+            include_str!("../fixtures/requests/seed-forget.json"),
+        ),
+        (
+            "seed-export.json",
+            include_str!("../fixtures/requests/seed-export.json"),
+        ),
     ] {
         std::fs::write(samples.join(name), text)?;
     }
@@ -270,9 +336,15 @@ fn demo(dir: &Path, rows: u64, no_start: bool) -> Result<ExitCode> {
     println!("gdprd demo installation in {}", dir.display());
     println!("  config:    {}", layout.config.display());
     if layout.created_database {
-        println!("  database:  {} ({rows} filler contacts + the seed's sample records)", layout.database.display());
+        println!(
+            "  database:  {} ({rows} filler contacts + the seed's sample records)",
+            layout.database.display()
+        );
     } else {
-        println!("  database:  {} (kept from before)", layout.database.display());
+        println!(
+            "  database:  {} (kept from before)",
+            layout.database.display()
+        );
     }
     println!("  submit to: {}", layout.submit.display());
     println!("  results:   {}", layout.result.display());
@@ -282,9 +354,15 @@ fn demo(dir: &Path, rows: u64, no_start: bool) -> Result<ExitCode> {
         samples.join("seed-forget.json").display(),
         layout.submit.display()
     );
-    println!("  cat {}/forget-{today}_120000-execution-log.json", layout.result.display());
+    println!(
+        "  cat {}/forget-{today}_120000-execution-log.json",
+        layout.result.display()
+    );
     if no_start {
-        println!("Start it with: gdprd run --config {}", layout.config.display());
+        println!(
+            "Start it with: gdprd run --config {}",
+            layout.config.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(&layout.config)?;

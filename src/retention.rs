@@ -48,6 +48,9 @@ mod tests {
         assert_eq!(sweep(&account, SystemTime::now()).expect("sweep"), 0);
         let later = SystemTime::now() + Duration::from_secs(4 * 86_400);
         assert_eq!(sweep(&account, later).expect("sweep"), 1);
-        assert_eq!(std::fs::read_dir(account.result_dir()).expect("ls").count(), 0);
+        assert_eq!(
+            std::fs::read_dir(account.result_dir()).expect("ls").count(),
+            0
+        );
     }
 }

@@ -193,7 +193,9 @@ mod tests {
         assert_eq!(ok(DeviceKind::Phone, "+1 617 555 1212"), "+16175551212");
         assert_eq!(ok(DeviceKind::Phone, "+1 781 555 1313"), "+17815551313");
         let err = Device::from_contact(&json!({"phone": "617 555 1313"})).unwrap_err();
-        assert!(err.to_string().starts_with("ERROR: incorrect device format"));
+        assert!(err
+            .to_string()
+            .starts_with("ERROR: incorrect device format"));
     }
 
     #[test]
@@ -225,8 +227,14 @@ mod tests {
     #[test]
     fn seed_emails_and_rules() {
         assert_eq!(ok(DeviceKind::Email, "test@test.com"), "test@test.com");
-        assert_eq!(ok(DeviceKind::Email, "genesys2@genesys.com"), "genesys2@genesys.com");
-        assert_eq!(ok(DeviceKind::Email, "Jane.Doe+x@Example.COM"), "Jane.Doe+x@example.com");
+        assert_eq!(
+            ok(DeviceKind::Email, "genesys2@genesys.com"),
+            "genesys2@genesys.com"
+        );
+        assert_eq!(
+            ok(DeviceKind::Email, "Jane.Doe+x@Example.COM"),
+            "Jane.Doe+x@example.com"
+        );
         for bad in [
             "test",
             "test@",
@@ -243,7 +251,11 @@ mod tests {
             "test(x)@test.com",
             "test@test.123",
         ] {
-            assert_eq!(Device::new(DeviceKind::Email, bad), Err(DeviceError::Email), "{bad}");
+            assert_eq!(
+                Device::new(DeviceKind::Email, bad),
+                Err(DeviceError::Email),
+                "{bad}"
+            );
         }
     }
 
@@ -259,8 +271,19 @@ mod tests {
     fn ip_rules() {
         assert_eq!(ok(DeviceKind::Ipaddr, "10.10.10.10"), "10.10.10.10");
         assert_eq!(ok(DeviceKind::Ipaddr, "2001:DB8:0:0::1"), "2001:db8::1");
-        for bad in ["010.10.10.10", "10.10.10", "10.10.10.256", "10.10.10.10 ", "host", ""] {
-            assert_eq!(Device::new(DeviceKind::Ipaddr, bad), Err(DeviceError::Ipaddr), "{bad}");
+        for bad in [
+            "010.10.10.10",
+            "10.10.10",
+            "10.10.10.256",
+            "10.10.10.10 ",
+            "host",
+            "",
+        ] {
+            assert_eq!(
+                Device::new(DeviceKind::Ipaddr, bad),
+                Err(DeviceError::Ipaddr),
+                "{bad}"
+            );
         }
     }
 

@@ -52,16 +52,28 @@ mod tests {
     #[test]
     fn admission_follows_name_and_date() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 22).expect("date");
-        assert_eq!(admit_name("forget-20261122_120000.json.part", today, "UTC"), Admission::InProgress);
-        assert!(matches!(admit_name("forget-20261122_120000.json", today, "UTC"), Admission::Due(_)));
+        assert_eq!(
+            admit_name("forget-20261122_120000.json.part", today, "UTC"),
+            Admission::InProgress
+        );
+        assert!(matches!(
+            admit_name("forget-20261122_120000.json", today, "UTC"),
+            Admission::Due(_)
+        ));
         assert_eq!(
             admit_name("export-20261123_000000.json", today, "UTC"),
             Admission::Waiting(NaiveDate::from_ymd_opt(2026, 11, 23).expect("date"))
         );
         match admit_name("forget-20180315_120000.json", today, "UTC") {
-            Admission::Reject(e) => assert!(e.contains("dated 2018-03-15 but today is 2026-11-22 (UTC)"), "{e}"),
+            Admission::Reject(e) => assert!(
+                e.contains("dated 2018-03-15 but today is 2026-11-22 (UTC)"),
+                "{e}"
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(admit_name("readme.txt", today, "UTC"), Admission::Reject(_)));
+        assert!(matches!(
+            admit_name("readme.txt", today, "UTC"),
+            Admission::Reject(_)
+        ));
     }
 }

@@ -197,11 +197,19 @@ mod tests {
 
     #[test]
     fn in_progress_names() {
-        for name in [".forget-x.json", "a.filepart", "forget-20180315_120000.json.part", "x.tmp"] {
+        for name in [
+            ".forget-x.json",
+            "a.filepart",
+            "forget-20180315_120000.json.part",
+            "x.tmp",
+        ] {
             assert!(is_in_progress(name), "{name}");
         }
         assert!(!is_in_progress("forget-20180315_120000.json"));
-        assert_eq!(stem("forget-20180315_120000.json"), "forget-20180315_120000");
+        assert_eq!(
+            stem("forget-20180315_120000.json"),
+            "forget-20180315_120000"
+        );
         assert_eq!(stem("notes.txt"), "notes.txt");
     }
 

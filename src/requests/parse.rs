@@ -128,8 +128,16 @@ pub fn parse(bytes: &[u8], kind: Kind, limits: &Limits) -> Result<RequestFile, F
     }
     let raw_requests = match top.get("requests") {
         Some(Value::Array(a)) if !a.is_empty() => a.clone(),
-        Some(Value::Array(_)) => return Err(format_err("\"requests\" is empty: at least one request is required")),
-        Some(_) => return Err(format_err("\"requests\" must be an array of request objects")),
+        Some(Value::Array(_)) => {
+            return Err(format_err(
+                "\"requests\" is empty: at least one request is required",
+            ))
+        }
+        Some(_) => {
+            return Err(format_err(
+                "\"requests\" must be an array of request objects",
+            ))
+        }
         None => return Err(format_err("missing \"requests\" array")),
     };
     let mut requests = Vec::with_capacity(raw_requests.len());
@@ -166,9 +174,15 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
     let found = match obj.get("type") {
         None => return Err(format_err(format!("request {n}: \"type\" is missing"))),
         Some(Value::String(s)) => Kind::from_type(s).ok_or_else(|| {
-            format_err(format!("request {n}: \"type\" must be \"FORGET\" or \"EXPORT\", not {s:?}"))
+            format_err(format!(
+                "request {n}: \"type\" must be \"FORGET\" or \"EXPORT\", not {s:?}"
+            ))
         })?,
-        Some(_) => return Err(format_err(format!("request {n}: \"type\" must be the string \"FORGET\" or \"EXPORT\""))),
+        Some(_) => {
+            return Err(format_err(format!(
+                "request {n}: \"type\" must be the string \"FORGET\" or \"EXPORT\""
+            )))
+        }
     };
     if found != kind {
         return Err(format_err(format!(
@@ -176,27 +190,45 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
             kind.prefix()
         )));
     }
-    let requestcase = scalar_text(obj.get("requestcase"))
-        .map_err(|()| format_err(format!("request {n}: \"requestcase\" must be a string or a number")))?;
-    let accountid = scalar_text(obj.get("accountid"))
-        .map_err(|()| format_err(format!("request {n}: \"accountid\" must be a string or a number")))?;
+    let requestcase = scalar_text(obj.get("requestcase")).map_err(|()| {
+        format_err(format!(
+            "request {n}: \"requestcase\" must be a string or a number"
+        ))
+    })?;
+    let accountid = scalar_text(obj.get("accountid")).map_err(|()| {
+        format_err(format!(
+            "request {n}: \"accountid\" must be a string or a number"
+        ))
+    })?;
     let shortcodes = match obj.get("shortcodes") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(codes)) => codes
             .iter()
             .map(|c| match scalar_text(Some(c)) {
                 Ok(Some(s)) if !s.is_empty() => Ok(s),
-                _ => Err(format_err(format!("request {n}: each shortcode must be a non-empty string or number"))),
+                _ => Err(format_err(format!(
+                    "request {n}: each shortcode must be a non-empty string or number"
+                ))),
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(format_err(format!("request {n}: \"shortcodes\" must be an array"))),
+        Some(_) => {
+            return Err(format_err(format!(
+                "request {n}: \"shortcodes\" must be an array"
+            )))
+        }
     };
     let contacts = match obj.get("contacts") {
         Some(Value::Array(c)) if !c.is_empty() => c.iter().map(Device::from_contact).collect(),
         Some(Value::Array(_)) => {
-            return Err(format_err(format!("request {n}: \"contacts\" is empty: at least one contact is required")))
+            return Err(format_err(format!(
+                "request {n}: \"contacts\" is empty: at least one contact is required"
+            )))
         }
-        Some(_) => return Err(format_err(format!("request {n}: \"contacts\" must be an array"))),
+        Some(_) => {
+            return Err(format_err(format!(
+                "request {n}: \"contacts\" must be an array"
+            )))
+        }
         None => return Err(format_err(format!("request {n}: \"contacts\" is missing"))),
     };
     Ok(Request {
@@ -385,25 +417,37 @@ mod tests {
             .filter_map(|c| c.as_ref().err())
             .collect();
         assert_eq!(bad.len(), 1);
-        assert!(bad[0].to_string().starts_with("ERROR: incorrect device format"));
+        assert!(bad[0]
+            .to_string()
+            .starts_with("ERROR: incorrect device format"));
     }
 
     #[test]
     fn key_order_is_kept_verbatim() {
-        let text = r#"{"requests":[{"type":"EXPORT","contacts":[{"email":"a@b.com"}],"accountid":"1"}]}"#;
+        let text =
+            r#"{"requests":[{"type":"EXPORT","contacts":[{"email":"a@b.com"}],"accountid":"1"}]}"#;
         let file = parse(text.as_bytes(), Kind::Export, &limits()).expect("parses");
         let back = serde_json::to_string(&file.raw_requests).expect("serialises");
-        assert_eq!(back, r#"[{"type":"EXPORT","contacts":[{"email":"a@b.com"}],"accountid":"1"}]"#);
+        assert_eq!(
+            back,
+            r#"[{"type":"EXPORT","contacts":[{"email":"a@b.com"}],"accountid":"1"}]"#
+        );
     }
 
     #[test]
     fn malformed_json_reports_line_and_column() {
-        let err = refused("{\"requests\": [\n  {\"type\": \"FORGET\",, }\n]}", Kind::Forget);
+        let err = refused(
+            "{\"requests\": [\n  {\"type\": \"FORGET\",, }\n]}",
+            Kind::Forget,
+        );
         match err {
             FileError::Json { line, column, .. } => assert_eq!((line, column), (2, 21)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(refused("", Kind::Forget), FileError::Json { line: 1, .. }));
+        assert!(matches!(
+            refused("", Kind::Forget),
+            FileError::Json { line: 1, .. }
+        ));
     }
 
     #[test]
@@ -441,7 +485,17 @@ mod tests {
     fn deep_nesting_is_refused_before_parsing() {
         let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let err = refused(&text, Kind::Forget);
-        assert!(matches!(err, FileError::TooDeep { limit: 16, line: 1, column: 17 }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                FileError::TooDeep {
+                    limit: 16,
+                    line: 1,
+                    column: 17
+                }
+            ),
+            "{err:?}"
+        );
         // Brackets inside strings do not count.
         let text = format!(
             r#"{{"requests":[{{"type":"FORGET","requestcase":"{}","contacts":[{{"email":"a@b.com"}}]}}]}}"#,
@@ -452,16 +506,28 @@ mod tests {
 
     #[test]
     fn huge_file_is_refused() {
-        let small = Limits { max_file_bytes: 100, ..limits() };
+        let small = Limits {
+            max_file_bytes: 100,
+            ..limits()
+        };
         let err = parse(SEED.as_bytes(), Kind::Forget, &small).expect_err("refused");
         assert_eq!(err, FileError::TooLarge { limit: 100 });
     }
 
     #[test]
     fn too_many_contacts_are_refused() {
-        let few = Limits { max_contacts: 11, ..limits() };
+        let few = Limits {
+            max_contacts: 11,
+            ..limits()
+        };
         let err = parse(SEED.as_bytes(), Kind::Forget, &few).expect_err("refused");
-        assert_eq!(err, FileError::TooManyContacts { count: 12, limit: 11 });
+        assert_eq!(
+            err,
+            FileError::TooManyContacts {
+                count: 12,
+                limit: 11
+            }
+        );
     }
 
     #[test]
@@ -471,22 +537,66 @@ mod tests {
             ("{}", Kind::Forget, "missing \"requests\""),
             (r#"{"requests":[]}"#, Kind::Forget, "\"requests\" is empty"),
             (r#"{"requests":{}}"#, Kind::Forget, "must be an array"),
-            (r#"{"requests":[1]}"#, Kind::Forget, "request 1 must be an object"),
-            (r#"{"requests":[{"contacts":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "\"type\" is missing"),
-            (r#"{"requests":[{"type":"DELETE","contacts":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "not \"DELETE\""),
-            (r#"{"requests":[{"type":"forget","contacts":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "not \"forget\""),
-            (r#"{"requests":[{"type":"EXPORT","contacts":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "the file name says FORGET"),
+            (
+                r#"{"requests":[1]}"#,
+                Kind::Forget,
+                "request 1 must be an object",
+            ),
+            (
+                r#"{"requests":[{"contacts":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "\"type\" is missing",
+            ),
+            (
+                r#"{"requests":[{"type":"DELETE","contacts":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "not \"DELETE\"",
+            ),
+            (
+                r#"{"requests":[{"type":"forget","contacts":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "not \"forget\"",
+            ),
+            (
+                r#"{"requests":[{"type":"EXPORT","contacts":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "the file name says FORGET",
+            ),
             (
                 r#"{"requests":[{"type":"FORGET","contacts":[{"email":"a@b.com"}]},{"type":"EXPORT","contacts":[{"email":"a@b.com"}]}]}"#,
                 Kind::Forget,
                 "request 2: \"type\" is EXPORT",
             ),
-            (r#"{"requests":[{"type":"FORGET","contacts":[]}]}"#, Kind::Forget, "\"contacts\" is empty"),
-            (r#"{"requests":[{"type":"FORGET"}]}"#, Kind::Forget, "\"contacts\" is missing"),
-            (r#"{"requests":[{"type":"FORGET","contact":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "unknown key \"contact\""),
-            (r#"{"requests":[{"type":"FORGET","shortcodes":"11111","contacts":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "\"shortcodes\" must be an array"),
-            (r#"{"requests":[{"type":"FORGET","accountid":{},"contacts":[{"email":"a@b.com"}]}]}"#, Kind::Forget, "\"accountid\" must be"),
-            (r#"{"requests":[{"type":"FORGET","contacts":[{"email":"a@b.com"}]}],"result":[]}"#, Kind::Forget, "unknown top-level key \"result\""),
+            (
+                r#"{"requests":[{"type":"FORGET","contacts":[]}]}"#,
+                Kind::Forget,
+                "\"contacts\" is empty",
+            ),
+            (
+                r#"{"requests":[{"type":"FORGET"}]}"#,
+                Kind::Forget,
+                "\"contacts\" is missing",
+            ),
+            (
+                r#"{"requests":[{"type":"FORGET","contact":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "unknown key \"contact\"",
+            ),
+            (
+                r#"{"requests":[{"type":"FORGET","shortcodes":"11111","contacts":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "\"shortcodes\" must be an array",
+            ),
+            (
+                r#"{"requests":[{"type":"FORGET","accountid":{},"contacts":[{"email":"a@b.com"}]}]}"#,
+                Kind::Forget,
+                "\"accountid\" must be",
+            ),
+            (
+                r#"{"requests":[{"type":"FORGET","contacts":[{"email":"a@b.com"}]}],"result":[]}"#,
+                Kind::Forget,
+                "unknown top-level key \"result\"",
+            ),
         ];
         for (text, kind, want) in cases {
             let err = refused(text, *kind);
@@ -506,7 +616,8 @@ mod tests {
 
     #[test]
     fn numeric_requestcase_and_absent_optionals() {
-        let text = r#"{"requests":[{"type":"EXPORT","requestcase":42,"contacts":[{"email":"a@b.com"}]}]}"#;
+        let text =
+            r#"{"requests":[{"type":"EXPORT","requestcase":42,"contacts":[{"email":"a@b.com"}]}]}"#;
         let file = parse(text.as_bytes(), Kind::Export, &limits()).expect("parses");
         assert_eq!(file.requests[0].requestcase.as_deref(), Some("42"));
         assert!(file.requests[0].shortcodes.is_empty());

@@ -31,8 +31,8 @@ fn entry_options() -> SimpleFileOptions {
 }
 
 enum State {
-    Idle(ZipWriter<File>),
-    Table(csv::Writer<ZipWriter<File>>),
+    Idle(Box<ZipWriter<File>>),
+    Table(Box<csv::Writer<ZipWriter<File>>>),
     Broken,
 }
 
@@ -52,7 +52,7 @@ impl PartArchive {
     pub fn create(path: PathBuf, prefixes: Vec<[String; 3]>) -> io::Result<PartArchive> {
         let file = File::create(&path)?;
         Ok(PartArchive {
-            state: State::Idle(ZipWriter::new(file)),
+            state: State::Idle(Box::new(ZipWriter::new(file))),
             path,
             prefixes,
         })
@@ -60,7 +60,7 @@ impl PartArchive {
 
     fn zip(&mut self) -> io::Result<ZipWriter<File>> {
         match std::mem::replace(&mut self.state, State::Broken) {
-            State::Idle(z) => Ok(z),
+            State::Idle(z) => Ok(*z),
             State::Table(w) => w.into_inner().map_err(|e| io::Error::other(e.to_string())),
             State::Broken => Err(io::Error::other("archive part is broken")),
         }
@@ -88,7 +88,7 @@ impl ExportSink for PartArchive {
             .map(Cow::Borrowed)
             .chain(columns.iter().map(|c| neutralise(c)));
         w.write_record(header.map(|c| c.into_owned()))?;
-        self.state = State::Table(w);
+        self.state = State::Table(Box::new(w));
         Ok(())
     }
 
@@ -145,17 +145,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let prefixes = vec![["case1".into(), "email".into(), "a@b.com".into()]];
         let mut part = PartArchive::create(dir.path().join("p1.zip"), prefixes).expect("part");
-        part.table("demo", "contacts", &["id".into(), "name".into()]).expect("table");
-        part.row(0, &["1".into(), "=cmd|' /C calc'!A0".into()]).expect("row");
-        part.table("demo", "empty_after", &["id".into()]).expect("table");
-        assert!(part.row(7, &["x".into()]).is_err(), "unknown target refused");
+        part.table("demo", "contacts", &["id".into(), "name".into()])
+            .expect("table");
+        part.row(0, &["1".into(), "=cmd|' /C calc'!A0".into()])
+            .expect("row");
+        part.table("demo", "empty_after", &["id".into()])
+            .expect("table");
+        assert!(
+            part.row(7, &["x".into()]).is_err(),
+            "unknown target refused"
+        );
         let p1 = part.finish().expect("finish");
         let out = assemble(dir.path(), "x-archive.zip", &[p1]).expect("assemble");
         let mut zip = ZipArchive::new(File::open(out).expect("open")).expect("zip");
         let mut text = String::new();
-        zip.by_name("demo/contacts.csv").expect("entry").read_to_string(&mut text).expect("read");
-        assert_eq!(text, "request_case,device_type,device,id,name\ncase1,email,a@b.com,1,'=cmd|' /C calc'!A0\n");
+        zip.by_name("demo/contacts.csv")
+            .expect("entry")
+            .read_to_string(&mut text)
+            .expect("read");
+        assert_eq!(
+            text,
+            "request_case,device_type,device,id,name\ncase1,email,a@b.com,1,'=cmd|' /C calc'!A0\n"
+        );
         let empty = assemble(dir.path(), "none-archive.zip", &[]).expect("empty");
-        assert_eq!(ZipArchive::new(File::open(empty).expect("open")).expect("zip").len(), 0);
+        assert_eq!(
+            ZipArchive::new(File::open(empty).expect("open"))
+                .expect("zip")
+                .len(),
+            0
+        );
     }
 }

@@ -28,7 +28,11 @@ impl AtomicFile {
     /// The I/O error creating the temporary file.
     pub fn create(dir: &Path, name: &str) -> io::Result<AtomicFile> {
         let temp = dir.join(format!(".{name}.gdprd-tmp"));
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
         Ok(AtomicFile {
             file: Some(file),
             temp,
@@ -41,7 +45,9 @@ impl AtomicFile {
     /// # Errors
     /// `Other` if already committed.
     pub fn file(&mut self) -> io::Result<&mut File> {
-        self.file.as_mut().ok_or_else(|| io::Error::other("atomic file already committed"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("atomic file already committed"))
     }
 
     /// Takes the open file out (to hand it to a writer such as a ZIP writer); give it back to
@@ -50,7 +56,9 @@ impl AtomicFile {
     /// # Errors
     /// `Other` if already taken.
     pub fn take(&mut self) -> io::Result<File> {
-        self.file.take().ok_or_else(|| io::Error::other("atomic file already taken"))
+        self.file
+            .take()
+            .ok_or_else(|| io::Error::other("atomic file already taken"))
     }
 
     /// Syncs `file` (the one taken out) and renames the temporary file into place.
@@ -105,8 +113,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "a.json", b"one").expect("write");
         write(dir.path(), "a.json", b"two").expect("write");
-        assert_eq!(std::fs::read(dir.path().join("a.json")).expect("read"), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(
+            std::fs::read(dir.path().join("a.json")).expect("read"),
+            b"two"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, ["a.json"]);
     }
 
@@ -115,7 +129,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let mut f = AtomicFile::create(dir.path(), "b.zip").expect("create");
-            f.file().expect("file").write_all(b"partial").expect("write");
+            f.file()
+                .expect("file")
+                .write_all(b"partial")
+                .expect("write");
         }
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
     }

@@ -64,7 +64,8 @@ pub fn rejection_notice(file: &str, error: &str) -> Vec<u8> {
 }
 
 fn pretty(value: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
+    let mut out = serde_json::to_vec_pretty(value)
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
     out.push(b'\n');
     out
 }
@@ -79,11 +80,20 @@ mod tests {
             r#"[{"type":"FORGET","contacts":[{"phone":"+1 781 555 1212"},"junk"],"requestcase":"1"}]"#,
         )
         .expect("json");
-        let log: Value = serde_json::from_slice(&execution_log(&raw, |_, c| format!("R{c}"))).expect("log json");
+        let log: Value =
+            serde_json::from_slice(&execution_log(&raw, |_, c| format!("R{c}"))).expect("log json");
         assert_eq!(log["requests"], Value::Array(raw.clone()));
         assert_eq!(log["result"][0]["contacts"][0]["response"], "R0");
-        assert_eq!(log["result"][0]["contacts"][1], json!({"contact": "junk", "response": "R1"}));
-        let keys: Vec<_> = log["result"][0].as_object().expect("object").keys().cloned().collect();
+        assert_eq!(
+            log["result"][0]["contacts"][1],
+            json!({"contact": "junk", "response": "R1"})
+        );
+        let keys: Vec<_> = log["result"][0]
+            .as_object()
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect();
         assert_eq!(keys, ["type", "contacts", "requestcase"], "key order kept");
         let top: Vec<_> = log.as_object().expect("object").keys().cloned().collect();
         assert_eq!(top, ["requests", "result"]);
@@ -91,9 +101,11 @@ mod tests {
 
     #[test]
     fn notices() {
-        let n: Value = serde_json::from_slice(&rejection_notice("x.json", "ERROR: no")).expect("json");
+        let n: Value =
+            serde_json::from_slice(&rejection_notice("x.json", "ERROR: no")).expect("json");
         assert_eq!(n, json!({"file": "x.json", "error": "ERROR: no"}));
-        let r: Value = serde_json::from_slice(&refused_log("x.json", "ERROR: bad", None)).expect("json");
+        let r: Value =
+            serde_json::from_slice(&refused_log("x.json", "ERROR: bad", None)).expect("json");
         assert_eq!(r, json!({"file": "x.json", "error": "ERROR: bad"}));
         assert_eq!(rejected_name("notes.txt"), "notes.txt-rejected.json");
     }

@@ -50,7 +50,12 @@ fn phone_keys(s: &str, phones: &PhoneConfig) -> Vec<String> {
 }
 
 /// The first key of `stored` that is in `wanted`.
-pub fn find(kind: DeviceKind, stored: &str, phones: &PhoneConfig, wanted: &HashSet<String>) -> Option<String> {
+pub fn find(
+    kind: DeviceKind,
+    stored: &str,
+    phones: &PhoneConfig,
+    wanted: &HashSet<String>,
+) -> Option<String> {
     stored_keys(kind, stored, phones)
         .into_iter()
         .find(|k| wanted.contains(k))
@@ -86,10 +91,16 @@ mod tests {
             "011 1 781 555 1212",
             " +17815551212 ",
         ] {
-            assert!(stored_keys(DeviceKind::Phone, stored, &us()).contains(&want), "{stored}");
+            assert!(
+                stored_keys(DeviceKind::Phone, stored, &us()).contains(&want),
+                "{stored}"
+            );
         }
         for other in ["(781) 555-1213", "+44 781 555 1212", "555-1212", "", "n/a"] {
-            assert!(!stored_keys(DeviceKind::Phone, other, &us()).contains(&want), "{other}");
+            assert!(
+                !stored_keys(DeviceKind::Phone, other, &us()).contains(&want),
+                "{other}"
+            );
         }
     }
 

@@ -122,7 +122,9 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreErr
         .query_map([], |r| r.get::<_, String>(1))?
         .collect::<Result<Vec<_>, _>>()?;
     if cols.is_empty() {
-        return Err(StoreError::Mapping(format!("table {table:?} does not exist")));
+        return Err(StoreError::Mapping(format!(
+            "table {table:?} does not exist"
+        )));
     }
     Ok(cols)
 }
@@ -159,7 +161,9 @@ fn scan(
             .join(" OR "),
     );
     let skip_cell = match (&table.file, with_cells) {
-        (Some(file), true) => table_columns(conn, &table.name)?.iter().position(|c| c == file),
+        (Some(file), true) => table_columns(conn, &table.name)?
+            .iter()
+            .position(|c| c == file),
         _ => None,
     };
     let mut stmt = conn.prepare(&sql)?;
@@ -216,7 +220,8 @@ fn scan(
 /// Fills the temporary row-id table with `ids`.
 fn fill_rows(conn: &Connection, ids: impl Iterator<Item = i64>) -> Result<(), StoreError> {
     conn.execute("DELETE FROM temp.gdprd_rows", [])?;
-    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO temp.gdprd_rows(id) VALUES (?1)")?;
+    let mut insert =
+        conn.prepare_cached("INSERT OR IGNORE INTO temp.gdprd_rows(id) VALUES (?1)")?;
     for id in ids {
         insert.execute([id])?;
     }
@@ -251,7 +256,9 @@ fn erase_table(
     }
     let target = quote(&table.name);
     let sql = match table.forget {
-        ForgetMode::Delete => format!("DELETE FROM {target} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)"),
+        ForgetMode::Delete => {
+            format!("DELETE FROM {target} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)")
+        }
         ForgetMode::Anonymise => {
             let placeholder = |c: &str| {
                 let c = quote(c);
@@ -261,7 +268,11 @@ fn erase_table(
                 let c = quote(c);
                 format!("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE 'REDACTED' END")
             };
-            let mut sets: Vec<String> = table.device_columns().iter().map(|(_, c)| placeholder(c)).collect();
+            let mut sets: Vec<String> = table
+                .device_columns()
+                .iter()
+                .map(|(_, c)| placeholder(c))
+                .collect();
             sets.extend(table.personal.iter().map(|c| redact(c)));
             sets.extend(table.file.iter().map(|c| format!("{} = NULL", quote(c))));
             format!(
@@ -293,7 +304,10 @@ impl Store for SqliteStore {
                 .chain(table.file.iter().cloned());
             for col in mapped {
                 if !cols.contains(&col) {
-                    return Err(StoreError::Mapping(format!("table {:?} has no column {col:?}", table.name)));
+                    return Err(StoreError::Mapping(format!(
+                        "table {:?} has no column {col:?}",
+                        table.name
+                    )));
                 }
             }
             if table.file.is_some() && self.config.files_root.is_none() {
@@ -313,7 +327,9 @@ impl Store for SqliteStore {
     ) -> Result<Found, StoreError> {
         let index = self.set_wanted(batch)?;
         let mut found = vec![0u64; batch.targets.len()];
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut hits: Vec<Vec<Hit>> = Vec::with_capacity(self.config.tables.len());
         for table in &self.config.tables {
             let mut table_hits = Vec::new();
@@ -337,7 +353,11 @@ impl Store for SqliteStore {
             let Some(state) = &table.state else { continue };
             let in_flight: Vec<i64> = table_hits
                 .iter()
-                .filter(|h| h.state.as_deref().is_some_and(|s| IN_FLIGHT_STATES.contains(&s)))
+                .filter(|h| {
+                    h.state
+                        .as_deref()
+                        .is_some_and(|s| IN_FLIGHT_STATES.contains(&s))
+                })
                 .map(|h| h.rowid)
                 .collect();
             if in_flight.is_empty() {
@@ -358,7 +378,8 @@ impl Store for SqliteStore {
         }
         let tx = if cancelled {
             tx.commit()?;
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?
         } else {
             tx
         };

@@ -24,14 +24,21 @@ pub fn scan(dir: &Path, settle: Duration) -> io::Result<Vec<OsString>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_str().is_some_and(crate::requests::name::is_in_progress) {
+        if name
+            .to_str()
+            .is_some_and(crate::requests::name::is_in_progress)
+        {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
         if meta.is_dir() {
             continue;
         }
-        let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or(Duration::ZERO);
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or(Duration::ZERO);
         if age >= settle {
             names.push(name);
         }
@@ -43,10 +50,13 @@ pub fn scan(dir: &Path, settle: Duration) -> io::Result<Vec<OsString>> {
 /// Whether an event says a file is complete: closed after writing, or renamed into the folder.
 fn completed(event: &Event) -> Option<&Path> {
     match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
             event.paths.first().map(PathBuf::as_path)
         }
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1).map(PathBuf::as_path),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+            event.paths.get(1).map(PathBuf::as_path)
+        }
         _ => None,
     }
 }
@@ -56,12 +66,19 @@ fn completed(event: &Event) -> Option<&Path> {
 ///
 /// # Errors
 /// The `notify` error when a folder cannot be watched.
-pub fn watch(folders: Vec<(usize, PathBuf)>, jobs: UnboundedSender<Job>) -> notify::Result<RecommendedWatcher> {
+pub fn watch(
+    folders: Vec<(usize, PathBuf)>,
+    jobs: UnboundedSender<Job>,
+) -> notify::Result<RecommendedWatcher> {
     let lookup = folders.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
         Ok(event) => {
-            let Some(path) = completed(&event) else { return };
-            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+            let Some(path) = completed(&event) else {
+                return;
+            };
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                return;
+            };
             if let Some((account, _)) = lookup.iter().find(|(_, d)| d == dir) {
                 let _ = jobs.send(Job {
                     account: *account,
@@ -84,12 +101,24 @@ mod tests {
     #[test]
     fn scan_skips_temporary_names_folders_and_fresh_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for name in ["forget-20260101_000000.json", ".hidden", "x.filepart", "y.part", "z.tmp", "notes.txt"] {
+        for name in [
+            "forget-20260101_000000.json",
+            ".hidden",
+            "x.filepart",
+            "y.part",
+            "z.tmp",
+            "notes.txt",
+        ] {
             std::fs::write(dir.path().join(name), b"{}").expect("write");
         }
         std::fs::create_dir(dir.path().join("folder")).expect("mkdir");
         let names = scan(dir.path(), Duration::ZERO).expect("scan");
         assert_eq!(names, ["forget-20260101_000000.json", "notes.txt"]);
-        assert!(scan(dir.path(), Duration::from_secs(3600)).expect("scan").is_empty(), "fresh files wait");
+        assert!(
+            scan(dir.path(), Duration::from_secs(3600))
+                .expect("scan")
+                .is_empty(),
+            "fresh files wait"
+        );
     }
 }

@@ -1,0 +1,86 @@
+//! The command line: `validate` and `check-config`, which operators run before trusting a file or a config.
+
+use crate::harness::{fixture, run, today, Demo};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn validate_gives_per_file_and_per_contact_verdicts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = std::fs::read(fixture("requests/seed-forget.json")).expect("seed");
+    let good = br#"{"requests":[{"type":"FORGET","contacts":[{"phone":"+1 781 555 1212"},{"email":"a@b.com"}]}]}"#;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let valid = write(&format!("forget-{}_120000.json", today()), good);
+    let out = run(&["validate", &valid]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("VALID: 1 requests, 2 contacts, FORGET, due today"),
+        "{}",
+        stdout(&out)
+    );
+
+    let seed_today = write(&format!("forget-{}_120001.json", today()), &seed);
+    let out = run(&["validate", &valid, &seed_today]);
+    assert_eq!(out.status.code(), Some(1), "one contact is invalid");
+    let text = stdout(&out);
+    assert!(
+        text.contains("INVALID: 1 of 12 contacts would get an error"),
+        "{text}"
+    );
+    assert!(
+        text.contains("request 2 contact 2 (phone): ERROR: incorrect device format"),
+        "{text}"
+    );
+
+    let past = write("forget-20180315_120000.json", good);
+    let text = stdout(&run(&["validate", &past]));
+    assert!(
+        text.contains("REJECTED: ERROR: file is dated 2018-03-15"),
+        "{text}"
+    );
+    let export_named = write(&format!("export-{}_120000.json", today()), good);
+    let out = run(&["validate", &export_named]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out)
+        .contains("REFUSED: ERROR: request 1: \"type\" is FORGET but the file name says EXPORT"));
+    let broken = write(
+        &format!("forget-{}_130000.json", today()),
+        b"{\n  \"requests\": [,]\n}",
+    );
+    assert!(stdout(&run(&["validate", &broken]))
+        .contains("REFUSED: ERROR: invalid JSON at line 2 column 16"));
+}
+
+#[test]
+fn check_config_accepts_the_demo_and_names_what_is_wrong() {
+    let demo = Demo::new(10, |c| c);
+    let config = demo.config.to_str().expect("utf-8").to_owned();
+    let out = run(&["check-config", &config]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("store demo: OK"));
+
+    let text = std::fs::read_to_string(&demo.config).expect("config");
+    std::fs::write(
+        &demo.config,
+        text.replace("retention_days", "retention_dayz"),
+    )
+    .expect("write");
+    let out = run(&["check-config", &config]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `retention_dayz`"));
+
+    std::fs::write(&demo.config, text.replace("agent_notes", "agent_remarks")).expect("write");
+    let out = run(&["check-config", &config]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("table \"contact_attempt\" has no column \"agent_remarks\""),
+        "{}",
+        stdout(&out)
+    );
+}

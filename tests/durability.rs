@@ -1,0 +1,120 @@
+//! Crash and shutdown in the middle of a large forget: after a restart every contact is executed exactly once,
+//! no response changes, and the execution log is complete.
+
+use crate::harness::{responses, today, wait_until, Daemon, Demo};
+use std::time::Duration;
+
+const DEVICES: u64 = 2000;
+const BATCH: u64 = 20;
+
+fn large_forget() -> Vec<u8> {
+    let contacts: Vec<String> = (0..DEVICES)
+        .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
+        .collect();
+    format!(
+        r#"{{"requests": [{{"requestcase": "big", "type": "FORGET", "contacts": [{}]}}]}}"#,
+        contacts.join(", ")
+    )
+    .into_bytes()
+}
+
+fn chunks_done(demo: &Demo) -> i64 {
+    demo.ledger()
+        .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// Starts a large forget and interrupts it with `signal` once a few chunks are journaled; returns the daemon.
+fn interrupt(demo: &Demo, name: &str, signal: &str) -> Daemon {
+    let daemon = demo.start();
+    demo.submit(name, &large_forget());
+    wait_until(Duration::from_secs(60), "a few chunks to complete", || {
+        chunks_done(demo) >= 5
+    });
+    daemon.signal(signal);
+    daemon
+}
+
+fn assert_completed_exactly_once(demo: &Demo, name: &str) {
+    let stem = name.strip_suffix(".json").expect("stem");
+    let log = demo.result_json(&format!("{stem}-execution-log.json"));
+    let got = responses(&log);
+    assert_eq!(got.len() as u64, DEVICES);
+    assert!(
+        got.iter().all(|r| r == "SUCCESS"),
+        "every response is SUCCESS, none changed to not found"
+    );
+    let ledger = demo.ledger();
+    let (entries, distinct): (i64, i64) = ledger
+        .query_row(
+            "SELECT count(*), count(DISTINCT device_hmac) FROM audit WHERE action = 'forget' AND file = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("audit");
+    assert_eq!(
+        (entries, distinct),
+        (DEVICES as i64, DEVICES as i64),
+        "each device executed and audited once"
+    );
+    assert_eq!(chunks_done(demo), (DEVICES / BATCH) as i64);
+    let left: i64 = demo
+        .db()
+        .query_row(
+            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
+             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
+            [DEVICES as i64],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "every contact was forgotten");
+    assert!(demo.submitted().is_empty());
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
+    let demo = Demo::new(20_000, |c| {
+        c.replace(
+            "[intake]",
+            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
+        )
+    });
+    let name = format!("forget-{}_020000.json", today());
+    let mut daemon = interrupt(&demo, &name, "KILL");
+    daemon.wait_exit(Duration::from_secs(10));
+    let at_kill = chunks_done(&demo);
+    assert!(
+        at_kill < (DEVICES / BATCH) as i64,
+        "killed in the middle ({at_kill} chunks done)"
+    );
+    assert!(!demo
+        .result
+        .join(format!("forget-{}_020000-execution-log.json", today()))
+        .exists());
+    drop(daemon);
+    let daemon = demo.start();
+    assert_completed_exactly_once(&demo, &name);
+    assert!(daemon.log_text().contains("resuming claimed file"));
+}
+
+#[test]
+fn sigterm_stops_at_a_checkpoint_and_exits_zero() {
+    let demo = Demo::new(20_000, |c| {
+        c.replace(
+            "[intake]",
+            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
+        )
+    });
+    let name = format!("forget-{}_010000.json", today());
+    let mut daemon = interrupt(&demo, &name, "TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    let stopped_at = chunks_done(&demo);
+    assert!(
+        stopped_at < (DEVICES / BATCH) as i64,
+        "stopped in the middle ({stopped_at} chunks done)"
+    );
+    assert!(daemon.log_text().contains("stopping between chunks"));
+    drop(daemon);
+    let _daemon = demo.start();
+    assert_completed_exactly_once(&demo, &name);
+}

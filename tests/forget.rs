@@ -1,0 +1,209 @@
+//! Forget through the whole daemon: the seed's sample request against the demo store.
+
+use crate::harness::{responses, seed_forget, today, Demo};
+use serde_json::Value;
+
+const SAMPLE_DEVICES_IN_CLEAR: [&str; 8] = [
+    "555-1212",
+    "5551212",
+    "555 1212",
+    "555.1212",
+    "test@test.com",
+    "genesys@genesys.com",
+    "10.10.10.10",
+    "11.11.11.11",
+];
+
+/// Every row of `table` in the sample's account, as text.
+fn dump(db: &rusqlite::Connection, table: &str) -> Vec<String> {
+    let mut stmt = db
+        .prepare(&format!(
+            "SELECT * FROM {table} WHERE account_id = '30003748347'"
+        ))
+        .expect("prepare");
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                r.get::<_, rusqlite::types::Value>(i)
+                    .map(|v| format!("{v:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.join("|"))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+#[test]
+fn seed_forget_answers_like_the_seed_and_erases_every_sample_record() {
+    let demo = Demo::new(300, |c| c);
+    // Record what happens to callbacks, to show in-flight ones are cancelled before they are deleted.
+    demo.db()
+        .execute_batch(
+            "CREATE TABLE callback_trail (seq INTEGER PRIMARY KEY, id INTEGER, old_state TEXT, new_state TEXT);
+             CREATE TRIGGER callback_upd AFTER UPDATE ON callback BEGIN
+                 INSERT INTO callback_trail (id, old_state, new_state) VALUES (old.id, old.state, new.state); END;
+             CREATE TRIGGER callback_del AFTER DELETE ON callback BEGIN
+                 INSERT INTO callback_trail (id, old_state, new_state) VALUES (old.id, old.state, 'DELETED'); END;",
+        )
+        .expect("triggers");
+    let daemon = demo.start();
+    let name = format!("forget-{}_120000.json", today());
+    demo.submit(&name, &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+
+    // The execution log: the original requests verbatim, then the responses the seed shows.
+    let original: Value = serde_json::from_slice(&seed_forget()).expect("seed json");
+    assert_eq!(log["requests"], original["requests"]);
+    let got = responses(&log);
+    let mut want = vec!["SUCCESS"; 12];
+    want[7] = "ERROR: incorrect device format: expected phone in ITU E.123 international format: +, country code and number, 8 to 15 digits in groups separated by single spaces, like \"+1 781 555 1212\"";
+    assert_eq!(got, want);
+    assert_eq!(log["result"][1]["contacts"][1]["phone"], "617 555 1313");
+    assert!(
+        demo.submitted().is_empty(),
+        "the submission leaves GDPR_Submit"
+    );
+
+    let db = demo.db();
+    // No sample record of the sample's account can be found by any of its devices any more.
+    for table in [
+        "contact_list",
+        "contact_attempt",
+        "callback",
+        "sms_message",
+        "call_recording",
+        "web_session",
+    ] {
+        let dump = dump(&db, table);
+        for row in &dump {
+            let lower = row.to_lowercase();
+            for device in SAMPLE_DEVICES_IN_CLEAR {
+                // The SMS on shortcode 33333 and 99999 were not in the request's shortcodes: they stay.
+                let kept_sms =
+                    table == "sms_message" && (row.contains("33333") || row.contains("99999"));
+                assert!(
+                    kept_sms || !lower.contains(device),
+                    "{table} still holds {device}: {row}"
+                );
+            }
+        }
+    }
+    // Personal fields are redacted, device values replaced by random placeholders.
+    let (first, phone, email): (String, String, String) = db
+        .query_row(
+            "SELECT first_name, phone, email FROM contact_list WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("row 1");
+    assert_eq!(first, "REDACTED");
+    assert!(phone.starts_with("forgotten-") && email.starts_with("forgotten-") && phone != email);
+    // Another tenant's rows with the same devices are untouched (accountid scopes the search).
+    let other: i64 = db
+        .query_row(
+            "SELECT count(*) FROM contact_list WHERE account_id = '40004000400' AND phone = '(781) 555-1212' AND email = 'test@test.com'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("other tenant");
+    assert_eq!(other, 1);
+    // 617 555 1313 was malformed: its record is untouched.
+    let kept: String = db
+        .query_row(
+            "SELECT phone FROM contact_list WHERE last_name = 'Turing'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("turing");
+    assert_eq!(kept, "6175551313");
+    // Callbacks: in-flight ones cancelled first, then all of the sample's deleted.
+    let trail: Vec<(i64, String, String)> = db
+        .prepare("SELECT id, old_state, new_state FROM callback_trail ORDER BY seq")
+        .expect("trail")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let cancels: Vec<_> = trail
+        .iter()
+        .filter(|t| t.2 == "CANCELLED")
+        .map(|t| (t.0, t.1.as_str()))
+        .collect();
+    assert_eq!(cancels, [(1, "QUEUED"), (3, "PROCESSING"), (5, "ROUTING")]);
+    let deletes: Vec<i64> = trail
+        .iter()
+        .filter(|t| t.2 == "DELETED")
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(deletes, [1, 2, 3, 4, 5]);
+    let last_cancel = trail
+        .iter()
+        .rposition(|t| t.2 == "CANCELLED")
+        .expect("cancel");
+    let first_delete = trail.iter().position(|t| t.2 == "DELETED").expect("delete");
+    assert!(
+        last_cancel < first_delete,
+        "cancelled before deleted: {trail:?}"
+    );
+    // Recordings: the sample's files are deleted, the other tenant's kept.
+    let rec = demo.dir.path().join("recordings/2026/01");
+    for n in 1..=3 {
+        assert!(!rec.join(format!("rec-sample-{n}.wav")).exists());
+    }
+    assert!(rec.join("rec-other-tenant.wav").exists());
+
+    // The audit trail has one entry per device, with a keyed hash and no device in clear.
+    let ledger = demo.ledger();
+    let (entries, hashes): (i64, i64) = ledger
+        .query_row(
+            "SELECT count(*), count(DISTINCT device_hmac) FROM audit WHERE action = 'forget' AND file = ?1",
+            [&name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("audit");
+    assert_eq!(
+        (entries, hashes),
+        (12, 11),
+        "11 valid devices hashed, 1 malformed without hash"
+    );
+    let audit_dump: String = ledger
+        .query_row(
+            "SELECT group_concat(quote(device_hmac) || stores || outcome, ';') FROM audit",
+            [],
+            |r| r.get(0),
+        )
+        .expect("dump");
+    let log_text = daemon.log_text();
+    // "+1 781 555 1212" is the example in the format error text, so other sample devices are checked.
+    for device in [
+        "7815551212",
+        "617 555 1212",
+        "781 555 1313",
+        "test@test.com",
+        "10.10.10.10",
+        "genesys",
+    ] {
+        assert!(!audit_dump.contains(device), "audit holds {device}");
+        assert!(!log_text.contains(device), "daemon log holds {device}");
+    }
+}
+
+#[test]
+fn a_second_forget_of_the_same_devices_finds_nothing() {
+    let demo = Demo::new(50, |c| c);
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_100000.json", today()), &seed_forget());
+    demo.wait_result(&format!("forget-{}_100000-execution-log.json", today()));
+    demo.submit(&format!("forget-{}_100001.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_100001-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter().filter(|r| *r == "SUCCESS: not found").count(),
+        11,
+        "{got:?}"
+    );
+    assert!(got[7].starts_with("ERROR: incorrect device format"));
+}

@@ -1,0 +1,222 @@
+//! A demo installation in a temporary folder, the daemon as a child process, and helpers to submit files and
+//! wait for results.
+
+use rusqlite::Connection;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn gdprd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gdprd"))
+}
+
+/// Runs `gdprd` with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    gdprd().args(args).output().expect("gdprd runs")
+}
+
+/// Today's date as file names want it (UTC, the demo account's time zone).
+pub fn today() -> String {
+    chrono::Utc::now().format("%Y%m%d").to_string()
+}
+
+/// The seed's sample forget request, as shipped.
+pub fn seed_forget() -> Vec<u8> {
+    std::fs::read(fixture("requests/seed-forget.json")).expect("seed fixture")
+}
+
+/// A file in `fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+/// A demo installation in a temporary folder.
+pub struct Demo {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub submit: PathBuf,
+    pub result: PathBuf,
+    pub db: PathBuf,
+}
+
+impl Demo {
+    /// Lays out a demo with `rows` filler contacts, then lets `tweak` edit its config text. Tests rescan every
+    /// second and take files without a settle time unless `tweak` says otherwise.
+    pub fn new(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = run(&[
+            "demo",
+            "--dir",
+            dir.path().to_str().expect("utf-8 path"),
+            "--rows",
+            &rows.to_string(),
+            "--no-start",
+        ]);
+        assert!(
+            out.status.success(),
+            "demo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = dir.path().join("gdprd.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        let text = text
+            .replace("rescan_seconds = 30", "rescan_seconds = 1")
+            .replace("settle_seconds = 2", "settle_seconds = 0");
+        std::fs::write(&config, tweak(text)).expect("write config");
+        let root = dir.path().join("accounts/demo");
+        Demo {
+            config,
+            submit: root.join("GDPR_Submit"),
+            result: root.join("GDPR_Result"),
+            db: dir.path().join("demo.db"),
+            dir,
+        }
+    }
+
+    /// Starts the daemon and waits until it says it is ready.
+    pub fn start(&self) -> Daemon {
+        let log = self.dir.path().join(format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let log = unique(log);
+        let child = gdprd()
+            .args(["run", "--config", self.config.to_str().expect("utf-8")])
+            .env("RUST_LOG", "gdprd=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("daemon starts");
+        let daemon = Daemon { child, log };
+        wait_until(Duration::from_secs(30), "the daemon to be ready", || {
+            daemon.log_text().contains("gdprd ready")
+        });
+        daemon
+    }
+
+    /// Drops a file into `GDPR_Submit` the way an SFTP server would finish an upload: written under a temporary
+    /// name, then renamed into place.
+    pub fn submit(&self, name: &str, bytes: &[u8]) {
+        let temp = self.submit.join(format!("{name}.filepart"));
+        std::fs::write(&temp, bytes).expect("write upload");
+        std::fs::rename(&temp, self.submit.join(name)).expect("rename upload");
+    }
+
+    /// Waits for `GDPR_Result/name` and returns its path.
+    pub fn wait_result(&self, name: &str) -> PathBuf {
+        let path = self.result.join(name);
+        wait_until(Duration::from_secs(60), name, || path.exists());
+        path
+    }
+
+    /// Waits for `GDPR_Result/name` and parses it as JSON.
+    pub fn result_json(&self, name: &str) -> Value {
+        let bytes = std::fs::read(self.wait_result(name)).expect("read result");
+        serde_json::from_slice(&bytes).expect("result is JSON")
+    }
+
+    /// The demo database.
+    pub fn db(&self) -> Connection {
+        Connection::open(&self.db).expect("open demo db")
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> Connection {
+        Connection::open(self.dir.path().join("state/ledger.db")).expect("open ledger")
+    }
+
+    /// Names in `GDPR_Submit` (sorted).
+    pub fn submitted(&self) -> Vec<String> {
+        names(&self.submit)
+    }
+
+    /// Names in `GDPR_Result` (sorted).
+    pub fn results(&self) -> Vec<String> {
+        names(&self.result)
+    }
+}
+
+fn unique(path: PathBuf) -> PathBuf {
+    let mut n = 0;
+    loop {
+        let candidate = path.with_extension(format!("{n}.log"));
+        if !candidate.exists() {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Polls `done` every 20 ms until it holds, panicking with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The daemon as a child process; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Everything the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(start.elapsed() < limit, "daemon did not exit in {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The responses of an execution log, in order, across requests.
+pub fn responses(log: &Value) -> Vec<String> {
+    log["result"]
+        .as_array()
+        .expect("result array")
+        .iter()
+        .flat_map(|r| r["contacts"].as_array().expect("contacts").iter())
+        .map(|c| c["response"].as_str().expect("response").to_owned())
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `gdprd` binary, real folders, a real SQLite demo store, driven the way a customer
+//! and an operator would. One test binary; [`harness`] lays out demo installations in temporary folders.
+
+mod harness;
+
+mod cli;
+mod durability;
+mod export;
+mod forget;
+mod intake;
