@@ -12,6 +12,8 @@
 //! - [`daemon`] wires it all and owns shutdown; [`config`] is the TOML it runs from; [`retention`] deletes old
 //!   results; [`demo`] lays out a self-contained demo installation.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod config;
 pub mod daemon;

@@ -207,3 +207,67 @@ fn a_second_forget_of_the_same_devices_finds_nothing() {
     );
     assert!(got[7].starts_with("ERROR: incorrect device format"));
 }
+
+const CRM_STORE: &str = r#"
+[stores.crm]
+type = "sqlite"
+path = "crm.db"
+
+[[stores.crm.tables]]
+name = "customers"
+email = ["email"]
+personal = ["name"]
+"#;
+
+#[test]
+fn a_failing_store_answers_error_while_the_other_stores_still_run() {
+    let demo = Demo::new(20, |c| {
+        c.replace("stores = [\"demo\"]", "stores = [\"demo\", \"crm\"]") + CRM_STORE
+    });
+    let crm = demo.dir.path().join("crm.db");
+    // The CRM database lacks its mapped table: every statement against it fails.
+    rusqlite::Connection::open(&crm)
+        .and_then(|c| c.execute_batch("CREATE TABLE unrelated (x TEXT);"))
+        .expect("crm db");
+    let _daemon = demo.start();
+    let body = br#"{"requests":[{"type":"FORGET","accountid":"30003748347","contacts":[{"email":"test@test.com"},{"phone":"617 555 1313"}]}]}"#;
+    demo.submit(&format!("forget-{}_110000.json", today()), body);
+    let log = demo.result_json(&format!("forget-{}_110000-execution-log.json", today()));
+    let got = responses(&log);
+    assert!(
+        got[0].starts_with("ERROR: store \"crm\" failed: "),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("resubmit"), "{}", got[0]);
+    assert!(
+        got[1].starts_with("ERROR: incorrect device format"),
+        "a bad contact is answered on its own"
+    );
+    let left: i64 = demo
+        .db()
+        .query_row(
+            "SELECT count(*) FROM contact_list WHERE email = 'TEST@test.com'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "the demo store still forgot the device");
+
+    // Once the CRM is repaired, a resubmission finishes the job.
+    rusqlite::Connection::open(&crm)
+        .and_then(|c| c.execute_batch("CREATE TABLE customers (email TEXT, name TEXT); INSERT INTO customers VALUES ('Test@Test.com', 'Ada');"))
+        .expect("repair crm");
+    demo.submit(&format!("forget-{}_110001.json", today()), body);
+    let log = demo.result_json(&format!("forget-{}_110001-execution-log.json", today()));
+    assert_eq!(responses(&log)[0], "SUCCESS");
+    let (email, name): (String, String) = rusqlite::Connection::open(&crm)
+        .and_then(|c| {
+            c.query_row("SELECT email, name FROM customers", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .expect("crm row");
+    assert!(email.starts_with("forgotten-"));
+    assert_eq!(name, "REDACTED");
+}
