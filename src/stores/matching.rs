@@ -7,58 +7,132 @@ use crate::requests::DeviceKind;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-/// The keys a stored value could stand for, in [`crate::requests::Device::match_key`] form.
+/// The keys a stored value could stand for, in [`crate::requests::Device::match_key`] form, most likely first.
 pub fn stored_keys(kind: DeviceKind, stored: &str, phones: &PhoneConfig) -> Vec<String> {
-    let s = stored.trim();
-    if s.is_empty() {
-        return Vec::new();
-    }
-    match kind {
-        DeviceKind::Email => vec![format!("e:{}", s.to_lowercase())],
-        DeviceKind::Ipaddr => match s.parse::<IpAddr>() {
-            Ok(ip) => vec![format!("i:{ip}")],
-            Err(_) => vec![format!("i:{s}")],
-        },
-        DeviceKind::Phone => phone_keys(s, phones),
-    }
-}
-
-fn phone_keys(s: &str, phones: &PhoneConfig) -> Vec<String> {
-    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-    if digits.is_empty() {
-        return Vec::new();
-    }
-    if s.starts_with('+') {
-        return vec![format!("p:{digits}")];
-    }
-    let intl = &phones.international_prefix;
-    if !intl.is_empty() && digits.len() > intl.len() && digits.starts_with(intl.as_str()) {
-        return vec![format!("p:{}", &digits[intl.len()..])];
-    }
-    let mut keys = vec![format!("p:{digits}")];
-    let cc = &phones.default_country_code;
-    if !cc.is_empty() {
-        let trunk = &phones.trunk_prefix;
-        let national = if !trunk.is_empty() && digits.starts_with(trunk.as_str()) {
-            &digits[trunk.len()..]
-        } else {
-            digits.as_str()
-        };
-        keys.insert(0, format!("p:{cc}{national}"));
-    }
+    let mut keys = Vec::new();
+    let mut scratch = Scratch::default();
+    scratch.each_key(kind, stored, phones, |k| {
+        keys.push(k.to_owned());
+        false
+    });
     keys
 }
 
-/// The first key of `stored` that is in `wanted`.
-pub fn find(
-    kind: DeviceKind,
-    stored: &str,
-    phones: &PhoneConfig,
-    wanted: &HashSet<String>,
-) -> Option<String> {
-    stored_keys(kind, stored, phones)
-        .into_iter()
-        .find(|k| wanted.contains(k))
+/// Reusable buffers, so matching a stored value that matches nothing allocates nothing.
+#[derive(Debug, Default)]
+struct Scratch {
+    key: String,
+    digits: String,
+}
+
+impl Scratch {
+    /// Calls `f` with each key `stored` could stand for, most likely first, until `f` returns true.
+    fn each_key(
+        &mut self,
+        kind: DeviceKind,
+        stored: &str,
+        phones: &PhoneConfig,
+        mut f: impl FnMut(&str) -> bool,
+    ) -> bool {
+        use std::fmt::Write;
+        let s = stored.trim();
+        if s.is_empty() {
+            return false;
+        }
+        let key = &mut self.key;
+        key.clear();
+        match kind {
+            DeviceKind::Email => {
+                key.push_str("e:");
+                key.extend(s.chars().flat_map(char::to_lowercase));
+                f(key)
+            }
+            DeviceKind::Ipaddr => {
+                match s.parse::<IpAddr>() {
+                    Ok(ip) => {
+                        let _ = write!(key, "i:{ip}");
+                    }
+                    Err(_) => {
+                        key.push_str("i:");
+                        key.push_str(s);
+                    }
+                }
+                f(key)
+            }
+            DeviceKind::Phone => {
+                let digits = &mut self.digits;
+                digits.clear();
+                digits.extend(s.chars().filter(char::is_ascii_digit));
+                if digits.is_empty() {
+                    return false;
+                }
+                let intl = phones.international_prefix.as_str();
+                let international = s.starts_with('+')
+                    || (!intl.is_empty() && digits.len() > intl.len() && digits.starts_with(intl));
+                if international {
+                    let skip = if s.starts_with('+') { 0 } else { intl.len() };
+                    key.push_str("p:");
+                    key.push_str(&digits[skip..]);
+                    return f(key);
+                }
+                let cc = phones.default_country_code.as_str();
+                if !cc.is_empty() {
+                    let trunk = phones.trunk_prefix.as_str();
+                    let national = match digits.strip_prefix(trunk) {
+                        Some(rest) if !trunk.is_empty() => rest,
+                        _ => digits.as_str(),
+                    };
+                    key.push_str("p:");
+                    key.push_str(cc);
+                    key.push_str(national);
+                    if f(key) {
+                        return true;
+                    }
+                    key.clear();
+                }
+                key.push_str("p:");
+                key.push_str(digits);
+                f(key)
+            }
+        }
+    }
+}
+
+/// Matches stored values against the keys of a batch; one per store connection.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    phones: PhoneConfig,
+    wanted: HashSet<String>,
+    scratch: Scratch,
+}
+
+impl Matcher {
+    /// A matcher reading stored phones by `phones`, wanting nothing yet.
+    pub fn new(phones: PhoneConfig) -> Matcher {
+        Matcher {
+            phones,
+            ..Matcher::default()
+        }
+    }
+
+    /// Replaces the keys wanted.
+    pub fn set_wanted(&mut self, wanted: HashSet<String>) {
+        self.wanted = wanted;
+    }
+
+    /// The first key of `stored` that is wanted.
+    pub fn find(&mut self, kind: DeviceKind, stored: &str) -> Option<String> {
+        let wanted = &self.wanted;
+        let mut hit = None;
+        self.scratch.each_key(kind, stored, &self.phones, |k| {
+            let found = wanted.contains(k);
+            if found {
+                hit = Some(k.to_owned());
+            }
+            found
+        });
+        hit
+    }
 }
 
 #[cfg(test)]
@@ -125,11 +199,19 @@ mod tests {
 
     #[test]
     fn emails_and_ips() {
-        let want: HashSet<_> = [key(DeviceKind::Email, "test@test.com")].into();
-        assert!(find(DeviceKind::Email, " TEST@Test.COM ", &us(), &want).is_some());
-        assert!(find(DeviceKind::Email, "test@test.co", &us(), &want).is_none());
-        let want: HashSet<_> = [key(DeviceKind::Ipaddr, "2001:db8::1")].into();
-        assert!(find(DeviceKind::Ipaddr, "2001:DB8:0:0:0:0:0:1", &us(), &want).is_some());
+        let mut m = Matcher::new(us());
+        m.set_wanted([key(DeviceKind::Email, "test@test.com")].into());
+        assert_eq!(
+            m.find(DeviceKind::Email, " TEST@Test.COM ").as_deref(),
+            Some("e:test@test.com")
+        );
+        assert!(m.find(DeviceKind::Email, "test@test.co").is_none());
+        m.set_wanted([key(DeviceKind::Ipaddr, "2001:db8::1")].into());
+        assert!(m.find(DeviceKind::Ipaddr, "2001:DB8:0:0:0:0:0:1").is_some());
+        assert!(
+            m.find(DeviceKind::Email, " TEST@Test.COM ").is_none(),
+            "the wanted set was replaced"
+        );
     }
 
     proptest! {
@@ -141,9 +223,14 @@ mod tests {
         }
 
         #[test]
-        fn any_stored_text_is_safe(s in "\\PC{0,30}") {
+        fn matcher_agrees_with_stored_keys(s in "[ +()0-9.-]{0,20}|\\PC{0,30}", pick in 0usize..3) {
             for kind in [DeviceKind::Phone, DeviceKind::Email, DeviceKind::Ipaddr] {
-                let _ = stored_keys(kind, &s, &us());
+                let keys = stored_keys(kind, &s, &us());
+                // Wanting one of its keys (or none), the matcher finds the first wanted one.
+                let wanted: HashSet<String> = keys.iter().skip(pick).take(1).cloned().collect();
+                let mut m = Matcher::new(us());
+                m.set_wanted(wanted.clone());
+                prop_assert_eq!(m.find(kind, &s), keys.iter().find(|k| wanted.contains(*k)).cloned());
             }
         }
     }

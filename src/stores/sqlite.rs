@@ -2,14 +2,14 @@
 //! with one scan per table: a SQL function, `gdprd_match`, reads each stored device value the way
 //! [`super::matching`] says and looks it up in the batch's set of keys, in memory.
 
-use super::matching;
+use super::matching::Matcher;
 use super::{Batch, ExportSink, Found, Store, StoreError};
 use crate::config::{ForgetMode, PhoneConfig, SqliteConfig, TableMapping};
 use crate::requests::DeviceKind;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub struct SqliteStore {
     name: String,
     conn: Connection,
     config: SqliteConfig,
-    wanted: Arc<Mutex<HashSet<String>>>,
+    matcher: Arc<Mutex<Matcher>>,
 }
 
 /// What a forget scan keeps of a matching row.
@@ -77,27 +77,27 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(config.busy_timeout_seconds))?;
-        let wanted: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let phones = config.phones.clone();
-        let set = Arc::clone(&wanted);
+        let matcher = Arc::new(Mutex::new(Matcher::new(config.phones.clone())));
+        let shared = Arc::clone(&matcher);
         conn.create_scalar_function("gdprd_match", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
             let kind = match ctx.get::<i64>(0)? {
                 0 => DeviceKind::Phone,
                 1 => DeviceKind::Email,
                 _ => DeviceKind::Ipaddr,
             };
-            let Some(value) = text_of(ctx.get_raw(1)) else {
-                return Ok(None);
-            };
-            let wanted = set.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
-            Ok(matching::find(kind, &value, &phones, &wanted))
+            let mut m = shared.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+            Ok(match ctx.get_raw(1) {
+                ValueRef::Null | ValueRef::Blob(_) => None,
+                ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|v| m.find(kind, v)),
+                other => text_of(other).and_then(|v| m.find(kind, &v)),
+            })
         })?;
         conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS gdprd_rows(id INTEGER PRIMARY KEY);")?;
         Ok(SqliteStore {
             name: name.to_owned(),
             conn,
             config: config.clone(),
-            wanted,
+            matcher,
         })
     }
 
@@ -106,11 +106,10 @@ impl SqliteStore {
         for (i, t) in batch.targets.iter().enumerate() {
             index.entry(t.key.clone()).or_default().push(i);
         }
-        let mut wanted = self
-            .wanted
+        self.matcher
             .lock()
-            .map_err(|_| StoreError::Mapping("match state poisoned".into()))?;
-        *wanted = index.keys().cloned().collect();
+            .map_err(|_| StoreError::Mapping("match state poisoned".into()))?
+            .set_wanted(index.keys().cloned().collect());
         Ok(index)
     }
 }
