@@ -436,6 +436,14 @@ impl Engine {
         self.execute(account, name, &path, file_name.kind, &rec, &bytes)
     }
 
+    /// The account's `GDPR_Result`, created again if an operator removed it.
+    fn result_dir(account: &AccountConfig) -> Result<PathBuf, EngineError> {
+        let dir = account.result_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(io_err(format!("cannot create {}", dir.display())))?;
+        Ok(dir)
+    }
+
     fn claimed_dir(&self) -> PathBuf {
         self.config.state_dir.join("claimed")
     }
@@ -521,7 +529,7 @@ impl Engine {
             })
         });
         let counts = count(&responses);
-        atomic::write(&account.result_dir(), &results[0], &log_bytes)
+        atomic::write(&Self::result_dir(account)?, &results[0], &log_bytes)
             .map_err(io_err(format!("cannot write {}", results[0])))?;
         self.ledger.finish(rec.id, &results, counts, None)?;
         info!(
@@ -543,7 +551,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let log_name = log::log_name(stem(name));
         atomic::write(
-            &account.result_dir(),
+            &Self::result_dir(account)?,
             &log_name,
             &log::refused_log(name, error, raw),
         )
@@ -593,7 +601,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let notice = log::rejected_name(stem(name));
         atomic::write(
-            &account.result_dir(),
+            &Self::result_dir(account)?,
             &notice,
             &log::rejection_notice(name, &reason),
         )
@@ -796,7 +804,7 @@ impl Engine {
             per_store.push((store_name.clone(), result));
         }
         let archive_name = log::archive_name(stem(name));
-        archive::assemble(&account.result_dir(), &archive_name, &parts)
+        archive::assemble(&Self::result_dir(account)?, &archive_name, &parts)
             .map_err(io_err(format!("cannot write {archive_name}")))?;
         for part in &parts {
             let _ = std::fs::remove_file(part);
