@@ -354,7 +354,15 @@ impl Engine {
         name: &OsStr,
     ) -> Result<Outcome, EngineError> {
         let path = account.submit_dir().join(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(format!("cannot stat {}", name.to_string_lossy()))(e)),
+        };
         let Some(name) = name.to_str() else {
+            if meta.as_ref().is_none_or(std::fs::Metadata::is_dir) {
+                return Ok(Outcome::Ignored);
+            }
             let lossy = name.to_string_lossy().into_owned();
             return self.reject(
                 account,
@@ -366,11 +374,6 @@ impl Engine {
         if is_in_progress(name) {
             return Ok(Outcome::Ignored);
         }
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(format!("cannot stat {name}"))(e)),
-        };
         match self.ledger.lookup(&account.name, name)? {
             Some(rec) if rec.state == FileState::Claimed => {
                 return self.resume(account, name, &path, rec)
