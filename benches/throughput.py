@@ -60,18 +60,22 @@ def request_file(kind, contacts):
     return json.dumps({"requests": [{"requestcase": "bench", "type": kind.upper(), "contacts": contacts}]})
 
 
-def baseline_forget_sql(phones, emails):
+def matchers(phones, emails):
+    """SQL predicates a DBA would write: phone digits by nested replace(), emails by lower(trim())."""
     digits = ", ".join(f"'{filler_digits(i)}', '{filler_digits(i)[1:]}'" for i in phones)
     mails = ", ".join(f"'user{i}@example.com'" for i in emails)
 
-    def norm(col):
+    def ph(col):
         expr = col
         for ch in [" ", "(", ")", "-", ".", "+"]:
             expr = f"replace({expr}, '{ch}', '')"
-        return expr
+        return f"{expr} IN ({digits})"
 
-    ph = lambda col: f"{norm(col)} IN ({digits})"
-    em = lambda col: f"lower(trim({col})) IN ({mails})"
+    return ph, lambda col: f"lower(trim({col})) IN ({mails})"
+
+
+def baseline_forget_sql(phones, emails):
+    ph, em = matchers(phones, emails)
     r = "'forgotten-' || lower(hex(randomblob(8)))"
     return f"""
 BEGIN;
@@ -91,17 +95,7 @@ COMMIT;
 
 
 def baseline_export_sql(phones, emails):
-    digits = ", ".join(f"'{filler_digits(i)}', '{filler_digits(i)[1:]}'" for i in phones)
-    mails = ", ".join(f"'user{i}@example.com'" for i in emails)
-
-    def norm(col):
-        expr = col
-        for ch in [" ", "(", ")", "-", ".", "+"]:
-            expr = f"replace({expr}, '{ch}', '')"
-        return expr
-
-    ph = lambda col: f"{norm(col)} IN ({digits})"
-    em = lambda col: f"lower(trim({col})) IN ({mails})"
+    ph, em = matchers(phones, emails)
     return f"""
 SELECT * FROM contact_list WHERE {ph('phone')} OR {ph('mobile')} OR {em('email')};
 SELECT * FROM contact_attempt WHERE {ph('dialed_number')};

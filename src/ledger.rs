@@ -325,14 +325,7 @@ impl Ledger {
         store: &str,
         found: &[u64],
     ) -> Result<(), LedgerError> {
-        let planned =
-            serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        self.conn.execute(
-            "INSERT INTO steps (file_id, chunk, store, planned) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned",
-            params![id, chunk as i64, store, planned],
-        )?;
-        Ok(())
+        self.upsert_step(id, chunk, store, found, false)
     }
 
     /// Records that `store` committed its step for `chunk`.
@@ -346,12 +339,23 @@ impl Ledger {
         store: &str,
         found: &[u64],
     ) -> Result<(), LedgerError> {
+        self.upsert_step(id, chunk, store, found, true)
+    }
+
+    fn upsert_step(
+        &self,
+        id: i64,
+        chunk: usize,
+        store: &str,
+        found: &[u64],
+        done: bool,
+    ) -> Result<(), LedgerError> {
         let planned =
             serde_json::to_string(found).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
         self.conn.execute(
-            "INSERT INTO steps (file_id, chunk, store, planned, done) VALUES (?1, ?2, ?3, ?4, 1)
-             ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned, done = 1",
-            params![id, chunk as i64, store, planned],
+            "INSERT INTO steps (file_id, chunk, store, planned, done) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned, done = excluded.done",
+            params![id, chunk as i64, store, planned, done],
         )?;
         Ok(())
     }

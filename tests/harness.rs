@@ -124,6 +124,25 @@ impl Demo {
         Connection::open(&self.db).expect("open demo db")
     }
 
+    /// A single number from the demo database, e.g. `SELECT count(*) …`.
+    pub fn db_count(&self, sql: &str) -> i64 {
+        self.db()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("count query")
+    }
+
+    /// How many records still hold the sample's `TEST@test.com` in the contact list (1 until it is forgotten).
+    pub fn sample_email_rows(&self) -> i64 {
+        self.db_count("SELECT count(*) FROM contact_list WHERE email = 'TEST@test.com'")
+    }
+
+    /// A single number from the ledger.
+    pub fn ledger_count(&self, sql: &str) -> i64 {
+        self.ledger()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("ledger query")
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> Connection {
         Connection::open(self.dir.path().join("state/ledger.db")).expect("open ledger")

@@ -48,14 +48,7 @@ fn rejected_names_get_a_notice_and_leave_the_folder() {
         || demo.submitted().is_empty(),
     );
     // Nothing was executed: the sample's records are still there.
-    let n: i64 = demo
-        .db()
-        .query_row(
-            "SELECT count(*) FROM contact_list WHERE email = 'TEST@test.com'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let n = demo.sample_email_rows();
     assert_eq!(n, 1);
 }
 
@@ -84,14 +77,7 @@ fn a_name_already_submitted_is_never_executed_again() {
     );
     let again = std::fs::read(demo.result.join(format!("{stem}-execution-log.json"))).expect("log");
     assert_eq!(first, again, "the first result is untouched");
-    let executed: i64 = demo
-        .ledger()
-        .query_row(
-            "SELECT count(*) FROM audit WHERE action = 'export'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("audit");
+    let executed = demo.ledger_count("SELECT count(*) FROM audit WHERE action = 'export'");
     assert_eq!(executed, 12, "executed once: one audit entry per contact");
 }
 
@@ -156,14 +142,7 @@ fn links_are_rejected_and_never_followed() {
         "{n}"
     );
     assert!(secret.exists(), "the link's target is untouched");
-    let left: i64 = demo
-        .db()
-        .query_row(
-            "SELECT count(*) FROM contact_list WHERE email = 'TEST@test.com'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let left = demo.sample_email_rows();
     assert_eq!(left, 1, "nothing executed");
 }
 
@@ -249,13 +228,6 @@ fn every_bad_fixture_is_refused_whole_with_its_error() {
     // Files that could be read keep their requests in the log.
     let mixed = demo.result_json(&format!("forget-{}_030002-execution-log.json", today()));
     assert_eq!(mixed["requests"].as_array().map(Vec::len), Some(2));
-    let n: i64 = demo
-        .db()
-        .query_row(
-            "SELECT count(*) FROM contact_list WHERE email = 'TEST@test.com'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let n = demo.sample_email_rows();
     assert_eq!(n, 1, "nothing was executed");
 }
