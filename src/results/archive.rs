@@ -156,7 +156,7 @@ mod tests {
             "unknown target refused"
         );
         let p1 = part.finish().expect("finish");
-        let out = assemble(dir.path(), "x-archive.zip", &[p1]).expect("assemble");
+        let out = assemble(dir.path(), "x-archive.zip", &[p1.clone()]).expect("assemble");
         let mut zip = ZipArchive::new(File::open(out).expect("open")).expect("zip");
         let mut text = String::new();
         zip.by_name("demo/contacts.csv")
@@ -167,6 +167,16 @@ mod tests {
             text,
             "request_case,device_type,device,id,name\ncase1,email,a@b.com,1,'=cmd|' /C calc'!A0\n"
         );
+        // A part's entries are streamed, their size unknown when they start, so they are written ZIP64-capable
+        // (version needed 4.5) and one past 4 GiB never fails half-way. The raw copy into the final archive
+        // rewrites each header from the real sizes: ZIP64 only where an entry needs it (here none: 2.0).
+        let version = |path: &Path| {
+            let bytes = std::fs::read(path).expect("bytes");
+            assert_eq!(&bytes[..4], b"PK\x03\x04");
+            u16::from_le_bytes([bytes[4], bytes[5]])
+        };
+        assert_eq!(version(&dir.path().join("p1.zip")), 45);
+        assert_eq!(version(&dir.path().join("x-archive.zip")), 20);
         let empty = assemble(dir.path(), "none-archive.zip", &[]).expect("empty");
         assert_eq!(
             ZipArchive::new(File::open(empty).expect("open"))
