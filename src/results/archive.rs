@@ -156,7 +156,8 @@ mod tests {
             "unknown target refused"
         );
         let p1 = part.finish().expect("finish");
-        let out = assemble(dir.path(), "x-archive.zip", &[p1.clone()]).expect("assemble");
+        let out =
+            assemble(dir.path(), "x-archive.zip", std::slice::from_ref(&p1)).expect("assemble");
         let mut zip = ZipArchive::new(File::open(out).expect("open")).expect("zip");
         let mut text = String::new();
         zip.by_name("demo/contacts.csv")
