@@ -2,7 +2,7 @@
 //! canonical device, so an auditor holding a device can check whether it was processed, while the trail itself
 //! cannot be reversed by enumerating phone numbers.
 
-use crate::requests::Device;
+use crate::requests::{Device, DeviceKind};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Write;
@@ -53,9 +53,13 @@ impl Secret {
         }
     }
 
-    /// The keyed hash of a device, hex.
+    /// The keyed hash of a device, hex: over `type:canonical`, with an email address wholly lower-cased, so every
+    /// spelling that matches the same records has the same hash (`email:test@test.com`, `phone:+17815551212`).
     pub fn device_hmac(&self, device: &Device) -> String {
-        self.hmac(&format!("{}:{}", device.kind(), device.canonical()))
+        match device.kind() {
+            DeviceKind::Email => self.hmac(&format!("email:{}", device.canonical().to_lowercase())),
+            kind => self.hmac(&format!("{kind}:{}", device.canonical())),
+        }
     }
 
     /// The keyed hash of any text, hex.
@@ -71,7 +75,6 @@ impl Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::requests::DeviceKind;
 
     #[test]
     fn secret_persists_and_hash_is_keyed() {
@@ -81,6 +84,15 @@ mod tests {
         let d = Device::new(DeviceKind::Phone, "+1 781 555 1212").expect("valid");
         assert_eq!(a.device_hmac(&d), b.device_hmac(&d));
         assert!(!a.device_hmac(&d).contains("7815551212"));
+        assert_eq!(a.device_hmac(&d), a.hmac("phone:+17815551212"));
+        let upper = Device::new(DeviceKind::Email, "Test@Test.com").expect("valid");
+        let lower = Device::new(DeviceKind::Email, "test@test.com").expect("valid");
+        assert_eq!(
+            a.device_hmac(&upper),
+            a.device_hmac(&lower),
+            "spellings that match alike hash alike"
+        );
+        assert_eq!(a.device_hmac(&lower), a.hmac("email:test@test.com"));
         let other = tempfile::tempdir().expect("tempdir");
         let c = Secret::load_or_create(other.path()).expect("create");
         assert_ne!(
