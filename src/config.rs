@@ -48,6 +48,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How files are picked up.
     pub intake: IntakeConfig,
+    /// The embedded SFTP server, for accounts with `transport = "sftp-server"`.
+    pub sftp_server: SftpServerConfig,
     /// The accounts, in file order.
     pub accounts: Vec<AccountConfig>,
     /// The stores, by name.
@@ -64,6 +66,8 @@ struct RawConfig {
     limits: LimitsConfig,
     #[serde(default)]
     intake: IntakeConfig,
+    #[serde(default)]
+    sftp_server: SftpServerConfig,
     #[serde(default)]
     accounts: Vec<AccountConfig>,
     #[serde(default)]
@@ -156,6 +160,68 @@ impl Default for IntakeConfig {
     }
 }
 
+/// `[sftp_server]`: the embedded SFTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpServerConfig {
+    /// Address and port to listen on (default `127.0.0.1:2222`; port 0 picks a free one).
+    pub listen: String,
+    /// Most connections at once (default 64).
+    pub max_connections: usize,
+    /// Most connections at once from one source address (default 16).
+    pub max_connections_per_address: usize,
+    /// Most logged-in sessions per account (default 8).
+    pub max_sessions_per_account: usize,
+    /// Seconds a connection has to log in (default 20).
+    pub handshake_timeout_seconds: u64,
+    /// Seconds of silence after which a session is closed (default 300).
+    pub idle_timeout_seconds: u64,
+    /// Largest SFTP packet a client may send, in bytes (default 262144).
+    pub max_packet_bytes: u32,
+    /// Largest upload, in bytes (default: `limits.max_file_bytes`).
+    pub max_upload_bytes: Option<u64>,
+    /// Failed logins from one address within `auth_window_seconds` that block it for the rest of the window
+    /// (default 5).
+    pub auth_failures: u32,
+    /// The throttle window in seconds (default 60).
+    pub auth_window_seconds: u64,
+    /// Seconds open sessions get to finish at shutdown (default 10).
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for SftpServerConfig {
+    fn default() -> Self {
+        SftpServerConfig {
+            listen: "127.0.0.1:2222".into(),
+            max_connections: 64,
+            max_connections_per_address: 16,
+            max_sessions_per_account: 8,
+            handshake_timeout_seconds: 20,
+            idle_timeout_seconds: 300,
+            max_packet_bytes: 256 * 1024,
+            max_upload_bytes: None,
+            auth_failures: 5,
+            auth_window_seconds: 60,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// `[accounts.sftp]`: how an `sftp-server` account logs in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftpAccountConfig {
+    /// Public keys in `authorized_keys` format, inline.
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+    /// A file of public keys in `authorized_keys` format.
+    #[serde(default)]
+    pub authorized_keys_file: Option<PathBuf>,
+    /// An argon2 hash (`gdprd hash-password` makes one) if password login is allowed.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
 /// `[[accounts]]`: one customer's drop box.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +241,9 @@ pub struct AccountConfig {
     /// Days results are kept in `GDPR_Result` (default 3).
     #[serde(default = "default_retention")]
     pub retention_days: u32,
+    /// Login for the embedded SFTP server (`transport = "sftp-server"`); the login name is the account name.
+    #[serde(default)]
+    pub sftp: Option<SftpAccountConfig>,
 }
 
 fn default_timezone() -> String {
@@ -207,6 +276,8 @@ pub enum Transport {
     /// `root` is a local folder (for example served by OpenSSH `internal-sftp`), watched for complete files.
     #[default]
     Local,
+    /// gdprd's embedded SFTP server serves `root`; the folder is also watched like `local`.
+    SftpServer,
 }
 
 /// `[stores.NAME]`: one place where personal data lives, selected by `type`.
@@ -387,11 +458,19 @@ impl Config {
             log: raw.log,
             limits: raw.limits,
             intake: raw.intake,
+            sftp_server: raw.sftp_server,
             accounts: raw.accounts,
             stores: raw.stores,
         };
         for account in &mut config.accounts {
             account.root = resolve(&account.root);
+            if let Some(file) = account
+                .sftp
+                .as_mut()
+                .and_then(|s| s.authorized_keys_file.as_mut())
+            {
+                *file = resolve(file);
+            }
         }
         for store in config.stores.values_mut() {
             match store {
@@ -426,8 +505,20 @@ fn is_identifier(s: &str) -> bool {
 
 fn validate(raw: &RawConfig) -> Result<(), String> {
     let l = &raw.limits;
-    if l.max_file_bytes == 0 || l.max_contacts == 0 || l.max_depth < 4 || l.batch_size == 0 {
-        return Err("[limits]: max_file_bytes, max_contacts and batch_size must be positive, max_depth at least 4".into());
+    // A valid file nests 5 levels: the object, requests, a request, contacts, a contact.
+    if l.max_file_bytes == 0 || l.max_contacts == 0 || l.max_depth < 5 || l.batch_size == 0 {
+        return Err("[limits]: max_file_bytes, max_contacts and batch_size must be positive, max_depth at least 5".into());
+    }
+    if raw
+        .sftp_server
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        return Err(format!(
+            "[sftp_server]: listen {:?} is not an address:port",
+            raw.sftp_server.listen
+        ));
     }
     if raw.intake.rescan_seconds == 0 {
         return Err("[intake]: rescan_seconds must be positive".into());
@@ -448,6 +539,9 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
                 "account {:?}: unknown time zone {:?} (use an IANA name such as \"Europe/Paris\")",
                 a.name, a.timezone
             ));
+        }
+        if a.transport == Transport::SftpServer {
+            validate_sftp_account(a)?;
         }
         if a.stores.is_empty() {
             return Err(format!(
@@ -470,6 +564,30 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
         match store {
             StoreConfig::Sqlite(s) => validate_tables(name, &s.tables, &s.phones)?,
         }
+    }
+    Ok(())
+}
+
+fn validate_sftp_account(a: &AccountConfig) -> Result<(), String> {
+    let at = format!("account {:?}", a.name);
+    let Some(sftp) = &a.sftp else {
+        return Err(format!(
+            "{at}: transport \"sftp-server\" needs [accounts.sftp] with keys or a password hash"
+        ));
+    };
+    if sftp.authorized_keys.is_empty()
+        && sftp.authorized_keys_file.is_none()
+        && sftp.password_hash.is_none()
+    {
+        return Err(format!(
+            "{at}: [accounts.sftp] names no key and no password hash: nobody could log in"
+        ));
+    }
+    crate::transports::sftp_server::auth::parse_authorized_keys(&sftp.authorized_keys.join("\n"))
+        .map_err(|e| format!("{at}: authorized_keys: {e}"))?;
+    if let Some(hash) = &sftp.password_hash {
+        argon2::PasswordHash::new(hash)
+            .map_err(|e| format!("{at}: password_hash is not an argon2 hash: {e}"))?;
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Transports bring files into `GDPR_Submit` and tell the engine which names to look at. Each sends [`Job`]s;
-//! the engine decides what a name means. Today: [`local`] (a local folder, watched and rescanned).
+//! the engine decides what a name means: [`local`] (a local folder, watched and rescanned) and
+//! [`sftp_server`] (gdprd's own SFTP server, whose folders are watched the same way).
 
 pub mod local;
+pub mod sftp_server;
 
 use std::ffi::OsString;
 

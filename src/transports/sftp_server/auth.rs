@@ -1,0 +1,165 @@
+//! Who may log in: each `sftp-server` account's authorised public keys and argon2 password hash, and the
+//! throttle that slows down guessing from one source address.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use russh::keys::PublicKey;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// An account's credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Keys that may log in.
+    pub keys: Vec<PublicKey>,
+    /// An argon2 PHC string (`$argon2id$…`), if password login is allowed.
+    pub password_hash: Option<String>,
+}
+
+impl Credentials {
+    /// Whether `key` is one of the account's keys (compared by key data, not comment).
+    pub fn has_key(&self, key: &PublicKey) -> bool {
+        self.keys.iter().any(|k| k.key_data() == key.key_data())
+    }
+
+    /// Whether `password` matches the account's hash. Slow by design (argon2): call off the async threads.
+    pub fn password_ok(&self, password: &str) -> bool {
+        let Some(hash) = &self.password_hash else {
+            return false;
+        };
+        PasswordHash::new(hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// Reads keys in `authorized_keys` format (one per line; blank lines and `#` comments skipped; options before
+/// the key type are not supported).
+///
+/// # Errors
+/// The line number and parse error of the first bad line.
+pub fn parse_authorized_keys(text: &str) -> Result<Vec<PublicKey>, String> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| PublicKey::from_openssh(l).map_err(|e| format!("line {n}: {e}")))
+        .collect()
+}
+
+/// Makes an argon2id hash of `password` for the config's `password_hash`.
+///
+/// # Errors
+/// The hashing error (none in practice).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Counts failed logins per source address; past the limit, that address is refused until the window passes.
+#[derive(Debug)]
+pub struct Throttle {
+    limit: u32,
+    window: Duration,
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl Throttle {
+    /// `limit` failures within `window` block an address for the rest of the window.
+    pub fn new(limit: u32, window: Duration) -> Throttle {
+        Throttle {
+            limit,
+            window,
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Whether `ip` is blocked now.
+    pub fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
+        match self.failures.get(&ip) {
+            Some((n, since)) if now.duration_since(*since) < self.window => *n >= self.limit,
+            Some(_) => {
+                self.failures.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records a failed login from `ip`.
+    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
+        let window = self.window;
+        let entry = self.failures.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if self.failures.len() > 100_000 {
+            self.failures
+                .retain(|_, (_, since)| now.duration_since(*since) < window);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hash = hash_password("demo").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        let c = Credentials {
+            keys: vec![],
+            password_hash: Some(hash),
+        };
+        assert!(c.password_ok("demo"));
+        assert!(!c.password_ok("Demo"));
+        assert!(!Credentials::default().password_ok("demo"));
+        let broken = Credentials {
+            keys: vec![],
+            password_hash: Some("not a hash".into()),
+        };
+        assert!(!broken.password_ok("not a hash"));
+    }
+
+    #[test]
+    fn authorized_keys_parse_and_match() {
+        let line =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDbGMNdkyZ3Xx3PHBBdY8MB4dXlffbgytEGjeYZCfZam demo";
+        let keys = parse_authorized_keys(&format!("# demo\n\n{line}\n")).expect("keys");
+        assert_eq!(keys.len(), 1);
+        let c = Credentials {
+            keys: keys.clone(),
+            password_hash: None,
+        };
+        let same_other_comment =
+            PublicKey::from_openssh(&line.replace(" demo", " x")).expect("key");
+        assert!(c.has_key(&same_other_comment));
+        assert!(parse_authorized_keys("ssh-ed25519 garbage")
+            .unwrap_err()
+            .starts_with("line 1:"));
+    }
+
+    #[test]
+    fn throttle_blocks_after_the_limit_until_the_window_passes() {
+        let mut t = Throttle::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(!t.blocked(ip, now));
+            t.failed(ip, now);
+        }
+        assert!(t.blocked(ip, now));
+        assert!(!t.blocked("127.0.0.2".parse().expect("ip"), now));
+        assert!(!t.blocked(ip, now + Duration::from_secs(61)));
+    }
+}

@@ -1,0 +1,284 @@
+//! One SSH connection to the embedded server. Like russh's own handler, everything is refused unless opted in
+//! here: public-key and password login for configured accounts (a key that is not authorised never reaches the
+//! signature check), session channels, and the `sftp` subsystem. Shells, commands, terminals, environment,
+//! agent, X11 and port forwarding are all refused.
+
+use super::auth::{Credentials, Throttle};
+use super::fs::AccountFs;
+use crate::transports::Job;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{info, warn};
+
+/// An account that may log in to the embedded server.
+#[derive(Debug, Clone)]
+pub struct AccountEntry {
+    /// Index of the account in the config.
+    pub index: usize,
+    /// Its name, which is also the login name.
+    pub name: String,
+    /// Its root folder.
+    pub root: PathBuf,
+    /// Keys and password hash.
+    pub credentials: Credentials,
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Accounts by login name.
+    pub accounts: HashMap<String, AccountEntry>,
+    /// Failed logins per source address.
+    pub throttle: Mutex<Throttle>,
+    /// Open sessions per account index.
+    pub sessions: Mutex<HashMap<usize, usize>>,
+    /// Most sessions per account.
+    pub max_sessions: usize,
+    /// Largest upload, in bytes.
+    pub max_upload: u64,
+    /// SFTP packet cap.
+    pub max_packet: u32,
+    /// Where completed uploads are announced.
+    pub jobs: UnboundedSender<Job>,
+}
+
+/// The handler of one connection.
+pub struct SshSession {
+    shared: Arc<Shared>,
+    peer: Option<IpAddr>,
+    account: Option<AccountEntry>,
+    authenticated: Arc<AtomicBool>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl SshSession {
+    /// A handler for a connection from `peer`; `authenticated` is set once a login succeeds.
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: Option<IpAddr>,
+        authenticated: Arc<AtomicBool>,
+    ) -> SshSession {
+        SshSession {
+            shared,
+            peer,
+            account: None,
+            authenticated,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn throttled(&self) -> bool {
+        let (Some(ip), Ok(mut t)) = (self.peer, self.shared.throttle.lock()) else {
+            return false;
+        };
+        t.blocked(ip, Instant::now())
+    }
+
+    fn failed(&self, user: &str, method: &str) {
+        warn!(user = %user, method, peer = ?self.peer, "login failed");
+        if let (Some(ip), Ok(mut t)) = (self.peer, self.shared.throttle.lock()) {
+            t.failed(ip, Instant::now());
+        }
+    }
+
+    /// Admits `entry` if its session limit allows.
+    fn admit(&mut self, entry: AccountEntry, method: &str) -> Auth {
+        let Ok(mut sessions) = self.shared.sessions.lock() else {
+            return Auth::reject();
+        };
+        let open = sessions.entry(entry.index).or_insert(0);
+        if *open >= self.shared.max_sessions {
+            warn!(account = %entry.name, "session limit reached; login refused");
+            return Auth::reject();
+        }
+        *open += 1;
+        info!(account = %entry.name, method, peer = ?self.peer, "login");
+        self.account = Some(entry);
+        self.authenticated.store(true, Ordering::SeqCst);
+        Auth::Accept
+    }
+
+    fn refuse(session: &mut Session, channel: ChannelId, what: &str) -> Result<(), russh::Error> {
+        warn!(request = what, "refused: only the sftp subsystem is served");
+        session.channel_failure(channel)?;
+        session.close(channel)
+    }
+}
+
+impl Drop for SshSession {
+    fn drop(&mut self) {
+        if let (Some(entry), Ok(mut sessions)) = (&self.account, self.shared.sessions.lock()) {
+            if let Some(n) = sessions.get_mut(&entry.index) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl russh::server::Handler for SshSession {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let known = self
+            .shared
+            .accounts
+            .get(user)
+            .is_some_and(|a| a.credentials.has_key(offer.public_key));
+        Ok(if known && !self.throttled() {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        match self.shared.accounts.get(user) {
+            Some(entry) if entry.credentials.has_key(key.public_key) && !self.throttled() => {
+                let entry = entry.clone();
+                Ok(self.admit(entry, "publickey"))
+            }
+            _ => {
+                self.failed(user, "publickey");
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.throttled() {
+            self.failed(user, "password");
+            return Ok(Auth::reject());
+        }
+        let Some(entry) = self.shared.accounts.get(user).cloned() else {
+            self.failed(user, "password");
+            return Ok(Auth::reject());
+        };
+        let credentials = entry.credentials.clone();
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || credentials.password_ok(&password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            Ok(self.admit(entry, "password"))
+        } else {
+            self.failed(user, "password");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.account.is_some() && self.channels.len() < 4 {
+            self.channels.insert(channel.id(), channel);
+            reply.accept().await;
+        }
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel_id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(entry), true) = (self.account.clone(), name == "sftp") else {
+            return Self::refuse(session, channel_id, "subsystem");
+        };
+        let Some(channel) = self.channels.remove(&channel_id) else {
+            return Self::refuse(session, channel_id, "subsystem");
+        };
+        session.channel_success(channel_id)?;
+        let fs = AccountFs::new(
+            entry.index,
+            entry.name,
+            entry.root,
+            self.shared.max_upload,
+            self.shared.jobs.clone(),
+        );
+        let config = russh_sftp::server::Config {
+            max_client_packet_len: self.shared.max_packet,
+        };
+        russh_sftp::server::run_with_config(channel.into_stream(), fs, config).await;
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.close(channel)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Self::refuse(session, channel, "exec")
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Self::refuse(session, channel, "shell")
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Self::refuse(session, channel, "pty")
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Self::refuse(session, channel, "x11")
+    }
+}
