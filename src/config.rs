@@ -702,12 +702,31 @@ mod tests {
                 "default_country_code",
             ),
             (
-                DEMO.replace("transport = \"local\"", "transport = \"carrier-pigeon\""),
+                DEMO.replace(
+                    "transport = \"sftp-server\"",
+                    "transport = \"carrier-pigeon\"",
+                ),
                 "unknown variant",
             ),
             (
                 format!("{DEMO}\n[limits]\nbatch_size = 0\n"),
                 "must be positive",
+            ),
+            (
+                format!("{DEMO}\n[limits]\nmax_depth = 4\n"),
+                "max_depth at least 5",
+            ),
+            (
+                DEMO.replace("password_hash = \"$argon2id", "password_hash = \"plain"),
+                "not an argon2 hash",
+            ),
+            (
+                DEMO.replace("127.0.0.1:2222", "localhost"),
+                "not an address:port",
+            ),
+            (
+                DEMO.replace("[accounts.sftp]", "[accounts.sftpx]"),
+                "unknown field `sftpx`",
             ),
         ];
         for (text, want) in cases {

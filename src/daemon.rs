@@ -1,12 +1,13 @@
 //! The daemon wires the parts together and owns shutdown: one worker thread owns the [`Engine`] and executes
-//! files one at a time; the `local` transport's watcher and a periodic rescan feed it [`Job`]s; retention runs
-//! on the same schedule. `main` listens for signals and hands [`run`] a shutdown future: on it, intake stops, the
-//! file in progress stops at its next journal checkpoint, and `run` returns once the worker has drained.
+//! files one at a time; the `local` transport's watcher, a periodic rescan and the embedded SFTP server (when an
+//! account uses it) feed it [`Job`]s; retention runs on the same schedule. `main` listens for signals and hands
+//! [`run`] a shutdown future: on it, intake stops (the SFTP server first gives open sessions their grace period),
+//! the file in progress stops at its next journal checkpoint, and `run` returns once the worker has drained.
 
 use crate::config::{AccountConfig, Config};
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::retention;
-use crate::transports::{local, Job};
+use crate::transports::{local, sftp_server, Job};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub enum DaemonError {
     /// A `GDPR_Submit` folder could not be watched.
     #[error("cannot watch GDPR_Submit: {0}")]
     Watch(#[from] notify::Error),
+    /// The embedded SFTP server could not start.
+    #[error(transparent)]
+    Sftp(#[from] crate::transports::sftp_server::SftpError),
     /// The worker thread panicked.
     #[error("the worker thread stopped unexpectedly")]
     Worker,
@@ -156,6 +160,15 @@ pub async fn run(
         .map(|(i, a)| (i, a.submit_dir()))
         .collect();
     let watcher = local::watch(folders, tx.clone())?;
+    let (sftp_stop, mut sftp_stopped) = tokio::sync::watch::channel(false);
+    let sftp = if sftp_server::wanted(&config) {
+        let server = sftp_server::SftpServer::bind(&config, tx.clone()).await?;
+        Some(tokio::spawn(server.run(async move {
+            let _ = sftp_stopped.changed().await;
+        })))
+    } else {
+        None
+    };
     info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
     let settle = Duration::from_secs(config.intake.settle_seconds);
     let every = Duration::from_secs(config.intake.rescan_seconds);
@@ -192,6 +205,10 @@ pub async fn run(
         () = intake => {}
     }
     info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
+    let _ = sftp_stop.send(true);
+    if let Some(server) = sftp {
+        let _ = server.await;
+    }
     stop.store(true, Ordering::SeqCst);
     drop(watcher);
     drop(tx);

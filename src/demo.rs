@@ -8,6 +8,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::{params, Connection};
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::PrivateKey;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -457,6 +460,22 @@ fn fill(tx: &Connection, rows: u64, files_dir: &Path) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// Writes a new ed25519 key pair: the private key at `path` (mode 0600, OpenSSH format), the public key beside it
+/// as `.pub`.
+fn write_demo_key(path: &Path) -> Result<(), DemoError> {
+    let encode = |e: russh::keys::ssh_key::Error| DemoError::Io {
+        context: "cannot encode the demo key".into(),
+        source: io::Error::other(e.to_string()),
+    };
+    let private = PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<[u8; 32]>()));
+    let text = private.to_openssh(LineEnding::LF).map_err(encode)?;
+    let public = private.public_key().to_openssh().map_err(encode)?;
+    crate::transports::sftp_server::write_private(path, text.as_bytes())
+        .map_err(io_err(format!("cannot write {}", path.display())))?;
+    std::fs::write(path.with_extension("pub"), format!("{public} demo\n"))
+        .map_err(io_err("cannot write the demo public key"))
+}
+
 /// What [`lay_out`] made.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -470,14 +489,17 @@ pub struct Layout {
     pub database: PathBuf,
     /// Whether the database was made now (false: an existing one is kept).
     pub created_database: bool,
+    /// The demo account's private SSH key (its `.pub` beside it is the authorised key).
+    pub key: PathBuf,
 }
 
-/// Lays out a complete demo installation in `dir`: `gdprd.toml`, `demo.db` with `rows` filler contacts,
-/// `recordings/`, and `accounts/demo/GDPR_Submit` and `GDPR_Result`. What already exists is kept.
+/// Lays out a complete demo installation in `dir`: `gdprd.toml` (SFTP server on 127.0.0.1:`sftp_port`),
+/// `demo.db` with `rows` filler contacts, `recordings/`, `accounts/demo/GDPR_Submit` and `GDPR_Result`, and the
+/// demo account's key pair `demo_ed25519` (+ `.pub`). What already exists is kept.
 ///
 /// # Errors
 /// [`DemoError`].
-pub fn lay_out(dir: &Path, rows: u64) -> Result<Layout, DemoError> {
+pub fn lay_out(dir: &Path, rows: u64, sftp_port: u16) -> Result<Layout, DemoError> {
     let submit = dir.join("accounts/demo/GDPR_Submit");
     let result = dir.join("accounts/demo/GDPR_Result");
     for d in [&submit, &result] {
@@ -485,8 +507,13 @@ pub fn lay_out(dir: &Path, rows: u64) -> Result<Layout, DemoError> {
     }
     let config = dir.join("gdprd.toml");
     if !config.exists() {
-        std::fs::write(&config, DEMO_CONFIG)
+        let text = DEMO_CONFIG.replace("127.0.0.1:2222", &format!("127.0.0.1:{sftp_port}"));
+        std::fs::write(&config, text)
             .map_err(io_err(format!("cannot write {}", config.display())))?;
+    }
+    let key = dir.join("demo_ed25519");
+    if !key.exists() {
+        write_demo_key(&key)?;
     }
     let database = dir.join("demo.db");
     let created_database = !database.exists();
@@ -499,6 +526,7 @@ pub fn lay_out(dir: &Path, rows: u64) -> Result<Layout, DemoError> {
         result,
         database,
         created_database,
+        key,
     })
 }
 
@@ -521,7 +549,7 @@ mod tests {
     #[test]
     fn database_holds_the_sample() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let layout = lay_out(dir.path(), 50).expect("lay out");
+        let layout = lay_out(dir.path(), 50, 2222).expect("lay out");
         assert!(layout.created_database);
         let conn = Connection::open(&layout.database).expect("open");
         let n: i64 = conn
@@ -532,7 +560,7 @@ mod tests {
             .path()
             .join("recordings/2026/01/rec-sample-1.wav")
             .exists());
-        let again = lay_out(dir.path(), 50).expect("again");
+        let again = lay_out(dir.path(), 50, 2222).expect("again");
         assert!(!again.created_database, "an existing database is kept");
     }
 }

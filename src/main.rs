@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use gdprd::config::{Config, LogFormat};
 use gdprd::daemon::{self, RunOptions};
 use gdprd::requests::{admit_name, parse, Admission, Limits};
+use gdprd::transports::sftp_server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +47,14 @@ enum Command {
         /// The config file.
         config: PathBuf,
     },
+    /// Print the embedded SFTP server's host key fingerprint and public key (made on first use).
+    HostKey {
+        /// The config file (the key lives in its state folder).
+        #[arg(long, short, default_value = "/etc/gdprd/gdprd.toml")]
+        config: PathBuf,
+    },
+    /// Read a password from standard input and print its argon2 hash for `password_hash`.
+    HashPassword,
     /// Lay out a self-contained demo installation in DIR and run it.
     Demo {
         /// Where to lay it out.
@@ -57,6 +66,9 @@ enum Command {
         /// Lay out only; do not start the daemon.
         #[arg(long)]
         no_start: bool,
+        /// Port of the demo's SFTP server on 127.0.0.1.
+        #[arg(long, default_value_t = 2222)]
+        sftp_port: u16,
     },
     /// Write a demo contact-centre database.
     DemoDb {
@@ -95,11 +107,39 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             files,
         } => validate(config.as_deref(), account.as_deref(), &files),
         Command::CheckConfig { config } => check_config(&config),
+        Command::HostKey { config } => {
+            let config = Config::load(&config)?;
+            let key = sftp_server::load_or_create_host_key(&config.state_dir)?;
+            println!("{}", sftp_server::fingerprint(&key));
+            println!(
+                "{}",
+                key.public_key()
+                    .to_openssh()
+                    .context("cannot encode the public key")?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("empty password");
+            }
+            println!(
+                "{}",
+                sftp_server::auth::hash_password(password).map_err(anyhow::Error::msg)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             dir,
             rows,
             no_start,
-        } => demo(&dir, rows, no_start),
+            sftp_port,
+        } => demo(&dir, rows, no_start, sftp_port),
         Command::DemoDb {
             path,
             rows,
@@ -316,8 +356,8 @@ fn check_config(path: &Path) -> Result<ExitCode> {
     }
 }
 
-fn demo(dir: &Path, rows: u64, no_start: bool) -> Result<ExitCode> {
-    let layout = gdprd::demo::lay_out(dir, rows)?;
+fn demo(dir: &Path, rows: u64, no_start: bool, sftp_port: u16) -> Result<ExitCode> {
+    let layout = gdprd::demo::lay_out(dir, rows, sftp_port)?;
     let samples = dir.join("samples");
     std::fs::create_dir_all(&samples)?;
     for (name, text) in [
@@ -358,6 +398,19 @@ fn demo(dir: &Path, rows: u64, no_start: bool) -> Result<ExitCode> {
         "  cat {}/forget-{today}_120000-execution-log.json",
         layout.result.display()
     );
+    println!(
+        "or over SFTP as user demo with the key {} (or, for trying only, the password demo):",
+        layout.key.display()
+    );
+    println!(
+        "  sftp -P {sftp_port} -i {} demo@127.0.0.1",
+        layout.key.display()
+    );
+    println!(
+        "  sftp> put {} GDPR_Submit/forget-{today}_120001.json",
+        samples.join("seed-forget.json").display()
+    );
+    println!("  sftp> get GDPR_Result/forget-{today}_120001-execution-log.json");
     if no_start {
         println!(
             "Start it with: gdprd run --config {}",

@@ -65,7 +65,8 @@ impl Demo {
         let text = std::fs::read_to_string(&config).expect("config");
         let text = text
             .replace("rescan_seconds = 30", "rescan_seconds = 1")
-            .replace("settle_seconds = 2", "settle_seconds = 0");
+            .replace("settle_seconds = 2", "settle_seconds = 0")
+            .replace("127.0.0.1:2222", "127.0.0.1:0");
         std::fs::write(&config, tweak(text)).expect("write config");
         let root = dir.path().join("accounts/demo");
         Demo {
@@ -92,9 +93,15 @@ impl Demo {
             .spawn()
             .expect("daemon starts");
         let daemon = Daemon { child, log };
-        wait_until(Duration::from_secs(30), "the daemon to be ready", || {
-            daemon.log_text().contains("gdprd ready")
-        });
+        let start = Instant::now();
+        while !daemon.log_text().contains("gdprd ready") {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for the daemon to be ready; its log:\n{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         daemon
     }
 
