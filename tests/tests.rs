@@ -8,3 +8,4 @@ mod durability;
 mod export;
 mod forget;
 mod intake;
+mod sftp;

@@ -1,0 +1,474 @@
+//! The embedded SFTP server through the real OpenSSH client (`sftp -b`, `ssh`) and `sshpass`: logins, uploads
+//! that become results, every refused operation, traversal attempts, account isolation, many clients at once,
+//! and connections that never log in.
+
+use crate::harness::{fixture, today, wait_until, Daemon, Demo};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// A running demo daemon with its SFTP port.
+struct Server {
+    demo: Demo,
+    daemon: Daemon,
+    port: u16,
+}
+
+impl Server {
+    fn start(tweak: impl FnOnce(String) -> String) -> Server {
+        let demo = Demo::new(20, tweak);
+        let daemon = demo.start();
+        let log = daemon.log_text();
+        let port = log
+            .lines()
+            .find(|l| l.contains("sftp server listening"))
+            .and_then(|l| l.split("address=127.0.0.1:").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .expect("the daemon logs its sftp port");
+        Server { demo, daemon, port }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.demo.dir.path().join("demo_ed25519")
+    }
+
+    /// Runs `sftp -b` with `batch` as `user`, logging in with `key`.
+    fn sftp_as(&self, user: &str, key: &Path, batch: &str) -> Output {
+        let file = self
+            .demo
+            .dir
+            .path()
+            .join(format!("batch-{}", rand_suffix()));
+        std::fs::write(&file, batch).expect("batch file");
+        let out = Command::new("sftp")
+            .args([
+                "-b",
+                file.to_str().expect("utf-8"),
+                "-P",
+                &self.port.to_string(),
+                "-i",
+                key.to_str().expect("utf-8"),
+            ])
+            .args(ssh_options())
+            .arg(format!("{user}@127.0.0.1"))
+            .output()
+            .expect("sftp runs");
+        let _ = std::fs::remove_file(file);
+        out
+    }
+
+    fn sftp(&self, batch: &str) -> Output {
+        self.sftp_as("demo", &self.key(), batch)
+    }
+
+    /// Runs `sftp -b` logging in as `demo` with `password` (through sshpass).
+    fn sftp_password(&self, password: &str, batch: &str) -> Output {
+        let file = self
+            .demo
+            .dir
+            .path()
+            .join(format!("batch-{}", rand_suffix()));
+        std::fs::write(&file, batch).expect("batch file");
+        let out = Command::new("sshpass")
+            .args([
+                "-p",
+                password,
+                "sftp",
+                // `sftp -b` implies batch mode, which never asks for a password; the first value given wins.
+                "-o",
+                "BatchMode=no",
+                "-b",
+                file.to_str().expect("utf-8"),
+                "-P",
+                &self.port.to_string(),
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .arg("demo@127.0.0.1")
+            .output()
+            .expect("sshpass runs");
+        let _ = std::fs::remove_file(file);
+        out
+    }
+}
+
+fn ssh_options() -> [&'static str; 10] {
+    [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn responses(log: &[u8]) -> Vec<String> {
+    let log: serde_json::Value = serde_json::from_slice(log).expect("log json");
+    crate::harness::responses(&log)
+}
+
+#[test]
+fn key_login_uploads_a_forget_and_an_export_and_downloads_the_results() {
+    let s = Server::start(|c| c);
+    let forget = format!("forget-{}_120000", today());
+    let export = format!("export-{}_110000", today());
+    let out = s.sftp(&format!(
+        "cd GDPR_Submit\nput {} {export}.json\nput {} {forget}.json\nls\n",
+        fixture("requests/seed-export.json").display(),
+        fixture("requests/seed-forget.json").display(),
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let got = s.demo.dir.path().join("got");
+    std::fs::create_dir(&got).expect("mkdir");
+    let mut listing = String::new();
+    wait_until(Duration::from_secs(30), "results listed over sftp", || {
+        listing = text(&s.sftp("ls -1 GDPR_Result\n"));
+        listing.contains(&format!("{forget}-execution-log.json"))
+            && listing.contains(&format!("{export}-archive.zip"))
+    });
+    let out = s.sftp(&format!(
+        "lcd {}\nget GDPR_Result/{forget}-execution-log.json\nget GDPR_Result/{export}-execution-log.json\nget GDPR_Result/{export}-archive.zip\n",
+        got.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let forget_log =
+        std::fs::read(got.join(format!("{forget}-execution-log.json"))).expect("forget log");
+    let r = responses(&forget_log);
+    assert_eq!(r.iter().filter(|x| *x == "SUCCESS").count(), 11, "{r:?}");
+    let export_log =
+        std::fs::read(got.join(format!("{export}-execution-log.json"))).expect("export log");
+    assert_eq!(
+        responses(&export_log)
+            .iter()
+            .filter(|x| *x == "SUCCESS")
+            .count(),
+        11
+    );
+    let mut zip = zip::ZipArchive::new(
+        std::fs::File::open(got.join(format!("{export}-archive.zip"))).expect("zip"),
+    )
+    .expect("zip");
+    let mut csv = String::new();
+    zip.by_name("demo/contact_list.csv")
+        .expect("entry")
+        .read_to_string(&mut csv)
+        .expect("csv");
+    assert_eq!(csv.lines().count(), 8, "header + 7 rows");
+    // The customer removes the results; they are gone from the folder.
+    let out = s.sftp(&format!("rm GDPR_Result/{forget}-execution-log.json\n"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!s
+        .demo
+        .result
+        .join(format!("{forget}-execution-log.json"))
+        .exists());
+    assert!(s
+        .daemon
+        .log_text()
+        .contains("login account=demo method=\"publickey\""));
+}
+
+#[test]
+fn password_login_works_and_repeated_failures_are_throttled() {
+    let s = Server::start(|c| {
+        c.replace(
+            "[sftp_server]",
+            "[sftp_server]\nauth_failures = 3\nauth_window_seconds = 3600",
+        )
+    });
+    let out = s.sftp_password("demo", "ls GDPR_Submit\n");
+    assert!(
+        out.status.success(),
+        "the demo password logs in: {}",
+        text(&out)
+    );
+    for _ in 0..3 {
+        let out = s.sftp_password("wrong", "ls\n");
+        assert!(!out.status.success());
+        assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+    }
+    // The address is now throttled: even the right password and the right key are refused.
+    assert!(!s.sftp_password("demo", "ls\n").status.success());
+    assert!(!s.sftp("ls\n").status.success());
+    assert!(s.daemon.log_text().contains("login failed"));
+}
+
+#[test]
+fn a_wrong_key_or_user_is_refused() {
+    let s = Server::start(|c| c);
+    let other = s.demo.dir.path().join("other_key");
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            other.to_str().expect("utf-8"),
+        ])
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let out = s.sftp_as("demo", &other, "ls\n");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+    let out = s.sftp_as("root", &s.key(), "ls\n");
+    assert!(
+        !out.status.success(),
+        "a known key under another user name is refused"
+    );
+}
+
+#[test]
+fn every_operation_outside_the_allowed_ones_is_refused_and_the_server_keeps_serving() {
+    let s = Server::start(|c| c);
+    let local = fixture("requests/seed-forget.json");
+    let l = local.display();
+    std::fs::write(s.demo.result.join("old-execution-log.json"), b"{}").expect("result file");
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y%m%d");
+    let waiting = format!("forget-{tomorrow}_120000.json");
+    std::fs::write(s.demo.submit.join(&waiting), b"{}").expect("a waiting file");
+    let refused = [
+        "mkdir GDPR_Submit/sub".to_owned(),
+        "mkdir newdir".into(),
+        "rmdir GDPR_Submit".into(),
+        format!("put {l} GDPR_Result/x.json"),
+        format!("put {l} /x.json"),
+        format!("put {l} ../../etc/x"),
+        format!("put {l} GDPR_Submit/../../x"),
+        format!("get GDPR_Submit/{waiting}"),
+        "get /etc/passwd".into(),
+        "get ../../etc/passwd".into(),
+        "ls ../..".into(),
+        "ls /etc".into(),
+        format!("rm GDPR_Submit/{waiting}"),
+        "rename GDPR_Result/old-execution-log.json GDPR_Submit/x.json".into(),
+        format!("rename GDPR_Submit/{waiting} ../{waiting}"),
+        "ln -s /etc/passwd GDPR_Result/passwd".into(),
+        "symlink /etc GDPR_Submit/etc".into(),
+        "chmod 777 GDPR_Result/old-execution-log.json".into(),
+        "chown 0 GDPR_Result/old-execution-log.json".into(),
+    ];
+    for command in &refused {
+        let out = s.sftp(&format!("{command}\n"));
+        assert!(
+            !out.status.success(),
+            "{command} should be refused: {}",
+            text(&out)
+        );
+    }
+    // Nothing changed on disk, nothing escaped the root, and a normal session still works.
+    assert!(s.demo.submit.join(&waiting).exists());
+    assert!(s.demo.result.join("old-execution-log.json").exists());
+    assert!(
+        !s.demo.dir.path().join("accounts/x.json").exists()
+            && !s.demo.dir.path().join("x").exists()
+    );
+    let out = s.sftp("ls /\n");
+    assert!(out.status.success());
+    assert!(text(&out).contains("GDPR_Submit") && text(&out).contains("GDPR_Result"));
+}
+
+#[test]
+fn shells_commands_and_forwarding_are_refused() {
+    let s = Server::start(|c| c);
+    let port = s.port.to_string();
+    let key = s.key();
+    let ssh = |extra: &[&str]| {
+        Command::new("ssh")
+            .args(["-p", &port, "-i", key.to_str().expect("utf-8")])
+            .args(ssh_options())
+            .args(extra)
+            .output()
+            .expect("ssh runs")
+    };
+    let out = ssh(&["demo@127.0.0.1", "id"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("uid="),
+        "{}",
+        text(&out)
+    );
+    assert!(!out.status.success());
+    let out = ssh(&["-T", "demo@127.0.0.1"]);
+    assert!(!out.status.success(), "no shell: {}", text(&out));
+    let out = ssh(&[
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        "0:127.0.0.1:22",
+        "-R",
+        "0:127.0.0.1:22",
+        "demo@127.0.0.1",
+    ]);
+    assert!(!out.status.success(), "no forwarding: {}", text(&out));
+    assert!(s.sftp("ls\n").status.success(), "sftp still served");
+}
+
+/// A second account, logging in with the demo's key file under its own name.
+const OTHER_ACCOUNT: &str = r#"
+[[accounts]]
+name = "acme"
+root = "accounts/acme"
+transport = "sftp-server"
+stores = ["demo"]
+
+[accounts.sftp]
+authorized_keys_file = "demo_ed25519.pub"
+"#;
+
+#[test]
+fn one_account_never_sees_another_accounts_files() {
+    let s =
+        Server::start(|c| c.replace("[stores.demo]", &format!("{OTHER_ACCOUNT}\n[stores.demo]")));
+    let name = format!("export-{}_100000.json", today());
+    let out = s.sftp(&format!(
+        "put {} GDPR_Submit/{name}\n",
+        fixture("requests/seed-export.json").display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    s.demo
+        .wait_result(&format!("export-{}_100000-execution-log.json", today()));
+    let out = s.sftp_as("acme", &s.key(), "ls -1 GDPR_Result\nls -1 GDPR_Submit\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("export-"),
+        "acme sees nothing of demo's: {}",
+        text(&out)
+    );
+    for path in [
+        "../demo/GDPR_Result",
+        "/../demo/GDPR_Result",
+        "../../accounts/demo/GDPR_Result",
+    ] {
+        assert!(
+            !s.sftp_as("acme", &s.key(), &format!("ls {path}\n"))
+                .status
+                .success(),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn fifty_clients_at_once_each_get_their_result() {
+    let s = Server::start(|c| {
+        c.replace(
+            "[sftp_server]",
+            "[sftp_server]\nmax_sessions_per_account = 60\nmax_connections_per_address = 60\nmax_connections = 80",
+        )
+    });
+    let seed = fixture("requests/seed-export.json");
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            let batch = s.demo.dir.path().join(format!("many-{i}"));
+            std::fs::write(
+                &batch,
+                format!(
+                    "put {} GDPR_Submit/export-{}_0800{i:02}.json\n",
+                    seed.display(),
+                    today()
+                ),
+            )
+            .expect("batch");
+            Command::new("sftp")
+                .args([
+                    "-b",
+                    batch.to_str().expect("utf-8"),
+                    "-P",
+                    &s.port.to_string(),
+                    "-i",
+                    s.key().to_str().expect("utf-8"),
+                ])
+                .args(ssh_options())
+                .arg("demo@127.0.0.1")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("sftp spawns")
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        let out = client.wait_with_output().expect("sftp ends");
+        assert!(
+            out.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..50 {
+        let log = std::fs::read(
+            s.demo
+                .wait_result(&format!("export-{}_0800{i:02}-execution-log.json", today())),
+        )
+        .expect("log");
+        assert_eq!(
+            responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
+            11,
+            "file {i}"
+        );
+    }
+}
+
+#[test]
+fn a_connection_that_never_logs_in_is_dropped_and_others_are_served() {
+    let s = Server::start(|c| {
+        c.replace(
+            "[sftp_server]",
+            "[sftp_server]\nhandshake_timeout_seconds = 2",
+        )
+    });
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // A well-behaved client is served meanwhile.
+    assert!(s.sftp("ls\n").status.success());
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf); // the server's banner, then end of stream when it drops us
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "dropped after the handshake timeout"
+    );
+    assert!(String::from_utf8_lossy(&buf).starts_with("SSH-2.0-"));
+    wait_until(Duration::from_secs(5), "the drop to be logged", || {
+        let log = s.daemon.log_text();
+        log.contains("handshake timeout") || log.contains("no login within")
+    });
+}
