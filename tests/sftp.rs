@@ -472,3 +472,112 @@ fn a_connection_that_never_logs_in_is_dropped_and_others_are_served() {
         log.contains("handshake timeout") || log.contains("no login within")
     });
 }
+
+#[test]
+fn key_exchange_is_strict_and_offers_no_weak_algorithms() {
+    let s = Server::start(|c| c);
+    let batch = s.demo.dir.path().join("kex");
+    std::fs::write(&batch, "ls\n").expect("batch");
+    let out = Command::new("sftp")
+        .args([
+            "-vvv",
+            "-b",
+            batch.to_str().expect("utf-8"),
+            "-P",
+            &s.port.to_string(),
+            "-i",
+            s.key().to_str().expect("utf-8"),
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg("demo@127.0.0.1")
+        .output()
+        .expect("sftp runs");
+    let trace = String::from_utf8_lossy(&out.stderr).into_owned();
+    let proposal: String = trace
+        .lines()
+        .skip_while(|l| !l.contains("peer server KEXINIT proposal"))
+        .take(10)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        proposal.contains("kex-strict-s-v00@openssh.com"),
+        "strict key exchange (Terrapin): {proposal}"
+    );
+    for weak in [
+        "diffie-hellman-group1-sha1",
+        "diffie-hellman-group14-sha1",
+        "-cbc",
+        "hmac-sha1",
+        "hmac-md5",
+        "3des",
+        "ssh-rsa,",
+        "ssh-dss",
+    ] {
+        assert!(!proposal.contains(weak), "{weak} offered: {proposal}");
+    }
+}
+
+#[test]
+fn uploads_renamed_from_a_temporary_name_are_taken_and_limits_hold() {
+    let s = Server::start(|c| c.replace("[sftp_server]", "[sftp_server]\nmax_upload_bytes = 4096"));
+    let seed = fixture("requests/seed-export.json");
+    let name = format!("export-{}_140000.json", today());
+    // The WinSCP/FileZilla way: upload under a temporary name, then rename into place.
+    let out = s.sftp(&format!("put {} GDPR_Submit/{name}.filepart\nrename GDPR_Submit/{name}.filepart GDPR_Submit/{name}\n", seed.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    s.demo
+        .wait_result(&format!("export-{}_140000-execution-log.json", today()));
+    // A rename onto a file still waiting is refused; so is an upload onto its name.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y%m%d");
+    let waiting = format!("forget-{tomorrow}_120000.json");
+    std::fs::write(s.demo.submit.join(&waiting), b"original").expect("waiting");
+    let out = s.sftp(&format!(
+        "put {} GDPR_Submit/x.part\nrename GDPR_Submit/x.part GDPR_Submit/{waiting}\n",
+        seed.display()
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!s
+        .sftp(&format!("put {} GDPR_Submit/{waiting}\n", seed.display()))
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read(s.demo.submit.join(&waiting)).expect("waiting"),
+        b"original"
+    );
+    // Over the upload limit: an error, and nothing is left behind.
+    let big = s.demo.dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 10_000]).expect("big");
+    let out = s.sftp(&format!(
+        "put {} GDPR_Submit/export-{}_150000.json\n",
+        big.display(),
+        today()
+    ));
+    assert!(
+        !out.status.success(),
+        "over-size upload refused: {}",
+        text(&out)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<String> = s
+        .demo
+        .submitted()
+        .into_iter()
+        .filter(|n| n.contains("150000"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing kept of the over-size upload: {left:?}"
+    );
+    assert!(!s
+        .demo
+        .result
+        .join(format!("export-{}_150000-execution-log.json", today()))
+        .exists());
+}
