@@ -581,3 +581,124 @@ fn uploads_renamed_from_a_temporary_name_are_taken_and_limits_hold() {
         .join(format!("export-{}_150000-execution-log.json", today()))
         .exists());
 }
+
+/// A Python with paramiko, in a venv made once per test run under cargo's temporary folder.
+fn paramiko_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("paramiko-venv");
+            let python = venv.join("bin/python");
+            let ready = || {
+                Command::new(&python)
+                    .args(["-c", "import paramiko"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if !ready() {
+                let made = Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .expect("python3 runs");
+                assert!(
+                    made.success(),
+                    "python3 -m venv failed (Debian: apt-get install python3-venv)"
+                );
+                let pip = Command::new(venv.join("bin/pip"))
+                    .args(["install", "-q", "paramiko"])
+                    .status()
+                    .expect("pip runs");
+                assert!(
+                    pip.success(),
+                    "pip install paramiko failed: the second SFTP client is needed"
+                );
+            }
+            assert!(
+                ready(),
+                "paramiko is not importable from {}",
+                python.display()
+            );
+            python
+        })
+        .clone()
+}
+
+fn paramiko(s: &Server, args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
+    Command::new(paramiko_python())
+        .arg(script)
+        .arg(args[0])
+        .arg(s.port.to_string())
+        .arg("demo")
+        .arg(s.key())
+        .args(&args[1..])
+        .output()
+        .expect("paramiko client runs")
+}
+
+#[test]
+fn a_second_client_implementation_gets_the_same_service() {
+    let s = Server::start(|c| c);
+    let out_dir = s.demo.dir.path().join("paramiko-got");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let name = format!("forget-{}_160000.json", today());
+    let result = format!("forget-{}_160000-execution-log.json", today());
+    let seed = fixture("requests/seed-forget.json");
+    let out = paramiko(
+        &s,
+        &[
+            "roundtrip",
+            seed.to_str().expect("utf-8"),
+            &name,
+            &result,
+            out_dir.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        out.status.success() && text(&out).contains("ok"),
+        "{}",
+        text(&out)
+    );
+    let log = std::fs::read(out_dir.join(&result)).expect("downloaded log");
+    assert_eq!(
+        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
+        11
+    );
+    assert!(
+        !s.demo.result.join(&result).exists(),
+        "removed through paramiko"
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn an_sftp_packet_announcing_four_gib_is_refused_without_the_allocation() {
+    let s = Server::start(|c| c);
+    let pid = s.daemon.child.id();
+    let before = rss_kib(pid);
+    for _ in 0..5 {
+        let out = paramiko(&s, &["oversized"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "closed",
+            "the server drops the channel"
+        );
+    }
+    // A well-behaved client is served meanwhile, and memory stayed far below one such packet.
+    assert!(s.sftp("ls GDPR_Submit\n").status.success());
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod fs;
+pub mod guard;
 pub mod paths;
 pub mod session;
 

@@ -217,7 +217,8 @@ impl russh::server::Handler for SshSession {
         let config = russh_sftp::server::Config {
             max_client_packet_len: self.shared.max_packet,
         };
-        russh_sftp::server::run_with_config(channel.into_stream(), fs, config).await;
+        let stream = super::guard::PacketGuard::new(channel.into_stream(), self.shared.max_packet);
+        russh_sftp::server::run_with_config(stream, fs, config).await;
         Ok(())
     }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""A second SFTP client implementation (paramiko) for gdprd's integration tests.
+
+    paramiko_client.py roundtrip PORT USER KEY LOCAL REMOTE_NAME RESULT_NAME OUTDIR
+        put LOCAL as GDPR_Submit/REMOTE_NAME, wait for GDPR_Result/RESULT_NAME, get it into OUTDIR, remove it.
+    paramiko_client.py oversized PORT USER KEY
+        log in, open the sftp subsystem, announce a 0xFFFFFFFF-byte SFTP packet; print "closed" when the server
+        drops the channel, "open" if it is still open after 10 s.
+"""
+
+import os
+import sys
+import time
+
+import paramiko
+
+
+def connect(port, user, key):
+    transport = paramiko.Transport(("127.0.0.1", int(port)))
+    transport.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(key))
+    return transport
+
+
+def roundtrip(port, user, key, local, remote_name, result_name, outdir):
+    transport = connect(port, user, key)
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    assert sorted(sftp.listdir("/")) == ["GDPR_Result", "GDPR_Submit"], sftp.listdir("/")
+    sftp.put(local, f"GDPR_Submit/{remote_name}", confirm=False)
+    deadline = time.time() + 60
+    while result_name not in sftp.listdir("GDPR_Result"):
+        if time.time() > deadline:
+            sys.exit(f"no {result_name} within 60 s")
+        time.sleep(0.1)
+    sftp.get(f"GDPR_Result/{result_name}", os.path.join(outdir, result_name))
+    sftp.remove(f"GDPR_Result/{result_name}")
+    try:
+        sftp.mkdir("GDPR_Submit/nope")
+        sys.exit("mkdir was allowed")
+    except PermissionError:
+        pass
+    sftp.close()
+    transport.close()
+    print("ok")
+
+
+def oversized(port, user, key):
+    transport = connect(port, user, key)
+    channel = transport.open_session()
+    channel.invoke_subsystem("sftp")
+    channel.sendall(b"\xff\xff\xff\xff" + b"\x01" * 64)
+    channel.settimeout(10)
+    try:
+        while True:
+            data = channel.recv(65536)
+            if not data:
+                print("closed")
+                break
+    except (TimeoutError, OSError):
+        print("closed" if channel.closed or not transport.is_active() else "open")
+    transport.close()
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {"roundtrip": roundtrip, "oversized": oversized}[command](*args)
