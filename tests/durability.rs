@@ -68,7 +68,7 @@ fn assert_completed_exactly_once(demo: &Demo, name: &str) {
         )
         .expect("count");
     assert_eq!(left, 0, "every contact was forgotten");
-    assert!(demo.submitted().is_empty());
+    demo.wait_submit_empty();
 }
 
 #[test]

@@ -155,6 +155,13 @@ impl Demo {
         Connection::open(self.dir.path().join("state/ledger.db")).expect("open ledger")
     }
 
+    /// Waits until `GDPR_Submit` is empty: a submission leaves it just after its result is in place.
+    pub fn wait_submit_empty(&self) {
+        wait_until(Duration::from_secs(10), "GDPR_Submit to be empty", || {
+            self.submitted().is_empty()
+        });
+    }
+
     /// Names in `GDPR_Submit` (sorted).
     pub fn submitted(&self) -> Vec<String> {
         names(&self.submit)

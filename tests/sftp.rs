@@ -702,3 +702,50 @@ fn an_sftp_packet_announcing_four_gib_is_refused_without_the_allocation() {
         "RSS grew from {before} KiB to {after} KiB"
     );
 }
+
+#[test]
+fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = Server::start(|c| c);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
+    let name = format!("forget-{}_170000.json", today());
+    let mut client = Command::new(paramiko_python())
+        .arg(script)
+        .args(["slow-put", &s.port.to_string(), "demo"])
+        .arg(s.key())
+        .arg(fixture("requests/seed-forget.json"))
+        .arg(&name)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("paramiko client");
+    let mut lines = BufReader::new(client.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("started")
+    );
+    s.daemon.signal("TERM");
+    wait_until(
+        Duration::from_secs(10),
+        "the server to stop accepting",
+        || s.daemon.log_text().contains("stopped accepting"),
+    );
+    // New connections are refused now, but the session in flight finishes its upload.
+    let mut stdin = client.stdin.take().expect("stdin");
+    writeln!(stdin).expect("continue");
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("closed"));
+    assert!(client.wait().expect("client").success());
+    assert_eq!(s.daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    // The upload is whole and ends with a result (now, or at the next start).
+    let restarted = s.demo.start();
+    let log = std::fs::read(
+        s.demo
+            .wait_result(&format!("forget-{}_170000-execution-log.json", today())),
+    )
+    .expect("log");
+    assert_eq!(
+        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
+        11
+    );
+    drop(restarted);
+}

@@ -3,6 +3,9 @@
 
     paramiko_client.py roundtrip PORT USER KEY LOCAL REMOTE_NAME RESULT_NAME OUTDIR
         put LOCAL as GDPR_Submit/REMOTE_NAME, wait for GDPR_Result/RESULT_NAME, get it into OUTDIR, remove it.
+    paramiko_client.py slow-put PORT USER KEY LOCAL REMOTE_NAME
+        open GDPR_Submit/REMOTE_NAME, write half of LOCAL, print "started", wait for a line on stdin, write the
+        rest, close, print "closed".
     paramiko_client.py oversized PORT USER KEY
         log in, open the sftp subsystem, announce a 0xFFFFFFFF-byte SFTP packet; print "closed" when the server
         drops the channel, "open" if it is still open after 10 s.
@@ -43,6 +46,24 @@ def roundtrip(port, user, key, local, remote_name, result_name, outdir):
     print("ok")
 
 
+def slow_put(port, user, key, local, remote_name):
+    with open(local, "rb") as f:
+        data = f.read()
+    transport = connect(port, user, key)
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    remote = sftp.open(f"GDPR_Submit/{remote_name}", "wb")
+    half = len(data) // 2
+    remote.write(data[:half])
+    remote.flush()
+    print("started", flush=True)
+    sys.stdin.readline()
+    remote.write(data[half:])
+    remote.close()
+    print("closed", flush=True)
+    sftp.close()
+    transport.close()
+
+
 def oversized(port, user, key):
     transport = connect(port, user, key)
     channel = transport.open_session()
@@ -62,4 +83,4 @@ def oversized(port, user, key):
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"roundtrip": roundtrip, "oversized": oversized}[command](*args)
+    {"roundtrip": roundtrip, "slow-put": slow_put, "oversized": oversized}[command](*args)

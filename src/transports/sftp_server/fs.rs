@@ -13,8 +13,8 @@ use russh_sftp::protocol::{
 };
 use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
 
@@ -27,10 +27,10 @@ enum Open {
     /// A listing, with the entries still to send.
     Dir(Option<Vec<File>>),
     /// A download from `GDPR_Result`.
-    Read(tokio::fs::File),
+    Read(std::fs::File),
     /// An upload into `GDPR_Submit`, under a temporary name until it is closed.
     Write {
-        file: tokio::fs::File,
+        file: std::fs::File,
         temp: PathBuf,
         name: String,
         too_large: bool,
@@ -230,7 +230,7 @@ impl russh_sftp::server::Handler for AccountFs {
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
         let attrs = match self.handles.get(&handle) {
             Some(Open::Read(f) | Open::Write { file: f, .. }) => {
-                FileAttributes::from(&f.metadata().await.map_err(io_error)?)
+                FileAttributes::from(&f.metadata().map_err(io_error)?)
             }
             Some(Open::Dir(_)) => folder_attrs(),
             None => {
@@ -279,7 +279,7 @@ impl russh_sftp::server::Handler for AccountFs {
                         StatusReply::new(StatusCode::NoSuchFile).with_message("no such file")
                     );
                 }
-                Open::Read(tokio::fs::File::open(&path).await.map_err(io_error)?)
+                Open::Read(std::fs::File::open(&path).map_err(io_error)?)
             }
             (Place::File(Folder::Submit, name), true) if visible(&name) => {
                 if pflags.contains(OpenFlags::APPEND) {
@@ -288,11 +288,10 @@ impl russh_sftp::server::Handler for AccountFs {
                 let temp = self
                     .disk(Folder::Submit)
                     .join(format!(".{name}.{}.upload", rand::random::<u64>()));
-                let file = tokio::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&temp)
-                    .await
                     .map_err(io_error)?;
                 Open::Write {
                     file,
@@ -328,11 +327,9 @@ impl russh_sftp::server::Handler for AccountFs {
         let Some(Open::Read(file)) = self.handles.get_mut(&handle) else {
             return Err(StatusReply::new(StatusCode::Failure).with_message("invalid handle"));
         };
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(io_error)?;
+        // Positional reads and writes on the page cache take microseconds: no thread-pool hop per packet.
         let mut data = vec![0; len.min(MAX_READ) as usize];
-        let n = file.read(&mut data).await.map_err(io_error)?;
+        let n = file.read_at(&mut data, offset).map_err(io_error)?;
         if n == 0 {
             return Err(StatusReply::new(StatusCode::Eof));
         }
@@ -360,32 +357,28 @@ impl russh_sftp::server::Handler for AccountFs {
                 "file too large: uploads are limited to {max} bytes"
             )));
         }
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(io_error)?;
-        file.write_all(&data).await.map_err(io_error)?;
+        file.write_all_at(&data, offset).map_err(io_error)?;
         Ok(status(id))
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
         match self.handles.remove(&handle) {
             Some(Open::Write {
-                mut file,
+                file,
                 temp,
                 name,
                 too_large,
             }) => {
-                let finished = async {
-                    file.flush().await?;
-                    file.sync_all().await
-                };
-                if too_large || finished.await.is_err() {
+                // fsync can take a while for a large upload: off the async threads.
+                let synced = tokio::task::spawn_blocking(move || file.sync_all())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if too_large || !synced {
                     let _ = tokio::fs::remove_file(&temp).await;
                     return Err(
                         StatusReply::new(StatusCode::Failure).with_message("upload not kept")
                     );
                 }
-                drop(file);
                 let target = self.disk(Folder::Submit).join(&name);
                 if tokio::fs::symlink_metadata(&target).await.is_ok() {
                     let _ = tokio::fs::remove_file(&temp).await;
