@@ -84,3 +84,58 @@ fn check_config_accepts_the_demo_and_names_what_is_wrong() {
         stdout(&out)
     );
 }
+
+#[test]
+fn the_host_key_is_made_once_and_reused() {
+    let demo = Demo::new(10, |c| c);
+    let config = demo.config.to_str().expect("utf-8").to_owned();
+    let first = run(&["host-key", "--config", &config]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = stdout(&first);
+    assert!(
+        text.starts_with("SHA256:") && text.contains("ssh-ed25519 "),
+        "{text}"
+    );
+    let daemon = demo.start();
+    let again = run(&["host-key", "--config", &config]);
+    assert_eq!(stdout(&again), text, "the daemon reused the key");
+    let fingerprint = text.lines().next().expect("fingerprint");
+    assert!(
+        daemon.log_text().contains(fingerprint),
+        "the fingerprint is logged at start"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(demo.dir.path().join("state/ssh_host_ed25519_key"))
+            .expect("key")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn hash_password_makes_an_argon2_hash() {
+    use std::io::Write;
+    let mut child = crate::harness::gdprd()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gdprd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).starts_with("$argon2id$v=19$"),
+        "{}",
+        stdout(&out)
+    );
+}

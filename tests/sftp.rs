@@ -749,3 +749,72 @@ fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
     );
     drop(restarted);
 }
+
+#[test]
+fn session_connection_and_idle_limits_hold() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = Server::start(|c| {
+        c.replace(
+            "[sftp_server]",
+            "[sftp_server]\nmax_sessions_per_account = 1\nmax_connections_per_address = 3\nidle_timeout_seconds = 3",
+        )
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
+    // One session holds the account's only slot, mid-upload.
+    let mut holder = Command::new(paramiko_python())
+        .arg(&script)
+        .args(["slow-put", &s.port.to_string(), "demo"])
+        .arg(s.key())
+        .arg(fixture("requests/seed-forget.json"))
+        .arg(format!("forget-{}_180000.json", today()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("paramiko client");
+    let mut lines = BufReader::new(holder.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("started")
+    );
+    let out = s.sftp("ls\n");
+    assert!(
+        !out.status.success(),
+        "a second session of the account is refused: {}",
+        text(&out)
+    );
+    // Connections from one address are capped: with two idle ones open, a third (the holder's is one) is dropped.
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        std::io::Read::read(&mut extra, &mut buf).unwrap_or(0),
+        0,
+        "the connection over the cap is closed"
+    );
+    drop(idle);
+    // The holder stays silent past the idle timeout: its session is closed and its upload never lands.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut stdin = holder.stdin.take().expect("stdin");
+    let _ = writeln!(stdin);
+    let status = holder.wait().expect("holder ends");
+    assert!(
+        !status.success(),
+        "the idle session was closed under the client"
+    );
+    assert!(!s
+        .demo
+        .submit
+        .join(format!("forget-{}_180000.json", today()))
+        .exists());
+    // With the slot free again, the account logs in.
+    wait_until(Duration::from_secs(10), "the slot to be free", || {
+        s.sftp("ls\n").status.success()
+    });
+}
