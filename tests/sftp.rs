@@ -34,29 +34,37 @@ impl Server {
         self.demo.dir.path().join("demo_ed25519")
     }
 
-    /// Runs `sftp -b` with `batch` as `user`, logging in with `key`.
-    fn sftp_as(&self, user: &str, key: &Path, batch: &str) -> Output {
+    /// Writes `batch` to a file, runs the command `make` builds around that file's path, removes the file.
+    fn with_batch(&self, batch: &str, make: impl FnOnce(&str) -> Command) -> Output {
         let file = self
             .demo
             .dir
             .path()
             .join(format!("batch-{}", rand_suffix()));
         std::fs::write(&file, batch).expect("batch file");
-        let out = Command::new("sftp")
-            .args([
+        let out = make(file.to_str().expect("utf-8"))
+            .output()
+            .expect("the client runs");
+        let _ = std::fs::remove_file(file);
+        out
+    }
+
+    /// Runs `sftp -b` with `batch` as `user`, logging in with `key`.
+    fn sftp_as(&self, user: &str, key: &Path, batch: &str) -> Output {
+        self.with_batch(batch, |file| {
+            let mut c = Command::new("sftp");
+            c.args([
                 "-b",
-                file.to_str().expect("utf-8"),
+                file,
                 "-P",
                 &self.port.to_string(),
                 "-i",
                 key.to_str().expect("utf-8"),
             ])
             .args(ssh_options())
-            .arg(format!("{user}@127.0.0.1"))
-            .output()
-            .expect("sftp runs");
-        let _ = std::fs::remove_file(file);
-        out
+            .arg(format!("{user}@127.0.0.1"));
+            c
+        })
     }
 
     fn sftp(&self, batch: &str) -> Output {
@@ -65,22 +73,17 @@ impl Server {
 
     /// Runs `sftp -b` logging in as `demo` with `password` (through sshpass).
     fn sftp_password(&self, password: &str, batch: &str) -> Output {
-        let file = self
-            .demo
-            .dir
-            .path()
-            .join(format!("batch-{}", rand_suffix()));
-        std::fs::write(&file, batch).expect("batch file");
-        let out = Command::new("sshpass")
-            .args([
+        self.with_batch(batch, |file| {
+            let mut c = Command::new("sshpass");
+            // `sftp -b` implies batch mode, which never asks for a password; the first value given wins.
+            c.args([
                 "-p",
                 password,
                 "sftp",
-                // `sftp -b` implies batch mode, which never asks for a password; the first value given wins.
                 "-o",
                 "BatchMode=no",
                 "-b",
-                file.to_str().expect("utf-8"),
+                file,
                 "-P",
                 &self.port.to_string(),
             ])
@@ -97,14 +100,10 @@ impl Server {
                 "PubkeyAuthentication=no",
                 "-o",
                 "PreferredAuthentications=password",
-                "-o",
-                "NumberOfPasswordPrompts=1",
             ])
-            .arg("demo@127.0.0.1")
-            .output()
-            .expect("sshpass runs");
-        let _ = std::fs::remove_file(file);
-        out
+            .args(["-o", "NumberOfPasswordPrompts=1", "demo@127.0.0.1"]);
+            c
+        })
     }
 }
 
