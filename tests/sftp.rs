@@ -755,7 +755,7 @@ fn session_connection_and_idle_limits_hold() {
     let s = Server::start(|c| {
         c.replace(
             "[sftp_server]",
-            "[sftp_server]\nmax_sessions_per_account = 1\nmax_connections_per_address = 3\nidle_timeout_seconds = 3",
+            "[sftp_server]\nmax_sessions_per_account = 1\nmax_connections_per_address = 3\nidle_timeout_seconds = 4",
         )
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
@@ -782,24 +782,8 @@ fn session_connection_and_idle_limits_hold() {
         "a second session of the account is refused: {}",
         text(&out)
     );
-    // Connections from one address are capped: with two idle ones open, a third (the holder's is one) is dropped.
-    let idle: Vec<_> = (0..2)
-        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect"))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut extra = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    extra
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut buf = [0u8; 64];
-    assert_eq!(
-        std::io::Read::read(&mut extra, &mut buf).unwrap_or(0),
-        0,
-        "the connection over the cap is closed"
-    );
-    drop(idle);
     // The holder stays silent past the idle timeout: its session is closed and its upload never lands.
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(6));
     let mut stdin = holder.stdin.take().expect("stdin");
     let _ = writeln!(stdin);
     let status = holder.wait().expect("holder ends");
@@ -816,4 +800,20 @@ fn session_connection_and_idle_limits_hold() {
     wait_until(Duration::from_secs(10), "the slot to be free", || {
         s.sftp("ls\n").status.success()
     });
+    // Connections from one address are capped: with three open (not logged in), a fourth is closed at once.
+    let idle: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        std::io::Read::read(&mut extra, &mut buf).unwrap_or(0),
+        0,
+        "the connection over the cap is closed"
+    );
+    drop(idle);
 }

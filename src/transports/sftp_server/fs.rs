@@ -93,6 +93,16 @@ fn folder_attrs() -> FileAttributes {
     attrs
 }
 
+/// Gives the file at `from` the new name `to`, which must not exist: a hard link fails atomically when it does,
+/// so two sessions can never overwrite each other's upload. The caller removes `from` afterwards.
+fn place_new(from: &std::path::Path, to: &std::path::Path) -> Result<(), StatusReply> {
+    std::fs::hard_link(from, to).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => StatusReply::new(StatusCode::Failure)
+            .with_message("a file with this name is already waiting in GDPR_Submit"),
+        _ => io_error(e),
+    })
+}
+
 /// A name a customer may see or use in a folder: not hidden (uploads in progress and result temporaries are).
 fn visible(name: &str) -> bool {
     !name.starts_with('.')
@@ -380,12 +390,9 @@ impl russh_sftp::server::Handler for AccountFs {
                     );
                 }
                 let target = self.disk(Folder::Submit).join(&name);
-                if tokio::fs::symlink_metadata(&target).await.is_ok() {
-                    let _ = tokio::fs::remove_file(&temp).await;
-                    return Err(StatusReply::new(StatusCode::Failure)
-                        .with_message("a file with this name is already waiting in GDPR_Submit"));
-                }
-                tokio::fs::rename(&temp, &target).await.map_err(io_error)?;
+                let placed = place_new(&temp, &target);
+                let _ = std::fs::remove_file(&temp);
+                placed?;
                 info!(account = %self.account_name, file = %name, "upload complete");
                 self.submitted(&name);
                 Ok(status(id))
@@ -417,13 +424,8 @@ impl russh_sftp::server::Handler for AccountFs {
         {
             return Err(StatusReply::new(StatusCode::NoSuchFile).with_message("no such file"));
         }
-        if tokio::fs::symlink_metadata(dir.join(&new)).await.is_ok() {
-            return Err(StatusReply::new(StatusCode::Failure)
-                .with_message("a file with the new name already exists"));
-        }
-        tokio::fs::rename(&from, dir.join(&new))
-            .await
-            .map_err(io_error)?;
+        place_new(&from, &dir.join(&new))?;
+        std::fs::remove_file(&from).map_err(io_error)?;
         debug!(account = %self.account_name, file = %new, "renamed in GDPR_Submit");
         self.submitted(&new);
         Ok(status(id))
