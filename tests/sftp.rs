@@ -636,6 +636,36 @@ fn paramiko(s: &Server, args: &[&str]) -> Output {
         .expect("paramiko client runs")
 }
 
+/// A paramiko upload of the seed forget file as `name`, stopped half-way: returns the client (its stdin continues
+/// the upload) and its output lines, once it has said "started".
+fn start_slow_put(
+    s: &Server,
+    name: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
+    let mut client = Command::new(paramiko_python())
+        .arg(script)
+        .args(["slow-put", &s.port.to_string(), "demo"])
+        .arg(s.key())
+        .arg(fixture("requests/seed-forget.json"))
+        .arg(name)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("paramiko client");
+    let mut lines = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("started")
+    );
+    (client, lines)
+}
+
 #[test]
 fn a_second_client_implementation_gets_the_same_service() {
     let s = Server::start(|c| c);
@@ -704,25 +734,10 @@ fn an_sftp_packet_announcing_four_gib_is_refused_without_the_allocation() {
 
 #[test]
 fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let mut s = Server::start(|c| c);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
     let name = format!("forget-{}_170000.json", today());
-    let mut client = Command::new(paramiko_python())
-        .arg(script)
-        .args(["slow-put", &s.port.to_string(), "demo"])
-        .arg(s.key())
-        .arg(fixture("requests/seed-forget.json"))
-        .arg(&name)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("paramiko client");
-    let mut lines = BufReader::new(client.stdout.take().expect("stdout")).lines();
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("started")
-    );
+    let (mut client, mut lines) = start_slow_put(&s, &name);
     s.daemon.signal("TERM");
     wait_until(
         Duration::from_secs(10),
@@ -751,31 +766,15 @@ fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
 
 #[test]
 fn session_connection_and_idle_limits_hold() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let s = Server::start(|c| {
         c.replace(
             "[sftp_server]",
             "[sftp_server]\nmax_sessions_per_account = 1\nmax_connections_per_address = 3\nidle_timeout_seconds = 4",
         )
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
     // One session holds the account's only slot, mid-upload.
-    let mut holder = Command::new(paramiko_python())
-        .arg(&script)
-        .args(["slow-put", &s.port.to_string(), "demo"])
-        .arg(s.key())
-        .arg(fixture("requests/seed-forget.json"))
-        .arg(format!("forget-{}_180000.json", today()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("paramiko client");
-    let mut lines = BufReader::new(holder.stdout.take().expect("stdout")).lines();
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("started")
-    );
+    let (mut holder, _lines) = start_slow_put(&s, &format!("forget-{}_180000.json", today()));
     let out = s.sftp("ls\n");
     assert!(
         !out.status.success(),
