@@ -1,6 +1,6 @@
 //! Export through the whole daemon: the seed's sample as an export, read back from the archive.
 
-use crate::harness::{fixture, responses, today, Demo};
+use crate::harness::{fixture, responses, successes, today, Demo};
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -33,11 +33,7 @@ fn seed_export_archive_holds_exactly_the_matching_rows() {
     );
     let log = demo.result_json(&format!("{stem}-execution-log.json"));
     let got = responses(&log);
-    assert_eq!(
-        got.iter().filter(|r| *r == "SUCCESS").count(),
-        11,
-        "{got:?}"
-    );
+    assert_eq!(successes(&got), 11, "{got:?}");
     assert!(got[7].starts_with("ERROR: incorrect device format"));
 
     let tables = archive_tables(&demo.wait_result(&format!("{stem}-archive.zip")));

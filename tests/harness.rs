@@ -253,3 +253,8 @@ pub fn responses(log: &Value) -> Vec<String> {
         .map(|c| c["response"].as_str().expect("response").to_owned())
         .collect()
 }
+
+/// How many of `responses` are exactly `SUCCESS`.
+pub fn successes(responses: &[String]) -> usize {
+    responses.iter().filter(|r| *r == "SUCCESS").count()
+}

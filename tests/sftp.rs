@@ -2,7 +2,7 @@
 //! that become results, every refused operation, traversal attempts, account isolation, many clients at once,
 //! and connections that never log in.
 
-use crate::harness::{fixture, today, wait_until, Daemon, Demo};
+use crate::harness::{fixture, successes, today, wait_until, Daemon, Demo};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -168,16 +168,10 @@ fn key_login_uploads_a_forget_and_an_export_and_downloads_the_results() {
     let forget_log =
         std::fs::read(got.join(format!("{forget}-execution-log.json"))).expect("forget log");
     let r = responses(&forget_log);
-    assert_eq!(r.iter().filter(|x| *x == "SUCCESS").count(), 11, "{r:?}");
+    assert_eq!(successes(&r), 11, "{r:?}");
     let export_log =
         std::fs::read(got.join(format!("{export}-execution-log.json"))).expect("export log");
-    assert_eq!(
-        responses(&export_log)
-            .iter()
-            .filter(|x| *x == "SUCCESS")
-            .count(),
-        11
-    );
+    assert_eq!(successes(&responses(&export_log)), 11);
     let mut zip = zip::ZipArchive::new(
         std::fs::File::open(got.join(format!("{export}-archive.zip"))).expect("zip"),
     )
@@ -437,11 +431,7 @@ fn fifty_clients_at_once_each_get_their_result() {
                 .wait_result(&format!("export-{}_0800{i:02}-execution-log.json", today())),
         )
         .expect("log");
-        assert_eq!(
-            responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
-            11,
-            "file {i}"
-        );
+        assert_eq!(successes(&responses(&log)), 11, "file {i}");
     }
 }
 
@@ -690,10 +680,7 @@ fn a_second_client_implementation_gets_the_same_service() {
         text(&out)
     );
     let log = std::fs::read(out_dir.join(&result)).expect("downloaded log");
-    assert_eq!(
-        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
-        11
-    );
+    assert_eq!(successes(&responses(&log)), 11);
     assert!(
         !s.demo.result.join(&result).exists(),
         "removed through paramiko"
@@ -757,10 +744,7 @@ fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
             .wait_result(&format!("forget-{}_170000-execution-log.json", today())),
     )
     .expect("log");
-    assert_eq!(
-        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
-        11
-    );
+    assert_eq!(successes(&responses(&log)), 11);
     drop(restarted);
 }
 
