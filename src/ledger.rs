@@ -32,13 +32,6 @@ pub enum FileState {
 }
 
 impl FileState {
-    fn as_str(self) -> &'static str {
-        match self {
-            FileState::Claimed => "claimed",
-            FileState::Done => "done",
-            FileState::Rejected => "rejected",
-        }
-    }
     fn parse(s: &str) -> FileState {
         match s {
             "done" => FileState::Done,
@@ -183,24 +176,6 @@ impl Ledger {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Ledger { conn })
-    }
-
-    /// Opens an existing ledger read-only, for tools that run beside the daemon.
-    ///
-    /// # Errors
-    /// [`LedgerError::Database`] when it cannot be opened.
-    pub fn open_read_only(state_dir: &Path) -> Result<Ledger, LedgerError> {
-        let conn = Connection::open_with_flags(
-            state_dir.join("ledger.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        Ok(Ledger { conn })
-    }
-
-    /// The raw connection, for read-only reporting.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
     }
 
     /// The record of `name` in `account`, if it was ever claimed or rejected.
@@ -475,11 +450,6 @@ impl Ledger {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// FileState as stored, for reporting.
-    pub fn state_name(state: FileState) -> &'static str {
-        state.as_str()
     }
 }
 

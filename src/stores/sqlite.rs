@@ -4,7 +4,7 @@
 
 use super::matching::Matcher;
 use super::{Batch, ExportSink, Found, Store, StoreError};
-use crate::config::{ForgetMode, PhoneConfig, SqliteConfig, TableMapping};
+use crate::config::{ForgetMode, SqliteConfig, TableMapping};
 use crate::requests::DeviceKind;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
@@ -420,9 +420,4 @@ impl Store for SqliteStore {
         tx.finish()?;
         Ok(found)
     }
-}
-
-/// Phone rules of a store, for tests and tools that read stored values the same way.
-pub fn phone_rules(config: &SqliteConfig) -> &PhoneConfig {
-    &config.phones
 }
