@@ -286,6 +286,93 @@ pub enum Transport {
 pub enum StoreConfig {
     /// A SQLite database file.
     Sqlite(SqliteConfig),
+    /// A PostgreSQL database.
+    Postgres(SqlConfig),
+    /// A MySQL or MariaDB database.
+    Mysql(SqlConfig),
+}
+
+impl StoreConfig {
+    /// The tables the store maps.
+    pub fn tables(&self) -> &[TableMapping] {
+        match self {
+            StoreConfig::Sqlite(s) => &s.tables,
+            StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.tables,
+        }
+    }
+
+    /// How the store's phone numbers are written.
+    pub fn phones(&self) -> &PhoneConfig {
+        match self {
+            StoreConfig::Sqlite(s) => &s.phones,
+            StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.phones,
+        }
+    }
+}
+
+/// A `type = "postgres"` or `type = "mysql"` store: a database server reached over the network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Connection URL, `postgres://user@host:5432/db` or `mysql://user@host:3306/db`. Put the password in
+    /// `password_file` or `password_env` rather than here; it is never logged either way.
+    pub url: String,
+    /// File holding the password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PostgreSQL schema the tables live in (`search_path`); default: the server's default.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Transport encryption: `disable`, `prefer`, `require` (encrypted, certificate not checked) or
+    /// `verify-full` (certificate checked against the system roots or `ca_file`, and the host name).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the certificate authority for `verify-full`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds to wait for a connection (default 10).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    /// Seconds a statement, or a wait for a row lock, may take before it is cancelled (default 300).
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_seconds: u64,
+    /// How stored phone numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+    /// Folder that recording paths in `file` columns are relative to; files outside it are never touched.
+    #[serde(default)]
+    pub files_root: Option<PathBuf>,
+    /// Shortcodes shared between customers: their SMS rows are never exported.
+    #[serde(default)]
+    pub shared_shortcodes: Vec<String>,
+    /// The tables holding personal data.
+    pub tables: Vec<TableMapping>,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+fn default_statement_timeout() -> u64 {
+    300
+}
+
+/// How a database connection is encrypted.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, plain otherwise (PostgreSQL only; MySQL treats it as `require`).
+    #[default]
+    Prefer,
+    /// TLS, without checking the server's certificate.
+    Require,
+    /// TLS, with the certificate checked against the trusted roots and the host name.
+    VerifyFull,
 }
 
 /// A `type = "sqlite"` store.
@@ -372,6 +459,11 @@ pub struct TableMapping {
     /// Whether export includes this table (default true).
     #[serde(default = "yes")]
     pub export: bool,
+    /// For `postgres` and `mysql` stores: device columns whose normalised form is kept in another, indexed,
+    /// column (`{ phone = "phone_digits" }`): the digits of a phone, the lowercased trimmed email, the IP address
+    /// as stored. Matching then compares that column instead of an expression over the device column.
+    #[serde(default)]
+    pub normalised: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -478,6 +570,11 @@ impl Config {
                     s.path = resolve(&s.path);
                     s.files_root = s.files_root.as_deref().map(resolve);
                 }
+                StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => {
+                    s.files_root = s.files_root.as_deref().map(resolve);
+                    s.password_file = s.password_file.as_deref().map(resolve);
+                    s.ca_file = s.ca_file.as_deref().map(resolve);
+                }
             }
         }
         Ok(config)
@@ -561,8 +658,17 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
                 "store {name:?}: name must be 1-64 letters, digits, '-' or '_'"
             ));
         }
+        validate_tables(name, store.tables(), store.phones())?;
         match store {
-            StoreConfig::Sqlite(s) => validate_tables(name, &s.tables, &s.phones)?,
+            StoreConfig::Sqlite(s) => {
+                if let Some(t) = s.tables.iter().find(|t| !t.normalised.is_empty()) {
+                    return Err(format!(
+                        "store {name:?}, table {:?}: normalised columns are for postgres and mysql stores; a sqlite store matches by scanning",
+                        t.name
+                    ));
+                }
+            }
+            StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => validate_sql(name, store, s)?,
         }
     }
     Ok(())
@@ -588,6 +694,51 @@ fn validate_sftp_account(a: &AccountConfig) -> Result<(), String> {
     if let Some(hash) = &sftp.password_hash {
         argon2::PasswordHash::new(hash)
             .map_err(|e| format!("{at}: password_hash is not an argon2 hash: {e}"))?;
+    }
+    Ok(())
+}
+
+fn validate_sql(name: &str, store: &StoreConfig, s: &SqlConfig) -> Result<(), String> {
+    let at = format!("store {name:?}");
+    let scheme = match store {
+        StoreConfig::Mysql(_) => "mysql://",
+        _ => "postgres",
+    };
+    if !s.url.starts_with(scheme) {
+        return Err(format!("{at}: url must start with {scheme}"));
+    }
+    if s.password_file.is_some() && s.password_env.is_some() {
+        return Err(format!("{at}: set password_file or password_env, not both"));
+    }
+    if s.schema.is_some() && matches!(store, StoreConfig::Mysql(_)) {
+        return Err(format!(
+            "{at}: schema is for postgres; name the database in the url"
+        ));
+    }
+    if let Some(schema) = &s.schema {
+        if !is_identifier(schema) {
+            return Err(format!("{at}: schema must be letters, digits and '_'"));
+        }
+    }
+    if s.statement_timeout_seconds == 0 || s.connect_timeout_seconds == 0 {
+        return Err(format!("{at}: timeouts must be positive"));
+    }
+    for t in &s.tables {
+        let devices: Vec<&str> = t.device_columns().into_iter().map(|(_, c)| c).collect();
+        for (device, column) in &t.normalised {
+            if !devices.contains(&device.as_str()) {
+                return Err(format!(
+                    "{at}, table {:?}: normalised names {device:?}, which is not a mapped device column",
+                    t.name
+                ));
+            }
+            if !is_identifier(column) {
+                return Err(format!(
+                    "{at}, table {:?}: column names must be letters, digits and '_'",
+                    t.name
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -660,7 +811,9 @@ mod tests {
             Path::new("/etc/gdprd/accounts/demo/GDPR_Submit")
         );
         assert_eq!(demo.retention_days, 3);
-        let StoreConfig::Sqlite(s) = &c.stores["demo"];
+        let StoreConfig::Sqlite(s) = &c.stores["demo"] else {
+            panic!("the demo store is sqlite")
+        };
         assert_eq!(s.path, Path::new("/etc/gdprd/demo.db"));
         assert_eq!(s.phones.default_country_code, "1");
     }

@@ -77,6 +77,7 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
 }
 
 fn worker(mut engine: Engine, mut jobs: UnboundedReceiver<Job>, stop: Arc<AtomicBool>) {
+    engine.check_stores();
     let accounts = engine.config().accounts.clone();
     match engine.unfinished() {
         Ok(list) => {

@@ -126,6 +126,64 @@ pub fn create_database(path: &Path, rows: u64, files_dir: &Path) -> Result<(), D
     Ok(())
 }
 
+/// The demo's tables, in the order they load (attempts point at contacts).
+pub const TABLES: [&str; 6] = [
+    "contact_list",
+    "contact_attempt",
+    "callback",
+    "sms_message",
+    "call_recording",
+    "web_session",
+];
+
+pub use crate::stores::TableRows;
+
+/// The rows of the demo database (the same [`create_database`] writes, recordings included under
+/// `files_dir`), table by table as text: what `gdprd demo-db --postgres/--mysql` loads into a server.
+///
+/// # Errors
+/// [`DemoError`].
+pub fn demo_rows(rows: u64, files_dir: &Path) -> Result<Vec<TableRows>, DemoError> {
+    std::fs::create_dir_all(files_dir)
+        .map_err(io_err(format!("cannot create {}", files_dir.display())))?;
+    let db = files_dir.join(format!(".gdprd-demo-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&db);
+    create_database(&db, rows, files_dir)?;
+    let read = || -> Result<Vec<TableRows>, DemoError> {
+        let conn = Connection::open(&db)?;
+        let mut out = Vec::new();
+        for table in TABLES {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY id"))?;
+            let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+            let n = columns.len();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                                rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                                rusqlite::types::ValueRef::Text(t)
+                                | rusqlite::types::ValueRef::Blob(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                            })
+                        })
+                        .collect::<Result<Vec<_>, rusqlite::Error>>()
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push((table.to_owned(), columns, rows));
+        }
+        Ok(out)
+    };
+    let result = read();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    result
+}
+
 fn recording(files_dir: &Path, rel: &str) -> Result<(), DemoError> {
     let path = files_dir.join(rel);
     if let Some(dir) = path.parent() {

@@ -240,6 +240,14 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The response text for contacts whose store failed: `unavailable` when the server could not be reached.
+fn store_failure(name: &str, e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(why) => format!("store {name:?} unavailable: {why}"),
+        other => format!("store {name:?} failed: {other}"),
+    }
+}
+
 /// Runs one store's part of a forget chunk, journaling its plan before it changes anything.
 fn forget_step(
     ledger: &Ledger,
@@ -281,7 +289,7 @@ fn forget_step(
         }
         Err(e) => {
             warn!(store = name, chunk, error = %e, "store failed; its contacts get an error response");
-            Ok(Err(format!("store {name:?} failed: {e}")))
+            Ok(Err(store_failure(name, &e)))
         }
     }
 }
@@ -323,6 +331,31 @@ impl Engine {
     /// [`EngineError::Ledger`].
     pub fn unfinished(&self) -> Result<Vec<(String, String)>, EngineError> {
         Ok(self.ledger.unfinished()?)
+    }
+
+    /// Opens and checks every configured store once, logging what is wrong. A store that is down is not
+    /// fatal: its contacts get an error response until it is back, and it is tried again for every file.
+    pub fn check_stores(&mut self) {
+        let names: Vec<String> = self.config.stores.keys().cloned().collect();
+        for name in names {
+            if self.open_store(&name).is_some() {
+                continue;
+            }
+            let Some(store) = self.stores.get_mut(&name) else {
+                continue;
+            };
+            match store.check() {
+                Ok(warnings) => {
+                    info!(store = %name, "store checked");
+                    for w in warnings {
+                        warn!(store = %name, "{w}");
+                    }
+                }
+                Err(e) => {
+                    warn!(store = %name, error = %e, "store check failed; its contacts get an error response until it is fixed")
+                }
+            }
+        }
     }
 
     fn open_store(&mut self, name: &str) -> Option<String> {
@@ -788,7 +821,7 @@ impl Engine {
             let result = match (self.stores.get_mut(store_name), open_error) {
                 (Some(store), None) => store.export(&batch, &mut part).map_err(|e| {
                     warn!(store = %store_name, error = %e, "store failed during export");
-                    format!("store {store_name:?} failed: {e}")
+                    store_failure(store_name, &e)
                 }),
                 (_, e) => Err(format!(
                     "store {store_name:?} unavailable: {}",

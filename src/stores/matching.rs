@@ -18,6 +18,40 @@ pub fn stored_keys(kind: DeviceKind, stored: &str, phones: &PhoneConfig) -> Vec<
     keys
 }
 
+/// The normalised stored values that can stand for `key` (a [`crate::requests::Device::match_key`]), for
+/// stores that prefilter in SQL with an index: for a phone, every digit string [`stored_keys`] could read as
+/// `key` (with the international prefix, without the country code, with the trunk prefix); for an email, the
+/// lowercased address; for an IP address, its text form in lower and upper case. A superset: rows found
+/// through these are checked again with [`Matcher`], so SQL and the embedded stores agree exactly.
+pub fn sql_candidates(key: &str, phones: &PhoneConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(digits) = key.strip_prefix("p:") {
+        out.push(digits.to_owned());
+        if !phones.international_prefix.is_empty() {
+            out.push(format!("{}{digits}", phones.international_prefix));
+        }
+        let cc = phones.default_country_code.as_str();
+        if let Some(national) = digits
+            .strip_prefix(cc)
+            .filter(|n| !cc.is_empty() && !n.is_empty())
+        {
+            out.push(national.to_owned());
+            if !phones.trunk_prefix.is_empty() {
+                out.push(format!("{}{national}", phones.trunk_prefix));
+            }
+        }
+    } else if let Some(email) = key.strip_prefix("e:") {
+        out.push(email.to_owned());
+    } else if let Some(ip) = key.strip_prefix("i:") {
+        out.push(ip.to_owned());
+        let upper = ip.to_uppercase();
+        if upper != ip {
+            out.push(upper);
+        }
+    }
+    out
+}
+
 /// Reusable buffers, so matching a stored value that matches nothing allocates nothing.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -220,6 +254,32 @@ mod tests {
             let want = format!("p:{digits}");
             let keys = stored_keys(DeviceKind::Phone, &format!("+{}", digits), &us());
             prop_assert!(keys.contains(&want));
+        }
+
+        #[test]
+        fn sql_candidates_cover_every_stored_phone(
+            s in "[ +()0-9.-]{0,20}",
+            cc in "|1|44|353",
+            trunk in "|0",
+            intl in "|00|011",
+        ) {
+            let phones = PhoneConfig {
+                default_country_code: cc,
+                trunk_prefix: trunk,
+                international_prefix: intl,
+            };
+            let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+            for key in stored_keys(DeviceKind::Phone, &s, &phones) {
+                // Whatever key the matcher reads from a stored phone, the SQL prefilter on its digits finds it.
+                prop_assert!(sql_candidates(&key, &phones).contains(&digits), "{} {:?}", key, phones);
+            }
+        }
+
+        #[test]
+        fn sql_candidates_cover_every_stored_email(s in "[ a-zA-Z@.]{1,20}") {
+            for key in stored_keys(DeviceKind::Email, &s, &us()) {
+                prop_assert!(sql_candidates(&key, &us()).contains(&s.trim().to_lowercase()));
+            }
         }
 
         #[test]

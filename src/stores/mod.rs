@@ -5,10 +5,15 @@
 //! chosen by the `type` of their config ([`crate::config::StoreConfig`]) and built by [`open`].
 
 pub mod matching;
+mod mysql;
+mod postgres;
+mod sql;
 pub mod sqlite;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, TableMapping};
 use crate::requests::DeviceKind;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
 
 /// Why a store could not do its part. The affected contacts get an `ERROR:` response; other stores still run.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,12 @@ pub enum StoreError {
     /// The journal could not record the plan, so nothing was changed.
     #[error("journal error: {0}")]
     Journal(String),
+    /// A database server refused a statement. The text holds no stored values.
+    #[error("database error: {0}")]
+    Server(String),
+    /// The database server cannot be reached, or the connection broke; a later try reconnects.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The limits a request puts on where a device is searched.
@@ -78,11 +89,12 @@ pub trait Store: Send {
     /// The store's name from the config.
     fn name(&self) -> &str;
 
-    /// Checks that the mapping fits the database (tables and columns exist).
+    /// Checks that the mapping fits the database (tables and columns exist), and returns warnings about what
+    /// works but should be fixed (a device column without a usable index).
     ///
     /// # Errors
     /// [`StoreError`] naming what does not fit.
-    fn check(&mut self) -> Result<(), StoreError>;
+    fn check(&mut self) -> Result<Vec<String>, StoreError>;
 
     /// Finds every row matching the batch and erases it. `planned` is called with the rows found before
     /// anything changes, so the journal can record the outcome first; if it fails nothing changes.
@@ -109,5 +121,88 @@ pub trait Store: Send {
 pub fn open(name: &str, config: &StoreConfig) -> Result<Box<dyn Store>, StoreError> {
     match config {
         StoreConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteStore::open(name, c)?)),
+        StoreConfig::Postgres(c) => Ok(Box::new(sql::SqlStore::<postgres::PgConn>::new(name, c))),
+        StoreConfig::Mysql(c) => Ok(Box::new(sql::SqlStore::<mysql::MyConn>::new(name, c))),
     }
+}
+
+/// One table's rows as text (`None` for NULL): name, columns, rows.
+pub type TableRows = (String, Vec<String>, Vec<Vec<Option<String>>>);
+
+/// Runs the schema `ddl` on the database server `config` names and loads `tables` (name, columns, rows as
+/// text with `None` for NULL) into it: how `gdprd demo-db` fills PostgreSQL and MySQL with the demo data.
+///
+/// # Errors
+/// [`StoreError`]; a `sqlite` config is a [`StoreError::Mapping`].
+pub fn load_demo(config: &StoreConfig, ddl: &str, tables: &[TableRows]) -> Result<(), StoreError> {
+    match config {
+        StoreConfig::Sqlite(_) => Err(StoreError::Mapping(
+            "the demo loader fills database servers; sqlite demo databases are made by create_database".into(),
+        )),
+        StoreConfig::Postgres(c) => sql::load_demo::<postgres::PgConn>(c, ddl, tables),
+        StoreConfig::Mysql(c) => sql::load_demo::<mysql::MyConn>(c, ddl, tables),
+    }
+}
+
+/// The targets of a batch by key, for looking up the key a stored value matched.
+pub(crate) fn key_index(batch: &Batch) -> HashMap<String, Vec<usize>> {
+    let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, t) in batch.targets.iter().enumerate() {
+        index.entry(t.key.clone()).or_default().push(i);
+    }
+    index
+}
+
+/// Fills `out` with the targets a stored row answers: those whose key one of its device columns matched
+/// (`keys`, one per device column), within their scope (the row's account and shortcode).
+pub(crate) fn admitted(
+    table: &TableMapping,
+    batch: &Batch,
+    index: &HashMap<String, Vec<usize>>,
+    keys: &[Option<String>],
+    account: Option<&str>,
+    shortcode: Option<&str>,
+    out: &mut Vec<usize>,
+) {
+    out.clear();
+    for key in keys.iter().flatten() {
+        for &t in index.get(key).map(Vec::as_slice).unwrap_or_default() {
+            let scope = &batch.scopes[batch.targets[t].scope];
+            let account_ok = table.account.is_none()
+                || scope.accountid.is_none()
+                || account == scope.accountid.as_deref();
+            let shortcode_ok = table.shortcode.is_none()
+                || shortcode.is_some_and(|s| scope.shortcodes.iter().any(|c| c == s));
+            if account_ok && shortcode_ok && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+}
+
+/// The path of a recording, which must stay inside `root`.
+pub(crate) fn recording_path(root: Option<&Path>, stored: &str) -> Result<PathBuf, StoreError> {
+    let root = root.ok_or_else(|| StoreError::Mapping("a file column needs files_root".into()))?;
+    let rel = Path::new(stored);
+    let inside = !stored.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if !inside {
+        return Err(StoreError::Mapping(
+            "a recording path points outside files_root; it was left alone".into(),
+        ));
+    }
+    Ok(root.join(rel))
+}
+
+/// Deletes the recordings `files` (paths relative to `root`); one already gone is fine.
+pub(crate) fn remove_recordings<'a>(
+    root: Option<&Path>,
+    files: impl Iterator<Item = &'a str>,
+) -> Result<(), StoreError> {
+    for file in files {
+        match std::fs::remove_file(recording_path(root, file)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,10 +102,7 @@ impl SqliteStore {
     }
 
     fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
-        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, t) in batch.targets.iter().enumerate() {
-            index.entry(t.key.clone()).or_default().push(i);
-        }
+        let index = super::key_index(batch);
         self.matcher
             .lock()
             .map_err(|_| StoreError::Mapping("match state poisoned".into()))?
@@ -174,25 +171,18 @@ fn scan(
         let rowid: i64 = row.get(0)?;
         let account = text_of(row.get_ref(1 + devices.len())?);
         let shortcode = text_of(row.get_ref(2 + devices.len())?);
-        targets.clear();
-        for i in 0..devices.len() {
-            let Some(key) = text_of(row.get_ref(1 + i)?) else {
-                continue;
-            };
-            for &t in index.get(&key).map(Vec::as_slice).unwrap_or_default() {
-                let scope = &batch.scopes[batch.targets[t].scope];
-                let account_ok = table.account.is_none()
-                    || scope.accountid.is_none()
-                    || account.as_deref() == scope.accountid.as_deref();
-                let shortcode_ok = table.shortcode.is_none()
-                    || shortcode
-                        .as_ref()
-                        .is_some_and(|s| scope.shortcodes.contains(s));
-                if account_ok && shortcode_ok && !targets.contains(&t) {
-                    targets.push(t);
-                }
-            }
-        }
+        let keys = (0..devices.len())
+            .map(|i| Ok(text_of(row.get_ref(1 + i)?)))
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+        super::admitted(
+            table,
+            batch,
+            index,
+            &keys,
+            account.as_deref(),
+            shortcode.as_deref(),
+            &mut targets,
+        );
         if targets.is_empty() {
             continue;
         }
@@ -227,19 +217,6 @@ fn fill_rows(conn: &Connection, ids: impl Iterator<Item = i64>) -> Result<(), St
     Ok(())
 }
 
-/// The path of a recording, which must stay inside `root`.
-fn recording_path(root: Option<&Path>, stored: &str) -> Result<PathBuf, StoreError> {
-    let root = root.ok_or_else(|| StoreError::Mapping("a file column needs files_root".into()))?;
-    let rel = Path::new(stored);
-    let inside = !stored.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
-    if !inside {
-        return Err(StoreError::Mapping(
-            "a recording path points outside files_root; it was left alone".into(),
-        ));
-    }
-    Ok(root.join(rel))
-}
-
 fn erase_table(
     conn: &Connection,
     table: &TableMapping,
@@ -247,12 +224,7 @@ fn erase_table(
     files_root: Option<&Path>,
 ) -> Result<(), StoreError> {
     fill_rows(conn, hits.iter().map(|h| h.rowid))?;
-    for file in hits.iter().filter_map(|h| h.file.as_deref()) {
-        match std::fs::remove_file(recording_path(files_root, file)?) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
-    }
+    super::remove_recordings(files_root, hits.iter().filter_map(|h| h.file.as_deref()))?;
     let target = quote(&table.name);
     let sql = match table.forget {
         ForgetMode::Delete => {
@@ -289,7 +261,7 @@ impl Store for SqliteStore {
         &self.name
     }
 
-    fn check(&mut self) -> Result<(), StoreError> {
+    fn check(&mut self) -> Result<Vec<String>, StoreError> {
         for table in &self.config.tables {
             let cols = table_columns(&self.conn, &table.name)?;
             let mapped = table
@@ -316,7 +288,7 @@ impl Store for SqliteStore {
                 )));
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn forget(

@@ -1,0 +1,234 @@
+//! The `mysql` store: a MySQL or MariaDB database mapped like the `sqlite` store, worked in batched statements
+//! (see [`super::sql`]). Rows are named by their primary key, which must be a single column.
+
+use super::postgres::password;
+use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql};
+use super::StoreError;
+use crate::config::{SqlConfig, TlsMode};
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder, SslOpts, Value};
+use std::time::Duration;
+
+/// A connection to a MySQL or MariaDB server.
+pub(crate) struct MyConn {
+    conn: Conn,
+}
+
+/// A server message with quoted parts (where MySQL puts values: `Duplicate entry '…'`) left out.
+fn redacted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '\'' {
+            if !quoted {
+                out.push_str("'…'");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn error(e: mysql::Error) -> StoreError {
+    match e {
+        mysql::Error::MySqlError(e) => StoreError::Server(format!(
+            "ERROR {} ({}): {}",
+            e.code,
+            e.state,
+            redacted(&e.message)
+        )),
+        mysql::Error::UrlError(e) => StoreError::Mapping(format!("url: {e}")),
+        mysql::Error::FromValueError(_) | mysql::Error::FromRowError(_) => {
+            StoreError::Server("a value could not be read".into())
+        }
+        other => StoreError::Unavailable(format!("connection lost: {other}")),
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(f) => Some(f.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+    }
+}
+
+fn params(sql: &Sql) -> mysql::Params {
+    let mut values = Vec::new();
+    for p in &sql.params {
+        match p {
+            Param::Text(t) => values.push(Value::from(t.as_str())),
+            Param::List(l) => values.extend(l.iter().map(|t| Value::from(t.as_str()))),
+        }
+    }
+    if values.is_empty() {
+        mysql::Params::Empty
+    } else {
+        mysql::Params::Positional(values)
+    }
+}
+
+fn opts(config: &SqlConfig, tls: bool) -> Result<OptsBuilder, StoreError> {
+    let opts = Opts::from_url(&config.url).map_err(|e| StoreError::Mapping(format!("url: {e}")))?;
+    let mut b = OptsBuilder::from_opts(opts)
+        .tcp_connect_timeout(Some(Duration::from_secs(config.connect_timeout_seconds)));
+    if let Some(pw) = password(config)? {
+        b = b.pass(Some(pw));
+    }
+    if tls {
+        let mut ssl = SslOpts::default();
+        if config.tls == TlsMode::VerifyFull {
+            if let Some(ca) = &config.ca_file {
+                ssl = ssl.with_root_cert_path(Some(ca.clone()));
+            }
+        } else {
+            ssl = ssl
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true);
+        }
+        b = b.ssl_opts(Some(ssl));
+    }
+    Ok(b)
+}
+
+impl Backend for MyConn {
+    const DIALECT: Dialect = Dialect::Mysql;
+
+    fn connect(config: &SqlConfig) -> Result<MyConn, StoreError> {
+        let cannot =
+            |e: mysql::Error| StoreError::Unavailable(format!("cannot connect: {}", error(e)));
+        let conn = match config.tls {
+            TlsMode::Disable => Conn::new(opts(config, false)?).map_err(cannot)?,
+            TlsMode::Prefer => match Conn::new(opts(config, true)?) {
+                Ok(c) => c,
+                Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) => {
+                    Conn::new(opts(config, false)?).map_err(cannot)?
+                }
+                Err(e) => return Err(cannot(e)),
+            },
+            TlsMode::Require | TlsMode::VerifyFull => {
+                Conn::new(opts(config, true)?).map_err(cannot)?
+            }
+        };
+        let mut conn = MyConn { conn };
+        let version: Option<String> = conn.conn.query_first("SELECT VERSION()").map_err(error)?;
+        let t = config.statement_timeout_seconds;
+        let limit = if version.is_some_and(|v| v.contains("MariaDB")) {
+            format!("max_statement_time = {t}")
+        } else {
+            format!("max_execution_time = {}", t * 1000)
+        };
+        conn.batch(&format!(
+            "SET NAMES utf8mb4; SET SESSION {limit}, innodb_lock_wait_timeout = {t}"
+        ))?;
+        Ok(conn)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.conn.query_drop(sql).map_err(error)
+    }
+
+    fn query(&mut self, sql: &Sql, each: &mut RowFn<'_>) -> Result<(), StoreError> {
+        let rows = self
+            .conn
+            .exec_iter(sql.text.as_str(), params(sql))
+            .map_err(error)?;
+        let mut cells = Vec::new();
+        for row in rows {
+            let row = row.map_err(error)?;
+            cells.clear();
+            cells.extend((0..row.len()).map(|i| text(row.as_ref(i))));
+            each(&cells)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        self.conn
+            .exec_drop(sql.text.as_str(), params(sql))
+            .map_err(error)?;
+        Ok(self.conn.affected_rows())
+    }
+
+    fn uses_index(&mut self, table: &str, expr: &str) -> Result<bool, StoreError> {
+        let sql = format!(
+            "EXPLAIN SELECT 1 FROM {} WHERE {expr} IN ('0', '1')",
+            Dialect::Mysql.quote(table)
+        );
+        let rows = self.conn.query_iter(sql).map_err(error)?;
+        let mut usable = false;
+        for row in rows {
+            let row = row.map_err(error)?;
+            let at = row
+                .columns_ref()
+                .iter()
+                .position(|c| c.name_str().eq_ignore_ascii_case("possible_keys"));
+            usable |= at
+                .and_then(|i| text(row.as_ref(i)))
+                .is_some_and(|k| !k.is_empty());
+        }
+        Ok(usable)
+    }
+
+    fn row_reference(&mut self, table: &str) -> Result<RowRef, StoreError> {
+        let keys: Vec<String> = self
+            .conn
+            .exec(
+                "SELECT CAST(column_name AS CHAR) FROM information_schema.key_column_usage \
+                 WHERE table_schema = DATABASE() AND table_name = ? AND constraint_name = 'PRIMARY' \
+                 ORDER BY ordinal_position",
+                (table,),
+            )
+            .map_err(error)?;
+        match keys.as_slice() {
+            [key] => Ok(RowRef::Key(key.clone())),
+            [] => Err(StoreError::Mapping(format!(
+                "table {table:?} has no primary key: gdprd names the rows it erases by a single-column primary key"
+            ))),
+            _ => Err(StoreError::Mapping(format!(
+                "table {table:?} has a primary key of several columns: gdprd needs a single-column one"
+            ))),
+        }
+    }
+
+    fn load(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Option<String>>],
+    ) -> Result<(), StoreError> {
+        let d = Dialect::Mysql;
+        let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
+        let marks = format!("({})", vec!["?"; columns.len()].join(", "));
+        for chunk in rows.chunks(500) {
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                d.quote(table),
+                cols.join(", "),
+                vec![marks.as_str(); chunk.len()].join(", ")
+            );
+            let values: Vec<Value> = chunk
+                .iter()
+                .flatten()
+                .map(|cell| match cell {
+                    None => Value::NULL,
+                    // DATETIME takes `2025-06-01 09:00:00`, not RFC 3339's `2025-06-01T09:00:00Z`.
+                    Some(v) if is_rfc3339_utc(v) => Value::from(v[..19].replacen('T', " ", 1)),
+                    Some(v) => Value::from(v.as_str()),
+                })
+                .collect();
+            self.conn.exec_drop(sql, values).map_err(error)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_rfc3339_utc(v: &str) -> bool {
+    v.len() == 20 && v.as_bytes()[10] == b'T' && v.ends_with('Z')
+}

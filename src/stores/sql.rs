@@ -1,0 +1,936 @@
+//! What the `postgres` and `mysql` stores share: the mapping read against the server's catalogue, the batched
+//! statements, and forget and export on top of a small [`Backend`] (connect, run a statement, stream rows).
+//!
+//! Matching happens in two steps. SQL finds candidate rows with one statement per table, comparing a normalised
+//! form of each device column (`regexp_replace(phone, '[^0-9]', '', 'g')`, `lower(trim(email))`, or a column
+//! named in `normalised`) with every form a wanted device could be stored in ([`sql_candidates`]); an index on
+//! that expression makes it a lookup. Each candidate row is then read by the same [`Matcher`] as the SQLite
+//! store, so both kinds of store agree exactly on what matches.
+
+use super::matching::{sql_candidates, Matcher};
+use super::sqlite::{CANCELLED_STATE, IN_FLIGHT_STATES};
+use super::{
+    admitted, key_index, remove_recordings, Batch, ExportSink, Found, Store, StoreError, TableRows,
+};
+use crate::config::{ForgetMode, SqlConfig, TableMapping};
+use crate::requests::DeviceKind;
+use std::collections::{BTreeSet, HashMap};
+
+/// How many row references one `UPDATE`/`DELETE` names at most.
+const ROWS_PER_STATEMENT: usize = 5000;
+
+/// The SQL spoken by a [`Backend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    pub(crate) fn quote(self, identifier: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("\"{}\"", identifier.replace('"', "\"\"")),
+            Dialect::Mysql => format!("`{}`", identifier.replace('`', "``")),
+        }
+    }
+
+    fn text(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("({expr})::text"),
+            Dialect::Mysql => format!("CAST({expr} AS CHAR)"),
+        }
+    }
+
+    /// The expression whose value is compared with the candidates of a device column.
+    fn normalised(self, kind: DeviceKind, column: &ColumnInfo) -> String {
+        let c = self.quote(&column.name);
+        match (self, kind) {
+            (Dialect::Postgres, DeviceKind::Phone) => {
+                format!(
+                    "regexp_replace({}, '[^0-9]', '', 'g')",
+                    self.text_if_needed(column)
+                )
+            }
+            (Dialect::Mysql, DeviceKind::Phone) => format!("REGEXP_REPLACE({c}, '[^0-9]', '')"),
+            (Dialect::Postgres, DeviceKind::Email) => format!("lower(trim({c}))"),
+            // MySQL compares with the column's collation, case-insensitive by default, so an index on the
+            // column itself serves.
+            (Dialect::Mysql, DeviceKind::Email) => c,
+            (Dialect::Postgres, DeviceKind::Ipaddr) if column.inet => format!("host({c})"),
+            (_, DeviceKind::Ipaddr) => c,
+        }
+    }
+
+    fn text_if_needed(self, column: &ColumnInfo) -> String {
+        let c = self.quote(&column.name);
+        if column.text {
+            c
+        } else {
+            self.text(&c)
+        }
+    }
+
+    /// A random placeholder that fits a text column of `max` characters.
+    fn placeholder(self, max: Option<u32>) -> String {
+        let random = match self {
+            Dialect::Postgres => "'forgotten-' || replace(gen_random_uuid()::text, '-', '')",
+            Dialect::Mysql => "CONCAT('forgotten-', LOWER(HEX(RANDOM_BYTES(16))))",
+        };
+        let hex = match self {
+            Dialect::Postgres => "replace(gen_random_uuid()::text, '-', '')",
+            Dialect::Mysql => "LOWER(HEX(RANDOM_BYTES(16)))",
+        };
+        match max {
+            // Too short for the prefix and enough randomness: random hex only.
+            Some(n) if n < 26 => format!("LEFT({hex}, {n})"),
+            Some(n) => format!("LEFT({random}, {n})"),
+            None => random.to_owned(),
+        }
+    }
+
+    fn begin(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "BEGIN",
+            Dialect::Mysql => "START TRANSACTION",
+        }
+    }
+
+    fn begin_snapshot(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            Dialect::Mysql => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        }
+    }
+}
+
+/// A statement parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    /// One text value.
+    Text(String),
+    /// A list of text values: one `text[]` in PostgreSQL, one `?` per value in MySQL.
+    List(Vec<String>),
+}
+
+/// A statement and its parameters, built together so placeholders and values agree.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    pub(crate) dialect: Dialect,
+    pub(crate) text: String,
+    pub(crate) params: Vec<Param>,
+}
+
+impl Sql {
+    fn new(dialect: Dialect, text: impl Into<String>) -> Sql {
+        Sql {
+            dialect,
+            text: text.into(),
+            params: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a text parameter.
+    fn text_param(&mut self, value: &str) -> &mut Sql {
+        self.params.push(Param::Text(value.to_owned()));
+        match self.dialect {
+            Dialect::Postgres => {
+                let n = self.params.len();
+                self.text.push_str(&format!("${n}::text"));
+            }
+            Dialect::Mysql => self.text.push('?'),
+        }
+        self
+    }
+
+    /// Appends `expr IN (values)`, as `= ANY($n)` in PostgreSQL. `cast` is the type the values are read as.
+    fn in_list(&mut self, expr: &str, values: &[String], cast: Option<&str>) -> &mut Sql {
+        if values.is_empty() {
+            self.text.push_str("FALSE");
+            return self;
+        }
+        match self.dialect {
+            Dialect::Postgres => {
+                self.params.push(Param::List(values.to_vec()));
+                let n = self.params.len();
+                let cast = cast.map(|c| format!("::{c}[]")).unwrap_or_default();
+                self.text
+                    .push_str(&format!("{expr} = ANY(${n}::text[]{cast})"));
+            }
+            Dialect::Mysql => {
+                self.params.push(Param::List(values.to_vec()));
+                let marks = vec!["?"; values.len()].join(", ");
+                self.text.push_str(&format!("{expr} IN ({marks})"));
+            }
+        }
+        self
+    }
+}
+
+/// Receives the rows of a query, every column as text.
+pub(crate) type RowFn<'a> = dyn FnMut(&[Option<String>]) -> Result<(), StoreError> + 'a;
+
+/// A connection to a database server.
+pub(crate) trait Backend: Send + Sized {
+    /// The SQL it speaks.
+    const DIALECT: Dialect;
+
+    /// Connects and sets the session up (time-outs, schema).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the server cannot be reached or refuses the login.
+    fn connect(config: &SqlConfig) -> Result<Self, StoreError>;
+
+    /// Runs statements without parameters or results (`BEGIN`, `COMMIT`, `SET …`).
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
+
+    /// Runs a query and streams its rows, every column read as text.
+    fn query(&mut self, sql: &Sql, each: &mut RowFn<'_>) -> Result<(), StoreError>;
+
+    /// Runs a statement and returns the rows it changed.
+    fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError>;
+
+    /// Whether `expr = 'x'` over `table` can be answered from an index.
+    fn uses_index(&mut self, table: &str, expr: &str) -> Result<bool, StoreError>;
+
+    /// The columns of the primary key of `table`, or the row reference the server offers for every table.
+    fn row_reference(&mut self, table: &str) -> Result<RowRef, StoreError>;
+
+    /// Appends `rows` (text, `None` for NULL) to `table` in bulk: for loading demo data.
+    fn load(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Option<String>>],
+    ) -> Result<(), StoreError>;
+}
+
+/// Runs `ddl` and loads `tables` (name, columns, rows) into a new connection made by `config`.
+pub(crate) fn load_demo<B: Backend>(
+    config: &SqlConfig,
+    ddl: &str,
+    tables: &[TableRows],
+) -> Result<(), StoreError> {
+    let mut conn = B::connect(config)?;
+    conn.batch(ddl)?;
+    for (table, columns, rows) in tables {
+        conn.load(table, columns, rows)?;
+    }
+    Ok(())
+}
+
+/// How a row found by a query is named again by the `UPDATE` or `DELETE` that erases it.
+#[derive(Debug, Clone)]
+pub(crate) enum RowRef {
+    /// PostgreSQL's physical row address, stable while the row is locked.
+    Ctid,
+    /// A single-column primary key.
+    Key(String),
+}
+
+impl RowRef {
+    fn select(&self, dialect: Dialect) -> String {
+        match self {
+            RowRef::Ctid => "ctid::text".to_owned(),
+            RowRef::Key(k) => dialect.text(&dialect.quote(k)),
+        }
+    }
+
+    fn predicate(&self, sql: &mut Sql, refs: &[String]) {
+        match self {
+            RowRef::Ctid => sql.in_list("ctid", refs, Some("tid")),
+            RowRef::Key(k) => {
+                let k = sql.dialect.quote(k);
+                sql.in_list(&k, refs, None)
+            }
+        };
+    }
+}
+
+/// A column as the server's catalogue describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnInfo {
+    pub(crate) name: String,
+    /// A character type, which can hold a placeholder.
+    pub(crate) text: bool,
+    /// Its length limit, for character types.
+    pub(crate) max_len: Option<u32>,
+    pub(crate) nullable: bool,
+    /// Computed by the server from other columns: never written.
+    pub(crate) generated: bool,
+    /// PostgreSQL's `inet`/`cidr`.
+    pub(crate) inet: bool,
+}
+
+/// A mapped table as found on the server.
+#[derive(Debug, Clone)]
+struct TableInfo {
+    columns: Vec<ColumnInfo>,
+    rowref: RowRef,
+}
+
+impl TableInfo {
+    fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+const TEXT_TYPES: [&str; 10] = [
+    "character varying",
+    "character",
+    "text",
+    "citext",
+    "varchar",
+    "char",
+    "tinytext",
+    "mediumtext",
+    "longtext",
+    "enum",
+];
+
+/// Reads the columns of `table` from `information_schema`.
+fn columns<B: Backend>(conn: &mut B, table: &str) -> Result<Vec<ColumnInfo>, StoreError> {
+    let d = B::DIALECT;
+    let text = |c: &str| d.text(c);
+    let (schema, generated, udt) = match d {
+        Dialect::Postgres => ("current_schema()", "is_generated", "udt_name"),
+        Dialect::Mysql => ("DATABASE()", "extra", "data_type"),
+    };
+    let mut sql = Sql::new(
+        d,
+        format!(
+            "SELECT {}, {}, {}, {}, {}, {} FROM information_schema.columns WHERE table_schema = {schema} AND table_name = ",
+            text("column_name"),
+            text("data_type"),
+            text("character_maximum_length"),
+            text("is_nullable"),
+            text(generated),
+            text(udt),
+        ),
+    );
+    sql.text_param(table).push(" ORDER BY ordinal_position");
+    let mut out = Vec::new();
+    conn.query(&sql, &mut |row| {
+        let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let mut data_type = cell(1).to_lowercase();
+        if data_type == "user-defined" {
+            data_type = cell(5).to_lowercase();
+        }
+        let generated = cell(4).to_uppercase();
+        out.push(ColumnInfo {
+            name: cell(0),
+            text: TEXT_TYPES.contains(&data_type.as_str()),
+            max_len: cell(2).parse().ok(),
+            nullable: cell(3).eq_ignore_ascii_case("YES"),
+            generated: generated == "ALWAYS" || generated.contains("GENERATED"),
+            inet: data_type == "inet" || data_type == "cidr",
+        });
+        Ok(())
+    })?;
+    if out.is_empty() {
+        return Err(StoreError::Mapping(format!(
+            "table {table:?} does not exist (or is not visible to this login)"
+        )));
+    }
+    Ok(out)
+}
+
+/// A store on a database server.
+pub(crate) struct SqlStore<B: Backend> {
+    name: String,
+    config: SqlConfig,
+    conn: Option<B>,
+    tables: Vec<TableInfo>,
+    matcher: Matcher,
+}
+
+/// What a forget keeps of a matching row.
+struct Hit {
+    rowref: String,
+    state: Option<String>,
+    file: Option<String>,
+}
+
+/// One matching row as a query sees it.
+struct RowMatch<'a> {
+    rowref: &'a str,
+    targets: &'a [usize],
+    shortcode: Option<&'a str>,
+    state: Option<&'a str>,
+    file: Option<&'a str>,
+    cells: &'a [Option<String>],
+}
+
+/// The candidate values of a batch, by device kind.
+type Candidates = HashMap<DeviceKind, Vec<String>>;
+
+impl<B: Backend> SqlStore<B> {
+    /// A store that connects on first use (so a server that is down does not stop the daemon).
+    pub(crate) fn new(name: &str, config: &SqlConfig) -> SqlStore<B> {
+        SqlStore {
+            name: name.to_owned(),
+            config: config.clone(),
+            conn: None,
+            tables: Vec::new(),
+            matcher: Matcher::new(config.phones.clone()),
+        }
+    }
+
+    /// The connection, made (and the mapping read) when there is none.
+    fn connection(&mut self) -> Result<&mut B, StoreError> {
+        if self.conn.is_none() {
+            let mut conn = B::connect(&self.config)?;
+            let mut tables = Vec::with_capacity(self.config.tables.len());
+            for t in &self.config.tables {
+                tables.push(TableInfo {
+                    columns: columns(&mut conn, &t.name)?,
+                    rowref: conn.row_reference(&t.name)?,
+                });
+            }
+            self.tables = tables;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("not connected".into()))
+    }
+
+    /// Runs `work` on the connection; afterwards a broken connection is dropped (the next use reconnects) and
+    /// a failed one rolled back.
+    fn with_connection<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.connection()?;
+        let result = work(self);
+        match &result {
+            Err(StoreError::Unavailable(_)) => self.conn = None,
+            Err(_) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    if conn.batch("ROLLBACK").is_err() {
+                        self.conn = None;
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
+    pub(crate) fn check(&mut self) -> Result<Vec<String>, StoreError> {
+        self.with_connection(|store| {
+            let d = B::DIALECT;
+            let mut warnings = Vec::new();
+            let files_root = store.config.files_root.is_some();
+            let Self {
+                conn,
+                config,
+                tables,
+                ..
+            } = store;
+            let conn = conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            for (table, info) in config.tables.iter().zip(tables.iter()) {
+                check_table(d, table, info, files_root)?;
+                for (kind, col) in table.device_columns() {
+                    let expr = device_expr(d, table, info, kind, col)?;
+                    if !conn.uses_index(&table.name, &expr)? {
+                        let how = match table.normalised.get(col) {
+                            Some(n) => format!("create an index on {}.{n}", table.name),
+                            None => match d {
+                                Dialect::Postgres => format!(
+                                    "CREATE INDEX ON {} (({expr}))",
+                                    d.quote(&table.name)
+                                ),
+                                Dialect::Mysql if kind == DeviceKind::Phone => format!(
+                                    "add a generated column holding {expr}, index it and name it in normalised = {{ {col} = \"…\" }}"
+                                ),
+                                Dialect::Mysql => format!(
+                                    "CREATE INDEX … ON {} ({})",
+                                    d.quote(&table.name),
+                                    d.quote(col)
+                                ),
+                            },
+                        };
+                        warnings.push(format!(
+                            "table {:?}, column {col:?}: no usable index, every request scans the table; {how}",
+                            table.name
+                        ));
+                    }
+                }
+            }
+            Ok(warnings)
+        })
+    }
+
+    /// Sets the matcher's wanted keys and returns the targets by key and the SQL candidates by kind.
+    fn prepare(&mut self, batch: &Batch) -> (HashMap<String, Vec<usize>>, Candidates) {
+        let index = key_index(batch);
+        let mut candidates: HashMap<DeviceKind, BTreeSet<String>> = HashMap::new();
+        for t in &batch.targets {
+            candidates
+                .entry(t.kind)
+                .or_default()
+                .extend(sql_candidates(&t.key, &self.config.phones));
+        }
+        self.matcher.set_wanted(index.keys().cloned().collect());
+        let candidates = candidates
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect();
+        (index, candidates)
+    }
+
+    pub(crate) fn forget(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        let (index, candidates) = self.prepare(batch);
+        self.with_connection(|store| {
+            let d = B::DIALECT;
+            let mut found = vec![0u64; batch.targets.len()];
+            let conn = store
+                .conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            conn.batch(d.begin())?;
+            let hits = store.find_hits(batch, &index, &candidates, Some(&mut found))?;
+            planned(&found)?;
+            // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
+            if store.cancel_in_flight(&hits)? {
+                let conn = store
+                    .conn
+                    .as_mut()
+                    .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+                conn.batch("COMMIT")?;
+                conn.batch(d.begin())?;
+                let hits = store.find_hits(batch, &index, &candidates, None)?;
+                store.erase(&hits)?;
+            } else {
+                store.erase(&hits)?;
+            }
+            let conn = store
+                .conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            conn.batch("COMMIT")?;
+            Ok(found)
+        })
+    }
+
+    /// Locks and returns the rows of every table that match the batch, counting them into `found`.
+    fn find_hits(
+        &mut self,
+        batch: &Batch,
+        index: &HashMap<String, Vec<usize>>,
+        candidates: &Candidates,
+        mut found: Option<&mut Found>,
+    ) -> Result<Vec<Vec<Hit>>, StoreError> {
+        let mut all = Vec::with_capacity(self.config.tables.len());
+        for i in 0..self.config.tables.len() {
+            let mut hits = Vec::new();
+            self.scan(i, batch, index, candidates, false, &mut |m| {
+                if let Some(found) = found.as_deref_mut() {
+                    for &t in m.targets {
+                        found[t] += 1;
+                    }
+                }
+                hits.push(Hit {
+                    rowref: m.rowref.to_owned(),
+                    state: m.state.map(str::to_owned),
+                    file: m.file.map(str::to_owned),
+                });
+                Ok(())
+            })?;
+            all.push(hits);
+        }
+        Ok(all)
+    }
+
+    /// Queries table `i` once for the whole batch and calls `each` for every row a target admits. A forget
+    /// scan (`export` false) locks the rows.
+    fn scan(
+        &mut self,
+        i: usize,
+        batch: &Batch,
+        index: &HashMap<String, Vec<usize>>,
+        candidates: &Candidates,
+        export: bool,
+        each: &mut dyn FnMut(RowMatch<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let d = B::DIALECT;
+        let Self {
+            conn,
+            config,
+            tables,
+            matcher,
+            ..
+        } = self;
+        let conn = conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        let table = &config.tables[i];
+        let info = &tables[i];
+        let devices = table.device_columns();
+        let opt = |c: &Option<String>| {
+            c.as_deref()
+                .map_or_else(|| "NULL".to_owned(), |c| d.text(&d.quote(c)))
+        };
+        let mut select = vec![info.rowref.select(d)];
+        for (_, c) in &devices {
+            // An `inet` reads as `10.0.0.1/32` in text; its address alone is what a request names.
+            select.push(match info.column(c) {
+                Some(col) if col.inet => format!("host({})", d.quote(c)),
+                _ => d.text(&d.quote(c)),
+            });
+        }
+        select.extend([
+            opt(&table.account),
+            opt(&table.shortcode),
+            opt(&table.state),
+            opt(&table.file),
+        ]);
+        let first_cell = select.len();
+        if export {
+            select.extend(
+                export_columns(table, info)
+                    .into_iter()
+                    .map(|c| d.text(&d.quote(c))),
+            );
+        }
+        let mut sql = Sql::new(
+            d,
+            format!(
+                "SELECT {} FROM {} WHERE ",
+                select.join(", "),
+                d.quote(&table.name)
+            ),
+        );
+        let mut any = false;
+        for (kind, col) in &devices {
+            let Some(values) = candidates.get(kind) else {
+                continue;
+            };
+            if any {
+                sql.push(" OR ");
+            }
+            let expr = device_expr(d, table, info, *kind, col)?;
+            sql.in_list(&expr, values, None);
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        if !export {
+            sql.push(" FOR UPDATE");
+        }
+        let mut targets = Vec::new();
+        let mut keys = Vec::with_capacity(devices.len());
+        conn.query(&sql, &mut |row| {
+            keys.clear();
+            for (j, (kind, _)) in devices.iter().enumerate() {
+                let stored = row.get(1 + j).and_then(Option::as_deref);
+                keys.push(stored.and_then(|v| matcher.find(*kind, v)));
+            }
+            let cell = |j: usize| row.get(j).and_then(Option::as_deref);
+            let n = devices.len();
+            admitted(
+                table,
+                batch,
+                index,
+                &keys,
+                cell(1 + n),
+                cell(2 + n),
+                &mut targets,
+            );
+            if targets.is_empty() {
+                return Ok(());
+            }
+            each(RowMatch {
+                rowref: cell(0).unwrap_or_default(),
+                targets: &targets,
+                shortcode: cell(2 + n),
+                state: cell(3 + n),
+                file: cell(4 + n),
+                cells: row.get(first_cell..).unwrap_or_default(),
+            })
+        })
+    }
+
+    /// Sets in-flight callbacks to `CANCELLED`; returns whether there were any.
+    fn cancel_in_flight(&mut self, hits: &[Vec<Hit>]) -> Result<bool, StoreError> {
+        let d = B::DIALECT;
+        let mut cancelled = false;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        for ((table, info), table_hits) in self.config.tables.iter().zip(&self.tables).zip(hits) {
+            let Some(state) = &table.state else { continue };
+            let in_flight: Vec<String> = table_hits
+                .iter()
+                .filter(|h| {
+                    h.state
+                        .as_deref()
+                        .is_some_and(|s| IN_FLIGHT_STATES.contains(&s))
+                })
+                .map(|h| h.rowref.clone())
+                .collect();
+            for refs in in_flight.chunks(ROWS_PER_STATEMENT) {
+                let state = d.quote(state);
+                let mut sql = Sql::new(
+                    d,
+                    format!(
+                        "UPDATE {} SET {state} = '{CANCELLED_STATE}' WHERE ",
+                        d.quote(&table.name)
+                    ),
+                );
+                info.rowref.predicate(&mut sql, refs);
+                let states: Vec<String> =
+                    IN_FLIGHT_STATES.iter().map(|s| (*s).to_owned()).collect();
+                sql.push(" AND ").in_list(&d.text(&state), &states, None);
+                conn.execute(&sql)?;
+                cancelled = true;
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Anonymises or deletes the rows found, and deletes their recordings.
+    fn erase(&mut self, hits: &[Vec<Hit>]) -> Result<(), StoreError> {
+        let d = B::DIALECT;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        for ((table, info), table_hits) in self.config.tables.iter().zip(&self.tables).zip(hits) {
+            if table_hits.is_empty() {
+                continue;
+            }
+            remove_recordings(
+                self.config.files_root.as_deref(),
+                table_hits.iter().filter_map(|h| h.file.as_deref()),
+            )?;
+            let head = match table.forget {
+                ForgetMode::Delete => format!("DELETE FROM {} WHERE ", d.quote(&table.name)),
+                ForgetMode::Anonymise => format!(
+                    "UPDATE {} SET {} WHERE ",
+                    d.quote(&table.name),
+                    anonymise_sets(d, table, info)?.join(", ")
+                ),
+            };
+            let refs: Vec<String> = table_hits.iter().map(|h| h.rowref.clone()).collect();
+            for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = Sql::new(d, head.clone());
+                info.rowref.predicate(&mut sql, chunk);
+                conn.execute(&sql)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn export(
+        &mut self,
+        batch: &Batch,
+        sink: &mut dyn ExportSink,
+    ) -> Result<Found, StoreError> {
+        let (index, candidates) = self.prepare(batch);
+        self.with_connection(|store| {
+            let d = B::DIALECT;
+            let mut found = vec![0u64; batch.targets.len()];
+            store
+                .conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
+                .batch(d.begin_snapshot())?;
+            for i in 0..store.config.tables.len() {
+                let table = store.config.tables[i].clone();
+                if !table.export {
+                    continue;
+                }
+                let header: Vec<String> = export_columns(&table, &store.tables[i])
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                let shared = store.config.shared_shortcodes.clone();
+                let name = store.name.clone();
+                let mut started = false;
+                let mut cells = Vec::with_capacity(header.len());
+                store.scan(i, batch, &index, &candidates, true, &mut |m| {
+                    if m.shortcode.is_some_and(|s| shared.iter().any(|c| c == s)) {
+                        return Ok(());
+                    }
+                    if !started {
+                        sink.table(&name, &table.name, &header)?;
+                        started = true;
+                    }
+                    cells.clear();
+                    cells.extend(m.cells.iter().map(|c| c.clone().unwrap_or_default()));
+                    for &t in m.targets {
+                        found[t] += 1;
+                        sink.row(t, &cells)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            store
+                .conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
+                .batch("COMMIT")?;
+            Ok(found)
+        })
+    }
+}
+
+/// The columns an export shows: all but recordings and what the server computes (normalised copies).
+fn export_columns<'a>(table: &TableMapping, info: &'a TableInfo) -> Vec<&'a str> {
+    info.columns
+        .iter()
+        .filter(|c| Some(&c.name) != table.file.as_ref() && !c.generated)
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+/// The expression a device column is matched by: its `normalised` column, or the normalising expression.
+fn device_expr(
+    d: Dialect,
+    table: &TableMapping,
+    info: &TableInfo,
+    kind: DeviceKind,
+    col: &str,
+) -> Result<String, StoreError> {
+    if let Some(n) = table.normalised.get(col) {
+        return Ok(d.quote(n));
+    }
+    let column = info.column(col).ok_or_else(|| {
+        StoreError::Mapping(format!("table {:?} has no column {col:?}", table.name))
+    })?;
+    Ok(d.normalised(kind, column))
+}
+
+/// Checks that every mapped column exists and that forget can write what it must.
+fn check_table(
+    d: Dialect,
+    table: &TableMapping,
+    info: &TableInfo,
+    files_root: bool,
+) -> Result<(), StoreError> {
+    let at = format!("table {:?}", table.name);
+    let column = |c: &str| {
+        info.column(c)
+            .ok_or_else(|| StoreError::Mapping(format!("{at} has no column {c:?}")))
+    };
+    let mapped = table
+        .device_columns()
+        .into_iter()
+        .map(|(_, c)| c)
+        .chain(table.personal.iter().map(String::as_str))
+        .chain(table.account.as_deref())
+        .chain(table.shortcode.as_deref())
+        .chain(table.state.as_deref())
+        .chain(table.file.as_deref())
+        .chain(table.normalised.values().map(String::as_str));
+    for c in mapped {
+        column(c)?;
+    }
+    if let RowRef::Key(k) = &info.rowref {
+        column(k)?;
+    }
+    if table.forget == ForgetMode::Anonymise {
+        anonymise_sets(d, table, info)?;
+    }
+    if table.file.is_some() && !files_root {
+        return Err(StoreError::Mapping(format!(
+            "{at} maps a file column: set files_root"
+        )));
+    }
+    Ok(())
+}
+
+/// The `SET` clauses of an anonymising forget: random placeholders for device columns (and normalised
+/// columns the server does not compute), `REDACTED` for personal columns, no file.
+fn anonymise_sets(
+    d: Dialect,
+    table: &TableMapping,
+    info: &TableInfo,
+) -> Result<Vec<String>, StoreError> {
+    let mut sets = Vec::new();
+    let mut set = |name: &str, value: &str| -> Result<(), StoreError> {
+        let Some(c) = info.column(name) else {
+            return Err(StoreError::Mapping(format!(
+                "table {:?} has no column {name:?}",
+                table.name
+            )));
+        };
+        if c.generated {
+            return Ok(());
+        }
+        let q = d.quote(name);
+        if c.text {
+            sets.push(format!(
+                "{q} = CASE WHEN {q} IS NULL THEN NULL ELSE {value} END"
+            ));
+        } else if c.nullable {
+            sets.push(format!("{q} = NULL"));
+        } else {
+            return Err(StoreError::Mapping(format!(
+                "table {:?}, column {name:?}: not a text column and NOT NULL, so forget cannot anonymise it; allow NULL or set forget = \"delete\"",
+                table.name
+            )));
+        }
+        Ok(())
+    };
+    for (_, c) in table.device_columns() {
+        let max = info.column(c).and_then(|i| i.max_len);
+        set(c, &d.placeholder(max))?;
+        if let Some(n) = table.normalised.get(c) {
+            let max = info.column(n).and_then(|i| i.max_len);
+            set(n, &d.placeholder(max))?;
+        }
+    }
+    for c in &table.personal {
+        let redacted = match info.column(c).and_then(|i| i.max_len) {
+            Some(n) => format!("LEFT('REDACTED', {n})"),
+            None => "'REDACTED'".to_owned(),
+        };
+        set(c, &redacted)?;
+    }
+    if let Some(file) = &table.file {
+        let c = info.column(file);
+        if c.is_some_and(|c| c.nullable) {
+            sets.push(format!("{} = NULL", d.quote(file)));
+        } else {
+            set(file, "''")?;
+        }
+    }
+    Ok(sets)
+}
+
+impl<B: Backend> Store for SqlStore<B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&mut self) -> Result<Vec<String>, StoreError> {
+        SqlStore::check(self)
+    }
+
+    fn forget(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        SqlStore::forget(self, batch, planned)
+    }
+
+    fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
+        SqlStore::export(self, batch, sink)
+    }
+}
