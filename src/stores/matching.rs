@@ -31,10 +31,7 @@ pub fn sql_candidates(key: &str, phones: &PhoneConfig) -> Vec<String> {
             out.push(format!("{}{digits}", phones.international_prefix));
         }
         let cc = phones.default_country_code.as_str();
-        if let Some(national) = digits
-            .strip_prefix(cc)
-            .filter(|n| !cc.is_empty() && !n.is_empty())
-        {
+        if let Some(national) = digits.strip_prefix(cc).filter(|_| !cc.is_empty()) {
             out.push(national.to_owned());
             if !phones.trunk_prefix.is_empty() {
                 out.push(format!("{}{national}", phones.trunk_prefix));
