@@ -9,3 +9,4 @@ mod export;
 mod forget;
 mod intake;
 mod sftp;
+mod stores_sql;

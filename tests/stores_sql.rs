@@ -1,0 +1,570 @@
+//! The `postgres` and `mysql` stores against real servers: the demo data loaded by `gdprd demo-db`, the daemon
+//! running the seed's requests, and the databases read back.
+//!
+//! They need `GDPR_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and
+//! `GDPRD_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306/test`). Without them a test says so and passes;
+//! under CI (`CI` set) a missing variable fails the test, so CI always runs them. Each test works in a schema
+//! (PostgreSQL) or database (MySQL) of its own, dropped at the end.
+
+use crate::harness::{fixture, responses, run, seed_forget, today, wait_until, Demo};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const POSTGRES_VAR: &str = "GDPRD_TEST_POSTGRES_URL";
+const MYSQL_VAR: &str = "GDPRD_TEST_MYSQL_URL";
+const SAMPLE_ACCOUNT: &str = "30003748347";
+const OTHER_ACCOUNT: &str = "40004000400";
+
+/// The server URL in `var`, or `None` (with a message) on a machine without it. CI must set it.
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set {var} so the database store tests run"
+            );
+            eprintln!("skipping: set {var} to run this test against a real server");
+            None
+        }
+    }
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "gdprd_t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A PostgreSQL schema of the test's own, dropped when the test ends.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn client(&self) -> postgres::Client {
+        let mut c = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
+        c.batch_execute(&format!("SET search_path TO {}", self.name))
+            .expect("search_path");
+        c
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).expect(sql).get(0)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// A MySQL database of the test's own, dropped when the test ends.
+struct MyDb {
+    server: String,
+    url: String,
+    name: String,
+}
+
+impl MyDb {
+    fn new(server: &str) -> MyDb {
+        use mysql::prelude::Queryable;
+        let name = unique_name();
+        let mut c = mysql::Conn::new(mysql::Opts::from_url(server).expect("url")).expect("connect");
+        c.query_drop(format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+        MyDb {
+            server: server.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        use mysql::prelude::Queryable;
+        let mut c =
+            mysql::Conn::new(mysql::Opts::from_url(&self.url).expect("url")).expect("connect");
+        c.query_first::<i64, _>(sql).expect(sql).expect("a row")
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable;
+        if let Ok(mut c) = mysql::Conn::new(mysql::Opts::from_url(&self.server).expect("url")) {
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
+        }
+    }
+}
+
+/// A demo whose store is `store_toml` (the fixture's `[stores.demo]` sections, edited by `edit`).
+fn demo_with_store(rows: u64, store_toml: String) -> Demo {
+    Demo::new(rows, move |text| {
+        let at = text.find("[stores.demo]").expect("demo store section");
+        format!("{}{store_toml}", &text[..at])
+    })
+}
+
+fn load_postgres(demo: &Demo, url: &str, schema: &str, extra: &[&str]) {
+    let files = demo.dir.path().join("recordings");
+    let mut args = vec![
+        "demo-db",
+        "--postgres",
+        url,
+        "--schema",
+        schema,
+        "--rows",
+        "300",
+        "--files-dir",
+        files.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "demo-db: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn postgres_demo(url: &str, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
+    let schema = PgSchema {
+        url: url.to_owned(),
+        name: unique_name(),
+    };
+    let store = std::fs::read_to_string(fixture("postgres/store.toml"))
+        .expect("fixture")
+        .replace("postgres://postgres@127.0.0.1:5432/test", url)
+        .replace(
+            "schema = \"gdprd_demo\"",
+            &format!("schema = \"{}\"", schema.name),
+        );
+    let demo = demo_with_store(300, tweak(store));
+    load_postgres(&demo, url, &schema.name, &[]);
+    (demo, schema)
+}
+
+fn mysql_demo(server: &str, tweak: impl Fn(String) -> String) -> (Demo, MyDb) {
+    let db = MyDb::new(server);
+    let store = std::fs::read_to_string(fixture("mysql/store.toml"))
+        .expect("fixture")
+        .replace("mysql://root@127.0.0.1:3306/test", &db.url);
+    let demo = demo_with_store(300, tweak(store));
+    let files = demo.dir.path().join("recordings");
+    let out = run(&[
+        "demo-db",
+        "--mysql",
+        &db.url,
+        "--rows",
+        "300",
+        "--files-dir",
+        files.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "demo-db: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (demo, db)
+}
+
+/// Runs the seed's export and then its forget through the daemon; returns both execution logs' responses and
+/// the export archive's CSV files (name → rows, sorted).
+fn run_seed(demo: &Demo) -> (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>) {
+    let _daemon = demo.start();
+    let export = std::fs::read(fixture("requests/seed-export.json")).expect("seed export");
+    demo.submit(&format!("export-{}_120000.json", today()), &export);
+    let export_log = demo.result_json(&format!("export-{}_120000-execution-log.json", today()));
+    let archive = demo.wait_result(&format!("export-{}_120000-archive.zip", today()));
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let forget_log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(archive).expect("archive")).expect("zip");
+    let mut files = Vec::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).expect("entry");
+        let mut text = String::new();
+        f.read_to_string(&mut text).expect("csv text");
+        let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
+        rows.sort();
+        files.push((f.name().to_owned(), rows));
+    }
+    files.sort();
+    (responses(&export_log), responses(&forget_log), files)
+}
+
+/// The first three cells (request case, device type, device) of every row of every CSV: which device matched
+/// which table's rows, whatever the server's text form of dates and numbers.
+fn matches_by_table(files: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+    files
+        .iter()
+        .map(|(name, rows)| {
+            let mut keys: Vec<String> = rows
+                .iter()
+                .map(|r| r.splitn(4, ',').take(3).collect::<Vec<_>>().join(","))
+                .collect();
+            keys.sort();
+            (name.rsplit('/').next().unwrap_or(name).to_owned(), keys)
+        })
+        .collect()
+}
+
+#[test]
+fn postgres_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo(&url, |s| s);
+    // A trail of what happens to callbacks, to show in-flight ones are cancelled (committed) before the delete.
+    schema
+        .client()
+        .batch_execute(
+            "CREATE TABLE callback_trail (seq bigserial, id bigint, old_state text, new_state text);
+             CREATE FUNCTION trail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 INSERT INTO callback_trail (id, old_state, new_state)
+                     VALUES (OLD.id, OLD.state, CASE WHEN TG_OP = 'DELETE' THEN 'DELETED' ELSE NEW.state END);
+                 RETURN NULL; END $$;
+             CREATE TRIGGER callback_trail AFTER UPDATE OR DELETE ON callback FOR EACH ROW EXECUTE FUNCTION trail();",
+        )
+        .expect("trail");
+    let other_before = schema.count(&format!(
+        "SELECT count(*) FROM contact_list WHERE account_id = '{OTHER_ACCOUNT}'"
+    ));
+    let recordings_before = std::fs::read_dir(demo.dir.path().join("recordings/2026/01"))
+        .expect("recordings")
+        .count();
+    let (export, forget, files) = run_seed(&demo);
+
+    let sqlite = Demo::new(300, |c| c);
+    let (sqlite_export, sqlite_forget, sqlite_files) = run_seed(&sqlite);
+    assert_eq!(
+        export, sqlite_export,
+        "export responses differ from sqlite's"
+    );
+    assert_eq!(
+        forget, sqlite_forget,
+        "forget responses differ from sqlite's"
+    );
+    assert_eq!(forget.iter().filter(|r| *r == "SUCCESS").count(), 11);
+    assert_eq!(
+        matches_by_table(&files),
+        matches_by_table(&sqlite_files),
+        "the export found other rows than sqlite's"
+    );
+    assert!(
+        files.len() >= 5,
+        "one CSV per table with matches: {files:?}"
+    );
+
+    // Nothing of the sample's account is findable by the sample's devices any more.
+    let c = |sql: &str| schema.count(sql);
+    let digits = "('7815551212','6175551212','7815551313','17815551212','16175551212','17815551313','01117815551212','01116175551212')";
+    for (table, col) in [
+        ("contact_list", "phone"),
+        ("contact_list", "mobile"),
+        ("contact_attempt", "dialed_number"),
+        ("callback", "customer_number"),
+        ("sms_message", "msisdn"),
+        ("call_recording", "caller_number"),
+    ] {
+        // SMS tables are searched only on the request's shortcodes.
+        let scope = if table == "sms_message" {
+            " AND shortcode IN ('11111', '22222')"
+        } else {
+            ""
+        };
+        let left = c(&format!(
+            "SELECT count(*) FROM {table} WHERE account_id = '{SAMPLE_ACCOUNT}' AND regexp_replace({col}, '[^0-9]', '', 'g') IN {digits}{scope}"
+        ));
+        assert_eq!(left, 0, "{table}.{col} still holds a sample phone");
+    }
+    assert_eq!(
+        c(&format!("SELECT count(*) FROM contact_list WHERE account_id = '{SAMPLE_ACCOUNT}' AND lower(trim(email)) IN ('test@test.com', 'genesys@genesys.com', 'test2@test.com', 'genesys2@genesys.com')")),
+        0
+    );
+    assert_eq!(
+        c(&format!("SELECT count(*) FROM web_session WHERE account_id = '{SAMPLE_ACCOUNT}' AND host(client_ip) IN ('10.10.10.10', '11.11.11.11', '10.10.10.11', '11.11.11.12')")),
+        0
+    );
+    // Anonymised, not deleted: the contact rows are there with placeholders and redactions.
+    assert!(c("SELECT count(*) FROM contact_list WHERE first_name = 'REDACTED' AND email LIKE 'forgotten-%'") >= 4);
+    // The other tenant's records sharing the sample's devices are untouched.
+    assert_eq!(
+        c(&format!("SELECT count(*) FROM contact_list WHERE account_id = '{OTHER_ACCOUNT}' AND first_name <> 'REDACTED'")),
+        other_before
+    );
+    // In-flight callbacks were cancelled before they were deleted; none was deleted while in flight.
+    assert!(c("SELECT count(*) FROM callback_trail WHERE new_state = 'CANCELLED'") >= 1);
+    assert_eq!(
+        c("SELECT count(*) FROM callback_trail WHERE new_state = 'DELETED' AND old_state IN ('PROCESSING', 'QUEUED', 'ROUTING')"),
+        0
+    );
+    // The sample's recordings are gone from disk, the others are still there.
+    let recordings_after = std::fs::read_dir(demo.dir.path().join("recordings/2026/01"))
+        .expect("recordings")
+        .count();
+    assert_eq!(
+        recordings_before, 4,
+        "three sample recordings and another tenant's"
+    );
+    assert_eq!(recordings_after, 1, "the other tenant's recording stays");
+}
+
+#[test]
+fn mysql_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample() {
+    let Some(url) = server(MYSQL_VAR) else {
+        return;
+    };
+    let (demo, db) = mysql_demo(&url, |s| s);
+    let other_before = db.count(&format!(
+        "SELECT count(*) FROM contact_list WHERE account_id = '{OTHER_ACCOUNT}'"
+    ));
+    let (export, forget, files) = run_seed(&demo);
+    let sqlite = Demo::new(300, |c| c);
+    let (sqlite_export, sqlite_forget, sqlite_files) = run_seed(&sqlite);
+    assert_eq!(export, sqlite_export);
+    assert_eq!(forget, sqlite_forget);
+    assert_eq!(matches_by_table(&files), matches_by_table(&sqlite_files));
+    // Generated digit columns are the server's business: not exported.
+    assert!(files
+        .iter()
+        .all(|(_, rows)| rows.iter().all(|r| !r.contains("_digits"))));
+    let digits = "('7815551212','6175551212','7815551313','17815551212','16175551212','17815551313','01117815551212','01116175551212')";
+    for (table, col) in [
+        ("contact_list", "phone_digits"),
+        ("contact_list", "mobile_digits"),
+        ("contact_attempt", "dialed_digits"),
+        ("callback", "customer_digits"),
+        ("sms_message", "msisdn_digits"),
+        ("call_recording", "caller_digits"),
+    ] {
+        let scope = if table == "sms_message" {
+            " AND shortcode IN ('11111', '22222')"
+        } else {
+            ""
+        };
+        let left = db.count(&format!(
+            "SELECT count(*) FROM {table} WHERE account_id = '{SAMPLE_ACCOUNT}' AND {col} IN {digits}{scope}"
+        ));
+        assert_eq!(left, 0, "{table}.{col} still holds a sample phone");
+    }
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM contact_list WHERE account_id = '{SAMPLE_ACCOUNT}' AND email IN ('test@test.com', 'genesys@genesys.com')")),
+        0
+    );
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM contact_list WHERE account_id = '{OTHER_ACCOUNT}' AND first_name <> 'REDACTED'")),
+        other_before
+    );
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM callback WHERE account_id = '{SAMPLE_ACCOUNT}' AND customer_digits IN {digits}")),
+        0
+    );
+}
+
+#[test]
+fn check_config_names_device_columns_without_an_index() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo(&url, |s| s);
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("WARNING"), "all indexed, yet: {text}");
+
+    load_postgres(&demo, &url, &schema.name, &["--no-indexes"]);
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "warnings are not errors: {text}");
+    assert!(
+        text.contains("table \"contact_list\", column \"phone\": no usable index")
+            && text.contains(
+                "CREATE INDEX ON \"contact_list\" ((regexp_replace(\"phone\", '[^0-9]', '', 'g')))"
+            ),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("WARNING").count(),
+        9,
+        "one per device column: {text}"
+    );
+
+    // A mapping that does not fit the schema is an error, with the column named.
+    let config = std::fs::read_to_string(&demo.config).expect("config");
+    std::fs::write(
+        &demo.config,
+        config.replace("\"agent_notes\"", "\"agent_note\""),
+    )
+    .expect("write");
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        text.contains("table \"contact_attempt\" has no column \"agent_note\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn mysql_check_config_warns_about_a_phone_without_a_normalised_column() {
+    let Some(url) = server(MYSQL_VAR) else {
+        return;
+    };
+    let (demo, _db) = mysql_demo(&url, |s| {
+        s.replace("normalised = { dialed_number = \"dialed_digits\" }\n", "")
+    });
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("WARNING").count(), 1, "{text}");
+    assert!(
+        text.contains("table \"contact_attempt\", column \"dialed_number\": no usable index"),
+        "{text}"
+    );
+}
+
+#[test]
+fn postgres_tls_require_connects_and_verify_full_checks_the_certificate() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, _schema) =
+        postgres_demo(&url, |s| s.replace("tls = \"prefer\"", "tls = \"require\""));
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("store demo: OK"),
+        "the server must offer TLS for this test: {text}"
+    );
+    let config = std::fs::read_to_string(&demo.config).expect("config");
+    std::fs::write(
+        &demo.config,
+        config.replace("tls = \"require\"", "tls = \"verify-full\""),
+    )
+    .expect("write");
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !out.status.success(),
+        "a self-signed server certificate must not pass verify-full: {text}"
+    );
+    assert!(text.contains("store demo: ERROR: cannot connect"), "{text}");
+}
+
+/// A TCP relay to the database that the test can cut and restore, standing in for an outage.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn new(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&up);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, up }
+    }
+}
+
+#[test]
+fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let target = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let relay = Relay::new(target.clone());
+    let relayed = url.replace(&target, &format!("127.0.0.1:{}", relay.port));
+    let (demo, schema) = postgres_demo(&url, |s| {
+        s.replace("postgres://postgres@127.0.0.1:5432/test", &relayed)
+            .replace(&url, &relayed)
+            .replace(
+                "statement_timeout_seconds = 300",
+                "connect_timeout_seconds = 2",
+            )
+    });
+    let daemon = demo.start();
+    // The database is down: every contact that needs it gets an error naming the store, and the daemon goes on.
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.starts_with("ERROR: store \"demo\" unavailable"))
+            .count(),
+        11,
+        "{got:?}"
+    );
+    assert_eq!(
+        schema.count("SELECT count(*) FROM contact_list WHERE first_name = 'REDACTED'"),
+        0
+    );
+
+    // It is back: the same request under a new name finishes the job.
+    relay.up.store(true, Ordering::SeqCst);
+    demo.submit(&format!("forget-{}_120001.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120001-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter().filter(|r| *r == "SUCCESS").count(),
+        11,
+        "{got:?}"
+    );
+    assert!(schema.count("SELECT count(*) FROM contact_list WHERE first_name = 'REDACTED'") >= 4);
+    wait_until(
+        Duration::from_secs(5),
+        "the daemon to log the outage",
+        || daemon.log_text().contains("cannot connect"),
+    );
+    assert!(
+        !daemon.log_text().contains("test@test.com"),
+        "a device in clear in the log"
+    );
+}
