@@ -818,6 +818,88 @@ mod tests {
         assert_eq!(s.phones.default_country_code, "1");
     }
 
+    /// The demo config with its store replaced by the `fixtures/<kind>/store.toml` one.
+    fn with_server_store(kind: &str) -> String {
+        let store = std::fs::read_to_string(format!(
+            "{}/fixtures/{kind}/store.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("store fixture");
+        format!(
+            "{}{store}",
+            &DEMO[..DEMO.find("[stores.demo]").expect("store")]
+        )
+    }
+
+    #[test]
+    fn server_store_fixtures_load() {
+        let c = load(&with_server_store("postgres")).expect("postgres store");
+        let StoreConfig::Postgres(pg) = &c.stores["demo"] else {
+            panic!("postgres")
+        };
+        assert_eq!(pg.schema.as_deref(), Some("gdprd_demo"));
+        assert_eq!(pg.tls, TlsMode::Prefer);
+        assert_eq!(
+            pg.files_root.as_deref(),
+            Some(Path::new("/etc/gdprd/recordings"))
+        );
+        let c = load(&with_server_store("mysql")).expect("mysql store");
+        let StoreConfig::Mysql(my) = &c.stores["demo"] else {
+            panic!("mysql")
+        };
+        assert_eq!(my.tables[0].normalised["phone"], "phone_digits");
+    }
+
+    #[test]
+    fn server_store_mistakes_are_refused() {
+        let pg = with_server_store("postgres");
+        let my = with_server_store("mysql");
+        let cases = [
+            (
+                pg.replace("postgres://", "mysql://"),
+                "url must start with postgres",
+            ),
+            (
+                my.replace("mysql://", "postgres://"),
+                "url must start with mysql://",
+            ),
+            (
+                pg.replace("tls = \"prefer\"", "tls = \"sometimes\""),
+                "unknown variant `sometimes`",
+            ),
+            (
+                pg.replace("schema = \"gdprd_demo\"", "schema = \"a; DROP\""),
+                "schema must be",
+            ),
+            (
+                my.replace("url = ", "schema = \"x\"\nurl = "),
+                "schema is for postgres",
+            ),
+            (
+                my.replace("phone = \"phone_digits\"", "fax = \"phone_digits\""),
+                "not a mapped device column",
+            ),
+            (
+                DEMO.replace(
+                    "account = \"account_id\"\n",
+                    "account = \"account_id\"\nnormalised = { phone = \"p\" }\n",
+                ),
+                "normalised columns are for postgres and mysql",
+            ),
+            (
+                pg.replace(
+                    "url = ",
+                    "password_file = \"a\"\npassword_env = \"B\"\nurl = ",
+                ),
+                "not both",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+    }
+
     fn err(text: &str) -> String {
         load(text).expect_err("should be refused").to_string()
     }

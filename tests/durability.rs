@@ -4,10 +4,10 @@
 use crate::harness::{responses, today, wait_until, Daemon, Demo};
 use std::time::Duration;
 
-const DEVICES: u64 = 2000;
-const BATCH: u64 = 20;
+pub(crate) const DEVICES: u64 = 2000;
+pub(crate) const BATCH: u64 = 20;
 
-fn large_forget() -> Vec<u8> {
+pub(crate) fn large_forget() -> Vec<u8> {
     let contacts: Vec<String> = (0..DEVICES)
         .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
         .collect();
@@ -18,14 +18,14 @@ fn large_forget() -> Vec<u8> {
     .into_bytes()
 }
 
-fn chunks_done(demo: &Demo) -> i64 {
+pub(crate) fn chunks_done(demo: &Demo) -> i64 {
     demo.ledger()
         .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
         .unwrap_or(0)
 }
 
 /// Starts a large forget and interrupts it with `signal` once a few chunks are journaled; returns the daemon.
-fn interrupt(demo: &Demo, name: &str, signal: &str) -> Daemon {
+pub(crate) fn interrupt(demo: &Demo, name: &str, signal: &str) -> Daemon {
     let daemon = demo.start();
     demo.submit(name, &large_forget());
     wait_until(Duration::from_secs(60), "a few chunks to complete", || {
@@ -35,7 +35,8 @@ fn interrupt(demo: &Demo, name: &str, signal: &str) -> Daemon {
     daemon
 }
 
-fn assert_completed_exactly_once(demo: &Demo, name: &str) {
+/// The execution log holds a SUCCESS for every device, and the ledger one audited execution per device.
+pub(crate) fn assert_log_and_ledger_exactly_once(demo: &Demo, name: &str) {
     let stem = name.strip_suffix(".json").expect("stem");
     let log = demo.result_json(&format!("{stem}-execution-log.json"));
     let got = responses(&log);
@@ -58,6 +59,10 @@ fn assert_completed_exactly_once(demo: &Demo, name: &str) {
         "each device executed and audited once"
     );
     assert_eq!(chunks_done(demo), (DEVICES / BATCH) as i64);
+}
+
+fn assert_completed_exactly_once(demo: &Demo, name: &str) {
+    assert_log_and_ledger_exactly_once(demo, name);
     let left: i64 = demo
         .db()
         .query_row(

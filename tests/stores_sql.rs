@@ -125,8 +125,6 @@ fn load_postgres(demo: &Demo, url: &str, schema: &str, extra: &[&str]) {
         url,
         "--schema",
         schema,
-        "--rows",
-        "300",
         "--files-dir",
         files.to_str().expect("utf-8"),
     ];
@@ -140,6 +138,10 @@ fn load_postgres(demo: &Demo, url: &str, schema: &str, extra: &[&str]) {
 }
 
 fn postgres_demo(url: &str, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
+    postgres_demo_rows(url, 300, tweak)
+}
+
+fn postgres_demo_rows(url: &str, rows: u64, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
     let schema = PgSchema {
         url: url.to_owned(),
         name: unique_name(),
@@ -151,8 +153,8 @@ fn postgres_demo(url: &str, tweak: impl Fn(String) -> String) -> (Demo, PgSchema
             "schema = \"gdprd_demo\"",
             &format!("schema = \"{}\"", schema.name),
         );
-    let demo = demo_with_store(300, tweak(store));
-    load_postgres(&demo, url, &schema.name, &[]);
+    let demo = demo_with_store(rows, tweak(store));
+    load_postgres(&demo, url, &schema.name, &["--rows", &rows.to_string()]);
     (demo, schema)
 }
 
@@ -385,7 +387,12 @@ fn check_config_names_device_columns_without_an_index() {
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("WARNING"), "all indexed, yet: {text}");
 
-    load_postgres(&demo, &url, &schema.name, &["--no-indexes"]);
+    load_postgres(
+        &demo,
+        &url,
+        &schema.name,
+        &["--rows", "300", "--no-indexes"],
+    );
     let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "warnings are not errors: {text}");
@@ -567,4 +574,86 @@ fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
         !daemon.log_text().contains("test@test.com"),
         "a device in clear in the log"
     );
+}
+
+#[test]
+fn postgres_lock_timeout_changes_nothing_and_a_resubmission_finishes() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo(&url, |s| {
+        s.replace(
+            "statement_timeout_seconds = 300",
+            "statement_timeout_seconds = 1",
+        )
+    });
+    let _daemon = demo.start();
+    // Another session holds a lock on a table the forget must change.
+    let mut locker = schema.client();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE contact_attempt IN EXCLUSIVE MODE")
+        .expect("lock");
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter()
+            .filter(
+                |r| r.starts_with("ERROR: store \"demo\" failed: database error: ERROR ")
+                    && r.contains("timeout")
+            )
+            .count(),
+        11,
+        "{got:?}"
+    );
+    // One transaction per store and chunk: the tables scanned before the wait were not changed either.
+    assert_eq!(
+        schema.count("SELECT count(*) FROM contact_list WHERE first_name = 'REDACTED'"),
+        0
+    );
+    locker.batch_execute("ROLLBACK").expect("unlock");
+    demo.submit(&format!("forget-{}_120001.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120001-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter().filter(|r| *r == "SUCCESS").count(),
+        11,
+        "{got:?}"
+    );
+}
+
+#[test]
+fn postgres_sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
+    use crate::durability::{
+        assert_log_and_ledger_exactly_once, chunks_done, interrupt, BATCH, DEVICES,
+    };
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo_rows(&url, DEVICES + 500, |s| s);
+    let config = std::fs::read_to_string(&demo.config).expect("config");
+    std::fs::write(
+        &demo.config,
+        config.replace(
+            "[intake]",
+            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
+        ),
+    )
+    .expect("write");
+    let name = format!("forget-{}_020000.json", today());
+    let mut daemon = interrupt(&demo, &name, "KILL");
+    daemon.wait_exit(Duration::from_secs(10));
+    let at_kill = chunks_done(&demo);
+    assert!(
+        at_kill < (DEVICES / BATCH) as i64,
+        "killed in the middle ({at_kill} chunks done)"
+    );
+    drop(daemon);
+    let daemon = demo.start();
+    assert_log_and_ledger_exactly_once(&demo, &name);
+    assert!(daemon.log_text().contains("resuming claimed file"));
+    let left = schema.count(&format!(
+        "SELECT count(*) FROM contact_list WHERE email ~ '^user[0-9]+@example.com$' AND substring(email from 5 for position('@' in email) - 5)::int < {DEVICES}"
+    ));
+    assert_eq!(left, 0, "every contact was forgotten");
 }
