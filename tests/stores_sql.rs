@@ -184,7 +184,10 @@ fn mysql_demo(server: &str, tweak: impl Fn(String) -> String) -> (Demo, MyDb) {
 
 /// Runs the seed's export and then its forget through the daemon; returns both execution logs' responses and
 /// the export archive's CSV files (name → rows, sorted).
-fn run_seed(demo: &Demo) -> (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>) {
+/// An export archive's CSV files: name → rows, sorted.
+type Csvs = Vec<(String, Vec<String>)>;
+
+fn run_seed(demo: &Demo) -> (Vec<String>, Vec<String>, Csvs) {
     let _daemon = demo.start();
     let export = std::fs::read(fixture("requests/seed-export.json")).expect("seed export");
     demo.submit(&format!("export-{}_120000.json", today()), &export);
@@ -209,7 +212,7 @@ fn run_seed(demo: &Demo) -> (Vec<String>, Vec<String>, Vec<(String, Vec<String>)
 
 /// The first three cells (request case, device type, device) of every row of every CSV: which device matched
 /// which table's rows, whatever the server's text form of dates and numbers.
-fn matches_by_table(files: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+fn matches_by_table(files: &[(String, Vec<String>)]) -> Csvs {
     files
         .iter()
         .map(|(name, rows)| {
