@@ -13,9 +13,10 @@ database, `gdprd_bench_a` (for gdprd) and `gdprd_bench_b` (an identical copy, fo
 fixtures/postgres/schema.sql and the indexes of fixtures/postgres/indexes.sql; both are dropped at the end.
 
 Cases:
-  export  1,000 devices (250 phones + 250 emails present, 250 + 250 absent; helpers in throughput.py), gdprd
+  export  1,000 devices (250 phones + 250 emails present, 250 + 250 absent, as in throughput.py), gdprd
           `run --once` against `COPY (SELECT … WHERE <normalised> = ANY(…)) TO STDOUT` per table;
-  forget  the same 1,000 devices against one UPDATE … WHERE <normalised> = ANY(…) per table, in one transaction;
+  forget  the same 1,000 devices against one UPDATE … WHERE <normalised> = ANY(…) per table, in one transaction.
+          Both run --repeat times (default 5) on other people each time; medians are reported, peak MiB the max;
   stream  one email carried by every contact_list row, exported: gdprd's peak memory against COPY's.
 """
 
@@ -187,6 +188,25 @@ def internal_seconds(stderr_path):
     return (stamps["done"] - stamps["claimed"]).total_seconds()
 
 
+def devices(rows, shift):
+    """throughput.devices' 1,000 devices, moved by `shift` contacts so every repetition forgets other people."""
+    spread = max(rows // 500, 1)
+    phone_ids = [(2 * k) * spread + shift for k in range(250)]
+    email_ids = [(2 * k + 1) * spread + shift for k in range(250)]
+    contacts = [{"phone": t.filler_phone(i)} for i in phone_ids]
+    contacts += [{"email": t.filler_email(i)} for i in email_ids]
+    contacts += [{"email": f"nobody{k}-{shift}@example.org"} for k in range(250)]
+    contacts += [{"phone": f"+44 20 7946 {1000 + k}"} for k in range(250)]
+    phones = [t.filler_digits(i) for i in phone_ids] + [f"44207946{1000 + k}" for k in range(250)]
+    emails = [c["email"] for c in contacts if "email" in c]
+    return contacts, phones, emails
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
 def run(binary, demo, name, body, expect):
     secs, rss, counts, stem = t.run_gdprd(binary, demo, name, body, expect)
     inner = internal_seconds(os.path.join(os.path.dirname(demo), f"{stem}.stderr"))
@@ -200,6 +220,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000, help="contacts (attempts: 3 per contact)")
     ap.add_argument("--binary", help="a built gdprd (default: cargo build --release)")
     ap.add_argument("--no-stream", action="store_true", help="skip the one-email-on-every-row export")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of the 1,000-device cases (median reported)")
     args = ap.parse_args()
     for tool in ("psql",):
         if shutil.which(tool) is None:
@@ -219,33 +240,37 @@ def main():
         make_data(args.url, args.rows)
         print(f"  done in {(datetime.datetime.now() - start).total_seconds():.0f} s", flush=True)
         demo = config(work, args.url)
-        contacts, phones, emails = t.devices(args.rows)
-
-        print("export: 1,000 devices ...", flush=True)
-        secs, rss, inner, stem = run(binary, demo, f"export-{today}_120000.json",
-                                     t.request_file("EXPORT", contacts), (500, 500, 0))
-        archive = os.path.join(demo, "accounts/demo/GDPR_Result", f"{stem}-archive.zip")
-        exported = sum(t.archive_rows(archive).values())
-        w = where(phones, emails)
         out_path = os.path.join(work, "copy.csv")
-        copy = "; ".join(f"COPY (SELECT * FROM {B}.{table} WHERE {cond}) TO STDOUT (FORMAT csv)"
-                         for table, cond in w.items())
-        with open(out_path, "w") as out:
-            bsecs, brss = psql(args.url, copy, out=out, measured=True)
-        copied = t.csv_rows(out_path)
-        if copied != exported:
-            sys.exit(f"gdprd exported {exported:,} rows, COPY {copied:,}")
-        figures.append(("export 1,000 devices", secs, inner, rss, bsecs, brss, f"{exported:,} rows both"))
+        runs = {"export": [], "forget": []}
+        for r in range(args.repeat):
+            contacts, phones, emails = devices(args.rows, r)
+            print(f"run {r + 1}/{args.repeat}: export, then forget, of 1,000 devices ...", flush=True)
+            secs, rss, inner, stem = run(binary, demo, f"export-{today}_12000{r}.json",
+                                         t.request_file("EXPORT", contacts), (500, 500, 0))
+            archive = os.path.join(demo, "accounts/demo/GDPR_Result", f"{stem}-archive.zip")
+            exported = sum(t.archive_rows(archive).values())
+            w = where(phones, emails)
+            copy = "\n".join(f"COPY (SELECT * FROM {B}.{table} WHERE {cond}) TO STDOUT (FORMAT csv);"
+                             for table, cond in w.items())
+            with open(out_path, "w") as out:
+                bsecs, brss = psql(args.url, copy, out=out, measured=True)
+            copied = t.csv_rows(out_path)
+            if copied != exported:
+                sys.exit(f"gdprd exported {exported:,} rows, COPY {copied:,}")
+            runs["export"].append((secs, inner, rss, bsecs, brss, f"{exported:,} rows both"))
 
-        print("forget: 1,000 devices ...", flush=True)
-        secs, rss, inner, _ = run(binary, demo, f"forget-{today}_120000.json",
-                                  t.request_file("FORGET", contacts), (500, 500, 0))
-        bsecs, brss = psql(args.url, baseline_forget(phones, emails), measured=True)
-        ours, theirs = effect(args.url, A), effect(args.url, B)
-        if ours != theirs:
-            sys.exit(f"different effect: gdprd {ours}, SQL {theirs} (contacts, attempts anonymised)")
-        figures.append(("forget 1,000 devices", secs, inner, rss, bsecs, brss,
-                        f"same effect: {ours[0]:,} contacts, {ours[1]:,} attempts"))
+            secs, rss, inner, _ = run(binary, demo, f"forget-{today}_12000{r}.json",
+                                      t.request_file("FORGET", contacts), (500, 500, 0))
+            bsecs, brss = psql(args.url, baseline_forget(phones, emails), measured=True)
+            ours, theirs = effect(args.url, A), effect(args.url, B)
+            if ours != theirs:
+                sys.exit(f"different effect: gdprd {ours}, SQL {theirs} (contacts, attempts anonymised)")
+            runs["forget"].append((secs, inner, rss, bsecs, brss,
+                                   f"same effect: {ours[0]:,} contacts, {ours[1]:,} attempts in all"))
+        for case, rs in runs.items():
+            figures.append((f"{case} 1,000 devices (median of {len(rs)})", median([x[0] for x in rs]),
+                            median([x[1] for x in rs]), max(x[2] for x in rs), median([x[3] for x in rs]),
+                            max(x[4] for x in rs), rs[-1][5]))
 
         if not args.no_stream:
             print("stream: one email on every contact_list row ...", flush=True)
