@@ -25,8 +25,10 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
 
 fn entry_options() -> SimpleFileOptions {
     // ZIP64 is allowed on every entry so an entry past 4 GiB never fails half-way.
+    // Level 1: CSV of repeated values still shrinks about tenfold, at several times the speed of the default.
     SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(1))
         .large_file(true)
 }
 
