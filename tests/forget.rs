@@ -66,14 +66,7 @@ fn seed_forget_answers_like_the_seed_and_erases_every_sample_record() {
 
     let db = demo.db();
     // No sample record of the sample's account can be found by any of its devices any more.
-    for table in [
-        "contact_list",
-        "contact_attempt",
-        "callback",
-        "sms_message",
-        "call_recording",
-        "web_session",
-    ] {
+    for table in gdprd::demo::TABLES {
         let dump = dump(&db, table);
         for row in &dump {
             let lower = row.to_lowercase();

@@ -109,6 +109,38 @@ impl Drop for MyDb {
     }
 }
 
+/// The sample's phones in every digit form the demo data holds them in.
+const SAMPLE_DIGITS: &str = "('7815551212','6175551212','7815551313','17815551212','16175551212','17815551313','01117815551212','01116175551212')";
+
+/// For every phone column of the demo: a query counting the sample account's rows that still hold a sample phone
+/// (SMS rows only on the request's shortcodes, the only ones searched). `digits` gives the SQL of a column's digits.
+fn sample_phone_queries(digits: impl Fn(&str) -> String) -> Vec<(String, String)> {
+    [
+        ("contact_list", "phone"),
+        ("contact_list", "mobile"),
+        ("contact_attempt", "dialed_number"),
+        ("callback", "customer_number"),
+        ("sms_message", "msisdn"),
+        ("call_recording", "caller_number"),
+    ]
+    .into_iter()
+    .map(|(table, col)| {
+        let scope = if table == "sms_message" {
+            " AND shortcode IN ('11111', '22222')"
+        } else {
+            ""
+        };
+        (
+            format!("{table}.{col}"),
+            format!(
+                "SELECT count(*) FROM {table} WHERE account_id = '{SAMPLE_ACCOUNT}' AND {} IN {SAMPLE_DIGITS}{scope}",
+                digits(col)
+            ),
+        )
+    })
+    .collect()
+}
+
 /// A demo whose store is `store_toml` (the fixture's `[stores.demo]` sections, edited by `edit`).
 fn demo_with_store(rows: u64, store_toml: String) -> Demo {
     Demo::new(rows, move |text| {
@@ -275,25 +307,9 @@ fn postgres_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample()
 
     // Nothing of the sample's account is findable by the sample's devices any more.
     let c = |sql: &str| schema.count(sql);
-    let digits = "('7815551212','6175551212','7815551313','17815551212','16175551212','17815551313','01117815551212','01116175551212')";
-    for (table, col) in [
-        ("contact_list", "phone"),
-        ("contact_list", "mobile"),
-        ("contact_attempt", "dialed_number"),
-        ("callback", "customer_number"),
-        ("sms_message", "msisdn"),
-        ("call_recording", "caller_number"),
-    ] {
-        // SMS tables are searched only on the request's shortcodes.
-        let scope = if table == "sms_message" {
-            " AND shortcode IN ('11111', '22222')"
-        } else {
-            ""
-        };
-        let left = c(&format!(
-            "SELECT count(*) FROM {table} WHERE account_id = '{SAMPLE_ACCOUNT}' AND regexp_replace({col}, '[^0-9]', '', 'g') IN {digits}{scope}"
-        ));
-        assert_eq!(left, 0, "{table}.{col} still holds a sample phone");
+    for (column, sql) in sample_phone_queries(|c| format!("regexp_replace({c}, '[^0-9]', '', 'g')"))
+    {
+        assert_eq!(c(&sql), 0, "{column} still holds a sample phone");
     }
     assert_eq!(
         c(&format!("SELECT count(*) FROM contact_list WHERE account_id = '{SAMPLE_ACCOUNT}' AND lower(trim(email)) IN ('test@test.com', 'genesys@genesys.com', 'test2@test.com', 'genesys2@genesys.com')")),
@@ -346,24 +362,8 @@ fn mysql_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample() {
     assert!(files
         .iter()
         .all(|(_, rows)| rows.iter().all(|r| !r.contains("_digits"))));
-    let digits = "('7815551212','6175551212','7815551313','17815551212','16175551212','17815551313','01117815551212','01116175551212')";
-    for (table, col) in [
-        ("contact_list", "phone_digits"),
-        ("contact_list", "mobile_digits"),
-        ("contact_attempt", "dialed_digits"),
-        ("callback", "customer_digits"),
-        ("sms_message", "msisdn_digits"),
-        ("call_recording", "caller_digits"),
-    ] {
-        let scope = if table == "sms_message" {
-            " AND shortcode IN ('11111', '22222')"
-        } else {
-            ""
-        };
-        let left = db.count(&format!(
-            "SELECT count(*) FROM {table} WHERE account_id = '{SAMPLE_ACCOUNT}' AND {col} IN {digits}{scope}"
-        ));
-        assert_eq!(left, 0, "{table}.{col} still holds a sample phone");
+    for (column, sql) in sample_phone_queries(|c| format!("REGEXP_REPLACE({c}, '[^0-9]', '')")) {
+        assert_eq!(db.count(&sql), 0, "{column} still holds a sample phone");
     }
     assert_eq!(
         db.count(&format!("SELECT count(*) FROM contact_list WHERE account_id = '{SAMPLE_ACCOUNT}' AND email IN ('test@test.com', 'genesys@genesys.com')")),
@@ -374,7 +374,7 @@ fn mysql_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample() {
         other_before
     );
     assert_eq!(
-        db.count(&format!("SELECT count(*) FROM callback WHERE account_id = '{SAMPLE_ACCOUNT}' AND customer_digits IN {digits}")),
+        db.count(&format!("SELECT count(*) FROM callback WHERE account_id = '{SAMPLE_ACCOUNT}' AND customer_digits IN {SAMPLE_DIGITS}")),
         0
     );
 }
