@@ -459,6 +459,18 @@ pub struct TableMapping {
     /// Whether export includes this table (default true).
     #[serde(default = "yes")]
     pub export: bool,
+    /// Column marking soft-deleted rows (a deletion time or flag). Such rows are forgotten and exported like any
+    /// other: gdprd never filters on it; naming it documents the mapping and `check-config` checks it exists.
+    #[serde(default)]
+    pub soft_delete: Option<String>,
+    /// A suppression list (addresses that must never be contacted again): a forget keeps the row and writes the
+    /// device's keyed hash over the device, so `gdprd suppressed` can still answer for it.
+    #[serde(default)]
+    pub suppression: bool,
+    /// Device or personal columns that an anonymising forget masks in place (`johndoe@zyxwv.com` →
+    /// `jxxnxxe@zxxwx.com`) instead of replacing, for reports that need the shape.
+    #[serde(default)]
+    pub pseudonymise: Vec<String>,
     /// For `postgres` and `mysql` stores: device columns whose normalised form is kept in another, indexed,
     /// column (`{ phone = "phone_digits" }`): the digits of a phone, the lowercased trimmed email, the IP address
     /// as stored. Matching then compares that column instead of an expression over the device column.
@@ -491,7 +503,8 @@ impl TableMapping {
         phone.chain(email).chain(ipaddr).collect()
     }
 
-    fn columns(&self) -> impl Iterator<Item = &String> {
+    /// Every column the mapping names (devices, personal, account, shortcode, state, file, soft delete).
+    pub fn columns(&self) -> impl Iterator<Item = &String> {
         self.phone
             .iter()
             .chain(&self.email)
@@ -501,6 +514,7 @@ impl TableMapping {
             .chain(&self.shortcode)
             .chain(&self.state)
             .chain(&self.file)
+            .chain(&self.soft_delete)
     }
 }
 
@@ -775,6 +789,24 @@ fn validate_tables(
             return Err(format!(
                 "{at}: map at least one phone, email or ipaddr column"
             ));
+        }
+        if t.suppression && t.forget == ForgetMode::Delete {
+            return Err(format!(
+                "{at}: a suppression list keeps its rows: forget = \"delete\" would let a later import contact the person again"
+            ));
+        }
+        for c in &t.pseudonymise {
+            let mapped = t.device_columns().iter().any(|(_, d)| d == c) || t.personal.contains(c);
+            if !mapped {
+                return Err(format!(
+                    "{at}: pseudonymise names {c:?}, which is not a mapped device or personal column"
+                ));
+            }
+            if t.forget == ForgetMode::Delete {
+                return Err(format!(
+                    "{at}: pseudonymise needs forget = \"anonymise\" (deleted rows are not masked)"
+                ));
+            }
         }
         let mut cols = HashSet::new();
         for c in t.columns() {

@@ -60,7 +60,9 @@ CREATE TABLE call_recording (
     recorded_at TEXT);
 CREATE TABLE web_session (
     id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, login_email TEXT, client_ip TEXT, user_agent TEXT,
-    started_at TEXT);
+    started_at TEXT, deleted_at TEXT);
+CREATE TABLE email_suppression (
+    id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, email TEXT NOT NULL, reason TEXT, suppressed_at TEXT NOT NULL);
 ";
 
 /// The E.164 digits (without `+`) of filler contact `i`: North American numbers in area codes 200-299, which the
@@ -127,13 +129,14 @@ pub fn create_database(path: &Path, rows: u64, files_dir: &Path) -> Result<(), D
 }
 
 /// The demo's tables, in the order they load (attempts point at contacts).
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     "contact_list",
     "contact_attempt",
     "callback",
     "sms_message",
     "call_recording",
     "web_session",
+    "email_suppression",
 ];
 
 pub use crate::stores::TableRows;
@@ -428,13 +431,11 @@ fn seed_sample(tx: &Connection, files_dir: &Path) -> Result<(), DemoError> {
         "Mozilla/5.0 (X11; Linux)",
         now
     ])?;
-    web.execute(params![
-        a,
-        "genesys2@genesys.com",
-        "192.0.2.7",
-        "Mozilla/5.0 (iPhone)",
-        now
-    ])?;
+    // Soft-deleted by the application: still personal data, still forgotten and exported.
+    tx.execute(
+        "INSERT INTO web_session (account_id, login_email, client_ip, user_agent, started_at, deleted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![a, "genesys2@genesys.com", "192.0.2.7", "Mozilla/5.0 (iPhone)", now],
+    )?;
     web.execute(params![
         OTHER_ACCOUNT,
         "test@test.com",
@@ -442,6 +443,12 @@ fn seed_sample(tx: &Connection, files_dir: &Path) -> Result<(), DemoError> {
         "other tenant",
         now
     ])?;
+    let mut suppress = tx.prepare(
+        "INSERT INTO email_suppression (account_id, email, reason, suppressed_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    suppress.execute(params![a, "TEST@test.com", "unsubscribed", now])?;
+    suppress.execute(params![a, "genesys2@genesys.com", "complaint", now])?;
+    suppress.execute(params![OTHER_ACCOUNT, "test@test.com", "unsubscribed", now])?;
     Ok(())
 }
 
@@ -504,6 +511,12 @@ fn fill(tx: &Connection, rows: u64, files_dir: &Path) -> Result<(), DemoError> {
                 ["11111", "22222", "99999"][(i / 10 % 3) as usize],
                 national
             ])?;
+        }
+        if i % 50 == 0 {
+            tx.execute(
+                "INSERT INTO email_suppression (account_id, email, reason, suppressed_at) VALUES (?1, ?2, 'unsubscribed', '2025-06-07T09:00:00Z')",
+                params![account, filler_email(i)],
+            )?;
         }
         if i % 5 == 0 {
             let ip = format!("172.{}.{}.{}", 16 + (i >> 16) % 16, (i >> 8) % 256, i % 256);

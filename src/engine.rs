@@ -121,6 +121,7 @@ impl Plan {
                     kind: device.kind(),
                     key,
                     scope: r,
+                    digest: String::new(),
                 });
                 plan.devices.push(device.clone());
                 plan.positions.push(vec![(r, c)]);
@@ -545,7 +546,10 @@ impl Engine {
                 );
             }
         };
-        let plan = Plan::new(&file);
+        let mut plan = Plan::new(&file);
+        for (target, device) in plan.targets.iter_mut().zip(&plan.devices) {
+            target.digest = self.secret.device_hmac(device);
+        }
         let mut results = vec![log::log_name(stem(name))];
         match kind {
             Kind::Forget => {

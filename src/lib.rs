@@ -24,4 +24,5 @@ pub mod requests;
 pub mod results;
 pub mod retention;
 pub mod stores;
+pub mod suppression;
 pub mod transports;

@@ -70,6 +70,19 @@ enum Command {
         #[arg(long, default_value_t = 2222)]
         sftp_port: u16,
     },
+    /// Ask whether suppression lists hold devices (in clear, or as the keyed hash a forget leaves). Exit status
+    /// 0 when every device is suppressed, 1 when one is not.
+    Suppressed {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The account whose stores are asked.
+        #[arg(long)]
+        account: String,
+        /// Devices: `phone:+1 781 555 1212`, `email:a@b.com`, `ipaddr:10.0.0.1`, or unprefixed.
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
     /// Write a demo contact-centre database: a SQLite file, or the same rows loaded into PostgreSQL or MySQL
     /// (with the schemas in `fixtures/postgres/` and `fixtures/mysql/`).
     DemoDb {
@@ -121,6 +134,31 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             files,
         } => validate(config.as_deref(), account.as_deref(), &files),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Suppressed {
+            config,
+            account,
+            devices,
+        } => {
+            let config = Config::load(&config)?;
+            let parsed = devices
+                .iter()
+                .map(|d| {
+                    gdprd::suppression::parse_device(d).map_err(|e| anyhow::anyhow!("{d:?}: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let answers = gdprd::suppression::suppressed(&config, &account, &parsed)?;
+            for (device, hit) in devices.iter().zip(&answers) {
+                println!(
+                    "{}\t{device}",
+                    if *hit { "suppressed" } else { "not suppressed" }
+                );
+            }
+            Ok(if answers.iter().all(|h| *h) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::HostKey { config } => {
             let config = Config::load(&config)?;
             let key = sftp_server::load_or_create_host_key(&config.state_dir)?;

@@ -48,6 +48,7 @@ fn seed_export_archive_holds_exactly_the_matching_rows() {
         ("demo/sms_message.csv", 3),
         ("demo/call_recording.csv", 3),
         ("demo/web_session.csv", 8),
+        ("demo/email_suppression.csv", 2),
     ]
     .into();
     assert_eq!(counts, want);

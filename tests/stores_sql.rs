@@ -332,6 +332,16 @@ fn postgres_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample()
         c("SELECT count(*) FROM callback_trail WHERE new_state = 'DELETED' AND old_state IN ('PROCESSING', 'QUEUED', 'ROUTING')"),
         0
     );
+    // The suppression list keeps the sample's rows with keyed hashes, and still suppresses the addresses.
+    assert_eq!(
+        c(&format!("SELECT count(*) FROM email_suppression WHERE account_id = '{SAMPLE_ACCOUNT}' AND email ~ '^[0-9a-f]{{64}}$'")),
+        2
+    );
+    let (code, text) =
+        crate::store_depth::suppressed(&demo, &["email:Test@Test.com", "genesys2@genesys.com"]);
+    assert_eq!(code, 0, "{text}");
+    // The pseudonymised attempts keep their shape.
+    assert!(c(&format!("SELECT count(*) FROM contact_attempt WHERE account_id = '{SAMPLE_ACCOUNT}' AND dialed_number LIKE '%xx%'")) >= 3);
     // The sample's recordings are gone from disk, the others are still there.
     let recordings_after = std::fs::read_dir(demo.dir.path().join("recordings/2026/01"))
         .expect("recordings")
@@ -374,6 +384,13 @@ fn mysql_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample() {
         other_before
     );
     assert_eq!(
+        db.count(&format!("SELECT count(*) FROM email_suppression WHERE account_id = '{SAMPLE_ACCOUNT}' AND LENGTH(email) = 64")),
+        2
+    );
+    let (code, text) =
+        crate::store_depth::suppressed(&demo, &["email:Test@Test.com", "genesys2@genesys.com"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
         db.count(&format!("SELECT count(*) FROM callback WHERE account_id = '{SAMPLE_ACCOUNT}' AND customer_digits IN {SAMPLE_DIGITS}")),
         0
     );
@@ -408,7 +425,7 @@ fn check_config_names_device_columns_without_an_index() {
     );
     assert_eq!(
         text.matches("WARNING").count(),
-        9,
+        10,
         "one per device column: {text}"
     );
 

@@ -9,4 +9,5 @@ mod export;
 mod forget;
 mod intake;
 mod sftp;
+mod store_depth;
 mod stores_sql;

@@ -4,6 +4,7 @@
 //! The trait is small: [`Store::forget`] and [`Store::export`], plus a health [`Store::check`]. Stores are
 //! chosen by the `type` of their config ([`crate::config::StoreConfig`]) and built by [`open`].
 
+pub mod mask;
 pub mod matching;
 mod mysql;
 mod postgres;
@@ -56,6 +57,9 @@ pub struct Target {
     pub key: String,
     /// Index into [`Batch::scopes`].
     pub scope: usize,
+    /// The installation's keyed hash of the device ([`crate::audit::Secret::device_hmac`]): what a forget
+    /// leaves in a suppression list instead of the device.
+    pub digest: String,
 }
 
 /// The devices a store works on at once.
@@ -112,6 +116,48 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError`]; the caller discards the archive.
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError>;
+
+    /// For each target of the batch, whether a suppression list of this store holds it, in clear or (after a
+    /// forget) as its keyed hash ([`Target::digest`]). Stores without suppression lists hold nobody.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+        Ok(vec![false; batch.targets.len()])
+    }
+}
+
+/// Marks in `out` the targets that a stored device value stands for: its keyed hash (`digests`: digest →
+/// targets) or, read by `matcher`, its key (`index`: key → targets).
+pub(crate) fn mark_suppressed(
+    kind: DeviceKind,
+    stored: &str,
+    digests: &HashMap<&str, Vec<usize>>,
+    index: &HashMap<String, Vec<usize>>,
+    matcher: &mut matching::Matcher,
+    out: &mut [bool],
+) {
+    let by_digest = digests.get(stored).into_iter().flatten();
+    let key = matcher.find(kind, stored);
+    let by_key = key
+        .as_ref()
+        .and_then(|k| index.get(k))
+        .into_iter()
+        .flatten();
+    for &t in by_digest.chain(by_key) {
+        if let Some(slot) = out.get_mut(t) {
+            *slot = true;
+        }
+    }
+}
+
+/// The targets of a batch by digest.
+pub(crate) fn digest_index(batch: &Batch) -> HashMap<&str, Vec<usize>> {
+    let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, t) in batch.targets.iter().enumerate() {
+        index.entry(t.digest.as_str()).or_default().push(i);
+    }
+    index
 }
 
 /// Opens the store `name` as configured.

@@ -7,10 +7,12 @@
 //! that expression makes it a lookup. Each candidate row is then read by the same [`Matcher`] as the SQLite
 //! store, so both kinds of store agree exactly on what matches.
 
+use super::mask::mask;
 use super::matching::{sql_candidates, Matcher};
 use super::sqlite::{CANCELLED_STATE, IN_FLIGHT_STATES};
 use super::{
-    admitted, key_index, remove_recordings, Batch, ExportSink, Found, Store, StoreError, TableRows,
+    admitted, digest_index, key_index, mark_suppressed, remove_recordings, Batch, ExportSink,
+    Found, Store, StoreError, TableRows,
 };
 use crate::config::{ForgetMode, SqlConfig, TableMapping};
 use crate::requests::DeviceKind;
@@ -346,6 +348,8 @@ pub(crate) struct SqlStore<B: Backend> {
     conn: Option<B>,
     tables: Vec<TableInfo>,
     matcher: Matcher,
+    /// The keyed hash of each key of the current batch.
+    digests: HashMap<String, String>,
 }
 
 /// What a forget keeps of a matching row.
@@ -353,6 +357,8 @@ struct Hit {
     rowref: String,
     state: Option<String>,
     file: Option<String>,
+    /// New values of [`per_row_columns`], where the row has one: a keyed hash, a masked value.
+    values: Vec<Option<String>>,
 }
 
 /// One matching row as a query sees it.
@@ -362,7 +368,27 @@ struct RowMatch<'a> {
     shortcode: Option<&'a str>,
     state: Option<&'a str>,
     file: Option<&'a str>,
+    /// The key each device column matched.
+    keys: &'a [Option<String>],
+    /// Forget scans: the `pseudonymise` columns' values.
+    masked: &'a [Option<String>],
+    /// Export scans: the exported cells.
     cells: &'a [Option<String>],
+}
+
+/// The columns whose new value depends on the row: device columns of a suppression list (the keyed hash of
+/// the device they match) and `pseudonymise` columns (their masked value).
+fn per_row_columns(table: &TableMapping) -> Vec<&str> {
+    let mut cols: Vec<&str> = Vec::new();
+    if table.suppression {
+        cols.extend(table.device_columns().into_iter().map(|(_, c)| c));
+    }
+    for c in &table.pseudonymise {
+        if !cols.contains(&c.as_str()) {
+            cols.push(c);
+        }
+    }
+    cols
 }
 
 /// The candidate values of a batch, by device kind.
@@ -377,6 +403,7 @@ impl<B: Backend> SqlStore<B> {
             conn: None,
             tables: Vec::new(),
             matcher: Matcher::new(config.phones.clone()),
+            digests: HashMap::new(),
         }
     }
 
@@ -479,6 +506,11 @@ impl<B: Backend> SqlStore<B> {
                 .extend(sql_candidates(&t.key, &self.config.phones));
         }
         self.matcher.set_wanted(index.keys().cloned().collect());
+        self.digests = batch
+            .targets
+            .iter()
+            .map(|t| (t.key.clone(), t.digest.clone()))
+            .collect();
         let candidates = candidates
             .into_iter()
             .map(|(k, v)| (k, v.into_iter().collect()))
@@ -535,16 +567,38 @@ impl<B: Backend> SqlStore<B> {
         let mut all = Vec::with_capacity(self.config.tables.len());
         for i in 0..self.config.tables.len() {
             let mut hits = Vec::new();
+            let table = self.config.tables[i].clone();
+            let digests = self.digests.clone();
+            let devices: Vec<&str> = table.device_columns().into_iter().map(|(_, c)| c).collect();
+            let per_row = per_row_columns(&table);
             self.scan(i, batch, index, candidates, false, &mut |m| {
                 if let Some(found) = found.as_deref_mut() {
                     for &t in m.targets {
                         found[t] += 1;
                     }
                 }
+                let values = per_row
+                    .iter()
+                    .map(|c| match devices.iter().position(|d| d == c) {
+                        Some(j) if table.suppression => m
+                            .keys
+                            .get(j)
+                            .and_then(Option::as_ref)
+                            .and_then(|k| digests.get(k))
+                            .cloned(),
+                        _ => table
+                            .pseudonymise
+                            .iter()
+                            .position(|p| p == c)
+                            .and_then(|j| m.masked.get(j).cloned().flatten())
+                            .map(|v| mask(&v)),
+                    })
+                    .collect();
                 hits.push(Hit {
                     rowref: m.rowref.to_owned(),
                     state: m.state.map(str::to_owned),
                     file: m.file.map(str::to_owned),
+                    values,
                 });
                 Ok(())
             })?;
@@ -596,6 +650,10 @@ impl<B: Backend> SqlStore<B> {
             opt(&table.state),
             opt(&table.file),
         ]);
+        let first_masked = select.len();
+        if !export {
+            select.extend(table.pseudonymise.iter().map(|c| d.text(&d.quote(c))));
+        }
         let first_cell = select.len();
         if export {
             select.extend(
@@ -658,6 +716,8 @@ impl<B: Backend> SqlStore<B> {
                 shortcode: cell(2 + n),
                 state: cell(3 + n),
                 file: cell(4 + n),
+                keys: &keys,
+                masked: row.get(first_masked..first_cell).unwrap_or_default(),
                 cells: row.get(first_cell..).unwrap_or_default(),
             })
         })
@@ -717,22 +777,108 @@ impl<B: Backend> SqlStore<B> {
                 self.config.files_root.as_deref(),
                 table_hits.iter().filter_map(|h| h.file.as_deref()),
             )?;
-            let head = match table.forget {
-                ForgetMode::Delete => format!("DELETE FROM {} WHERE ", d.quote(&table.name)),
-                ForgetMode::Anonymise => format!(
-                    "UPDATE {} SET {} WHERE ",
-                    d.quote(&table.name),
-                    anonymise_sets(d, table, info)?.join(", ")
-                ),
+            let sets = match table.forget {
+                ForgetMode::Delete => Vec::new(),
+                ForgetMode::Anonymise => anonymise_sets(d, table, info)?,
             };
-            let refs: Vec<String> = table_hits.iter().map(|h| h.rowref.clone()).collect();
-            for chunk in refs.chunks(ROWS_PER_STATEMENT) {
-                let mut sql = Sql::new(d, head.clone());
-                info.rowref.predicate(&mut sql, chunk);
+            let per_row = per_row_columns(table);
+            let chunk_size = if per_row.is_empty() {
+                ROWS_PER_STATEMENT
+            } else {
+                500
+            };
+            for chunk in table_hits.chunks(chunk_size) {
+                let mut sql = match table.forget {
+                    ForgetMode::Delete => {
+                        Sql::new(d, format!("DELETE FROM {} WHERE ", d.quote(&table.name)))
+                    }
+                    ForgetMode::Anonymise => {
+                        let mut sql = Sql::new(d, format!("UPDATE {} SET ", d.quote(&table.name)));
+                        for (k, (column, value)) in sets.iter().enumerate() {
+                            if k > 0 {
+                                sql.push(", ");
+                            }
+                            sql.push(&format!("{} = ", d.quote(column)));
+                            match per_row.iter().position(|c| c == column) {
+                                Some(j) if chunk.iter().any(|h| h.values[j].is_some()) => {
+                                    // CASE <row> WHEN … THEN <its value> … ELSE <the usual value> END
+                                    sql.push(&format!("CASE {} ", info.rowref.select(d)));
+                                    for h in chunk {
+                                        if let Some(v) = &h.values[j] {
+                                            sql.push("WHEN ").text_param(&h.rowref).push(" THEN ");
+                                            sql.text_param(v).push(" ");
+                                        }
+                                    }
+                                    sql.push(&format!("ELSE {value} END"));
+                                }
+                                _ => {
+                                    sql.push(value);
+                                }
+                            }
+                        }
+                        sql.push(" WHERE ");
+                        sql
+                    }
+                };
+                let refs: Vec<String> = chunk.iter().map(|h| h.rowref.clone()).collect();
+                info.rowref.predicate(&mut sql, &refs);
                 conn.execute(&sql)?;
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+        let (index, candidates) = self.prepare(batch);
+        let digests = digest_index(batch);
+        let digest_list: Vec<String> = batch.targets.iter().map(|t| t.digest.clone()).collect();
+        self.with_connection(|store| {
+            let d = B::DIALECT;
+            let mut out = vec![false; batch.targets.len()];
+            let Self {
+                conn,
+                config,
+                tables,
+                matcher,
+                ..
+            } = store;
+            let conn = conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            for (table, info) in config.tables.iter().zip(tables.iter()) {
+                if !table.suppression {
+                    continue;
+                }
+                let devices = table.device_columns();
+                let cols: Vec<String> = devices.iter().map(|(_, c)| d.text(&d.quote(c))).collect();
+                let mut sql = Sql::new(
+                    d,
+                    format!(
+                        "SELECT {} FROM {} WHERE ",
+                        cols.join(", "),
+                        d.quote(&table.name)
+                    ),
+                );
+                for (k, (kind, col)) in devices.iter().enumerate() {
+                    if k > 0 {
+                        sql.push(" OR ");
+                    }
+                    let expr = device_expr(d, table, info, *kind, col)?;
+                    let wanted = candidates.get(kind).map(Vec::as_slice).unwrap_or_default();
+                    sql.in_list(&expr, wanted, None).push(" OR ");
+                    sql.in_list(&d.quote(col), &digest_list, None);
+                }
+                conn.query(&sql, &mut |row| {
+                    for (j, (kind, _)) in devices.iter().enumerate() {
+                        if let Some(Some(v)) = row.get(j) {
+                            mark_suppressed(*kind, v, &digests, &index, matcher, &mut out);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(out)
+        })
     }
 
     pub(crate) fn export(
@@ -828,14 +974,8 @@ fn check_table(
             .ok_or_else(|| StoreError::Mapping(format!("{at} has no column {c:?}")))
     };
     let mapped = table
-        .device_columns()
-        .into_iter()
-        .map(|(_, c)| c)
-        .chain(table.personal.iter().map(String::as_str))
-        .chain(table.account.as_deref())
-        .chain(table.shortcode.as_deref())
-        .chain(table.state.as_deref())
-        .chain(table.file.as_deref())
+        .columns()
+        .map(String::as_str)
         .chain(table.normalised.values().map(String::as_str));
     for c in mapped {
         column(c)?;
@@ -845,6 +985,18 @@ fn check_table(
     }
     if table.forget == ForgetMode::Anonymise {
         anonymise_sets(d, table, info)?;
+    }
+    if table.suppression {
+        for (_, c) in table.device_columns() {
+            if info
+                .column(c)
+                .is_some_and(|i| i.max_len.is_some_and(|n| n < 64))
+            {
+                return Err(StoreError::Mapping(format!(
+                    "{at}, column {c:?}: a suppression list keeps 64-character keyed hashes; widen the column"
+                )));
+            }
+        }
     }
     if table.file.is_some() && !files_root {
         return Err(StoreError::Mapping(format!(
@@ -860,7 +1012,7 @@ fn anonymise_sets(
     d: Dialect,
     table: &TableMapping,
     info: &TableInfo,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let mut sets = Vec::new();
     let mut set = |name: &str, value: &str| -> Result<(), StoreError> {
         let Some(c) = info.column(name) else {
@@ -874,11 +1026,12 @@ fn anonymise_sets(
         }
         let q = d.quote(name);
         if c.text {
-            sets.push(format!(
-                "{q} = CASE WHEN {q} IS NULL THEN NULL ELSE {value} END"
+            sets.push((
+                name.to_owned(),
+                format!("CASE WHEN {q} IS NULL THEN NULL ELSE {value} END"),
             ));
         } else if c.nullable {
-            sets.push(format!("{q} = NULL"));
+            sets.push((name.to_owned(), "NULL".to_owned()));
         } else {
             return Err(StoreError::Mapping(format!(
                 "table {:?}, column {name:?}: not a text column and NOT NULL, so forget cannot anonymise it; allow NULL or set forget = \"delete\"",
@@ -905,7 +1058,7 @@ fn anonymise_sets(
     if let Some(file) = &table.file {
         let c = info.column(file);
         if c.is_some_and(|c| c.nullable) {
-            sets.push(format!("{} = NULL", d.quote(file)));
+            sets.push((file.clone(), "NULL".to_owned()));
         } else {
             set(file, "''")?;
         }
@@ -932,5 +1085,9 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
         SqlStore::export(self, batch, sink)
+    }
+
+    fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+        SqlStore::suppressed(self, batch)
     }
 }

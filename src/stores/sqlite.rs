@@ -25,6 +25,8 @@ pub struct SqliteStore {
     conn: Connection,
     config: SqliteConfig,
     matcher: Arc<Mutex<Matcher>>,
+    /// The keyed hash of each wanted key, for suppression lists.
+    digests: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// What a forget scan keeps of a matching row.
@@ -49,6 +51,14 @@ fn kind_code(kind: DeviceKind) -> i64 {
         DeviceKind::Phone => 0,
         DeviceKind::Email => 1,
         DeviceKind::Ipaddr => 2,
+    }
+}
+
+fn kind_of(code: i64) -> DeviceKind {
+    match code {
+        0 => DeviceKind::Phone,
+        1 => DeviceKind::Email,
+        _ => DeviceKind::Ipaddr,
     }
 }
 
@@ -80,11 +90,7 @@ impl SqliteStore {
         let matcher = Arc::new(Mutex::new(Matcher::new(config.phones.clone())));
         let shared = Arc::clone(&matcher);
         conn.create_scalar_function("gdprd_match", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
-            let kind = match ctx.get::<i64>(0)? {
-                0 => DeviceKind::Phone,
-                1 => DeviceKind::Email,
-                _ => DeviceKind::Ipaddr,
-            };
+            let kind = kind_of(ctx.get::<i64>(0)?);
             let mut m = shared.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
             Ok(match ctx.get_raw(1) {
                 ValueRef::Null | ValueRef::Blob(_) => None,
@@ -92,17 +98,48 @@ impl SqliteStore {
                 other => text_of(other).and_then(|v| m.find(kind, &v)),
             })
         })?;
+        let digests: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let (shared, shared_digests) = (Arc::clone(&matcher), Arc::clone(&digests));
+        conn.create_scalar_function("gdprd_digest", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
+            let kind = kind_of(ctx.get::<i64>(0)?);
+            let Some(stored) = text_of(ctx.get_raw(1)) else {
+                return Ok(None);
+            };
+            let key = shared
+                .lock()
+                .map_err(|_| rusqlite::Error::InvalidQuery)?
+                .find(kind, &stored);
+            let digests = shared_digests
+                .lock()
+                .map_err(|_| rusqlite::Error::InvalidQuery)?;
+            Ok(key.and_then(|k| digests.get(&k).cloned()))
+        })?;
+        conn.create_scalar_function(
+            "gdprd_mask",
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(text_of(ctx.get_raw(0)).map(|v| super::mask::mask(&v))),
+        )?;
         conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS gdprd_rows(id INTEGER PRIMARY KEY);")?;
         Ok(SqliteStore {
             name: name.to_owned(),
             conn,
             config: config.clone(),
             matcher,
+            digests,
         })
     }
 
     fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
         let index = super::key_index(batch);
+        *self
+            .digests
+            .lock()
+            .map_err(|_| StoreError::Mapping("match state poisoned".into()))? = batch
+            .targets
+            .iter()
+            .map(|t| (t.key.clone(), t.digest.clone()))
+            .collect();
         self.matcher
             .lock()
             .map_err(|_| StoreError::Mapping("match state poisoned".into()))?
@@ -231,20 +268,38 @@ fn erase_table(
             format!("DELETE FROM {target} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)")
         }
         ForgetMode::Anonymise => {
-            let placeholder = |c: &str| {
+            const PLACEHOLDER: &str = "'forgotten-' || lower(hex(randomblob(8)))";
+            let set = |c: &str, value: String| {
                 let c = quote(c);
-                format!("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE 'forgotten-' || lower(hex(randomblob(8))) END")
+                format!("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE {value} END")
             };
-            let redact = |c: &str| {
-                let c = quote(c);
-                format!("{c} = CASE WHEN {c} IS NULL THEN NULL ELSE 'REDACTED' END")
-            };
+            let masked = |c: &str| table.pseudonymise.iter().any(|p| p == c);
             let mut sets: Vec<String> = table
                 .device_columns()
                 .iter()
-                .map(|(_, c)| placeholder(c))
+                .map(|(kind, c)| {
+                    let value = if table.suppression {
+                        // The keyed hash of the device the value matched, so the list still suppresses it.
+                        format!(
+                            "coalesce(gdprd_digest({}, {}), {PLACEHOLDER})",
+                            kind_code(*kind),
+                            quote(c)
+                        )
+                    } else if masked(c) {
+                        format!("gdprd_mask({})", quote(c))
+                    } else {
+                        PLACEHOLDER.to_owned()
+                    };
+                    set(c, value)
+                })
                 .collect();
-            sets.extend(table.personal.iter().map(|c| redact(c)));
+            sets.extend(table.personal.iter().map(|c| {
+                if masked(c) {
+                    set(c, format!("gdprd_mask({})", quote(c)))
+                } else {
+                    set(c, "'REDACTED'".to_owned())
+                }
+            }));
             sets.extend(table.file.iter().map(|c| format!("{} = NULL", quote(c))));
             format!(
                 "UPDATE {target} SET {} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)",
@@ -264,17 +319,8 @@ impl Store for SqliteStore {
     fn check(&mut self) -> Result<Vec<String>, StoreError> {
         for table in &self.config.tables {
             let cols = table_columns(&self.conn, &table.name)?;
-            let mapped = table
-                .device_columns()
-                .into_iter()
-                .map(|(_, c)| c.to_owned())
-                .chain(table.personal.iter().cloned())
-                .chain(table.account.iter().cloned())
-                .chain(table.shortcode.iter().cloned())
-                .chain(table.state.iter().cloned())
-                .chain(table.file.iter().cloned());
-            for col in mapped {
-                if !cols.contains(&col) {
+            for col in table.columns() {
+                if !cols.contains(col) {
                     return Err(StoreError::Mapping(format!(
                         "table {:?} has no column {col:?}",
                         table.name
@@ -361,6 +407,34 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(found)
+    }
+
+    fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+        let index = self.set_wanted(batch)?;
+        let digests = super::digest_index(batch);
+        let mut out = vec![false; batch.targets.len()];
+        let mut matcher = self
+            .matcher
+            .lock()
+            .map_err(|_| StoreError::Mapping("match state poisoned".into()))?;
+        for table in self.config.tables.iter().filter(|t| t.suppression) {
+            let devices = table.device_columns();
+            let cols: Vec<String> = devices.iter().map(|(_, c)| quote(c)).collect();
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT {} FROM {}",
+                cols.join(", "),
+                quote(&table.name)
+            ))?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                for (i, (kind, _)) in devices.iter().enumerate() {
+                    if let Some(v) = text_of(row.get_ref(i)?) {
+                        super::mark_suppressed(*kind, &v, &digests, &index, &mut matcher, &mut out);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
