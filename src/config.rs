@@ -290,6 +290,29 @@ pub enum StoreConfig {
     Postgres(SqlConfig),
     /// A MySQL or MariaDB database.
     Mysql(SqlConfig),
+    /// A folder of CSV contact lists.
+    Csv(CsvConfig),
+}
+
+/// A `type = "csv"` store: contact-list files in a folder, each mapped like a table by a file-name pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvConfig {
+    /// The folder holding the lists.
+    pub folder: PathBuf,
+    /// The field delimiter, one ASCII character (default `,`).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// How stored phone numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+    /// One mapping per kind of list: `name` is a file-name pattern (`contacts-*.csv`, with `*` and `?`) and
+    /// columns are header names.
+    pub files: Vec<TableMapping>,
+}
+
+fn default_delimiter() -> char {
+    ','
 }
 
 impl StoreConfig {
@@ -298,6 +321,7 @@ impl StoreConfig {
         match self {
             StoreConfig::Sqlite(s) => &s.tables,
             StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.tables,
+            StoreConfig::Csv(c) => &c.files,
         }
     }
 
@@ -306,6 +330,7 @@ impl StoreConfig {
         match self {
             StoreConfig::Sqlite(s) => &s.phones,
             StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.phones,
+            StoreConfig::Csv(c) => &c.phones,
         }
     }
 }
@@ -584,6 +609,7 @@ impl Config {
                     s.path = resolve(&s.path);
                     s.files_root = s.files_root.as_deref().map(resolve);
                 }
+                StoreConfig::Csv(c) => c.folder = resolve(&c.folder),
                 StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => {
                     s.files_root = s.files_root.as_deref().map(resolve);
                     s.password_file = s.password_file.as_deref().map(resolve);
@@ -672,8 +698,13 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
                 "store {name:?}: name must be 1-64 letters, digits, '-' or '_'"
             ));
         }
-        validate_tables(name, store.tables(), store.phones())?;
+        let names = match store {
+            StoreConfig::Csv(_) => Names::FilePatterns,
+            _ => Names::Identifiers,
+        };
+        validate_tables(name, store.tables(), store.phones(), names)?;
         match store {
+            StoreConfig::Csv(c) => validate_csv(name, c)?,
             StoreConfig::Sqlite(s) => {
                 if let Some(t) = s.tables.iter().find(|t| !t.normalised.is_empty()) {
                     return Err(format!(
@@ -757,10 +788,44 @@ fn validate_sql(name: &str, store: &StoreConfig, s: &SqlConfig) -> Result<(), St
     Ok(())
 }
 
+/// How a store names its tables and columns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Names {
+    /// SQL identifiers: letters, digits and `_`.
+    Identifiers,
+    /// File-name patterns for tables, CSV header names for columns.
+    FilePatterns,
+}
+
+fn validate_csv(name: &str, c: &CsvConfig) -> Result<(), String> {
+    let at = format!("store {name:?}");
+    if !c.delimiter.is_ascii() || c.delimiter == '"' || c.delimiter.is_ascii_alphanumeric() {
+        return Err(format!(
+            "{at}: delimiter must be one ASCII punctuation or space character"
+        ));
+    }
+    for t in &c.files {
+        let unsupported = [
+            ("shortcode", t.shortcode.is_some()),
+            ("state", t.state.is_some()),
+            ("file", t.file.is_some()),
+            ("normalised", !t.normalised.is_empty()),
+        ];
+        if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{at}, files {:?}: {key} is not supported in CSV lists",
+                t.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_tables(
     store: &str,
     tables: &[TableMapping],
     phones: &PhoneConfig,
+    names: Names,
 ) -> Result<(), String> {
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if !digits(&phones.default_country_code) || phones.default_country_code.len() > 3 {
@@ -779,8 +844,18 @@ fn validate_tables(
     let mut seen = HashSet::new();
     for t in tables {
         let at = format!("store {store:?}, table {:?}", t.name);
-        if !is_identifier(&t.name) {
-            return Err(format!("{at}: table names must be letters, digits and '_'"));
+        match names {
+            Names::Identifiers if !is_identifier(&t.name) => {
+                return Err(format!("{at}: table names must be letters, digits and '_'"));
+            }
+            Names::FilePatterns
+                if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name.starts_with('.') =>
+            {
+                return Err(format!(
+                    "{at}: a file pattern names files in the folder: no '/', not starting with '.'"
+                ));
+            }
+            _ => {}
         }
         if !seen.insert(&t.name) {
             return Err(format!("{at}: mapped twice"));
@@ -810,7 +885,11 @@ fn validate_tables(
         }
         let mut cols = HashSet::new();
         for c in t.columns() {
-            if !is_identifier(c) {
+            let ok = match names {
+                Names::Identifiers => is_identifier(c),
+                Names::FilePatterns => !c.is_empty() && !c.chars().any(char::is_control),
+            };
+            if !ok {
                 return Err(format!(
                     "{at}: column {c:?}: column names must be letters, digits and '_'"
                 ));
@@ -954,7 +1033,10 @@ mod tests {
                 "unknown time zone",
             ),
             (
-                DEMO.replace("stores = [\"demo\"]", "stores = [\"nope\"]"),
+                DEMO.replace(
+                    "stores = [\"demo\", \"lists\"]",
+                    "stores = [\"demo\", \"nope\"]",
+                ),
                 "unknown store \"nope\"",
             ),
             (

@@ -531,6 +531,103 @@ fn fill(tx: &Connection, rows: u64, files_dir: &Path) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// The demo's CSV contact list, `lists/contacts-2025-06.csv`: the sample's devices written the ways exported
+/// lists have them, another tenant's row with a sample phone, and one filler contact in ten.
+pub fn write_contact_list(folder: &Path, rows: u64) -> Result<(), DemoError> {
+    std::fs::create_dir_all(folder)
+        .map_err(io_err(format!("cannot create {}", folder.display())))?;
+    let path = folder.join("contacts-2025-06.csv");
+    let mut w = csv::Writer::from_path(&path)
+        .map_err(|e| io_err(format!("cannot write {}", path.display()))(e.into()))?;
+    let failed = |e: csv::Error| io_err("cannot write the contact list")(e.into());
+    w.write_record([
+        "list_id",
+        "account_id",
+        "first_name",
+        "last_name",
+        "phone",
+        "email",
+        "opt_in",
+    ])
+    .map_err(failed)?;
+    let sample = [
+        (
+            "L1",
+            SAMPLE_ACCOUNT,
+            "Ada",
+            "Lovelace",
+            "(781) 555-1212",
+            "TEST@test.com",
+            "yes",
+        ),
+        (
+            "L1",
+            SAMPLE_ACCOUNT,
+            "Grace",
+            "Hopper",
+            "+1 617 555 1212",
+            "",
+            "yes",
+        ),
+        (
+            "L1",
+            SAMPLE_ACCOUNT,
+            "Alan",
+            "Turing",
+            "",
+            "genesys@genesys.com",
+            "no",
+        ),
+        (
+            "L1",
+            SAMPLE_ACCOUNT,
+            "Edsger",
+            "Dijkstra",
+            "781.555.1313",
+            "test2@test.com",
+            "yes",
+        ),
+        (
+            "L2",
+            OTHER_ACCOUNT,
+            "Barbara",
+            "Liskov",
+            "7815551212",
+            "test@test.com",
+            "yes",
+        ),
+        (
+            "L1",
+            SAMPLE_ACCOUNT,
+            "Ken",
+            "Thompson",
+            "617 555 1313",
+            "",
+            "yes",
+        ),
+    ];
+    for (list, account, first, last, phone, email, opt_in) in sample {
+        w.write_record([list, account, first, last, phone, email, opt_in])
+            .map_err(failed)?;
+    }
+    let accounts = [SAMPLE_ACCOUNT, "30003748348", OTHER_ACCOUNT];
+    for i in (0..rows).step_by(10) {
+        let national = &filler_digits(i)[1..];
+        w.write_record([
+            "L3",
+            accounts[(i % 3) as usize],
+            FIRST[(i % 8) as usize],
+            LAST[(i / 8 % 8) as usize],
+            &messy(national, i + 5),
+            &filler_email(i),
+            "yes",
+        ])
+        .map_err(failed)?;
+    }
+    w.flush().map_err(io_err("cannot write the contact list"))?;
+    Ok(())
+}
+
 /// Writes a new ed25519 key pair: the private key at `path` (mode 0600, OpenSSH format), the public key beside it
 /// as `.pub`.
 fn write_demo_key(path: &Path) -> Result<(), DemoError> {
@@ -590,6 +687,10 @@ pub fn lay_out(dir: &Path, rows: u64, sftp_port: u16) -> Result<Layout, DemoErro
     let created_database = !database.exists();
     if created_database {
         create_database(&database, rows, &dir.join("recordings"))?;
+    }
+    let lists = dir.join("lists");
+    if !lists.exists() {
+        write_contact_list(&lists, rows)?;
     }
     Ok(Layout {
         config,

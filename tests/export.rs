@@ -49,6 +49,7 @@ fn seed_export_archive_holds_exactly_the_matching_rows() {
         ("demo/call_recording.csv", 3),
         ("demo/web_session.csv", 8),
         ("demo/email_suppression.csv", 2),
+        ("lists/contacts-2025-06.csv", 6),
     ]
     .into();
     assert_eq!(counts, want);

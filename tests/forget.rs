@@ -212,7 +212,10 @@ personal = ["name"]
 #[test]
 fn a_failing_store_answers_error_while_the_other_stores_still_run() {
     let demo = Demo::new(20, |c| {
-        c.replace("stores = [\"demo\"]", "stores = [\"demo\", \"crm\"]") + CRM_STORE
+        c.replace(
+            "stores = [\"demo\", \"lists\"]",
+            "stores = [\"demo\", \"lists\", \"crm\"]",
+        ) + CRM_STORE
     });
     let crm = demo.dir.path().join("crm.db");
     // The CRM database lacks its mapped table: every statement against it fails.

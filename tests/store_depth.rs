@@ -124,3 +124,105 @@ fn pseudonymised_columns_keep_their_shape_and_soft_deleted_rows_are_forgotten() 
         1
     );
 }
+
+#[test]
+fn csv_lists_are_rewritten_safely_and_untouched_lists_stay_byte_for_byte() {
+    use std::os::unix::fs::PermissionsExt;
+    let demo = Demo::new(50, |c| c);
+    let lists = demo.dir.path().join("lists");
+    let main = lists.join("contacts-2025-06.csv");
+    std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    // A second list, CRLF line ends, quoted cells, nobody of the sample in it.
+    let other = lists.join("contacts-2025-07.csv");
+    let other_bytes = b"list_id,account_id,first_name,last_name,phone,email,opt_in\r\nL9,30003748347,\"Hopper, Grace\",,+44 20 7946 0999,grace@example.org,yes\r\n";
+    std::fs::write(&other, other_bytes).expect("write");
+    // A third, CRLF too, with a sample device.
+    let third = lists.join("contacts-2025-08.csv");
+    std::fs::write(
+        &third,
+        b"list_id,account_id,first_name,last_name,phone,email,opt_in\r\nL8,30003748347,\"Lovelace, Ada\",x,,test@test.com,yes\r\nL8,30003748347,Keep,Me,,keep@example.org,no\r\n",
+    )
+    .expect("write");
+    // Not a list of this mapping: never read or touched.
+    std::fs::write(lists.join("notes.txt"), b"test@test.com").expect("write");
+
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    demo.wait_submit_empty();
+
+    let text = std::fs::read_to_string(&main).expect("list");
+    assert!(
+        !text.to_lowercase().contains("test@test.com,") || text.contains("40004000400,Barbara")
+    );
+    assert_eq!(text.matches("REDACTED,REDACTED").count(), 4, "{text}");
+    assert!(
+        text.contains("L2,40004000400,Barbara,Liskov,7815551212,test@test.com,yes"),
+        "the other tenant stays"
+    );
+    assert!(
+        text.contains("617 555 1313"),
+        "the malformed request device matched nothing"
+    );
+    assert_eq!(
+        std::fs::metadata(&main).expect("meta").permissions().mode() & 0o777,
+        0o640,
+        "the list keeps its permissions"
+    );
+    assert_eq!(
+        std::fs::read(&other).expect("other"),
+        other_bytes,
+        "a list without a match is not rewritten"
+    );
+    let third = std::fs::read_to_string(&third).expect("third");
+    assert!(
+        third.starts_with("list_id,account_id,first_name,last_name,phone,email,opt_in\r\n"),
+        "{third}"
+    );
+    assert!(
+        third.contains("L8,30003748347,REDACTED,REDACTED,,forgotten-"),
+        "{third}"
+    );
+    assert!(
+        third.ends_with("L8,30003748347,Keep,Me,,keep@example.org,no\r\n"),
+        "CRLF kept: {third:?}"
+    );
+    assert_eq!(
+        std::fs::read(lists.join("notes.txt")).expect("notes"),
+        b"test@test.com"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&lists)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_broken_csv_list_fails_its_store_and_stays_as_it_was() {
+    let demo = Demo::new(20, |c| c);
+    let broken = demo.dir.path().join("lists/contacts-2025-09.csv");
+    // A list whose header lacks a mapped column: the mapping does not fit it.
+    let bytes = b"list_id,account_id,first_name,last_name,phone,e-mail,opt_in\nL1,30003748347,A,B,,test@test.com,yes\n";
+    std::fs::write(&broken, bytes).expect("write");
+    let main = demo.dir.path().join("lists/contacts-2025-06.csv");
+    let main_before = std::fs::read(&main).expect("list");
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let got = crate::harness::responses(&log);
+    let want = "ERROR: store \"lists\" failed: mapping error: contacts-2025-09.csv has no column \"email\"";
+    assert_eq!(
+        got.iter().filter(|r| r.starts_with(want)).count(),
+        11,
+        "{got:?}"
+    );
+    assert_eq!(std::fs::read(&broken).expect("broken"), bytes);
+    assert_eq!(
+        std::fs::read(&main).expect("list"),
+        main_before,
+        "nothing of the batch was renamed into place"
+    );
+    assert!(demo.sample_email_rows() == 0, "the other stores still ran");
+}

@@ -4,6 +4,7 @@
 //! The trait is small: [`Store::forget`] and [`Store::export`], plus a health [`Store::check`]. Stores are
 //! chosen by the `type` of their config ([`crate::config::StoreConfig`]) and built by [`open`].
 
+pub mod csv;
 pub mod mask;
 pub mod matching;
 mod mysql;
@@ -169,6 +170,7 @@ pub fn open(name: &str, config: &StoreConfig) -> Result<Box<dyn Store>, StoreErr
         StoreConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteStore::open(name, c)?)),
         StoreConfig::Postgres(c) => Ok(Box::new(sql::SqlStore::<postgres::PgConn>::new(name, c))),
         StoreConfig::Mysql(c) => Ok(Box::new(sql::SqlStore::<mysql::MyConn>::new(name, c))),
+        StoreConfig::Csv(c) => Ok(Box::new(csv::CsvStore::open(name, c)?)),
     }
 }
 
@@ -182,7 +184,7 @@ pub type TableRows = (String, Vec<String>, Vec<Vec<Option<String>>>);
 /// [`StoreError`]; a `sqlite` config is a [`StoreError::Mapping`].
 pub fn load_demo(config: &StoreConfig, ddl: &str, tables: &[TableRows]) -> Result<(), StoreError> {
     match config {
-        StoreConfig::Sqlite(_) => Err(StoreError::Mapping(
+        StoreConfig::Sqlite(_) | StoreConfig::Csv(_) => Err(StoreError::Mapping(
             "the demo loader fills database servers; sqlite demo databases are made by create_database".into(),
         )),
         StoreConfig::Postgres(c) => sql::load_demo::<postgres::PgConn>(c, ddl, tables),

@@ -1,0 +1,517 @@
+//! The `csv` store: contact lists as files in a folder, the way contact centres import and export them. Each
+//! mapping names files by pattern (`contacts-*.csv`) and columns by header; matching is the same as in the
+//! database stores ([`super::matching`]).
+//!
+//! Every operation streams: one record in memory at a time, whatever the file's size. A forget writes each file
+//! that has a match anew beside it (`.NAME.gdprd-tmp`), and only when every file of the batch is written (and the
+//! journal has the plan) renames them into place, each synced, with the original's permissions. Files without a
+//! match are not touched.
+
+use super::matching::Matcher;
+use super::{
+    admitted, digest_index, key_index, mark_suppressed, Batch, ExportSink, Found, Store, StoreError,
+};
+use crate::config::{CsvConfig, ForgetMode, TableMapping};
+use crate::requests::DeviceKind;
+use rand::Rng;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+/// The suffix of a list being rewritten.
+const TEMP_SUFFIX: &str = ".gdprd-tmp";
+
+/// A folder of CSV contact lists.
+pub struct CsvStore {
+    name: String,
+    config: CsvConfig,
+    matcher: Matcher,
+}
+
+/// A mapped file's header, as column positions.
+struct Layout {
+    devices: Vec<(DeviceKind, usize)>,
+    personal: Vec<usize>,
+    account: Option<usize>,
+    masked: Vec<usize>,
+    crlf: bool,
+}
+
+impl Layout {
+    fn of(
+        table: &TableMapping,
+        header: &csv::ByteRecord,
+        path: &Path,
+    ) -> Result<Layout, StoreError> {
+        let position = |c: &str| {
+            header
+                .iter()
+                .position(|h| h == c.as_bytes())
+                .ok_or_else(|| {
+                    StoreError::Mapping(format!("{} has no column {c:?}", display_name(path)))
+                })
+        };
+        let mut devices = Vec::new();
+        for (kind, c) in table.device_columns() {
+            devices.push((kind, position(c)?));
+        }
+        let personal = table
+            .personal
+            .iter()
+            .map(|c| position(c))
+            .collect::<Result<_, _>>()?;
+        let masked = table
+            .pseudonymise
+            .iter()
+            .map(|c| position(c))
+            .collect::<Result<_, _>>()?;
+        if let Some(c) = &table.soft_delete {
+            position(c)?;
+        }
+        Ok(Layout {
+            devices,
+            personal,
+            account: table.account.as_deref().map(position).transpose()?,
+            masked,
+            crlf: false,
+        })
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// Whether `name` matches `pattern` (`*` any run, `?` one character).
+fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn cell(record: &csv::ByteRecord, i: usize) -> Option<&str> {
+    record
+        .get(i)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Receives every record of a scanned list, with its match when a target admits it.
+type RecordFn<'a> =
+    dyn FnMut(&Layout, &csv::ByteRecord, Option<Hit<'_>>) -> Result<(), StoreError> + 'a;
+
+/// One matching record: the targets it answers and the keys its device cells matched.
+struct Hit<'a> {
+    targets: &'a [usize],
+    keys: &'a [Option<String>],
+}
+
+impl CsvStore {
+    /// A store over `config.folder`, which must exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the folder cannot be read.
+    pub fn open(name: &str, config: &CsvConfig) -> Result<CsvStore, StoreError> {
+        std::fs::read_dir(&config.folder)?;
+        Ok(CsvStore {
+            name: name.to_owned(),
+            config: config.clone(),
+            matcher: Matcher::new(config.phones.clone()),
+        })
+    }
+
+    /// The files of `table`, sorted by name.
+    fn files(&self, table: &TableMapping) -> Result<Vec<PathBuf>, StoreError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.config.folder)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type()?.is_file() && glob(&table.name, &name) {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn reader(&self, path: &Path) -> Result<csv::Reader<BufReader<File>>, StoreError> {
+        Ok(csv::ReaderBuilder::new()
+            .delimiter(self.config.delimiter as u8)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(1 << 20, File::open(path)?)))
+    }
+
+    /// Streams `path` and calls `each` with every record and, for a record a target admits, its match.
+    fn scan(
+        &mut self,
+        table: &TableMapping,
+        path: &Path,
+        batch: &Batch,
+        index: &HashMap<String, Vec<usize>>,
+        each: &mut RecordFn<'_>,
+    ) -> Result<csv::ByteRecord, StoreError> {
+        let mut reader = self.reader(path)?;
+        let header = reader.byte_headers().map_err(csv_error(path))?.clone();
+        let mut layout = Layout::of(table, &header, path)?;
+        layout.crlf = first_line_ends_in_crlf(path)?;
+        let mut record = csv::ByteRecord::new();
+        let (mut keys, mut targets) = (Vec::new(), Vec::new());
+        while reader
+            .read_byte_record(&mut record)
+            .map_err(csv_error(path))?
+        {
+            keys.clear();
+            for (kind, i) in &layout.devices {
+                keys.push(cell(&record, *i).and_then(|v| self.matcher.find(*kind, v)));
+            }
+            let account = layout.account.and_then(|i| cell(&record, i));
+            admitted(table, batch, index, &keys, account, None, &mut targets);
+            let hit = (!targets.is_empty()).then_some(Hit {
+                targets: &targets,
+                keys: &keys,
+            });
+            each(&layout, &record, hit)?;
+        }
+        Ok(header)
+    }
+
+    fn prepare(&mut self, batch: &Batch) -> HashMap<String, Vec<usize>> {
+        let index = key_index(batch);
+        self.matcher.set_wanted(index.keys().cloned().collect());
+        index
+    }
+
+    /// Writes `path` anew into a temporary file beside it, forgetting the records a target admits; returns the
+    /// temporary file when there was something to forget.
+    fn rewrite(
+        &mut self,
+        table: &TableMapping,
+        path: &Path,
+        batch: &Batch,
+        index: &HashMap<String, Vec<usize>>,
+        found: &mut Found,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let temp = path.with_file_name(format!(".{}{TEMP_SUFFIX}", display_name(path)));
+        let header = self
+            .reader(path)?
+            .byte_headers()
+            .map_err(csv_error(path))?
+            .clone();
+        let file = File::create(&temp)?;
+        let digests: HashMap<&str, &str> = batch
+            .targets
+            .iter()
+            .map(|t| (t.key.as_str(), t.digest.as_str()))
+            .collect();
+        let delimiter = self.config.delimiter as u8;
+        let mut writer: Option<csv::Writer<BufWriter<File>>> = None;
+        let mut file = Some(file);
+        let mut changed = false;
+        let mut out = csv::ByteRecord::new();
+        let mut rng = rand::rng();
+        let result = self.scan(table, path, batch, index, &mut |layout, record, hit| {
+            let w = match &mut writer {
+                Some(w) => w,
+                None => {
+                    let terminator = if layout.crlf {
+                        csv::Terminator::CRLF
+                    } else {
+                        csv::Terminator::Any(b'\n')
+                    };
+                    let f = file
+                        .take()
+                        .ok_or_else(|| StoreError::Mapping("writer lost".into()))?;
+                    let w = writer.insert(
+                        csv::WriterBuilder::new()
+                            .delimiter(delimiter)
+                            .terminator(terminator)
+                            .flexible(true)
+                            .from_writer(BufWriter::with_capacity(1 << 20, f)),
+                    );
+                    w.write_byte_record(&header).map_err(csv_error(path))?;
+                    w
+                }
+            };
+            let Some(hit) = hit else {
+                return w.write_byte_record(record).map_err(csv_error(path));
+            };
+            changed = true;
+            for &t in hit.targets {
+                found[t] += 1;
+            }
+            if table.forget == ForgetMode::Delete {
+                return Ok(());
+            }
+            out.clear();
+            for (i, value) in record.iter().enumerate() {
+                let text = std::str::from_utf8(value).unwrap_or_default();
+                let new = if value.iter().all(u8::is_ascii_whitespace) {
+                    None
+                } else if let Some(d) = layout.devices.iter().position(|(_, c)| *c == i) {
+                    let digest = hit.keys[d].as_deref().and_then(|k| digests.get(k));
+                    Some(match digest {
+                        Some(digest) if table.suppression => (*digest).to_owned(),
+                        _ if layout.masked.contains(&i) => super::mask::mask(text),
+                        _ => format!("forgotten-{:016x}", rng.random::<u64>()),
+                    })
+                } else if layout.personal.contains(&i) {
+                    Some(if layout.masked.contains(&i) {
+                        super::mask::mask(text)
+                    } else {
+                        "REDACTED".to_owned()
+                    })
+                } else {
+                    None
+                };
+                match new {
+                    Some(v) => out.push_field(v.as_bytes()),
+                    None => out.push_field(value),
+                }
+            }
+            w.write_byte_record(&out).map_err(csv_error(path))
+        });
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        if !changed {
+            drop(writer);
+            std::fs::remove_file(&temp)?;
+            return Ok(None);
+        }
+        let writer = match writer {
+            Some(w) => w,
+            // A file with a header only cannot have a match.
+            None => return Ok(None),
+        };
+        let file = writer
+            .into_inner()
+            .map_err(|e| StoreError::Io(e.into_error()))?
+            .into_inner()
+            .map_err(|e| StoreError::Io(e.into_error()))?;
+        file.sync_all()?;
+        std::fs::set_permissions(&temp, std::fs::metadata(path)?.permissions())?;
+        Ok(Some(temp))
+    }
+
+    /// Removes what an interrupted forget left behind.
+    fn sweep(&self) -> Result<(), StoreError> {
+        for entry in std::fs::read_dir(&self.config.folder)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_line_ends_in_crlf(path: &Path) -> Result<bool, StoreError> {
+    use std::io::BufRead;
+    let mut line = Vec::new();
+    BufReader::new(File::open(path)?).read_until(b'\n', &mut line)?;
+    Ok(line.ends_with(b"\r\n"))
+}
+
+fn csv_error(path: &Path) -> impl Fn(csv::Error) -> StoreError + '_ {
+    move |e| match e.into_kind() {
+        csv::ErrorKind::Io(io) => StoreError::Io(io),
+        other => StoreError::Mapping(format!(
+            "{}: not readable as CSV: {}",
+            display_name(path),
+            csv_kind(&other)
+        )),
+    }
+}
+
+/// A CSV error without the record's contents.
+fn csv_kind(kind: &csv::ErrorKind) -> String {
+    match kind {
+        csv::ErrorKind::Utf8 { pos, .. } | csv::ErrorKind::UnequalLengths { pos, .. } => {
+            format!(
+                "bad record at line {}",
+                pos.as_ref().map_or(0, csv::Position::line)
+            )
+        }
+        _ => "bad record".to_owned(),
+    }
+}
+
+fn sync_folder(folder: &Path) -> Result<(), StoreError> {
+    File::open(folder)?.sync_all()?;
+    Ok(())
+}
+
+impl Store for CsvStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut warnings = Vec::new();
+        for table in self.config.files.clone() {
+            let files = self.files(&table)?;
+            if files.is_empty() {
+                warnings.push(format!("no file in the folder matches {:?}", table.name));
+            }
+            for path in files {
+                let mut reader = self.reader(&path)?;
+                let header = reader.byte_headers().map_err(csv_error(&path))?.clone();
+                Layout::of(&table, &header, &path)?;
+            }
+        }
+        Ok(warnings)
+    }
+
+    fn forget(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        self.sweep()?;
+        let index = self.prepare(batch);
+        let mut found = vec![0u64; batch.targets.len()];
+        let mut rewritten = Vec::new();
+        let result = (|| {
+            for table in self.config.files.clone() {
+                for path in self.files(&table)? {
+                    if let Some(temp) = self.rewrite(&table, &path, batch, &index, &mut found)? {
+                        rewritten.push((temp, path));
+                    }
+                }
+            }
+            planned(&found)
+        })();
+        if let Err(e) = result {
+            for (temp, _) in &rewritten {
+                let _ = std::fs::remove_file(temp);
+            }
+            return Err(e);
+        }
+        for (temp, path) in &rewritten {
+            std::fs::rename(temp, path)?;
+        }
+        if !rewritten.is_empty() {
+            sync_folder(&self.config.folder)?;
+        }
+        Ok(found)
+    }
+
+    fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
+        let index = self.prepare(batch);
+        let mut found = vec![0u64; batch.targets.len()];
+        let name = self.name.clone();
+        for table in self.config.files.clone() {
+            if !table.export {
+                continue;
+            }
+            for path in self.files(&table)? {
+                let list = display_name(&path);
+                let list = list.strip_suffix(".csv").unwrap_or(&list).to_owned();
+                let mut header_cells: Option<Vec<String>> = None;
+                let mut started = false;
+                let mut cells = Vec::new();
+                let header = {
+                    let mut reader = self.reader(&path)?;
+                    reader.byte_headers().map_err(csv_error(&path))?.clone()
+                };
+                self.scan(&table, &path, batch, &index, &mut |_, record, hit| {
+                    let Some(hit) = hit else { return Ok(()) };
+                    if !started {
+                        let h = header_cells.get_or_insert_with(|| {
+                            header
+                                .iter()
+                                .map(|c| String::from_utf8_lossy(c).into_owned())
+                                .collect()
+                        });
+                        sink.table(&name, &list, h)?;
+                        started = true;
+                    }
+                    cells.clear();
+                    cells.extend(
+                        record
+                            .iter()
+                            .map(|c| String::from_utf8_lossy(c).into_owned()),
+                    );
+                    for &t in hit.targets {
+                        found[t] += 1;
+                        sink.row(t, &cells)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+        let index = self.prepare(batch);
+        let digests = digest_index(batch);
+        let mut out = vec![false; batch.targets.len()];
+        for table in self.config.files.clone() {
+            if !table.suppression {
+                continue;
+            }
+            for path in self.files(&table)? {
+                let mut reader = self.reader(&path)?;
+                let header = reader.byte_headers().map_err(csv_error(&path))?.clone();
+                let layout = Layout::of(&table, &header, &path)?;
+                let mut record = csv::ByteRecord::new();
+                while reader
+                    .read_byte_record(&mut record)
+                    .map_err(csv_error(&path))?
+                {
+                    for (kind, i) in &layout.devices {
+                        if let Some(v) = cell(&record, *i) {
+                            mark_suppressed(
+                                *kind,
+                                v,
+                                &digests,
+                                &index,
+                                &mut self.matcher,
+                                &mut out,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn patterns() {
+        assert!(glob("contacts-*.csv", "contacts-2025.csv"));
+        assert!(glob("contacts-*.csv", "contacts-.csv"));
+        assert!(!glob("contacts-*.csv", "contacts-2025.csv.bak"));
+        assert!(glob("list-??.csv", "list-01.csv"));
+        assert!(!glob("list-??.csv", "list-1.csv"));
+        assert!(glob("*", "anything"));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b*c", "aXXbYY"));
+    }
+}
