@@ -292,6 +292,53 @@ pub enum StoreConfig {
     Mysql(SqlConfig),
     /// A folder of CSV contact lists.
     Csv(CsvConfig),
+    /// A callback service reached over its REST API.
+    #[serde(rename = "callback-http")]
+    CallbackHttp(CallbackHttpConfig),
+}
+
+/// A `type = "callback-http"` store: a callback service's REST API (see [`crate::stores::callback_http`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackHttpConfig {
+    /// The API's base URL, `https://callbacks.example.com/api/v1`.
+    pub base_url: String,
+    /// File holding the bearer token (its first line).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Seconds one call may take (default 10).
+    #[serde(default = "default_connect_timeout")]
+    pub timeout_seconds: u64,
+    /// Retries of a call that failed on the network, `429` or `5xx` (default 3).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The first retry's delay in milliseconds, doubled for each next one (default 200).
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay_ms: u64,
+    /// Customer numbers asked in one listing call (default 50).
+    #[serde(default = "default_numbers_per_request")]
+    pub numbers_per_request: usize,
+    /// The callback field holding the account id that a request's `accountid` must equal.
+    #[serde(default)]
+    pub account_field: Option<String>,
+    /// How the service's customer numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_retry_delay() -> u64 {
+    200
+}
+
+fn default_numbers_per_request() -> usize {
+    50
 }
 
 /// A `type = "csv"` store: contact-list files in a folder, each mapped like a table by a file-name pattern.
@@ -322,6 +369,7 @@ impl StoreConfig {
             StoreConfig::Sqlite(s) => &s.tables,
             StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.tables,
             StoreConfig::Csv(c) => &c.files,
+            StoreConfig::CallbackHttp(_) => &[],
         }
     }
 
@@ -331,6 +379,7 @@ impl StoreConfig {
             StoreConfig::Sqlite(s) => &s.phones,
             StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.phones,
             StoreConfig::Csv(c) => &c.phones,
+            StoreConfig::CallbackHttp(c) => &c.phones,
         }
     }
 }
@@ -610,6 +659,7 @@ impl Config {
                     s.files_root = s.files_root.as_deref().map(resolve);
                 }
                 StoreConfig::Csv(c) => c.folder = resolve(&c.folder),
+                StoreConfig::CallbackHttp(c) => c.token_file = c.token_file.as_deref().map(resolve),
                 StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => {
                     s.files_root = s.files_root.as_deref().map(resolve);
                     s.password_file = s.password_file.as_deref().map(resolve);
@@ -702,8 +752,26 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
             StoreConfig::Csv(_) => Names::FilePatterns,
             _ => Names::Identifiers,
         };
+        if let StoreConfig::CallbackHttp(c) = store {
+            let scheme = c.base_url.starts_with("http://") || c.base_url.starts_with("https://");
+            if !scheme {
+                return Err(format!(
+                    "store {name:?}: base_url must start with http:// or https://"
+                ));
+            }
+            if c.token_file.is_some() && c.token_env.is_some() {
+                return Err(format!(
+                    "store {name:?}: set token_file or token_env, not both"
+                ));
+            }
+            if c.timeout_seconds == 0 {
+                return Err(format!("store {name:?}: timeout_seconds must be positive"));
+            }
+            continue;
+        }
         validate_tables(name, store.tables(), store.phones(), names)?;
         match store {
+            StoreConfig::CallbackHttp(_) => {}
             StoreConfig::Csv(c) => validate_csv(name, c)?,
             StoreConfig::Sqlite(s) => {
                 if let Some(t) = s.tables.iter().find(|t| !t.normalised.is_empty()) {

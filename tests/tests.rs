@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod callbacks;
 mod cli;
 mod durability;
 mod export;

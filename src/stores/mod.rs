@@ -4,6 +4,7 @@
 //! The trait is small: [`Store::forget`] and [`Store::export`], plus a health [`Store::check`]. Stores are
 //! chosen by the `type` of their config ([`crate::config::StoreConfig`]) and built by [`open`].
 
+pub mod callback_http;
 pub mod csv;
 pub mod mask;
 pub mod matching;
@@ -35,6 +36,9 @@ pub enum StoreError {
     /// A database server refused a statement. The text holds no stored values.
     #[error("database error: {0}")]
     Server(String),
+    /// A service behind a store refused or failed an operation; the text names what and why.
+    #[error("{0}")]
+    Service(String),
     /// The database server cannot be reached, or the connection broke; a later try reconnects.
     #[error("{0}")]
     Unavailable(String),
@@ -171,6 +175,7 @@ pub fn open(name: &str, config: &StoreConfig) -> Result<Box<dyn Store>, StoreErr
         StoreConfig::Postgres(c) => Ok(Box::new(sql::SqlStore::<postgres::PgConn>::new(name, c))),
         StoreConfig::Mysql(c) => Ok(Box::new(sql::SqlStore::<mysql::MyConn>::new(name, c))),
         StoreConfig::Csv(c) => Ok(Box::new(csv::CsvStore::open(name, c)?)),
+        StoreConfig::CallbackHttp(c) => Ok(Box::new(callback_http::CallbackStore::open(name, c)?)),
     }
 }
 
@@ -184,7 +189,7 @@ pub type TableRows = (String, Vec<String>, Vec<Vec<Option<String>>>);
 /// [`StoreError`]; a `sqlite` config is a [`StoreError::Mapping`].
 pub fn load_demo(config: &StoreConfig, ddl: &str, tables: &[TableRows]) -> Result<(), StoreError> {
     match config {
-        StoreConfig::Sqlite(_) | StoreConfig::Csv(_) => Err(StoreError::Mapping(
+        StoreConfig::Sqlite(_) | StoreConfig::Csv(_) | StoreConfig::CallbackHttp(_) => Err(StoreError::Mapping(
             "the demo loader fills database servers; sqlite demo databases are made by create_database".into(),
         )),
         StoreConfig::Postgres(c) => sql::load_demo::<postgres::PgConn>(c, ddl, tables),

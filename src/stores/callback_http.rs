@@ -1,0 +1,405 @@
+//! The `callback-http` store: callbacks kept by a callback service (seed 000, Genesys Callback), reached over its
+//! REST API. A forget deletes a customer's callbacks; those a dialer may be working on (`PROCESSING`, `QUEUED`,
+//! `ROUTING`) are cancelled first, the cancel confirmed, and then deleted. An export lists them.
+//!
+//! The API gdprd speaks (paths under `base_url`):
+//!
+//! | call | answer |
+//! |---|---|
+//! | `GET /callbacks?customer_number=+17815551212&customer_number=…` | `200`, a JSON array of callback objects, each with at least `id`, `customer_number`, `state` |
+//! | `POST /callbacks/{id}/cancel` | `200` once cancelled; `409` when the state does not allow it |
+//! | `GET /callbacks/{id}` | `200` and the callback, or `404` |
+//! | `DELETE /callbacks/{id}` | `200`/`204`, `404` when already gone, `409` when the state does not allow it |
+//!
+//! Every call carries `Authorization: Bearer <token>` when a token is configured, and is retried on a broken
+//! connection, `429` and `5xx`, with exponential backoff.
+
+use super::matching::Matcher;
+use super::{key_index, Batch, ExportSink, Found, Store, StoreError};
+use crate::config::CallbackHttpConfig;
+use crate::requests::DeviceKind;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// States in which a callback is deleted at once.
+const DELETABLE: [&str; 3] = ["SCHEDULED", "COMPLETED", "CANCELLED"];
+/// States in which a dialer may be working on a callback: cancelled first.
+const IN_FLIGHT: [&str; 3] = ["PROCESSING", "QUEUED", "ROUTING"];
+
+/// A callback service.
+pub struct CallbackStore {
+    name: String,
+    config: CallbackHttpConfig,
+    agent: ureq::Agent,
+    token: Option<String>,
+    matcher: Matcher,
+}
+
+/// One callback the service returned, with the targets it answers.
+struct Found1 {
+    id: String,
+    state: String,
+    fields: serde_json::Map<String, Value>,
+    targets: Vec<usize>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl CallbackStore {
+    /// A store for the service at `config.base_url`; nothing is called until it is used.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the token cannot be read.
+    pub fn open(name: &str, config: &CallbackHttpConfig) -> Result<CallbackStore, StoreError> {
+        let token = match (&config.token_file, &config.token_env) {
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot read token_file {}: {e}",
+                            file.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                StoreError::Unavailable(format!("environment variable {var} is not set"))
+            })?),
+            (None, None) => None,
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(config.timeout_seconds)))
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .build()
+            .into();
+        Ok(CallbackStore {
+            name: name.to_owned(),
+            config: config.clone(),
+            agent,
+            token,
+            matcher: Matcher::new(config.phones.clone()),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url.trim_end_matches('/'))
+    }
+
+    /// Sends a request, retrying a broken connection, `429` and `5xx` with exponential backoff; returns the
+    /// status and the body parsed as JSON (`Null` when empty or not JSON).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(u16, Value), StoreError> {
+        let url = self.url(path);
+        let mut delay = Duration::from_millis(self.config.retry_delay_ms);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match method {
+                "GET" => {
+                    let mut r = self.agent.get(&url);
+                    for (k, v) in query {
+                        r = r.query(*k, *v);
+                    }
+                    if let Some(t) = &self.token {
+                        r = r.header("Authorization", &format!("Bearer {t}"));
+                    }
+                    r.call()
+                }
+                "DELETE" => {
+                    let mut r = self.agent.delete(&url);
+                    if let Some(t) = &self.token {
+                        r = r.header("Authorization", &format!("Bearer {t}"));
+                    }
+                    r.call()
+                }
+                _ => {
+                    let mut r = self.agent.post(&url);
+                    if let Some(t) = &self.token {
+                        r = r.header("Authorization", &format!("Bearer {t}"));
+                    }
+                    r.send_empty()
+                }
+            };
+            let retry = match result {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    if status != 429 && status < 500 {
+                        let body = response.body_mut().read_to_string().unwrap_or_default();
+                        return Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)));
+                    }
+                    format!("{method} {path}: HTTP {status}")
+                }
+                Err(e) => format!("{method} {path}: {e}"),
+            };
+            if attempt > self.config.retries {
+                return Err(StoreError::Unavailable(format!(
+                    "callback service: {retry} (after {attempt} tries)"
+                )));
+            }
+            tracing::debug!(store = %self.name, attempt, "callback service call failed; retrying");
+            std::thread::sleep(delay);
+            delay = delay.saturating_mul(2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The callbacks of the batch's phones, each with the targets it answers.
+    fn find(&mut self, batch: &Batch) -> Result<Vec<Found1>, StoreError> {
+        let index = key_index(batch);
+        self.matcher.set_wanted(index.keys().cloned().collect());
+        let numbers: BTreeSet<String> = batch
+            .targets
+            .iter()
+            .filter(|t| t.kind == DeviceKind::Phone)
+            .filter_map(|t| t.key.strip_prefix("p:").map(|d| format!("+{d}")))
+            .collect();
+        let numbers: Vec<String> = numbers.into_iter().collect();
+        let mut out: Vec<Found1> = Vec::new();
+        for chunk in numbers.chunks(self.config.numbers_per_request.max(1)) {
+            let query: Vec<(&str, &str)> = chunk
+                .iter()
+                .map(|n| ("customer_number", n.as_str()))
+                .collect();
+            let (status, body) = self.call("GET", "/callbacks", &query)?;
+            if status != 200 {
+                return Err(StoreError::Service(format!(
+                    "callback service: GET /callbacks answered HTTP {status}"
+                )));
+            }
+            let Value::Array(items) = body else {
+                return Err(StoreError::Service(
+                    "callback service: GET /callbacks did not answer a JSON array".into(),
+                ));
+            };
+            for item in items {
+                let Value::Object(fields) = item else {
+                    continue;
+                };
+                let id = fields.get("id").map(text).unwrap_or_default();
+                if id.is_empty() || out.iter().any(|f| f.id == id) {
+                    continue;
+                }
+                let number = fields.get("customer_number").map(text).unwrap_or_default();
+                // The service's own matching is not trusted: the callback must match by gdprd's rules.
+                let Some(key) = self.matcher.find(DeviceKind::Phone, &number) else {
+                    continue;
+                };
+                let account = self
+                    .config
+                    .account_field
+                    .as_deref()
+                    .and_then(|f| fields.get(f))
+                    .map(text);
+                let targets: Vec<usize> = index
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&t| {
+                        let scope = &batch.scopes[batch.targets[t].scope];
+                        account.is_none()
+                            || scope.accountid.is_none()
+                            || account.as_deref() == scope.accountid.as_deref()
+                    })
+                    .collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                out.push(Found1 {
+                    id,
+                    state: fields.get("state").map(text).unwrap_or_default(),
+                    fields,
+                    targets,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The state of callback `id` now (`None` when it is gone).
+    fn state(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let (status, body) = self.call("GET", &format!("/callbacks/{}", encode(id)), &[])?;
+        match status {
+            404 => Ok(None),
+            200 => Ok(Some(body.get("state").map(text).unwrap_or_default())),
+            other => Err(StoreError::Service(format!(
+                "callback service: GET /callbacks/{{id}} answered HTTP {other}"
+            ))),
+        }
+    }
+
+    /// Cancels an in-flight callback and waits until the service says it is cancelled.
+    fn cancel(&self, callback: &Found1) -> Result<(), String> {
+        let path = format!("/callbacks/{}/cancel", encode(&callback.id));
+        let refused = |state: &str| {
+            format!(
+                "callback {} could not be cancelled (state {state})",
+                callback.id
+            )
+        };
+        match self.call("POST", &path, &[]) {
+            Ok((200..=299, _)) => {}
+            Ok((404, _)) => return Ok(()),
+            Ok((_, body)) => {
+                let state = body
+                    .get("state")
+                    .map(text)
+                    .unwrap_or_else(|| callback.state.clone());
+                return Err(refused(&state));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut delay = Duration::from_millis(self.config.retry_delay_ms);
+        for _ in 0..=self.config.retries {
+            match self.state(&callback.id) {
+                Ok(None) => return Ok(()),
+                Ok(Some(s)) if s == "CANCELLED" => return Ok(()),
+                Ok(Some(_)) | Err(_) => {}
+            }
+            std::thread::sleep(delay);
+            delay = delay.saturating_mul(2);
+        }
+        let now = self
+            .state(&callback.id)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "unknown".into());
+        Err(format!(
+            "callback {} was not confirmed cancelled (state {now})",
+            callback.id
+        ))
+    }
+
+    fn delete(&self, callback: &Found1) -> Result<(), String> {
+        match self.call(
+            "DELETE",
+            &format!("/callbacks/{}", encode(&callback.id)),
+            &[],
+        ) {
+            Ok((200..=299 | 404, _)) => Ok(()),
+            Ok((status, body)) => Err(format!(
+                "callback {} could not be deleted (HTTP {status}, state {})",
+                callback.id,
+                body.get("state")
+                    .map(text)
+                    .unwrap_or_else(|| callback.state.clone())
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A callback id as one path segment.
+fn encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Store for CallbackStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&mut self) -> Result<Vec<String>, StoreError> {
+        // A number nobody has: the service answers, with an empty list.
+        let (status, body) =
+            self.call("GET", "/callbacks", &[("customer_number", "+10000000000")])?;
+        if status != 200 || !body.is_array() {
+            return Err(StoreError::Service(format!(
+                "callback service: GET /callbacks answered HTTP {status}, not a JSON array"
+            )));
+        }
+        Ok(Vec::new())
+    }
+
+    fn forget(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        let callbacks = self.find(batch)?;
+        let mut found = vec![0u64; batch.targets.len()];
+        for c in &callbacks {
+            for &t in &c.targets {
+                found[t] += 1;
+            }
+        }
+        planned(&found)?;
+        let mut failures = Vec::new();
+        for c in &callbacks {
+            let done = if IN_FLIGHT.contains(&c.state.as_str()) {
+                self.cancel(c).and_then(|()| self.delete(c))
+            } else if DELETABLE.contains(&c.state.as_str()) {
+                // It may have moved on since it was listed: a refused delete of a callback now in flight is
+                // cancelled and deleted.
+                self.delete(c).or_else(|first| match self.state(&c.id) {
+                    Ok(Some(s)) if IN_FLIGHT.contains(&s.as_str()) => {
+                        self.cancel(c).and_then(|()| self.delete(c))
+                    }
+                    _ => Err(first),
+                })
+            } else {
+                self.delete(c)
+            };
+            if let Err(e) = done {
+                tracing::warn!(store = %self.name, "a callback could not be forgotten");
+                failures.push(e);
+            }
+        }
+        if failures.is_empty() {
+            Ok(found)
+        } else {
+            Err(StoreError::Service(failures.join("; ")))
+        }
+    }
+
+    fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
+        let callbacks = self.find(batch)?;
+        let mut found = vec![0u64; batch.targets.len()];
+        if callbacks.is_empty() {
+            return Ok(found);
+        }
+        let mut columns: Vec<String> = vec!["id".into(), "customer_number".into(), "state".into()];
+        let others: BTreeSet<&String> = callbacks
+            .iter()
+            .flat_map(|c| c.fields.keys())
+            .filter(|k| !columns.contains(k))
+            .collect();
+        columns.extend(others.into_iter().cloned());
+        sink.table(&self.name, "callbacks", &columns)?;
+        for c in &callbacks {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|k| c.fields.get(k).map(text).unwrap_or_default())
+                .collect();
+            for &t in &c.targets {
+                found[t] += 1;
+                sink.row(t, &cells)?;
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,330 @@
+//! The `callback-http` store against a small callback service that the test starts on loopback: callbacks kept in
+//! memory, states that change under the forget, a service whose own number matching is sloppy, refusals and
+//! outages.
+
+use crate::harness::{responses, seed_forget, today, Demo};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+const TOKEN: &str = "callback-test-token";
+
+#[derive(Debug, Clone)]
+struct Callback {
+    number: String,
+    state: String,
+    tenant: String,
+}
+
+#[derive(Default)]
+struct State {
+    callbacks: BTreeMap<String, Callback>,
+    /// What the service was asked to do, in order: `cancel c2`, `delete c2`, `list`…
+    log: Vec<String>,
+    /// Callbacks that move to a new state right after the first listing.
+    move_after_list: Vec<(String, String)>,
+    /// Callbacks whose cancel the service refuses.
+    uncancellable: Vec<String>,
+    /// Requests still to answer with 503.
+    fail_next: usize,
+}
+
+/// The callback service; stops when dropped.
+struct Service {
+    url: String,
+    state: Arc<Mutex<State>>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+impl Service {
+    fn start(callbacks: &[(&str, &str, &str)]) -> Service {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        {
+            let mut s = state.lock().expect("lock");
+            for (id, number, st) in callbacks {
+                s.callbacks.insert(
+                    (*id).to_owned(),
+                    Callback {
+                        number: (*number).to_owned(),
+                        state: (*st).to_owned(),
+                        tenant: "30003748347".into(),
+                    },
+                );
+            }
+        }
+        let (srv, st) = (Arc::clone(&server), Arc::clone(&state));
+        std::thread::spawn(move || {
+            for request in srv.incoming_requests() {
+                let (status, body) = answer(&st, &request);
+                let response = tiny_http::Response::from_string(body.to_string())
+                    .with_status_code(status)
+                    .with_header(
+                        "Content-Type: application/json"
+                            .parse::<tiny_http::Header>()
+                            .expect("header"),
+                    );
+                let _ = request.respond(response);
+            }
+        });
+        Service {
+            url: format!("http://127.0.0.1:{port}/api/v1"),
+            state,
+            server,
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state.lock().expect("lock"));
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("lock")
+            .callbacks
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.state.lock().expect("lock").log.clone()
+    }
+}
+
+fn view(id: &str, c: &Callback) -> Value {
+    json!({"id": id, "customer_number": c.number, "state": c.state, "tenant": c.tenant, "desired_time": "2026-01-02T10:00:00Z"})
+}
+
+fn answer(state: &Mutex<State>, request: &tiny_http::Request) -> (u16, Value) {
+    let mut s = state.lock().expect("lock");
+    let auth = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_owned());
+    if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+        return (401, json!({"error": "unauthorized"}));
+    }
+    if s.fail_next > 0 {
+        s.fail_next -= 1;
+        return (503, json!({"error": "busy"}));
+    }
+    let url = request.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (request.method().as_str(), segments.as_slice()) {
+        ("GET", ["callbacks"]) => {
+            s.log.push("list".into());
+            let wanted: Vec<String> = query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("customer_number="))
+                .map(|v| digits(&v.replace("%2B", "+")))
+                .collect();
+            // Sloppy on purpose: the last seven digits decide, as some services do.
+            let tail = |d: &str| d[d.len().saturating_sub(7)..].to_owned();
+            let found: Vec<Value> = s
+                .callbacks
+                .iter()
+                .filter(|(_, c)| wanted.iter().any(|w| tail(w) == tail(&digits(&c.number))))
+                .map(|(id, c)| view(id, c))
+                .collect();
+            for (id, new) in std::mem::take(&mut s.move_after_list) {
+                if let Some(c) = s.callbacks.get_mut(&id) {
+                    c.state = new;
+                }
+            }
+            (200, Value::Array(found))
+        }
+        ("GET", ["callbacks", id]) => match s.callbacks.get(*id) {
+            Some(c) => (200, view(id, c)),
+            None => (404, json!({"error": "not found"})),
+        },
+        ("POST", ["callbacks", id, "cancel"]) => {
+            let id = (*id).to_owned();
+            s.log.push(format!("cancel {id}"));
+            let refuse = s.uncancellable.contains(&id);
+            match s.callbacks.get_mut(&id) {
+                None => (404, json!({"error": "not found"})),
+                Some(c)
+                    if refuse
+                        || !["PROCESSING", "QUEUED", "ROUTING"].contains(&c.state.as_str()) =>
+                {
+                    (409, json!({"state": c.state}))
+                }
+                Some(c) => {
+                    c.state = "CANCELLED".into();
+                    (200, json!({"state": "CANCELLED"}))
+                }
+            }
+        }
+        ("DELETE", ["callbacks", id]) => {
+            let id = (*id).to_owned();
+            s.log.push(format!("delete {id}"));
+            match s.callbacks.get(&id).map(|c| c.state.clone()) {
+                None => (404, json!({"error": "not found"})),
+                Some(st) if ["SCHEDULED", "COMPLETED", "CANCELLED"].contains(&st.as_str()) => {
+                    s.callbacks.remove(&id);
+                    (204, Value::Null)
+                }
+                Some(st) => (409, json!({"state": st})),
+            }
+        }
+        _ => (404, json!({"error": "no such route"})),
+    }
+}
+
+/// A demo whose account also uses the callback service at `service`.
+fn demo_with(service: &Service) -> Demo {
+    let url = service.url.clone();
+    let demo = Demo::new(20, move |c| {
+        c.replace(
+            "stores = [\"demo\", \"lists\"]",
+            "stores = [\"demo\", \"lists\", \"callbacks\"]",
+        ) + &format!(
+            "\n[stores.callbacks]\ntype = \"callback-http\"\nbase_url = \"{url}\"\ntoken_file = \"callback.token\"\nretry_delay_ms = 20\naccount_field = \"tenant\"\n\n[stores.callbacks.phones]\ndefault_country_code = \"1\"\n"
+        )
+    });
+    std::fs::write(demo.dir.path().join("callback.token"), format!("{TOKEN}\n")).expect("token");
+    demo
+}
+
+fn sample_callbacks() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("c1", "7815551212", "SCHEDULED"),
+        ("c2", "+17815551212", "QUEUED"),
+        ("c3", "(617) 555-1212", "PROCESSING"),
+        ("c4", "+1 781 555 1313", "COMPLETED"),
+        // Not the sample's: the service's sloppy matching returns it for 781 555 1212; gdprd must not touch it.
+        ("c5", "+1 415 555 1212", "SCHEDULED"),
+        ("c6", "+44 20 7946 0000", "QUEUED"),
+    ]
+}
+
+#[test]
+fn forget_deletes_the_callbacks_cancelling_in_flight_ones_first_and_export_lists_them() {
+    let service = Service::start(&sample_callbacks());
+    // c2 moves on while the forget runs: listed QUEUED, ROUTING by the time it is cancelled.
+    service.with(|s| s.move_after_list = vec![("c2".into(), "ROUTING".into())]);
+    let demo = demo_with(&service);
+    let _daemon = demo.start();
+
+    let export = std::fs::read(crate::harness::fixture("requests/seed-export.json")).expect("seed");
+    demo.submit(&format!("export-{}_120000.json", today()), &export);
+    demo.result_json(&format!("export-{}_120000-execution-log.json", today()));
+    let archive = demo.wait_result(&format!("export-{}_120000-archive.zip", today()));
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(archive).expect("zip")).expect("zip");
+    let mut csv = String::new();
+    std::io::Read::read_to_string(
+        &mut zip
+            .by_name("callbacks/callbacks.csv")
+            .expect("callbacks.csv"),
+        &mut csv,
+    )
+    .expect("read");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("request_case,device_type,device,id,customer_number,state"),
+        "{csv}"
+    );
+    for id in ["c1", "c2", "c3", "c4"] {
+        assert!(csv.contains(&format!(",{id},")), "{id} exported: {csv}");
+    }
+    assert!(!csv.contains(",c5,") && !csv.contains(",c6,"), "{csv}");
+    assert_eq!(service.ids().len(), 6, "an export changes nothing");
+
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter().filter(|r| *r == "SUCCESS").count(),
+        11,
+        "{got:?}"
+    );
+    assert_eq!(
+        service.ids(),
+        ["c5", "c6"],
+        "the sample's callbacks are gone, the others stay"
+    );
+    let ops = service.log();
+    let at = |op: &str| {
+        ops.iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("{op} in {ops:?}"))
+    };
+    assert!(at("cancel c2") < at("delete c2"), "{ops:?}");
+    assert!(at("cancel c3") < at("delete c3"), "{ops:?}");
+    assert!(
+        !ops.contains(&"cancel c1".to_owned()) && !ops.contains(&"cancel c4".to_owned()),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.iter().any(|o| o.ends_with("c5")),
+        "never acted on what gdprd does not match: {ops:?}"
+    );
+}
+
+#[test]
+fn a_callback_that_cannot_be_cancelled_is_an_error_naming_its_state_and_the_other_stores_still_run()
+{
+    let service = Service::start(&sample_callbacks());
+    service.with(|s| {
+        s.uncancellable = vec!["c3".into()];
+        // The first calls find the service busy: retried with backoff.
+        s.fail_next = 2;
+    });
+    let demo = demo_with(&service);
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let got = responses(&log);
+    let want =
+        "ERROR: store \"callbacks\" failed: callback c3 could not be cancelled (state PROCESSING)";
+    assert_eq!(
+        got.iter().filter(|r| r.starts_with(want)).count(),
+        11,
+        "{got:?}"
+    );
+    assert_eq!(
+        demo.sample_email_rows(),
+        0,
+        "the database store still forgot"
+    );
+    assert_eq!(
+        service.ids(),
+        ["c3", "c5", "c6"],
+        "the others were deleted all the same"
+    );
+}
+
+#[test]
+fn a_callback_service_that_is_down_makes_its_store_unavailable() {
+    let service = Service::start(&sample_callbacks());
+    service.with(|s| s.fail_next = 1000);
+    let demo = demo_with(&service);
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.starts_with("ERROR: store \"callbacks\" unavailable: callback service: GET /callbacks: HTTP 503"))
+            .count(),
+        11,
+        "{got:?}"
+    );
+    assert_eq!(service.ids().len(), 6);
+}
