@@ -209,7 +209,7 @@ fn sample_callbacks() -> Vec<(&'static str, &'static str, &'static str)> {
         ("c3", "(617) 555-1212", "PROCESSING"),
         ("c4", "+1 781 555 1313", "COMPLETED"),
         // Not the sample's: the service's sloppy matching returns it for 781 555 1212; gdprd must not touch it.
-        ("c5", "+1 415 555 1212", "SCHEDULED"),
+        ("c5", "+1 (415) 555-12-12", "SCHEDULED"),
         ("c6", "+44 20 7946 0000", "QUEUED"),
     ]
 }
@@ -327,4 +327,107 @@ fn a_callback_service_that_is_down_makes_its_store_unavailable() {
         "{got:?}"
     );
     assert_eq!(service.ids().len(), 6);
+}
+
+/// Everything a store holds, as bytes: the database file and its WAL, every contact list, the callback service.
+fn raw_contents(demo: &Demo, service: &Service) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in ["demo.db", "demo.db-wal"] {
+        if let Ok(bytes) = std::fs::read(demo.dir.path().join(name)) {
+            out.push((name.to_owned(), bytes));
+        }
+    }
+    for entry in std::fs::read_dir(demo.dir.path().join("lists")).expect("lists") {
+        let path = entry.expect("entry").path();
+        out.push((
+            path.display().to_string(),
+            std::fs::read(&path).expect("list"),
+        ));
+    }
+    let callbacks = format!("{:?}", service.state.lock().expect("lock").callbacks);
+    out.push(("callback service".into(), callbacks.into_bytes()));
+    out
+}
+
+#[test]
+fn forgetting_the_sample_everywhere_leaves_no_store_holding_it_in_clear() {
+    let service = Service::start(&sample_callbacks());
+    let demo = demo_with(&service);
+    // The seed's devices for every tenant (no accountid) and every shortcode in the demo.
+    let shortcodes: Vec<String> = demo
+        .db()
+        .prepare("SELECT DISTINCT shortcode FROM sms_message")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut body: Value = serde_json::from_slice(&seed_forget()).expect("seed");
+    for request in body["requests"].as_array_mut().expect("requests") {
+        let r = request.as_object_mut().expect("request");
+        r.remove("accountid");
+        r.insert("shortcodes".into(), json!(shortcodes));
+    }
+    // In clear, before: the sample is in every kind of store.
+    let needles = [
+        "test@test.com",
+        "genesys@genesys.com",
+        "test2@test.com",
+        "genesys2@genesys.com",
+        "10.10.10.10",
+        "11.11.11.11",
+        "10.10.10.11",
+        "11.11.11.12",
+        "555-1212",
+        "5551212",
+        "555 1212",
+        "555.1212",
+        // 617 555 1313 is the request's malformed device: not forgotten, so not looked for.
+        "555-1313",
+        "7815551313",
+        "781 555 1313",
+        "555.1313",
+    ];
+    let found = |contents: &[(String, Vec<u8>)]| -> Vec<String> {
+        let mut hits = Vec::new();
+        for (name, bytes) in contents {
+            let text = String::from_utf8_lossy(bytes).to_lowercase();
+            for needle in needles {
+                if text.contains(needle) {
+                    hits.push(format!("{needle} in {name}"));
+                }
+            }
+        }
+        hits
+    };
+    let before = found(&raw_contents(&demo, &service));
+    for store in ["demo.db", "lists", "callback service"] {
+        assert!(
+            before.iter().any(|h| h.contains(store)),
+            "{store} holds the sample before: {before:?}"
+        );
+    }
+
+    let mut daemon = demo.start();
+    demo.submit(
+        &format!("forget-{}_120000.json", today()),
+        &serde_json::to_vec(&body).expect("json"),
+    );
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    assert_eq!(
+        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
+        11
+    );
+    demo.wait_submit_empty();
+    daemon.signal("TERM");
+    daemon.wait_exit(std::time::Duration::from_secs(20));
+
+    let after = found(&raw_contents(&demo, &service));
+    assert!(after.is_empty(), "still in clear: {after:?}");
+    // The suppression list still suppresses them.
+    let (code, text) = crate::store_depth::suppressed(
+        &demo,
+        &["email:test@test.com", "email:genesys2@genesys.com"],
+    );
+    assert_eq!(code, 0, "{text}");
 }

@@ -87,6 +87,8 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(config.busy_timeout_seconds))?;
+        // What a forget deletes or overwrites is zeroed in the file, not left in free space.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         let matcher = Arc::new(Mutex::new(Matcher::new(config.phones.clone())));
         let shared = Arc::clone(&matcher);
         conn.create_scalar_function("gdprd_match", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
@@ -406,6 +408,16 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
+        if found.iter().any(|n| *n > 0) {
+            // In WAL mode the old pages stay in the database file until a checkpoint copies the new ones over
+            // them, and earlier WAL frames may hold old values: copy now and empty the WAL.
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy != 0 {
+                tracing::warn!(store = %self.name, "another connection holds the database: old page images stay in its WAL until the next checkpoint");
+            }
+        }
         Ok(found)
     }
 
