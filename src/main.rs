@@ -138,27 +138,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             config,
             account,
             devices,
-        } => {
-            let config = Config::load(&config)?;
-            let parsed = devices
-                .iter()
-                .map(|d| {
-                    gdprd::suppression::parse_device(d).map_err(|e| anyhow::anyhow!("{d:?}: {e}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let answers = gdprd::suppression::suppressed(&config, &account, &parsed)?;
-            for (device, hit) in devices.iter().zip(&answers) {
-                println!(
-                    "{}\t{device}",
-                    if *hit { "suppressed" } else { "not suppressed" }
-                );
-            }
-            Ok(if answers.iter().all(|h| *h) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        } => suppressed(&config, &account, &devices),
         Command::HostKey { config } => {
             let config = Config::load(&config)?;
             let key = sftp_server::load_or_create_host_key(&config.state_dir)?;
@@ -455,6 +435,35 @@ fn demo_db_server(
         files.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gdprd suppressed`: exit 0 when every device is suppressed, 1 when one is not, 2 when the question could
+/// not be answered.
+fn suppressed(config: &Path, account: &str, devices: &[String]) -> Result<ExitCode> {
+    let answers = (|| -> Result<Vec<bool>> {
+        let config = Config::load(config)?;
+        let parsed = devices
+            .iter()
+            .map(|d| gdprd::suppression::parse_device(d).map_err(|e| anyhow::anyhow!("{d:?}: {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(gdprd::suppression::suppressed(&config, account, &parsed)?)
+    })();
+    let answers = match answers {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gdprd: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for (device, hit) in devices.iter().zip(&answers) {
+        let verdict = if *hit { "suppressed" } else { "not suppressed" };
+        println!("{verdict}\t{device}");
+    }
+    Ok(if answers.iter().all(|h| *h) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn check_config(path: &Path) -> Result<ExitCode> {
