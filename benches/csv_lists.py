@@ -36,7 +36,7 @@ BYTES_PER_ROW = 64  # about, for sizing
 GENERATE = r"""
 BEGIN { print "%s"; split("30003748347 30003748348 40004000400", acct, " ") }
 {
-  i = $1; d = 2000000000 + (i * 7) %% 1000000000; s = sprintf("%%d", d)
+  i = $1; d = 2000000000 + (i * 7) %% 1000000000; s = sprintf("%%.0f", d)
   if (i %% 2 == 0) p = "(" substr(s, 1, 3) ") " substr(s, 4, 3) "-" substr(s, 7)
   else p = substr(s, 1, 3) "." substr(s, 4, 3) "." substr(s, 7)
   printf "L3,%%s,Ada,Lovelace,%%s,user%%d@example.com,yes\n", acct[i %% 3 + 1], p, i
