@@ -141,6 +141,22 @@ fn sample_phone_queries(digits: impl Fn(&str) -> String) -> Vec<(String, String)
     .collect()
 }
 
+/// `gdprd check-config` on the demo's config: (success, stdout).
+fn check_config(demo: &Demo) -> (bool, String) {
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Replaces `from` by `to` in the demo's config.
+fn edit_config(demo: &Demo, from: &str, to: &str) {
+    let config = std::fs::read_to_string(&demo.config).expect("config");
+    assert!(config.contains(from), "{from} is in the config");
+    std::fs::write(&demo.config, config.replace(from, to)).expect("write");
+}
+
 /// A demo whose store is `store_toml` (the fixture's `[stores.demo]` sections, edited by `edit`).
 fn demo_with_store(rows: u64, store_toml: String) -> Demo {
     Demo::new(rows, move |text| {
@@ -402,9 +418,8 @@ fn check_config_names_device_columns_without_an_index() {
         return;
     };
     let (demo, schema) = postgres_demo(&url, |s| s);
-    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = check_config(&demo);
+    assert!(ok, "{text}");
     assert!(!text.contains("WARNING"), "all indexed, yet: {text}");
 
     load_postgres(
@@ -413,9 +428,8 @@ fn check_config_names_device_columns_without_an_index() {
         &schema.name,
         &["--rows", "300", "--no-indexes"],
     );
-    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "warnings are not errors: {text}");
+    let (ok, text) = check_config(&demo);
+    assert!(ok, "warnings are not errors: {text}");
     assert!(
         text.contains("table \"contact_list\", column \"phone\": no usable index")
             && text.contains(
@@ -430,15 +444,9 @@ fn check_config_names_device_columns_without_an_index() {
     );
 
     // A mapping that does not fit the schema is an error, with the column named.
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        config.replace("\"agent_notes\"", "\"agent_note\""),
-    )
-    .expect("write");
-    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!out.status.success());
+    edit_config(&demo, "\"agent_notes\"", "\"agent_note\"");
+    let (ok, text) = check_config(&demo);
+    assert!(!ok);
     assert!(
         text.contains("table \"contact_attempt\" has no column \"agent_note\""),
         "{text}"
@@ -453,9 +461,8 @@ fn mysql_check_config_warns_about_a_phone_without_a_normalised_column() {
     let (demo, _db) = mysql_demo(&url, |s| {
         s.replace("normalised = { dialed_number = \"dialed_digits\" }\n", "")
     });
-    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = check_config(&demo);
+    assert!(ok, "{text}");
     assert_eq!(text.matches("WARNING").count(), 1, "{text}");
     assert!(
         text.contains("table \"contact_attempt\", column \"dialed_number\": no usable index"),
@@ -470,22 +477,15 @@ fn postgres_tls_require_connects_and_verify_full_checks_the_certificate() {
     };
     let (demo, _schema) =
         postgres_demo(&url, |s| s.replace("tls = \"prefer\"", "tls = \"require\""));
-    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (ok, text) = check_config(&demo);
     assert!(
-        out.status.success() && text.contains("store demo: OK"),
+        ok && text.contains("store demo: OK"),
         "the server must offer TLS for this test: {text}"
     );
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        config.replace("tls = \"require\"", "tls = \"verify-full\""),
-    )
-    .expect("write");
-    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    edit_config(&demo, "tls = \"require\"", "tls = \"verify-full\"");
+    let (ok, text) = check_config(&demo);
     assert!(
-        !out.status.success(),
+        !ok,
         "a self-signed server certificate must not pass verify-full: {text}"
     );
     assert!(text.contains("store demo: ERROR: cannot connect"), "{text}");
@@ -651,15 +651,11 @@ fn postgres_sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
         return;
     };
     let (demo, schema) = postgres_demo_rows(&url, DEVICES + 500, |s| s);
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        config.replace(
-            "[intake]",
-            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        ),
-    )
-    .expect("write");
+    edit_config(
+        &demo,
+        "[intake]",
+        &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
+    );
     let name = format!("forget-{}_020000.json", today());
     let mut daemon = interrupt(&demo, &name, "KILL");
     daemon.wait_exit(Duration::from_secs(10));
