@@ -162,7 +162,7 @@ impl CallbackStore {
     /// The callbacks of the batch's phones, each with the targets it answers.
     fn find(&mut self, batch: &Batch) -> Result<Vec<Found1>, StoreError> {
         let index = key_index(batch);
-        self.matcher.set_wanted(index.keys().cloned().collect());
+        self.matcher.set_wanted(index.keys().cloned());
         let numbers: BTreeSet<String> = batch
             .targets
             .iter()

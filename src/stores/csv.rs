@@ -195,7 +195,7 @@ impl CsvStore {
 
     fn prepare(&mut self, batch: &Batch) -> HashMap<String, Vec<usize>> {
         let index = key_index(batch);
-        self.matcher.set_wanted(index.keys().cloned().collect());
+        self.matcher.set_wanted(index.keys().cloned());
         index
     }
 

@@ -4,7 +4,7 @@
 
 use crate::config::PhoneConfig;
 use crate::requests::DeviceKind;
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::net::IpAddr;
 
 /// The keys a stored value could stand for, in [`crate::requests::Device::match_key`] form, most likely first.
@@ -75,7 +75,11 @@ impl Scratch {
         match kind {
             DeviceKind::Email => {
                 key.push_str("e:");
-                key.extend(s.chars().flat_map(char::to_lowercase));
+                if s.is_ascii() {
+                    key.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+                } else {
+                    key.extend(s.chars().flat_map(char::to_lowercase));
+                }
                 f(key)
             }
             DeviceKind::Ipaddr => {
@@ -93,7 +97,7 @@ impl Scratch {
             DeviceKind::Phone => {
                 let digits = &mut self.digits;
                 digits.clear();
-                digits.extend(s.chars().filter(char::is_ascii_digit));
+                digits.extend(s.bytes().filter(u8::is_ascii_digit).map(char::from));
                 if digits.is_empty() {
                     return false;
                 }
@@ -133,7 +137,7 @@ impl Scratch {
 #[derive(Debug, Default)]
 pub struct Matcher {
     phones: PhoneConfig,
-    wanted: HashSet<String>,
+    wanted: FxHashSet<String>,
     scratch: Scratch,
 }
 
@@ -147,8 +151,8 @@ impl Matcher {
     }
 
     /// Replaces the keys wanted.
-    pub fn set_wanted(&mut self, wanted: HashSet<String>) {
-        self.wanted = wanted;
+    pub fn set_wanted(&mut self, wanted: impl IntoIterator<Item = String>) {
+        self.wanted = wanted.into_iter().collect();
     }
 
     /// The first key of `stored` that is wanted.
@@ -169,6 +173,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use crate::requests::Device;
     use proptest::prelude::*;
 
@@ -231,13 +236,13 @@ mod tests {
     #[test]
     fn emails_and_ips() {
         let mut m = Matcher::new(us());
-        m.set_wanted([key(DeviceKind::Email, "test@test.com")].into());
+        m.set_wanted([key(DeviceKind::Email, "test@test.com")]);
         assert_eq!(
             m.find(DeviceKind::Email, " TEST@Test.COM ").as_deref(),
             Some("e:test@test.com")
         );
         assert!(m.find(DeviceKind::Email, "test@test.co").is_none());
-        m.set_wanted([key(DeviceKind::Ipaddr, "2001:db8::1")].into());
+        m.set_wanted([key(DeviceKind::Ipaddr, "2001:db8::1")]);
         assert!(m.find(DeviceKind::Ipaddr, "2001:DB8:0:0:0:0:0:1").is_some());
         assert!(
             m.find(DeviceKind::Email, " TEST@Test.COM ").is_none(),

@@ -505,7 +505,7 @@ impl<B: Backend> SqlStore<B> {
                 .or_default()
                 .extend(sql_candidates(&t.key, &self.config.phones));
         }
-        self.matcher.set_wanted(index.keys().cloned().collect());
+        self.matcher.set_wanted(index.keys().cloned());
         self.digests = batch
             .targets
             .iter()

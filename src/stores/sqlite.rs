@@ -145,7 +145,7 @@ impl SqliteStore {
         self.matcher
             .lock()
             .map_err(|_| StoreError::Mapping("match state poisoned".into()))?
-            .set_wanted(index.keys().cloned().collect());
+            .set_wanted(index.keys().cloned());
         Ok(index)
     }
 }
