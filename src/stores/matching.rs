@@ -173,9 +173,9 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use crate::requests::Device;
     use proptest::prelude::*;
+    use std::collections::HashSet;
 
     fn us() -> PhoneConfig {
         PhoneConfig {
