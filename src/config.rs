@@ -244,6 +244,9 @@ pub struct AccountConfig {
     /// Login for the embedded SFTP server (`transport = "sftp-server"`); the login name is the account name.
     #[serde(default)]
     pub sftp: Option<SftpAccountConfig>,
+    /// The server an `sftp-remote` account's folders live on.
+    #[serde(default)]
+    pub remote: Option<RemoteConfig>,
 }
 
 fn default_timezone() -> String {
@@ -278,6 +281,63 @@ pub enum Transport {
     Local,
     /// gdprd's embedded SFTP server serves `root`; the folder is also watched like `local`.
     SftpServer,
+    /// gdprd logs into another SFTP server (`[accounts.remote]`) and works its drop folders; `root` is the local
+    /// staging folder the files pass through.
+    SftpRemote,
+}
+
+/// `[accounts.remote]`: the SFTP server an `sftp-remote` account's folders live on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 22).
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Login name.
+    pub user: String,
+    /// Private key file (OpenSSH format, unencrypted).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// File holding the password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The folder on the server holding `GDPR_Submit` and `GDPR_Result` (default: the login folder).
+    #[serde(default = "default_remote_path")]
+    pub path: String,
+    /// An OpenSSH `known_hosts` file naming the server's key.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// The server key's SHA-256 fingerprint, as `ssh-keygen -lf` prints it (`SHA256:…`).
+    #[serde(default)]
+    pub host_key_fingerprint: Option<String>,
+    /// Seconds between two listings of `GDPR_Submit` (default 30). A file is taken once its size and time are
+    /// the same in two listings.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    /// Seconds to wait for the connection and login (default 20).
+    #[serde(default = "default_remote_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_remote_path() -> String {
+    ".".into()
+}
+
+fn default_poll() -> u64 {
+    30
+}
+
+fn default_remote_timeout() -> u64 {
+    20
 }
 
 /// `[stores.NAME]`: one place where personal data lives, selected by `type`.
@@ -644,6 +704,11 @@ impl Config {
         };
         for account in &mut config.accounts {
             account.root = resolve(&account.root);
+            if let Some(r) = account.remote.as_mut() {
+                r.key_file = r.key_file.as_deref().map(resolve);
+                r.password_file = r.password_file.as_deref().map(resolve);
+                r.known_hosts = r.known_hosts.as_deref().map(resolve);
+            }
             if let Some(file) = account
                 .sftp
                 .as_mut()
@@ -730,6 +795,7 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
         if a.transport == Transport::SftpServer {
             validate_sftp_account(a)?;
         }
+        validate_remote_account(a)?;
         if a.stores.is_empty() {
             return Err(format!(
                 "account {:?}: stores is empty: name at least one store",
@@ -783,6 +849,49 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
             }
             StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => validate_sql(name, store, s)?,
         }
+    }
+    Ok(())
+}
+
+fn validate_remote_account(a: &AccountConfig) -> Result<(), String> {
+    let at = format!("account {:?}", a.name);
+    let Some(r) = &a.remote else {
+        return match a.transport {
+            Transport::SftpRemote => Err(format!(
+                "{at}: transport \"sftp-remote\" needs [accounts.remote] with host, user and a key or password"
+            )),
+            _ => Ok(()),
+        };
+    };
+    if a.transport != Transport::SftpRemote {
+        return Err(format!(
+            "{at}: [accounts.remote] is for transport = \"sftp-remote\""
+        ));
+    }
+    if r.key_file.is_none() && r.password_file.is_none() && r.password_env.is_none() {
+        return Err(format!(
+            "{at}: [accounts.remote] needs key_file, password_file or password_env"
+        ));
+    }
+    if r.known_hosts.is_none() && r.host_key_fingerprint.is_none() {
+        return Err(format!(
+            "{at}: [accounts.remote] needs known_hosts or host_key_fingerprint: gdprd never logs in to a server it cannot recognise"
+        ));
+    }
+    if let Some(fp) = &r.host_key_fingerprint {
+        if !fp.starts_with("SHA256:") {
+            return Err(format!(
+                "{at}: host_key_fingerprint is SHA256:… as ssh-keygen -lf prints it"
+            ));
+        }
+    }
+    if r.poll_seconds == 0 || r.timeout_seconds == 0 {
+        return Err(format!(
+            "{at}: poll_seconds and timeout_seconds must be positive"
+        ));
+    }
+    if r.host.is_empty() || r.user.is_empty() {
+        return Err(format!("{at}: host and user must not be empty"));
     }
     Ok(())
 }

@@ -4,10 +4,11 @@
 //! [`run`] a shutdown future: on it, intake stops (the SFTP server first gives open sessions their grace period),
 //! the file in progress stops at its next journal checkpoint, and `run` returns once the worker has drained.
 
+use crate::config::Transport;
 use crate::config::{AccountConfig, Config};
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::retention;
-use crate::transports::{local, sftp_server, Job};
+use crate::transports::{local, sftp_remote, sftp_server, Job};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -150,6 +151,13 @@ pub async fn run(
             .map_err(|_| DaemonError::Worker)
     };
     if options.once {
+        if config
+            .accounts
+            .iter()
+            .any(|a| a.transport == Transport::SftpRemote)
+        {
+            info!("--once works the local staging folders; remote SFTP accounts are polled by the running daemon");
+        }
         rescan(&config, Duration::ZERO, &tx);
         drop(tx);
         return join().await;
@@ -170,6 +178,20 @@ pub async fn run(
     } else {
         None
     };
+    let remotes: Vec<_> = config
+        .accounts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.transport == Transport::SftpRemote)
+        .map(|(i, _)| {
+            tokio::spawn(sftp_remote::run(
+                Arc::clone(&config),
+                i,
+                tx.clone(),
+                sftp_stop.subscribe(),
+            ))
+        })
+        .collect();
     info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
     let settle = Duration::from_secs(config.intake.settle_seconds);
     let every = Duration::from_secs(config.intake.rescan_seconds);
@@ -209,6 +231,9 @@ pub async fn run(
     let _ = sftp_stop.send(true);
     if let Some(server) = sftp {
         let _ = server.await;
+    }
+    for remote in remotes {
+        let _ = remote.await;
     }
     stop.store(true, Ordering::SeqCst);
     drop(watcher);

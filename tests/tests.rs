@@ -10,5 +10,6 @@ mod export;
 mod forget;
 mod intake;
 mod sftp;
+mod sftp_remote;
 mod store_depth;
 mod stores_sql;

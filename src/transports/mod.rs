@@ -3,6 +3,7 @@
 //! [`sftp_server`] (gdprd's own SFTP server, whose folders are watched the same way).
 
 pub mod local;
+pub mod sftp_remote;
 pub mod sftp_server;
 
 use std::ffi::OsString;

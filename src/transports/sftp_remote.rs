@@ -1,0 +1,554 @@
+//! The `sftp-remote` transport: the account's folders live on another SFTP server (OpenSSH, a managed
+//! file-transfer appliance, a cloud gateway), and gdprd is the client (russh + russh-sftp). The account's local
+//! `root` is a staging folder: files pass through it and the engine works on it exactly as for `local`.
+//!
+//! One task per account keeps one SSH connection and, over it:
+//! - lists the remote `GDPR_Submit` every `poll_seconds` and takes a file once its size and time are the same in
+//!   two listings: downloaded beside the local `GDPR_Submit` under a hidden name, its size checked, synced and
+//!   renamed in, then handed to the engine;
+//! - every quarter second, uploads new local results into the remote `GDPR_Result` under a hidden name and
+//!   renames them into place (the archive before the execution log), and, once every result of a submission is
+//!   there, removes the submission from the remote `GDPR_Submit`;
+//! - removes remote results whose local copy retention has deleted.
+//!
+//! What was downloaded and uploaded is recorded in `STATE/remote/ACCOUNT.json` before each step takes effect,
+//! so that after a dropped connection, a server restart or gdprd killed at any point, each file is executed
+//! once and has one result: a name recorded as downloaded is never fetched again. A lost connection is retried
+//! with capped exponential backoff and jitter; each account has its own task, so one server's outage never
+//! blocks another account.
+
+use super::Job;
+use crate::config::{AccountConfig, Config, RemoteConfig};
+use crate::requests::name::{is_in_progress, stem};
+use crate::results::{atomic, log as names};
+use rand::Rng;
+use russh::client;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
+use russh_sftp::client::SftpSession;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How often local results are looked for between two listings.
+const RESULT_TICK: Duration = Duration::from_millis(250);
+/// The longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Where a downloaded name stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Fetch {
+    /// Being downloaded: it is in the local `GDPR_Submit` only if the rename happened.
+    Downloading,
+    /// In the local `GDPR_Submit` (or already executed).
+    Downloaded,
+}
+
+/// What has crossed the connection, persisted in the state folder.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Record {
+    /// Remote submissions taken, by name.
+    downloaded: BTreeMap<String, Fetch>,
+    /// Results uploaded, by name, with their size.
+    uploaded: BTreeMap<String, u64>,
+}
+
+/// One account's link to its server.
+struct Link {
+    account_index: usize,
+    account: AccountConfig,
+    remote: RemoteConfig,
+    state_file: PathBuf,
+    record: Record,
+    cap: u64,
+    jobs: UnboundedSender<Job>,
+}
+
+/// The server key check: a `known_hosts` file or a pinned fingerprint.
+struct Client {
+    remote: RemoteConfig,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(fingerprint.clone());
+        }
+        if let Some(pinned) = &self.remote.host_key_fingerprint {
+            return Ok(*pinned == fingerprint);
+        }
+        Ok(match &self.remote.known_hosts {
+            Some(path) => russh::keys::known_hosts::check_known_hosts_path(
+                &self.remote.host,
+                self.remote.port,
+                key,
+                path,
+            )
+            .unwrap_or(false),
+            None => false,
+        })
+    }
+}
+
+/// An open SSH connection with its SFTP session.
+struct Session {
+    _handle: client::Handle<Client>,
+    sftp: SftpSession,
+}
+
+fn secret(remote: &RemoteConfig) -> Result<Option<String>, String> {
+    if let Some(file) = &remote.password_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read password_file {}: {e}", file.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+    }
+    if let Some(var) = &remote.password_env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("environment variable {var} is not set"));
+    }
+    Ok(None)
+}
+
+async fn connect(remote: &RemoteConfig) -> Result<Session, String> {
+    let seen = Arc::new(Mutex::new(None));
+    let client = Client {
+        remote: remote.clone(),
+        seen: Arc::clone(&seen),
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: Some(Duration::from_secs(remote.timeout_seconds.max(60))),
+        keepalive_interval: Some(Duration::from_secs(15)),
+        ..Default::default()
+    });
+    let timeout = Duration::from_secs(remote.timeout_seconds);
+    let connecting = client::connect(config, (remote.host.as_str(), remote.port), client);
+    let mut handle = match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => return Err("timed out connecting".into()),
+        Ok(Ok(h)) => h,
+        Ok(Err(russh::Error::UnknownKey)) => {
+            let fp = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+            return Err(format!(
+                "the server's host key {fp} is not the one configured (known_hosts or host_key_fingerprint): refusing to log in; if the key was changed on purpose, pin the new fingerprint"
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+    };
+    let user = remote.user.clone();
+    let authenticated = if let Some(key_file) = &remote.key_file {
+        let key = russh::keys::load_secret_key(key_file, None)
+            .map_err(|e| format!("cannot read key_file {}: {e}", key_file.display()))?;
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| e.to_string())?
+            .flatten();
+        handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|e| e.to_string())?
+            .success()
+    } else {
+        let password = secret(remote)?.unwrap_or_default();
+        handle
+            .authenticate_password(user, password)
+            .await
+            .map_err(|e| e.to_string())?
+            .success()
+    };
+    if !authenticated {
+        return Err(format!("the server refused the login of {:?}", remote.user));
+    }
+    let channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| format!("cannot open a channel: {e}"))?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| format!("the server has no sftp subsystem: {e}"))?;
+    let sftp = SftpSession::new(channel.into_stream())
+        .await
+        .map_err(|e| format!("cannot start SFTP: {e}"))?;
+    sftp.set_timeout(remote.timeout_seconds.max(30));
+    Ok(Session {
+        _handle: handle,
+        sftp,
+    })
+}
+
+fn remote_join(base: &str, name: &str) -> String {
+    format!("{}/{name}", base.trim_end_matches('/'))
+}
+
+/// The result names a submission can have.
+fn results_of(name: &str) -> [String; 4] {
+    let s = stem(name);
+    [
+        names::log_name(s),
+        names::archive_name(s),
+        names::rejected_name(s),
+        names::rejected_name(name),
+    ]
+}
+
+impl Link {
+    fn save(&self) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(&self.record).map_err(|e| e.to_string())?;
+        let (dir, name) = (
+            self.state_file.parent().unwrap_or(Path::new(".")),
+            self.state_file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        atomic::write(dir, &name, &bytes)
+            .map(|_| ())
+            .map_err(|e| format!("cannot record the transfer state: {e}"))
+    }
+
+    fn local_results(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = std::fs::read_dir(self.account.result_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let meta = e.metadata().ok()?;
+                (meta.is_file() && !is_in_progress(&name)).then_some((name, meta.len()))
+            })
+            .collect();
+        // Archives before execution logs: when a customer sees the log, the archive is there.
+        out.sort_by_key(|(n, _)| (n.ends_with("-execution-log.json"), n.clone()));
+        out
+    }
+
+    /// Lists the remote `GDPR_Submit` and downloads what has been stable since the last listing.
+    async fn take_new(
+        &mut self,
+        session: &Session,
+        seen: &mut HashMap<String, (u64, u32)>,
+    ) -> Result<(), String> {
+        let submit = remote_join(&self.remote.path, "GDPR_Submit");
+        let listing = session
+            .sftp
+            .read_dir(submit.clone())
+            .await
+            .map_err(|e| format!("cannot list {submit}: {e}"))?;
+        let mut now: HashMap<String, (u64, u32)> = HashMap::new();
+        for entry in listing {
+            let name = entry.file_name();
+            let meta = entry.metadata();
+            if is_in_progress(&name) || meta.is_dir() || self.record.downloaded.contains_key(&name)
+            {
+                continue;
+            }
+            now.insert(name, (meta.size.unwrap_or(0), meta.mtime.unwrap_or(0)));
+        }
+        let mut stable: Vec<String> = now
+            .iter()
+            .filter(|(n, v)| seen.get(*n) == Some(*v))
+            .map(|(n, _)| n.clone())
+            .collect();
+        stable.sort();
+        *seen = now;
+        for name in stable {
+            let size = seen.get(&name).map_or(0, |v| v.0);
+            self.download(session, &submit, &name, size).await?;
+        }
+        Ok(())
+    }
+
+    async fn download(
+        &mut self,
+        session: &Session,
+        submit: &str,
+        name: &str,
+        size: u64,
+    ) -> Result<(), String> {
+        self.record
+            .downloaded
+            .insert(name.to_owned(), Fetch::Downloading);
+        self.save()?;
+        let local_dir = self.account.submit_dir();
+        let temp = local_dir.join(format!(".{name}.gdprd-download"));
+        let copied = async {
+            let mut remote = session
+                .sftp
+                .open(remote_join(submit, name))
+                .await
+                .map_err(|e| format!("cannot open {name}: {e}"))?;
+            let mut local = tokio::fs::File::create(&temp)
+                .await
+                .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+            // At most one byte over the size limit: the engine refuses a file that is too large, with a notice.
+            let mut limited = tokio::io::AsyncReadExt::take(&mut remote, self.cap + 1);
+            let n = tokio::io::copy(&mut limited, &mut local)
+                .await
+                .map_err(|e| format!("download of {name} broke off: {e}"))?;
+            local
+                .sync_all()
+                .await
+                .map_err(|e| format!("cannot sync {}: {e}", temp.display()))?;
+            Ok::<u64, String>(n)
+        }
+        .await;
+        let n = match copied {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                self.record.downloaded.remove(name);
+                self.save()?;
+                return Err(e);
+            }
+        };
+        if n != size && n <= self.cap {
+            // It changed while it was read: taken again once it is stable.
+            let _ = std::fs::remove_file(&temp);
+            self.record.downloaded.remove(name);
+            self.save()?;
+            warn!(account = %self.account.name, file = name, "a remote file changed during its download; it is taken when it is stable");
+            return Ok(());
+        }
+        std::fs::rename(&temp, local_dir.join(name))
+            .and_then(|()| atomic::sync_dir(&local_dir))
+            .map_err(|e| format!("cannot move {name} into GDPR_Submit: {e}"))?;
+        self.record
+            .downloaded
+            .insert(name.to_owned(), Fetch::Downloaded);
+        self.save()?;
+        info!(account = %self.account.name, file = name, bytes = n, "downloaded from the remote GDPR_Submit");
+        let _ = self.jobs.send(Job {
+            account: self.account_index,
+            name: name.into(),
+        });
+        Ok(())
+    }
+
+    /// Uploads local results not yet on the server, removes what retention deleted locally, and removes the
+    /// remote submissions whose results are all in place.
+    async fn deliver(&mut self, session: &Session) -> Result<(), String> {
+        let result_dir = remote_join(&self.remote.path, "GDPR_Result");
+        let local = self.local_results();
+        for (name, size) in &local {
+            if self.record.uploaded.get(name) == Some(size) {
+                continue;
+            }
+            let path = self.account.result_dir().join(name);
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let temp = remote_join(&result_dir, &format!(".{name}.gdprd-part"));
+            let target = remote_join(&result_dir, name);
+            let upload = async {
+                let mut file = session
+                    .sftp
+                    .create(temp.clone())
+                    .await
+                    .map_err(|e| format!("cannot create {temp}: {e}"))?;
+                file.write_all(&bytes)
+                    .await
+                    .map_err(|e| format!("upload of {name} broke off: {e}"))?;
+                file.shutdown()
+                    .await
+                    .map_err(|e| format!("upload of {name} broke off: {e}"))?;
+                if session
+                    .sftp
+                    .rename(temp.clone(), target.clone())
+                    .await
+                    .is_err()
+                {
+                    // Some servers refuse to rename onto an existing name (a retried upload).
+                    let _ = session.sftp.remove_file(target.clone()).await;
+                    session
+                        .sftp
+                        .rename(temp.clone(), target.clone())
+                        .await
+                        .map_err(|e| format!("cannot rename {name} into GDPR_Result: {e}"))?;
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            if let Err(e) = upload {
+                let _ = session.sftp.remove_file(temp).await;
+                return Err(e);
+            }
+            self.record.uploaded.insert(name.clone(), *size);
+            self.save()?;
+            info!(account = %self.account.name, file = %name, "result uploaded to the remote GDPR_Result");
+        }
+        let gone: Vec<String> = self
+            .record
+            .uploaded
+            .keys()
+            .filter(|n| !local.iter().any(|(l, _)| l == *n))
+            .cloned()
+            .collect();
+        for name in gone {
+            match session
+                .sftp
+                .remove_file(remote_join(&result_dir, &name))
+                .await
+            {
+                Ok(()) => {}
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile => {}
+                Err(e) => return Err(format!("cannot remove the expired result {name}: {e}")),
+            }
+            self.record.uploaded.remove(&name);
+            self.save()?;
+        }
+        self.finish(session, &local).await
+    }
+
+    async fn finish(&mut self, session: &Session, local: &[(String, u64)]) -> Result<(), String> {
+        let submit = remote_join(&self.remote.path, "GDPR_Submit");
+        let taken: Vec<(String, Fetch)> = self
+            .record
+            .downloaded
+            .iter()
+            .map(|(n, f)| (n.clone(), *f))
+            .collect();
+        for (name, fetch) in taken {
+            if self.account.submit_dir().join(&name).exists() {
+                continue;
+            }
+            let results: Vec<&String> = results_of(&name)
+                .iter()
+                .filter_map(|r| local.iter().find(|(l, _)| l == r).map(|(l, _)| l))
+                .collect();
+            if results.is_empty() {
+                if fetch == Fetch::Downloading {
+                    // Killed before the rename: the engine never saw it; fetch it again.
+                    self.record.downloaded.remove(&name);
+                    self.save()?;
+                }
+                continue;
+            }
+            let delivered = results
+                .iter()
+                .all(|r| self.record.uploaded.contains_key(*r));
+            if !delivered {
+                continue;
+            }
+            match session.sftp.remove_file(remote_join(&submit, &name)).await {
+                Ok(()) => {}
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot remove {name} from the remote GDPR_Submit: {e}"
+                    ))
+                }
+            }
+            self.record.downloaded.remove(&name);
+            self.save()?;
+            info!(account = %self.account.name, file = %name, "submission removed from the remote GDPR_Submit");
+        }
+        Ok(())
+    }
+
+    /// Works the account over one connection until it breaks (an error) or `stop` says so (`Ok`).
+    async fn work(
+        &mut self,
+        session: &Session,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let poll = Duration::from_secs(self.remote.poll_seconds);
+        let mut seen = HashMap::new();
+        let mut next_listing = Instant::now();
+        loop {
+            if Instant::now() >= next_listing {
+                self.take_new(session, &mut seen).await?;
+                next_listing = Instant::now() + poll;
+            }
+            self.deliver(session).await?;
+            tokio::select! {
+                () = tokio::time::sleep(RESULT_TICK) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Runs `config.accounts[index]`'s link until `stop` turns true.
+pub async fn run(
+    config: Arc<Config>,
+    index: usize,
+    jobs: UnboundedSender<Job>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(account) = config.accounts.get(index).cloned() else {
+        return;
+    };
+    let Some(remote) = account.remote.clone() else {
+        return;
+    };
+    let state_dir = config.state_dir.join("remote");
+    if let Err(e) = std::fs::create_dir_all(&state_dir) {
+        warn!(account = %account.name, error = %e, "cannot create the remote transfer state folder");
+        return;
+    }
+    let state_file = state_dir.join(format!("{}.json", account.name));
+    let record = std::fs::read(&state_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut link = Link {
+        account_index: index,
+        account,
+        remote,
+        state_file,
+        record,
+        cap: config.limits.max_file_bytes,
+        jobs,
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let outcome = match connect(&link.remote).await {
+            Ok(session) => {
+                info!(account = %link.account.name, host = %link.remote.host, "connected to the remote SFTP server");
+                backoff = Duration::from_secs(1);
+                let r = link.work(&session, &mut stop).await;
+                let _ = session.sftp.close().await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(account = %link.account.name, error = %e, retry_in = ?backoff, "remote SFTP account: will reconnect")
+            }
+        }
+        let jitter =
+            Duration::from_millis(rand::rng().random_range(0..=backoff.as_millis() as u64 / 2));
+        tokio::select! {
+            () = tokio::time::sleep(backoff + jitter) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
