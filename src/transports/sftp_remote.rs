@@ -4,8 +4,9 @@
 //!
 //! One task per account keeps one SSH connection and, over it:
 //! - lists the remote `GDPR_Submit` every `poll_seconds` and takes a file once its size and time are the same in
-//!   two listings: downloaded beside the local `GDPR_Submit` under a hidden name, its size checked, synced and
-//!   renamed in, then handed to the engine;
+//!   two listings (a new file is listed again after the settle time, `intake.settle_seconds`, rather than a
+//!   whole poll later): downloaded beside the local `GDPR_Submit` under a hidden name, its size checked, synced
+//!   and renamed in, then handed to the engine;
 //! - every quarter second, uploads new local results into the remote `GDPR_Result` under a hidden name and
 //!   renames them into place (the archive before the execution log), and, once every result of a submission is
 //!   there, removes the submission from the remote `GDPR_Submit`;
@@ -67,6 +68,7 @@ struct Link {
     state_file: PathBuf,
     record: Record,
     cap: u64,
+    settle: Duration,
     jobs: UnboundedSender<Job>,
 }
 
@@ -239,12 +241,13 @@ impl Link {
         out
     }
 
-    /// Lists the remote `GDPR_Submit` and downloads what has been stable since the last listing.
+    /// Lists the remote `GDPR_Submit` and downloads what has been stable since the last listing; returns
+    /// whether files are waiting to be seen unchanged once more.
     async fn take_new(
         &mut self,
         session: &Session,
         seen: &mut HashMap<String, (u64, u32)>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let submit = remote_join(&self.remote.path, "GDPR_Submit");
         let listing = session
             .sftp
@@ -267,12 +270,13 @@ impl Link {
             .map(|(n, _)| n.clone())
             .collect();
         stable.sort();
+        let waiting = now.len() > stable.len();
         *seen = now;
         for name in stable {
             let size = seen.get(&name).map_or(0, |v| v.0);
             self.download(session, &submit, &name, size).await?;
         }
-        Ok(())
+        Ok(waiting)
     }
 
     async fn download(
@@ -471,12 +475,14 @@ impl Link {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         let poll = Duration::from_secs(self.remote.poll_seconds);
+        // A file seen for the first time is looked at again after the settle time, not a whole poll later.
+        let settle = self.settle.clamp(Duration::from_secs(1), poll);
         let mut seen = HashMap::new();
         let mut next_listing = Instant::now();
         loop {
             if Instant::now() >= next_listing {
-                self.take_new(session, &mut seen).await?;
-                next_listing = Instant::now() + poll;
+                let waiting = self.take_new(session, &mut seen).await?;
+                next_listing = Instant::now() + if waiting { settle } else { poll };
             }
             self.deliver(session).await?;
             tokio::select! {
@@ -520,6 +526,7 @@ pub async fn run(
         state_file,
         record,
         cap: config.limits.max_file_bytes,
+        settle: Duration::from_secs(config.intake.settle_seconds),
         jobs,
     };
     let mut backoff = Duration::from_secs(1);
