@@ -1188,6 +1188,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn remote_accounts_are_checked() {
+        let remote = DEMO
+            .replace("transport = \"sftp-server\"", "transport = \"sftp-remote\"")
+            .replace(
+                "[accounts.sftp]",
+                "[accounts.remote]\nhost = \"sftp.example.com\"\nuser = \"gdpr\"\nkey_file = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n\n[accounts.sftp]",
+            );
+        // [accounts.sftp] is for the embedded server only: drop it for a remote account.
+        let at = remote.find("[accounts.sftp]").expect("sftp");
+        let end = at + remote[at..].find("\n\n").expect("end");
+        let remote = format!("{}{}", &remote[..at], &remote[end..]);
+        let c = load(&remote).expect("remote account");
+        let r = c.accounts[0].remote.as_ref().expect("remote");
+        assert_eq!((r.port, r.poll_seconds, r.path.as_str()), (22, 30, "."));
+        assert_eq!(
+            r.key_file.as_deref(),
+            Some(Path::new("/etc/gdprd/id_ed25519"))
+        );
+        let cases = [
+            (remote.replace("known_hosts = \"known_hosts\"\n", ""), "never logs in to a server it cannot recognise"),
+            (remote.replace("key_file = \"id_ed25519\"\n", ""), "needs key_file, password_file or password_env"),
+            (remote.replace("known_hosts = \"known_hosts\"", "host_key_fingerprint = \"MD5:ab\""), "SHA256:"),
+            (remote.replace("transport = \"sftp-remote\"", "transport = \"local\""), "[accounts.remote] is for transport"),
+            (remote.replace("[accounts.remote]\nhost = \"sftp.example.com\"\nuser = \"gdpr\"\nkey_file = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n", ""), "needs [accounts.remote]"),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+    }
+
     fn err(text: &str) -> String {
         load(text).expect_err("should be refused").to_string()
     }
