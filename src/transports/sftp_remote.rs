@@ -355,18 +355,19 @@ impl Link {
                 continue;
             }
             let path = self.account.result_dir().join(name);
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let temp = remote_join(&result_dir, &format!(".{name}.gdprd-part"));
             let target = remote_join(&result_dir, name);
             let upload = async {
+                // Streamed: an export archive can be large.
+                let mut local = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 let mut file = session
                     .sftp
                     .create(temp.clone())
                     .await
                     .map_err(|e| format!("cannot create {temp}: {e}"))?;
-                file.write_all(&bytes)
+                tokio::io::copy(&mut local, &mut file)
                     .await
                     .map_err(|e| format!("upload of {name} broke off: {e}"))?;
                 file.shutdown()
