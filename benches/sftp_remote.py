@@ -8,7 +8,7 @@ loopback port with its own config and keys, never the system's) and runs as a us
     python3 benches/sftp_remote.py                       # poll 30 s (the default) and 1 s, 20 files each, then 500
     python3 benches/sftp_remote.py --runs 5 --binary target/release/gdprd
 
-Each latency sample drops one forget file (the seed's sample, a new name each time) into the remote GDPR_Submit as
+Each latency sample waits a random part of the poll interval, then drops one forget file (the seed's sample, a new name each time) into the remote GDPR_Submit as
 an upload would (written under a temporary name, renamed), and waits until `<stem>-execution-log.json` appears in
 the remote GDPR_Result. gdprd's settle time is the default (2 s): a new file is listed again 2 s after it is first
 seen, so the latency is about (time to the next listing) + 2 s + the work. The baseline in the same run is the
@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -145,6 +146,8 @@ def main():
             gdprd = start_gdprd(binary, work, port, fp, poll)
             samples = []
             for _ in range(args.runs):
+                # Files arrive at any moment of the poll cycle, not just after the last result.
+                time.sleep(random.uniform(0, poll))
                 counter += 1
                 stem = f"forget-{today}_{counter:06d}"
                 t0 = time.monotonic()
