@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod requests;
 pub mod results;
 pub mod retention;
+pub mod status;
 pub mod stores;
 pub mod suppression;
 pub mod transports;

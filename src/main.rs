@@ -70,6 +70,22 @@ enum Command {
         #[arg(long, default_value_t = 2222)]
         sftp_port: u16,
     },
+    /// For care engineers: the files received, their state, per-file counts and where the result is. Reads
+    /// the ledger read-only; safe while the daemon runs.
+    Status {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// How far back: `7d`, `12h`, `30m`.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask whether suppression lists hold devices (in clear, or as the keyed hash a forget leaves). Exit status
     /// 0 when every device is suppressed, 1 when one is not.
     Suppressed {
@@ -134,6 +150,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             files,
         } => validate(config.as_deref(), account.as_deref(), &files),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Status {
+            config,
+            account,
+            since,
+            json,
+        } => status(&config, account.as_deref(), &since, json),
         Command::Suppressed {
             config,
             account,
@@ -434,6 +456,49 @@ fn demo_db_server(
         "loaded {total} rows ({rows} filler contacts) into {where_}; recordings in {}",
         files.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gdprd status`.
+fn status(config: &Path, account: Option<&str>, since: &str, json: bool) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    let back = gdprd::status::parse_since(since).map_err(|e| anyhow::anyhow!("--since {e}"))?;
+    let from = (chrono::Utc::now() - back).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let files = gdprd::status::files(&config, account, &from)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&files)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<12} {:<34} {:<10} {:>7} {:>9} {:>6}  RESULT / DETAIL",
+        "RECEIVED", "ACCOUNT", "FILE", "STATE", "SUCCESS", "NOT FOUND", "ERROR"
+    );
+    for f in &files {
+        let place = f
+            .results
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let detail = match (&f.detail, place.is_empty()) {
+            (Some(d), true) => d.clone(),
+            (Some(d), false) => format!("{place} ({d})"),
+            (None, _) => place,
+        };
+        println!(
+            "{:<24} {:<12} {:<34} {:<10} {:>7} {:>9} {:>6}  {detail}",
+            f.received_at.as_deref().unwrap_or("-"),
+            f.account,
+            f.name,
+            f.state,
+            f.success,
+            f.not_found,
+            f.errors
+        );
+    }
+    if files.is_empty() {
+        println!("no file received since {from}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -162,6 +162,15 @@ impl Demo {
         });
     }
 
+    /// Waits until `GDPR_Submit` holds only `kept` (a file waiting for its date).
+    pub fn wait_submit_empty_but(&self, kept: &str) {
+        wait_until(
+            Duration::from_secs(10),
+            "GDPR_Submit to hold only the waiting file",
+            || self.submitted() == [kept],
+        );
+    }
+
     /// Names in `GDPR_Submit` (sorted).
     pub fn submitted(&self) -> Vec<String> {
         names(&self.submit)

@@ -11,5 +11,6 @@ mod forget;
 mod intake;
 mod sftp;
 mod sftp_remote;
+mod status;
 mod store_depth;
 mod stores_sql;

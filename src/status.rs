@@ -1,0 +1,194 @@
+//! `gdprd status`: what care engineers need to answer "did my request go through?". It reads the ledger
+//! read-only (safe while the daemon runs: the ledger is in WAL mode) and the accounts' folders: every file
+//! received, its state (waiting for its date, processing, done, rejected and why), its per-contact counts and
+//! where its result is. It shows no device: the ledger holds responses, never the devices themselves.
+
+use crate::config::Config;
+use crate::requests::{admit_name, Admission};
+use crate::results::log as names;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// One file as a care engineer sees it.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    /// The account.
+    pub account: String,
+    /// The file name.
+    pub name: String,
+    /// `waiting`, `processing`, `done` or `rejected`.
+    pub state: String,
+    /// Why it was refused or rejected, or the date it waits for.
+    pub detail: Option<String>,
+    /// When it was taken (RFC 3339, UTC); none while waiting.
+    pub received_at: Option<String>,
+    /// When its result was written.
+    pub finished_at: Option<String>,
+    /// Contacts answered `SUCCESS`.
+    pub success: u64,
+    /// Contacts answered `SUCCESS: not found`.
+    pub not_found: u64,
+    /// Contacts answered `ERROR: …`.
+    pub errors: u64,
+    /// The result files in place.
+    pub results: Vec<PathBuf>,
+}
+
+/// Why the status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The ledger could not be read.
+    #[error("cannot read the ledger in the state folder: {0}")]
+    Ledger(#[from] rusqlite::Error),
+    /// No such account.
+    #[error("no account {0:?} in the config")]
+    UnknownAccount(String),
+}
+
+/// The files of `account` (or every account) received since `since` (RFC 3339), newest first, then those
+/// waiting in `GDPR_Submit` for their date.
+///
+/// # Errors
+/// [`StatusError`].
+pub fn files(
+    config: &Config,
+    account: Option<&str>,
+    since: &str,
+) -> Result<Vec<FileStatus>, StatusError> {
+    if let Some(a) = account {
+        if config.account(a).is_none() {
+            return Err(StatusError::UnknownAccount(a.to_owned()));
+        }
+    }
+    let mut out = Vec::new();
+    let ledger = config.state_dir.join("ledger.db");
+    if ledger.exists() {
+        let conn = Connection::open_with_flags(
+            &ledger,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut stmt = conn.prepare(
+            "SELECT f.account, f.name, f.state, f.error, f.received_at, f.finished_at,
+                    sum(c.response = 'SUCCESS'), sum(c.response = 'SUCCESS: not found'),
+                    sum(c.response LIKE 'ERROR%')
+             FROM files f LEFT JOIN contacts c ON c.file_id = f.id
+             WHERE f.received_at >= ?1 AND (?2 IS NULL OR f.account = ?2)
+             GROUP BY f.id ORDER BY f.received_at DESC, f.id DESC",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![since, account], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+                r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+            ))
+        })?;
+        for row in rows {
+            let (acct, name, state, error, received, finished, ok, nf, err) = row?;
+            let results = config
+                .account(&acct)
+                .map(|a| {
+                    let stem = crate::requests::name::stem(&name);
+                    [
+                        names::log_name(stem),
+                        names::archive_name(stem),
+                        names::rejected_name(stem),
+                        names::rejected_name(&name),
+                    ]
+                    .into_iter()
+                    .map(|n| a.result_dir().join(n))
+                    .filter(|p| p.exists())
+                    .collect()
+                })
+                .unwrap_or_default();
+            out.push(FileStatus {
+                account: acct,
+                name,
+                state: match state.as_str() {
+                    "claimed" => "processing".to_owned(),
+                    other => other.to_owned(),
+                },
+                detail: error,
+                received_at: Some(received),
+                finished_at: finished,
+                success: u64::try_from(ok).unwrap_or(0),
+                not_found: u64::try_from(nf).unwrap_or(0),
+                errors: u64::try_from(err).unwrap_or(0),
+                results,
+            });
+        }
+    }
+    for a in &config.accounts {
+        if account.is_some_and(|want| want != a.name) {
+            continue;
+        }
+        let today = chrono::Utc::now().with_timezone(&a.tz()).date_naive();
+        let mut waiting: Vec<(String, String)> = std::fs::read_dir(a.submit_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                match admit_name(&name, today, &a.timezone) {
+                    Admission::Waiting(date) => Some((name, date.to_string())),
+                    _ => None,
+                }
+            })
+            .collect();
+        waiting.sort();
+        for (name, date) in waiting {
+            out.push(FileStatus {
+                account: a.name.clone(),
+                name,
+                state: "waiting".into(),
+                detail: Some(format!("dated {date}: taken on that day")),
+                received_at: None,
+                finished_at: None,
+                success: 0,
+                not_found: 0,
+                errors: 0,
+                results: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `7d`, `12h`, `30m` or `90s` as a duration.
+///
+/// # Errors
+/// What is wrong with the text.
+pub fn parse_since(text: &str) -> Result<chrono::Duration, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: a number and a unit, like 7d, 12h, 30m"))?;
+    match unit {
+        "d" => Ok(chrono::Duration::days(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "s" => Ok(chrono::Duration::seconds(n)),
+        _ => Err(format!("{text:?}: the unit is d, h, m or s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since() {
+        assert_eq!(parse_since("7d"), Ok(chrono::Duration::days(7)));
+        assert_eq!(parse_since("12h"), Ok(chrono::Duration::hours(12)));
+        assert!(parse_since("7").is_err());
+        assert!(parse_since("d").is_err());
+        assert!(parse_since("3w").is_err());
+    }
+}
