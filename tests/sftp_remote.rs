@@ -436,3 +436,96 @@ fn a_result_folder_that_cannot_be_written_is_logged_and_retried_without_executin
     std::fs::create_dir(&result).expect("mkdir");
     assert_exactly_once(&demo, &sshd, &[name]);
 }
+
+/// Polls `dir` every half millisecond until a name satisfying `pick` appears; true when it did in `limit`.
+fn catch(dir: &Path, pick: impl Fn(&str) -> bool, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let hit = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().any(|e| pick(&e.file_name().to_string_lossy())))
+            .unwrap_or(false);
+        if hit {
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    false
+}
+
+#[test]
+fn sshd_killed_mid_download_and_mid_upload_still_gives_one_result() {
+    const CONTACTS: usize = 150_000;
+    let mut sshd = Sshd::start();
+    let demo = pinned(&sshd);
+    let config = std::fs::read_to_string(&demo.config).expect("config");
+    std::fs::write(
+        &demo.config,
+        config.replace(
+            "[intake]",
+            "[limits]\nmax_contacts = 200000\nmax_file_bytes = 52428800\n\n[intake]",
+        ),
+    )
+    .expect("write");
+    let contacts: Vec<String> = (0..CONTACTS)
+        .map(|i| format!(r#"{{"email": "person{i}@example.org"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"requests": [{{"requestcase": "big", "type": "FORGET", "contacts": [{}]}}]}}"#,
+        contacts.join(", ")
+    );
+    let name = format!("forget-{}_140000.json", today());
+    let daemon = demo.start();
+    sshd.submit(&name, body.as_bytes());
+
+    // Mid-download: the hidden download file is in the staging folder.
+    let downloading = catch(
+        &demo.submit,
+        |n| n.ends_with(".gdprd-download"),
+        Duration::from_secs(30),
+    );
+    sshd.kill();
+    assert!(downloading, "the download was not caught in flight");
+    std::thread::sleep(Duration::from_millis(500));
+    sshd.restart();
+
+    // Mid-upload: the hidden result file is in the remote GDPR_Result.
+    let uploading = catch(
+        &sshd.remote("GDPR_Result"),
+        |n| n.ends_with(".gdprd-part"),
+        Duration::from_secs(120),
+    );
+    sshd.kill();
+    assert!(uploading, "the upload was not caught in flight");
+    std::thread::sleep(Duration::from_millis(500));
+    sshd.restart();
+
+    let stem = name.strip_suffix(".json").expect("stem");
+    let log = sshd.wait_result(
+        &format!("{stem}-execution-log.json"),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        responses(&log).len(),
+        CONTACTS,
+        "the whole log, not a partial one"
+    );
+    let executions =
+        demo.ledger_count(&format!("SELECT count(*) FROM audit WHERE file = '{name}'"));
+    assert_eq!(executions, CONTACTS as i64, "each contact executed once");
+    wait_until(
+        Duration::from_secs(30),
+        "the remote GDPR_Submit to empty",
+        || {
+            std::fs::read_dir(sshd.remote("GDPR_Submit"))
+                .map(|r| r.count())
+                .unwrap_or(1)
+                == 0
+        },
+    );
+    assert_eq!(
+        sshd.results(),
+        [format!("{stem}-execution-log.json")],
+        "one result, no temporary left"
+    );
+    assert!(daemon.log_text().contains("will reconnect"));
+}
