@@ -193,6 +193,18 @@ pub async fn run(
         })
         .collect();
     info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
+    // systemd (Type=notify): ready only now that every listener and watcher is up; a watchdog keep-alive at half
+    // the interval it asks for, from the runtime that runs intake. Without NOTIFY_SOCKET these do nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every / 2);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    });
     let settle = Duration::from_secs(config.intake.settle_seconds);
     let every = Duration::from_secs(config.intake.rescan_seconds);
     let intake = {
@@ -228,6 +240,7 @@ pub async fn run(
         () = intake => {}
     }
     info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = sftp_stop.send(true);
     if let Some(server) = sftp {
         let _ = server.await;
@@ -239,6 +252,9 @@ pub async fn run(
     drop(watcher);
     drop(tx);
     join().await?;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     info!("stopped");
     Ok(())
 }

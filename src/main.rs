@@ -241,6 +241,13 @@ fn run(config: Config, once: bool) -> Result<()> {
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        // SIGHUP must not end the daemon (its default): reloading the config is not built yet, so it says so.
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; restart gdprd to apply a new config (the running one stays)");
+            }
+        });
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}

@@ -80,6 +80,11 @@ impl Demo {
 
     /// Starts the daemon and waits until it says it is ready.
     pub fn start(&self) -> Daemon {
+        self.start_with_env(&[])
+    }
+
+    /// [`Demo::start`] with extra environment variables for the daemon.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
@@ -88,6 +93,7 @@ impl Demo {
         let child = gdprd()
             .args(["run", "--config", self.config.to_str().expect("utf-8")])
             .env("RUST_LOG", "gdprd=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -14,3 +14,4 @@ mod sftp_remote;
 mod status;
 mod store_depth;
 mod stores_sql;
+mod systemd;
