@@ -241,6 +241,9 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// How often a long forget logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The response text for contacts whose store failed: `unavailable` when the server could not be reached.
 fn store_failure(name: &str, e: &StoreError) -> String {
     match e {
@@ -732,6 +735,9 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let chunks = plan.chunks(rec.batch_size);
         let total = plan.targets.len();
+        let began = std::time::Instant::now();
+        let mut last_report = began;
+        let mut done_here = 0usize;
         let open_errors: BTreeMap<String, Option<String>> = account
             .stores
             .iter()
@@ -779,8 +785,19 @@ impl Engine {
                 },
             );
             self.ledger.complete_chunk(rec.id, ci, &responses, &audit)?;
-            if chunks.len() > 1 {
-                info!(account = %account.name, file = name, done = range.end, total, "forget progress");
+            done_here += range.len();
+            let last = ci + 1 == chunks.len();
+            if chunks.len() > 1 && (last || last_report.elapsed() >= PROGRESS_EVERY) {
+                let secs = began.elapsed().as_secs_f64().max(0.001);
+                info!(
+                    account = %account.name,
+                    file = name,
+                    done = range.end,
+                    total,
+                    per_second = (done_here as f64 / secs).round(),
+                    "forget progress"
+                );
+                last_report = std::time::Instant::now();
             }
         }
         Ok(Outcome::Done)

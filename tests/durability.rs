@@ -100,6 +100,18 @@ fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
     let daemon = demo.start();
     assert_completed_exactly_once(&demo, &name);
     assert!(daemon.log_text().contains("resuming claimed file"));
+    // Progress is logged at a steady interval and at the end: contacts done of total, and the rate.
+    let log = daemon.log_text();
+    let last = log
+        .lines()
+        .filter(|l| l.contains("forget progress"))
+        .last()
+        .expect("progress logged");
+    assert!(
+        last.contains(&format!("done={DEVICES} total={DEVICES}")),
+        "{last}"
+    );
+    assert!(last.contains("per_second="), "{last}");
 }
 
 #[test]
