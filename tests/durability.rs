@@ -104,8 +104,8 @@ fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
     let log = daemon.log_text();
     let last = log
         .lines()
-        .filter(|l| l.contains("forget progress"))
-        .last()
+        .rev()
+        .find(|l| l.contains("forget progress"))
         .expect("progress logged");
     assert!(
         last.contains(&format!("done={DEVICES} total={DEVICES}")),
