@@ -1,5 +1,6 @@
 //! Retention: results hold personal data, so files in `GDPR_Result` older than the account's retention period
-//! are deleted. The ledger and its audit trail are kept (they hold no device in clear).
+//! are deleted, and so are uploads left half-way in `GDPR_Submit` (temporary names an interrupted client left,
+//! which gdprd never processes). The ledger and its audit trail are kept (they hold no device in clear).
 
 use crate::config::AccountConfig;
 use std::io;
@@ -13,8 +14,19 @@ use tracing::info;
 pub fn sweep(account: &AccountConfig, now: SystemTime) -> io::Result<usize> {
     let keep = Duration::from_secs(u64::from(account.retention_days) * 86_400);
     let mut removed = 0;
-    for entry in std::fs::read_dir(account.result_dir())? {
-        let entry = entry?;
+    let leftovers = std::fs::read_dir(account.submit_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(crate::requests::name::is_in_progress)
+        });
+    for entry in std::fs::read_dir(account.result_dir())?
+        .flatten()
+        .chain(leftovers)
+    {
         let Ok(meta) = entry.metadata() else { continue };
         let old = meta
             .modified()
@@ -44,13 +56,34 @@ mod tests {
         ))
         .expect("account");
         std::fs::create_dir_all(account.result_dir()).expect("mkdir");
-        std::fs::write(account.result_dir().join("x-execution-log.json"), b"{}").expect("write");
+        std::fs::create_dir_all(account.submit_dir()).expect("mkdir");
+        for name in ["x-execution-log.json", "x-archive.zip", "y-rejected.json"] {
+            std::fs::write(account.result_dir().join(name), b"{}").expect("write");
+        }
+        // An upload cut off half-way, and a file waiting for its date: only the first is a leftover.
+        std::fs::write(
+            account
+                .submit_dir()
+                .join("forget-20260101_000000.json.filepart"),
+            b"{",
+        )
+        .expect("write");
+        std::fs::write(
+            account.submit_dir().join("forget-20990101_000000.json"),
+            b"{}",
+        )
+        .expect("write");
         assert_eq!(sweep(&account, SystemTime::now()).expect("sweep"), 0);
         let later = SystemTime::now() + Duration::from_secs(4 * 86_400);
-        assert_eq!(sweep(&account, later).expect("sweep"), 1);
+        assert_eq!(sweep(&account, later).expect("sweep"), 4);
         assert_eq!(
             std::fs::read_dir(account.result_dir()).expect("ls").count(),
             0
         );
+        let left: Vec<_> = std::fs::read_dir(account.submit_dir())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["forget-20990101_000000.json"]);
     }
 }
