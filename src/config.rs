@@ -1189,6 +1189,13 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_is_valid() {
+        let c = load(include_str!("../packaging/gdprd.toml")).expect("packaging/gdprd.toml");
+        assert_eq!(c.state_dir, Path::new("/var/lib/gdprd"));
+        assert_eq!(c.accounts[0].root, Path::new("/srv/gdprd/example"));
+    }
+
+    #[test]
     fn remote_accounts_are_checked() {
         let remote = DEMO
             .replace("transport = \"sftp-server\"", "transport = \"sftp-remote\"")

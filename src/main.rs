@@ -70,6 +70,13 @@ enum Command {
         #[arg(long, default_value_t = 2222)]
         sftp_port: u16,
     },
+    /// Write the man page (gdprd.1.gz) and shell completions (bash, zsh, fish) for packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The folder to write them into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// For care engineers: the files received, their state, per-file counts and where the result is. Reads
     /// the ledger read-only; safe while the daemon runs.
     Status {
@@ -150,6 +157,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             files,
         } => validate(config.as_deref(), account.as_deref(), &files),
         Command::CheckConfig { config } => check_config(&config),
+        Command::GenerateAssets { out } => generate_assets(&out),
         Command::Status {
             config,
             account,
@@ -462,6 +470,36 @@ fn demo_db_server(
     println!(
         "loaded {total} rows ({rows} filler contacts) into {where_}; recordings in {}",
         files.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gdprd generate-assets`: the man page, generated from this CLI, and shell completions.
+fn generate_assets(out: &Path) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let command = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .render(&mut page)
+        .context("cannot render the man page")?;
+    let file = std::fs::File::create(out.join("gdprd.1.gz")).context("cannot write gdprd.1.gz")?;
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+    gz.write_all(&page).context("cannot write gdprd.1.gz")?;
+    gz.finish().context("cannot write gdprd.1.gz")?;
+    for (shell, name) in [
+        (clap_complete::Shell::Bash, "gdprd.bash"),
+        (clap_complete::Shell::Zsh, "_gdprd"),
+        (clap_complete::Shell::Fish, "gdprd.fish"),
+    ] {
+        let mut file = std::fs::File::create(out.join(name))
+            .with_context(|| format!("cannot write {name}"))?;
+        clap_complete::generate(shell, &mut command.clone(), "gdprd", &mut file);
+    }
+    println!(
+        "wrote gdprd.1.gz, gdprd.bash, _gdprd and gdprd.fish into {}",
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }
