@@ -54,6 +54,17 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// The stores, by name.
     pub stores: BTreeMap<String, StoreConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A loopback `address:port` (`127.0.0.1:9464`) where `GET /metrics` is served.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +83,8 @@ struct RawConfig {
     accounts: Vec<AccountConfig>,
     #[serde(default)]
     stores: BTreeMap<String, StoreConfig>,
+    #[serde(default)]
+    metrics: MetricsConfig,
 }
 
 /// `[log]`: how the daemon logs.
@@ -701,6 +714,7 @@ impl Config {
             sftp_server: raw.sftp_server,
             accounts: raw.accounts,
             stores: raw.stores,
+            metrics: raw.metrics,
         };
         for account in &mut config.accounts {
             account.root = resolve(&account.root);
@@ -756,6 +770,16 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn validate(raw: &RawConfig) -> Result<(), String> {
+    if let Some(listen) = &raw.metrics.listen {
+        let addr: std::net::SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("metrics.listen {listen:?} is not an address:port"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "metrics.listen {listen:?}: the endpoint has no authentication, so it listens on loopback only (127.0.0.1 or [::1]); put a proxy in front to reach it from elsewhere"
+            ));
+        }
+    }
     let l = &raw.limits;
     // A valid file nests 5 levels: the object, requests, a request, contacts, a contact.
     if l.max_file_bytes == 0 || l.max_contacts == 0 || l.max_depth < 5 || l.batch_size == 0 {

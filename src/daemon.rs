@@ -30,6 +30,9 @@ pub enum DaemonError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The metrics endpoint could not listen.
+    #[error("cannot start the metrics endpoint: {0}")]
+    Metrics(std::io::Error),
     /// A `GDPR_Submit` folder could not be watched.
     #[error("cannot watch GDPR_Submit: {0}")]
     Watch(#[from] notify::Error),
@@ -104,6 +107,9 @@ fn worker(mut engine: Engine, mut jobs: UnboundedReceiver<Job>, stop: Arc<Atomic
         Err(e) => error!(error = %e, "cannot list unfinished files"),
     }
     while let Some(job) = jobs.blocking_recv() {
+        crate::metrics::get()
+            .queue
+            .set(i64::try_from(jobs.len()).unwrap_or(i64::MAX));
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -192,6 +198,14 @@ pub async fn run(
             ))
         })
         .collect();
+    let metrics = match config.metrics.listen.as_deref().map(str::parse) {
+        Some(Ok(addr)) => Some(
+            crate::metrics::serve(addr)
+                .await
+                .map_err(DaemonError::Metrics)?,
+        ),
+        _ => None,
+    };
     info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
     // systemd (Type=notify): ready only now that every listener and watcher is up; a watchdog keep-alive at half
     // the interval it asks for, from the runtime that runs intake. Without NOTIFY_SOCKET these do nothing.
@@ -254,6 +268,9 @@ pub async fn run(
     join().await?;
     if let Some(w) = watchdog {
         w.abort();
+    }
+    if let Some(m) = metrics {
+        m.abort();
     }
     info!("stopped");
     Ok(())

@@ -273,12 +273,14 @@ fn forget_step(
         )));
     };
     let planned_before = prior.map(|(p, _)| p);
+    let began = std::time::Instant::now();
     let result = store.forget(batch, &mut |found| match planned_before {
         Some(_) => Ok(()),
         None => ledger
             .plan_step(file_id, chunk, name, found)
             .map_err(|e| StoreError::Journal(e.to_string())),
     });
+    crate::metrics::get().store_call(name, "forget", began.elapsed().as_secs_f64());
     match result {
         Ok(found) => {
             // On a resumed step the plan, recorded before the first attempt changed anything, is the truth.
@@ -579,6 +581,7 @@ impl Engine {
             account = %account.name, file = name, success = counts.success, not_found = counts.not_found,
             errors = counts.errors, "file done"
         );
+        crate::metrics::get().file("done", counts.success, counts.not_found, counts.errors);
         self.leave_submit(account, name, path, rec)?;
         Ok(Outcome::Done)
     }
@@ -667,6 +670,7 @@ impl Engine {
             .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
         self.ledger.mark_removed(&account.name, name)?;
         info!(account = %account.name, file = name, reason = %reason, "file rejected");
+        crate::metrics::get().file("rejected", 0, 0, 0);
         Ok(Outcome::Rejected)
     }
 
@@ -840,10 +844,19 @@ impl Engine {
             let mut part = archive::PartArchive::create(part_path.clone(), prefixes.clone())
                 .map_err(io_err("cannot create an export part in the state folder"))?;
             let result = match (self.stores.get_mut(store_name), open_error) {
-                (Some(store), None) => store.export(&batch, &mut part).map_err(|e| {
-                    warn!(store = %store_name, error = %e, "store failed during export");
-                    store_failure(store_name, &e)
-                }),
+                (Some(store), None) => {
+                    let began = std::time::Instant::now();
+                    let r = store.export(&batch, &mut part);
+                    crate::metrics::get().store_call(
+                        store_name,
+                        "export",
+                        began.elapsed().as_secs_f64(),
+                    );
+                    r.map_err(|e| {
+                        warn!(store = %store_name, error = %e, "store failed during export");
+                        store_failure(store_name, &e)
+                    })
+                }
                 (_, e) => Err(format!(
                     "store {store_name:?} unavailable: {}",
                     e.unwrap_or_default()

@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod ledger;
+pub mod metrics;
 pub mod requests;
 pub mod results;
 pub mod retention;

@@ -9,6 +9,7 @@ mod durability;
 mod export;
 mod forget;
 mod intake;
+mod metrics;
 mod packaging;
 mod sftp;
 mod sftp_remote;

@@ -85,6 +85,7 @@ impl SshSession {
         warn!(user = %user, method, peer = ?self.peer, "login failed");
         if let (Some(ip), Ok(mut t)) = (self.peer, self.shared.throttle.lock()) {
             t.failed(ip, Instant::now());
+            crate::metrics::get().auth_failures.inc();
         }
     }
 
@@ -99,6 +100,7 @@ impl SshSession {
             return Auth::reject();
         }
         *open += 1;
+        crate::metrics::get().sftp_sessions.inc();
         info!(account = %entry.name, method, peer = ?self.peer, "login");
         self.account = Some(entry);
         self.authenticated.store(true, Ordering::SeqCst);
@@ -117,6 +119,7 @@ impl Drop for SshSession {
         if let (Some(entry), Ok(mut sessions)) = (&self.account, self.shared.sessions.lock()) {
             if let Some(n) = sessions.get_mut(&entry.index) {
                 *n = n.saturating_sub(1);
+                crate::metrics::get().sftp_sessions.dec();
             }
         }
     }

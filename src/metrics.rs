@@ -1,0 +1,179 @@
+//! Metrics for Prometheus, off by default (`[metrics] listen = "127.0.0.1:9464"`): files and contacts by outcome,
+//! store call latencies, the queue of names waiting for the worker, open SFTP sessions and failed SFTP logins.
+//! The counters are process-wide ([`get`]); [`serve`] answers `GET /metrics` in the Prometheus text format on a
+//! loopback address. The endpoint serves one fixed document, so a few lines of HTTP/1.1 over tokio do (no
+//! request body, no keep-alive, no routing beyond the one path).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{info, warn};
+
+/// An outcome label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    /// `done`, `rejected`… for files; `success`, `not_found`, `error` for contacts.
+    pub outcome: String,
+}
+
+/// A store call label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreCall {
+    /// The store's name.
+    pub store: String,
+    /// `forget` or `export`.
+    pub action: String,
+}
+
+/// Everything gdprd counts.
+pub struct Metrics {
+    /// Files finished, by outcome.
+    pub files: Family<Outcome, Counter>,
+    /// Contacts answered, by outcome.
+    pub contacts: Family<Outcome, Counter>,
+    /// Seconds a store took for one batch.
+    pub store_seconds: Family<StoreCall, Histogram>,
+    /// Names sent to the worker and not yet handled.
+    pub queue: Gauge,
+    /// Open sessions on the embedded SFTP server.
+    pub sftp_sessions: Gauge,
+    /// Failed logins on the embedded SFTP server.
+    pub auth_failures: Counter,
+    registry: Registry,
+}
+
+fn store_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("gdprd");
+        let files = Family::<Outcome, Counter>::default();
+        let contacts = Family::<Outcome, Counter>::default();
+        let store_seconds = Family::<StoreCall, Histogram>::new_with_constructor(
+            store_histogram as fn() -> Histogram,
+        );
+        let queue = Gauge::default();
+        let sftp_sessions = Gauge::default();
+        let auth_failures = Counter::default();
+        registry.register("files", "Files finished, by outcome", files.clone());
+        registry.register(
+            "contacts",
+            "Contacts answered, by outcome",
+            contacts.clone(),
+        );
+        registry.register(
+            "store_seconds",
+            "Seconds one store call took for one batch",
+            store_seconds.clone(),
+        );
+        registry.register("queue_depth", "Names waiting for the worker", queue.clone());
+        registry.register(
+            "sftp_sessions",
+            "Open sessions on the embedded SFTP server",
+            sftp_sessions.clone(),
+        );
+        registry.register(
+            "sftp_auth_failures",
+            "Failed logins on the embedded SFTP server",
+            auth_failures.clone(),
+        );
+        Metrics {
+            files,
+            contacts,
+            store_seconds,
+            queue,
+            sftp_sessions,
+            auth_failures,
+            registry,
+        }
+    })
+}
+
+impl Metrics {
+    /// Counts one finished file and its contacts.
+    pub fn file(&self, outcome: &str, success: u64, not_found: u64, errors: u64) {
+        let label = |o: &str| Outcome {
+            outcome: o.to_owned(),
+        };
+        self.files.get_or_create(&label(outcome)).inc();
+        self.contacts
+            .get_or_create(&label("success"))
+            .inc_by(success);
+        self.contacts
+            .get_or_create(&label("not_found"))
+            .inc_by(not_found);
+        self.contacts.get_or_create(&label("error")).inc_by(errors);
+    }
+
+    /// Records how long `store` took for one `action` call.
+    pub fn store_call(&self, store: &str, action: &str, seconds: f64) {
+        self.store_seconds
+            .get_or_create(&StoreCall {
+                store: store.to_owned(),
+                action: action.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listen` until the task is dropped.
+///
+/// # Errors
+/// The I/O error binding the address.
+pub async fn serve(listen: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    info!(listen = %listener.local_addr()?, "metrics endpoint listening");
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 2048];
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    stream.read(&mut head),
+                )
+                .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let request = String::from_utf8_lossy(&head[..n]);
+                let (status, body) = if request.starts_with("GET /metrics ") {
+                    ("200 OK", get().render())
+                } else {
+                    ("404 Not Found", "only GET /metrics is served\n".to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if let Err(e) = stream.write_all(response.as_bytes()).await {
+                    warn!(error = %e, "metrics: could not answer");
+                }
+            });
+        }
+    }))
+}

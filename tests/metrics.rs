@@ -1,0 +1,80 @@
+//! The Prometheus endpoint, scraped with a real HTTP client (curl) while the daemon works.
+
+use crate::harness::{run, seed_forget, today, Demo};
+use std::process::Command;
+
+fn scrape(url: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_owned(), body.to_owned())
+}
+
+fn value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} in\n{body}"))
+}
+
+#[test]
+fn metrics_count_files_contacts_and_store_calls() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let demo = Demo::new(20, |c| {
+        format!("{c}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+    });
+    let _daemon = demo.start();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (code, body) = scrape(&url);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("# TYPE gdprd_queue_depth gauge"), "{body}");
+
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    demo.submit("forget-20200101_000000.json", &seed_forget());
+    demo.wait_result("forget-20200101_000000-rejected.json");
+    let (_, body) = scrape(&url);
+    assert_eq!(value(&body, "gdprd_files_total{outcome=\"done\"}"), 1.0);
+    assert_eq!(value(&body, "gdprd_files_total{outcome=\"rejected\"}"), 1.0);
+    assert_eq!(
+        value(&body, "gdprd_contacts_total{outcome=\"success\"}"),
+        11.0
+    );
+    assert_eq!(value(&body, "gdprd_contacts_total{outcome=\"error\"}"), 1.0);
+    assert!(
+        value(
+            &body,
+            "gdprd_store_seconds_count{store=\"demo\",action=\"forget\"}"
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &body,
+            "gdprd_store_seconds_count{store=\"lists\",action=\"forget\"}"
+        ) >= 1.0
+    );
+    assert_eq!(value(&body, "gdprd_queue_depth"), 0.0);
+    assert_eq!(value(&body, "gdprd_sftp_sessions"), 0.0);
+    assert_eq!(value(&body, "gdprd_sftp_auth_failures_total"), 0.0);
+    assert!(!body.contains("test@test.com"));
+
+    let (code, _) = scrape(&format!("http://127.0.0.1:{port}/other"));
+    assert_eq!(code, "404");
+}
+
+#[test]
+fn metrics_listen_only_on_loopback() {
+    let demo = Demo::new(20, |c| {
+        format!("{c}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n")
+    });
+    let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("listens on loopback only"), "{text}");
+}
