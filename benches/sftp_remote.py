@@ -105,6 +105,11 @@ def start_gdprd(binary, work, port, fp, poll):
     sys.exit("gdprd did not connect to the remote server")
 
 
+def stamp(today, n):
+    """A valid name for the n-th file of the day: n seconds after midnight."""
+    return f"forget-{today}_{n // 3600:02d}{n // 60 % 60:02d}{n % 60:02d}"
+
+
 def drop(work, name, body):
     tmp = os.path.join(work, "remote/GDPR_Submit", name + ".filepart")
     with open(tmp, "wb") as f:
@@ -149,7 +154,7 @@ def main():
                 # Files arrive at any moment of the poll cycle, not just after the last result.
                 time.sleep(random.uniform(0, poll))
                 counter += 1
-                stem = f"forget-{today}_{counter:06d}"
+                stem = stamp(today, counter)
                 t0 = time.monotonic()
                 drop(work, stem + ".json", seed)
                 if not wait_log(work, stem, 4 * poll + 30):
@@ -164,7 +169,7 @@ def main():
                 t0 = time.monotonic()
                 for i in range(args.files):
                     counter += 1
-                    stem = f"forget-{today}_{counter:06d}"
+                    stem = stamp(today, counter)
                     body = json.dumps({"requests": [{"type": "FORGET", "requestcase": f"b{i}",
                                                       "contacts": [{"email": f"user{i}@example.com"}]}]})
                     drop(work, stem + ".json", body.encode())
