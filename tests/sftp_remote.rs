@@ -151,6 +151,16 @@ impl Sshd {
         std::fs::rename(&temp, self.remote(&format!("GDPR_Submit/{name}"))).expect("rename");
     }
 
+    /// Waits until the remote `GDPR_Submit` is empty: every submission delivered.
+    fn wait_submit_empty(&self, limit: Duration) {
+        wait_until(limit, "the remote GDPR_Submit to empty", || {
+            std::fs::read_dir(self.remote("GDPR_Submit"))
+                .map(|r| r.count())
+                .unwrap_or(1)
+                == 0
+        });
+    }
+
     fn results(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.remote("GDPR_Result"))
             .map(|rd| {
@@ -241,16 +251,7 @@ fn forget_and_export_through_a_remote_openssh_server() {
         11
     );
     assert_eq!(demo.sample_email_rows(), 0);
-    wait_until(
-        Duration::from_secs(10),
-        "the remote GDPR_Submit to empty",
-        || {
-            std::fs::read_dir(sshd.remote("GDPR_Submit"))
-                .map(|r| r.count())
-                .unwrap_or(1)
-                == 0
-        },
-    );
+    sshd.wait_submit_empty(Duration::from_secs(10));
     assert_eq!(
         sshd.results(),
         [
@@ -350,16 +351,7 @@ fn assert_exactly_once(demo: &Demo, sshd: &Sshd, names: &[String]) {
             "{name}: each of the 12 contacts executed and audited once"
         );
     }
-    wait_until(
-        Duration::from_secs(30),
-        "the remote GDPR_Submit to empty",
-        || {
-            std::fs::read_dir(sshd.remote("GDPR_Submit"))
-                .map(|r| r.count())
-                .unwrap_or(1)
-                == 0
-        },
-    );
+    sshd.wait_submit_empty(Duration::from_secs(30));
     let results = sshd.results();
     assert_eq!(
         results.len(),
@@ -512,16 +504,7 @@ fn sshd_killed_mid_download_and_mid_upload_still_gives_one_result() {
     let executions =
         demo.ledger_count(&format!("SELECT count(*) FROM audit WHERE file = '{name}'"));
     assert_eq!(executions, CONTACTS as i64, "each contact executed once");
-    wait_until(
-        Duration::from_secs(30),
-        "the remote GDPR_Submit to empty",
-        || {
-            std::fs::read_dir(sshd.remote("GDPR_Submit"))
-                .map(|r| r.count())
-                .unwrap_or(1)
-                == 0
-        },
-    );
+    sshd.wait_submit_empty(Duration::from_secs(30));
     assert_eq!(
         sshd.results(),
         [format!("{stem}-execution-log.json")],
