@@ -80,9 +80,17 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
     }
 }
 
-fn worker(mut engine: Engine, mut jobs: UnboundedReceiver<Job>, stop: Arc<AtomicBool>) {
+/// A config the worker takes up before its next job.
+type Pending = Arc<std::sync::Mutex<Option<Arc<Config>>>>;
+
+fn worker(
+    mut engine: Engine,
+    mut jobs: UnboundedReceiver<Job>,
+    stop: Arc<AtomicBool>,
+    pending: Pending,
+) {
     engine.check_stores();
-    let accounts = engine.config().accounts.clone();
+    let mut accounts = engine.config().accounts.clone();
     match engine.unfinished() {
         Ok(list) => {
             for (account, name) in list {
@@ -113,10 +121,46 @@ fn worker(mut engine: Engine, mut jobs: UnboundedReceiver<Job>, stop: Arc<Atomic
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        if let Some(config) = pending.lock().ok().and_then(|mut p| p.take()) {
+            engine.reload(config);
+            accounts = engine.config().accounts.clone();
+        }
         if let Some(account) = accounts.get(job.account) {
             handle(&mut engine, account, &job);
         }
     }
+}
+
+/// Starts the remote SFTP links of `config`, stopped by `stop`.
+fn start_remotes(
+    config: &Arc<Config>,
+    tx: &UnboundedSender<Job>,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    config
+        .accounts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.transport == Transport::SftpRemote)
+        .map(|(i, _)| {
+            tokio::spawn(sftp_remote::run(
+                Arc::clone(config),
+                i,
+                tx.clone(),
+                stop.subscribe(),
+            ))
+        })
+        .collect()
+}
+
+/// The folders the `local` watcher watches.
+fn folders(config: &Config) -> Vec<(usize, std::path::PathBuf)> {
+    config
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i, a.submit_dir()))
+        .collect()
 }
 
 fn rescan(config: &Config, settle: Duration, jobs: &UnboundedSender<Job>) {
@@ -132,6 +176,55 @@ fn rescan(config: &Config, settle: Duration, jobs: &UnboundedSender<Job>) {
     }
 }
 
+/// Reads the config file again for a reload. A new config that does not load, or whose accounts cannot be
+/// prepared, is refused with a log line and the running one stays. Returns the config to switch to.
+fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<Config>> {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    let refuse = |why: String| {
+        warn!(reason = %why, "reload refused: the running configuration stays");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        None
+    };
+    let new = match Config::load(&running.path) {
+        Ok(c) => c,
+        Err(e) => return refuse(e.to_string()),
+    };
+    if let Err(e) = prepare_accounts(&new) {
+        return refuse(e.to_string());
+    }
+    if let Some(accounts) = sftp {
+        if let Err(e) = accounts.reload(&new) {
+            return refuse(e.to_string());
+        }
+    }
+    let restart_only = [
+        ("state_dir", new.state_dir != running.state_dir),
+        (
+            "sftp_server",
+            format!("{:?}", new.sftp_server) != format!("{:?}", running.sftp_server)
+                || sftp_server::wanted(&new) != sftp_server::wanted(running),
+        ),
+        ("metrics", new.metrics.listen != running.metrics.listen),
+        (
+            "intake",
+            format!("{:?}", new.intake) != format!("{:?}", running.intake),
+        ),
+        (
+            "log",
+            format!("{:?}", new.log) != format!("{:?}", running.log),
+        ),
+    ];
+    for (section, changed) in restart_only {
+        if changed {
+            warn!(
+                section,
+                "reload: this part of the configuration takes effect at the next restart"
+            );
+        }
+    }
+    Some(Arc::new(new))
+}
+
 /// Runs the daemon until `shutdown` completes (or, with [`RunOptions::once`], until the files present are done).
 ///
 /// # Errors
@@ -140,15 +233,18 @@ pub async fn run(
     config: Arc<Config>,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
+    mut reloads: UnboundedReceiver<()>,
 ) -> Result<(), DaemonError> {
     prepare_accounts(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let engine = Engine::new(Arc::clone(&config), Arc::clone(&stop))?;
     let (tx, rx) = unbounded_channel();
     let worker_stop = Arc::clone(&stop);
+    let pending: Pending = Arc::default();
+    let worker_pending = Arc::clone(&pending);
     let worker = std::thread::Builder::new()
         .name("gdprd-worker".into())
-        .spawn(move || worker(engine, rx, worker_stop))
+        .spawn(move || worker(engine, rx, worker_stop, worker_pending))
         .map_err(|_| DaemonError::Worker)?;
     let join = || async move {
         tokio::task::spawn_blocking(move || worker.join())
@@ -168,36 +264,20 @@ pub async fn run(
         drop(tx);
         return join().await;
     }
-    let folders = config
-        .accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (i, a.submit_dir()))
-        .collect();
-    let watcher = local::watch(folders, tx.clone())?;
+    let mut watcher = local::watch(folders(&config), tx.clone())?;
     let (sftp_stop, mut sftp_stopped) = tokio::sync::watch::channel(false);
-    let sftp = if sftp_server::wanted(&config) {
+    let (sftp, sftp_accounts) = if sftp_server::wanted(&config) {
         let server = sftp_server::SftpServer::bind(&config, tx.clone()).await?;
-        Some(tokio::spawn(server.run(async move {
+        let accounts = server.accounts();
+        let task = tokio::spawn(server.run(async move {
             let _ = sftp_stopped.changed().await;
-        })))
+        }));
+        (Some(task), Some(accounts))
     } else {
-        None
+        (None, None)
     };
-    let remotes: Vec<_> = config
-        .accounts
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.transport == Transport::SftpRemote)
-        .map(|(i, _)| {
-            tokio::spawn(sftp_remote::run(
-                Arc::clone(&config),
-                i,
-                tx.clone(),
-                sftp_stop.subscribe(),
-            ))
-        })
-        .collect();
+    let mut remote_stop = tokio::sync::watch::channel(false).0;
+    let mut remotes = start_remotes(&config, &tx, &remote_stop);
     let metrics = match config.metrics.listen.as_deref().map(str::parse) {
         Some(Ok(addr)) => Some(
             crate::metrics::serve(addr)
@@ -221,8 +301,9 @@ pub async fn run(
     });
     let settle = Duration::from_secs(config.intake.settle_seconds);
     let every = Duration::from_secs(config.intake.rescan_seconds);
+    let current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
     let intake = {
-        let config = Arc::clone(&config);
+        let current = Arc::clone(&current);
         let tx = tx.clone();
         async move {
             let mut tick = tokio::time::interval(every);
@@ -230,7 +311,10 @@ pub async fn run(
             let mut last_sweep: Option<Instant> = None;
             loop {
                 tick.tick().await;
-                let (config2, tx2) = (Arc::clone(&config), tx.clone());
+                let Ok(config2) = current.read().map(|c| Arc::clone(&c)) else {
+                    continue;
+                };
+                let tx2 = tx.clone();
                 let sweep = last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
                 if sweep {
                     last_sweep = Some(Instant::now());
@@ -249,13 +333,47 @@ pub async fn run(
             }
         }
     };
-    tokio::select! {
-        () = shutdown => {}
-        () = intake => {}
+    tokio::pin!(shutdown);
+    // Boxed so it can be dropped (with its sender) once intake stops.
+    let mut intake = Box::pin(intake);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = &mut intake => break,
+            Some(()) = reloads.recv() => {
+                let Ok(running) = current.read().map(|c| Arc::clone(&c)) else {
+                    continue;
+                };
+                let Some(new) = reload(&running, sftp_accounts.as_ref()) else {
+                    continue;
+                };
+                match local::watch(folders(&new), tx.clone()) {
+                    Ok(w) => watcher = w,
+                    Err(e) => warn!(error = %e, "reload: cannot watch the new GDPR_Submit folders; the rescan still picks files up"),
+                }
+                let _ = remote_stop.send(true);
+                for remote in remotes.drain(..) {
+                    let _ = remote.await;
+                }
+                remote_stop = tokio::sync::watch::channel(false).0;
+                remotes = start_remotes(&new, &tx, &remote_stop);
+                if let Ok(mut p) = pending.lock() {
+                    *p = Some(Arc::clone(&new));
+                }
+                if let Ok(mut c) = current.write() {
+                    *c = Arc::clone(&new);
+                }
+                rescan(&new, settle, &tx);
+                info!(accounts = new.accounts.len(), "configuration reloaded");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+        }
     }
+    drop(intake);
     info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = sftp_stop.send(true);
+    let _ = remote_stop.send(true);
     if let Some(server) = sftp {
         let _ = server.await;
     }
@@ -263,6 +381,9 @@ pub async fn run(
         let _ = remote.await;
     }
     stop.store(true, Ordering::SeqCst);
+    // Every sender of jobs goes, so the worker's queue ends once it is drained (the SFTP accounts handle holds
+    // the server's sender too).
+    drop(sftp_accounts);
     drop(watcher);
     drop(tx);
     join().await?;

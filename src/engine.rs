@@ -339,6 +339,19 @@ impl Engine {
         Ok(self.ledger.unfinished()?)
     }
 
+    /// Takes up a reloaded configuration for the files that follow. Open stores whose settings changed, or that
+    /// are gone, are closed (a changed store opens again on first use).
+    pub fn reload(&mut self, config: Arc<Config>) {
+        let old = std::mem::replace(&mut self.config, config);
+        let new = &self.config;
+        self.stores.retain(
+            |name, _| match (old.stores.get(name), new.stores.get(name)) {
+                (Some(a), Some(b)) => format!("{a:?}") == format!("{b:?}"),
+                _ => false,
+            },
+        );
+    }
+
     /// Opens and checks every configured store once, logging what is wrong. A store that is down is not
     /// fatal: its contacts get an error response until it is back, and it is tried again for every file.
     pub fn check_stores(&mut self) {

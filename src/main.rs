@@ -249,11 +249,13 @@ fn run(config: Config, once: bool) -> Result<()> {
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        // SIGHUP must not end the daemon (its default): reloading the config is not built yet, so it says so.
+        // SIGHUP reloads the config file.
         let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; restart gdprd to apply a new config (the running one stays)");
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = reload_tx.send(());
             }
         });
         let shutdown = async move {
@@ -273,7 +275,7 @@ fn run(config: Config, once: bool) -> Result<()> {
                 std::process::exit(130);
             });
         };
-        daemon::run(Arc::new(config), RunOptions { once }, shutdown).await?;
+        daemon::run(Arc::new(config), RunOptions { once }, shutdown, reloads).await?;
         Ok(())
     })
 }

@@ -88,13 +88,19 @@ fn readiness_watchdog_and_stopping_reach_the_notify_socket() {
         "keep-alives at half the interval: {got:?}"
     );
 
-    // SIGHUP does not end it (reload is not built yet): it says so and goes on working.
+    // SIGHUP reloads: RELOADING=1, then READY=1 again, and the daemon goes on working.
     daemon.signal("HUP");
+    let got = messages(&socket, "READY=1", Duration::from_secs(10));
+    assert!(
+        got.iter().any(|m| m.lines().any(|l| l == "RELOADING=1")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "{got:?}"
+    );
     demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
     demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
-    assert!(daemon
-        .log_text()
-        .contains("SIGHUP: reloading the configuration is not supported yet"));
 
     daemon.signal("TERM");
     let got = messages(&socket, "STOPPING=1", Duration::from_secs(10));

@@ -11,6 +11,7 @@ mod forget;
 mod intake;
 mod metrics;
 mod packaging;
+mod reload;
 mod sftp;
 mod sftp_remote;
 mod status;

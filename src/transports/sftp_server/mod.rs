@@ -125,6 +125,24 @@ pub struct SftpServer {
     grace: Duration,
 }
 
+/// Swaps the accounts of a running server: logins from now on see the new ones; open sessions go on.
+#[derive(Clone)]
+pub struct Accounts(Arc<Shared>);
+
+impl Accounts {
+    /// Replaces the accounts with those of `config`.
+    ///
+    /// # Errors
+    /// [`SftpError`] when a key file cannot be read; the old accounts stay.
+    pub fn reload(&self, config: &Config) -> Result<(), SftpError> {
+        let accounts = account_entries(config)?;
+        if let Ok(mut current) = self.0.accounts.write() {
+            *current = accounts;
+        }
+        Ok(())
+    }
+}
+
 /// Whether any account of `config` is served by the embedded server.
 pub fn wanted(config: &Config) -> bool {
     config
@@ -171,6 +189,11 @@ fn account_entries(config: &Config) -> Result<HashMap<String, AccountEntry>, Sft
 }
 
 impl SftpServer {
+    /// A handle that swaps the accounts while the server runs.
+    pub fn accounts(&self) -> Accounts {
+        Accounts(Arc::clone(&self.shared))
+    }
+
     /// Loads the host key and accounts' credentials and binds the listening address.
     ///
     /// # Errors
@@ -200,7 +223,7 @@ impl SftpServer {
         Ok(SftpServer {
             listener,
             shared: Arc::new(Shared {
-                accounts,
+                accounts: std::sync::RwLock::new(accounts),
                 throttle: Mutex::new(Throttle::new(
                     s.auth_failures,
                     Duration::from_secs(s.auth_window_seconds),

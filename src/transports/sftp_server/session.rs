@@ -30,11 +30,18 @@ pub struct AccountEntry {
     pub credentials: Credentials,
 }
 
+impl Shared {
+    /// The account `user` logs in to, as configured now.
+    pub fn account(&self, user: &str) -> Option<AccountEntry> {
+        self.accounts.read().ok().and_then(|a| a.get(user).cloned())
+    }
+}
+
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// Accounts by login name.
-    pub accounts: HashMap<String, AccountEntry>,
+    /// Accounts by login name; replaced whole when the config is reloaded (sessions already open keep theirs).
+    pub accounts: std::sync::RwLock<HashMap<String, AccountEntry>>,
     /// Failed logins per source address.
     pub throttle: Mutex<Throttle>,
     /// Open sessions per account index.
@@ -135,8 +142,7 @@ impl russh::server::Handler for SshSession {
     ) -> Result<Auth, Self::Error> {
         let known = self
             .shared
-            .accounts
-            .get(user)
+            .account(user)
             .is_some_and(|a| a.credentials.has_key(offer.public_key));
         Ok(if known && !self.throttled() {
             Auth::Accept
@@ -150,9 +156,8 @@ impl russh::server::Handler for SshSession {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        match self.shared.accounts.get(user) {
+        match self.shared.account(user) {
             Some(entry) if entry.credentials.has_key(key.public_key) && !self.throttled() => {
-                let entry = entry.clone();
                 Ok(self.admit(entry, "publickey"))
             }
             _ => {
@@ -167,7 +172,7 @@ impl russh::server::Handler for SshSession {
             self.failed(user, "password");
             return Ok(Auth::reject());
         }
-        let Some(entry) = self.shared.accounts.get(user).cloned() else {
+        let Some(entry) = self.shared.account(user) else {
             self.failed(user, "password");
             return Ok(Auth::reject());
         };
