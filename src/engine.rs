@@ -884,6 +884,19 @@ impl Engine {
                 drop(part);
                 let _ = std::fs::remove_file(&part_path);
             }
+            // Export progress: one line per store, with its rows and time (each store is one streamed pass).
+            if let Ok(found) = &result {
+                info!(
+                    account = %account.name,
+                    file = name,
+                    store = %store_name,
+                    stores_done = i + 1,
+                    stores = account.stores.len(),
+                    rows = found.iter().sum::<u64>(),
+                    seconds = started.signed_duration_since(Utc::now()).num_milliseconds().unsigned_abs() as f64 / 1000.0,
+                    "export progress"
+                );
+            }
             per_store.push((store_name.clone(), result));
         }
         let archive_name = log::archive_name(stem(name));

@@ -302,18 +302,36 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
         .with_timezone(&tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC))
         .date_naive();
     let mut all_valid = true;
+    // A progress bar on standard error, drawn only when it is a terminal: bytes read of all the files.
+    let total: u64 = files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len().min(limits.max_file_bytes))
+        .sum();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for path in files {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (verdict, details) = verdict(path, &name, today, &tz, &limits);
+        bar.set_message(name.clone());
+        let (verdict, details) = verdict(path, &name, today, &tz, &limits, &bar);
+        bar.suspend(|| {
+            println!("{name}: {verdict}");
+            for line in &details {
+                println!("  {line}");
+            }
+        });
         all_valid &= verdict.starts_with("VALID") || verdict.starts_with("WAITING");
-        println!("{name}: {verdict}");
-        for line in details {
-            println!("  {line}");
-        }
     }
+    bar.finish_and_clear();
     Ok(if all_valid {
         ExitCode::SUCCESS
     } else {
@@ -327,6 +345,7 @@ fn verdict(
     today: chrono::NaiveDate,
     tz: &str,
     limits: &Limits,
+    bar: &indicatif::ProgressBar,
 ) -> (String, Vec<String>) {
     let (kind, when) = match admit_name(name, today, tz) {
         Admission::InProgress => {
@@ -342,7 +361,8 @@ fn verdict(
     let cap = limits.max_file_bytes.saturating_add(1);
     let bytes = match std::fs::File::open(path).and_then(|f| {
         let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, cap), &mut b).map(|_| b)
+        let mut reader = bar.wrap_read(std::io::Read::take(f, cap));
+        std::io::Read::read_to_end(&mut reader, &mut b).map(|_| b)
     }) {
         Ok(b) => b,
         Err(e) => return (format!("UNREADABLE: {e}"), vec![]),

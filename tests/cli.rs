@@ -139,3 +139,49 @@ fn hash_password_makes_an_argon2_hash() {
         stdout(&out)
     );
 }
+
+#[test]
+fn validate_draws_a_progress_bar_only_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let contacts: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"email": "person{i}@example.org"}}"#))
+        .collect();
+    let name = format!("forget-{}_120000.json", crate::harness::today());
+    let path = dir.path().join(&name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"requests": [{{"type": "FORGET", "contacts": [{}]}}]}}"#,
+            contacts.join(", ")
+        ),
+    )
+    .expect("write");
+    // Not a terminal: the verdict only, nothing on standard error.
+    let out = crate::harness::run(&["validate", path.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A terminal (script(1) gives it one): the bar is drawn, then cleared, and the verdict printed.
+    let command = format!(
+        "{} validate {}",
+        env!("CARGO_BIN_EXE_gdprd"),
+        path.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{name}: VALID")), "{text}");
+    assert!(
+        text.contains('█') || text.contains('░'),
+        "no bar drawn: {text:?}"
+    );
+}

@@ -25,13 +25,29 @@ fn archive_tables(path: &std::path::Path) -> BTreeMap<String, Vec<Vec<String>>> 
 #[test]
 fn seed_export_archive_holds_exactly_the_matching_rows() {
     let demo = Demo::new(300, |c| c);
-    let _daemon = demo.start();
+    let daemon = demo.start();
     let stem = format!("export-{}_090000", today());
     demo.submit(
         &format!("{stem}.json"),
         &std::fs::read(fixture("requests/seed-export.json")).expect("fixture"),
     );
     let log = demo.result_json(&format!("{stem}-execution-log.json"));
+    // Progress: a line per store, with its rows.
+    let progress: Vec<String> = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("export progress"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(progress.len(), 2, "{progress:?}");
+    assert!(
+        progress[0].contains("store=demo") && progress[0].contains("rows=32"),
+        "{progress:?}"
+    );
+    assert!(
+        progress[1].contains("stores_done=2 stores=2"),
+        "{progress:?}"
+    );
     let got = responses(&log);
     assert_eq!(successes(&got), 11, "{got:?}");
     assert!(got[7].starts_with("ERROR: incorrect device format"));
