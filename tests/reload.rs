@@ -2,18 +2,10 @@
 //! goes on, and an SFTP session opened before the reload goes on working.
 
 use crate::harness::{seed_forget, today, wait_until, Demo};
+use crate::sftp::{sftp_port, ssh_options};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn sftp_port(log: &str) -> u16 {
-    log.lines()
-        .find(|l| l.contains("sftp server listening"))
-        .and_then(|l| l.split("address=127.0.0.1:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .expect("the daemon logs its sftp port")
-}
 
 #[test]
 fn sighup_adds_an_account_and_keeps_an_open_sftp_session() {
@@ -23,17 +15,8 @@ fn sighup_adds_an_account_and_keeps_an_open_sftp_session() {
     let mut session = Command::new("sftp")
         .args(["-P", &sftp_port(&daemon.log_text()).to_string(), "-i"])
         .arg(demo.dir.path().join("demo_ed25519"))
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "demo@127.0.0.1",
-        ])
+        .args(ssh_options())
+        .arg("demo@127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -8,6 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// The port the daemon's SFTP server listens on, from its log.
+pub(crate) fn sftp_port(log: &str) -> u16 {
+    log.lines()
+        .find(|l| l.contains("sftp server listening"))
+        .and_then(|l| l.split("address=127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the daemon logs its sftp port")
+}
+
 /// A running demo daemon with its SFTP port.
 struct Server {
     demo: Demo,
@@ -19,14 +29,7 @@ impl Server {
     fn start(tweak: impl FnOnce(String) -> String) -> Server {
         let demo = Demo::new(20, tweak);
         let daemon = demo.start();
-        let log = daemon.log_text();
-        let port = log
-            .lines()
-            .find(|l| l.contains("sftp server listening"))
-            .and_then(|l| l.split("address=127.0.0.1:").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .expect("the daemon logs its sftp port");
+        let port = sftp_port(&daemon.log_text());
         Server { demo, daemon, port }
     }
 
@@ -107,7 +110,7 @@ impl Server {
     }
 }
 
-fn ssh_options() -> [&'static str; 10] {
+pub(crate) fn ssh_options() -> [&'static str; 10] {
     [
         "-o",
         "StrictHostKeyChecking=no",
