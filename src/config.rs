@@ -56,6 +56,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreConfig>,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Seconds a stop (SIGTERM) may take to reach a journal checkpoint before gdprd exits anyway.
+    pub stop_deadline_seconds: u64,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
@@ -85,6 +87,12 @@ struct RawConfig {
     stores: BTreeMap<String, StoreConfig>,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default = "default_stop_deadline")]
+    stop_deadline_seconds: u64,
+}
+
+fn default_stop_deadline() -> u64 {
+    60
 }
 
 /// `[log]`: how the daemon logs.
@@ -715,6 +723,7 @@ impl Config {
             accounts: raw.accounts,
             stores: raw.stores,
             metrics: raw.metrics,
+            stop_deadline_seconds: raw.stop_deadline_seconds,
         };
         for account in &mut config.accounts {
             account.root = resolve(&account.root);

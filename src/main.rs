@@ -258,20 +258,26 @@ fn run(config: Config, once: bool) -> Result<()> {
                 let _ = reload_tx.send(());
             }
         });
+        let deadline = std::time::Duration::from_secs(config.stop_deadline_seconds);
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            tracing::info!("signal received; a second signal exits at once");
+            tracing::info!(deadline_seconds = deadline.as_secs(), "signal received; a second signal, or the stop deadline, exits at once");
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                    _ = term.recv() => {
+                        eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
+                    }
+                    _ = int.recv() => {
+                        eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
+                    }
+                    () = tokio::time::sleep(deadline) => {
+                        tracing::warn!("stop deadline passed before the file in progress reached a checkpoint; exiting (the journal resumes it at the next start)");
+                        eprintln!("gdprd: stop deadline passed, exiting (the journal resumes at the next start)");
+                    }
                 }
-                eprintln!(
-                    "gdprd: second signal, exiting at once (the journal resumes at the next start)"
-                );
                 std::process::exit(130);
             });
         };

@@ -135,3 +135,29 @@ fn sigterm_stops_at_a_checkpoint_and_exits_zero() {
     let _daemon = demo.start();
     assert_completed_exactly_once(&demo, &name);
 }
+
+#[test]
+fn a_stop_that_passes_its_deadline_exits_and_the_journal_resumes_exactly_once() {
+    let demo = Demo::new(20_000, |c| {
+        c.replace(
+            "state_dir = \"state\"",
+            "state_dir = \"state\"\nstop_deadline_seconds = 0",
+        )
+        .replace(
+            "[intake]",
+            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
+        )
+    });
+    let name = format!("forget-{}_030000.json", today());
+    let mut daemon = interrupt(&demo, &name, "TERM");
+    // No time to reach a checkpoint: it exits at once, not with 0.
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(130));
+    assert!(daemon.log_text().contains("stop deadline passed"));
+    assert!(
+        chunks_done(&demo) < (DEVICES / BATCH) as i64,
+        "stopped in the middle"
+    );
+    drop(daemon);
+    let _daemon = demo.start();
+    assert_completed_exactly_once(&demo, &name);
+}
