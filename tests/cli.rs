@@ -83,6 +83,18 @@ fn check_config_accepts_the_demo_and_names_what_is_wrong() {
         "{}",
         stdout(&out)
     );
+    // --offline (the unit's start check) reads the file only: a store that does not fit is not its business.
+    let out = run(&["check-config", "--offline", &config]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("stores not opened (--offline)"));
+    std::fs::write(
+        &demo.config,
+        text.replace("retention_days", "retention_dayz"),
+    )
+    .expect("write");
+    assert!(!run(&["check-config", "--offline", &config])
+        .status
+        .success());
 }
 
 #[test]
