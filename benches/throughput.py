@@ -148,6 +148,7 @@ SELECT * FROM callback WHERE {ph('customer_number')};
 SELECT * FROM sms_message WHERE {ph('msisdn')} AND shortcode IN ({codes});
 SELECT id, account_id, caller_number, duration_s, recorded_at FROM call_recording WHERE {ph('caller_number')};
 SELECT * FROM web_session WHERE {em('login_email')};
+SELECT * FROM email_suppression WHERE {em('email')};
 """
 
 
@@ -157,10 +158,13 @@ ANONYMISED = {"contact_list": "phone", "contact_attempt": "dialed_number", "sms_
               "web_session": "login_email"}
 
 
-def effect(db):
-    """What a forget left behind: row counts of deleting tables, 'forgotten-' rows of anonymising ones."""
-    sql = "".join(f"SELECT count(*) FROM {t};" for t in DELETED)
-    sql += "".join(f"SELECT count(*) FROM {t} WHERE {c} LIKE 'forgotten-%';" for t, c in ANONYMISED.items())
+def effect(db, pristine):
+    """What a forget left behind: row counts of deleting tables, and the rows of anonymising ones whose device
+    column changed from the pristine copy (replaced by a placeholder, or masked where the demo pseudonymises)."""
+    sql = f"ATTACH '{pristine}' AS p;"
+    sql += "".join(f"SELECT count(*) FROM {t};" for t in DELETED)
+    sql += "".join(f"SELECT count(*) FROM {t} a JOIN p.{t} b ON a.id = b.id WHERE a.{c} IS NOT b.{c};"
+                   for t, c in ANONYMISED.items())
     out = subprocess.run(["sqlite3", db], input=sql, capture_output=True, text=True, check=True).stdout.split()
     return dict(zip(DELETED + list(ANONYMISED), (int(n) for n in out)))
 
@@ -329,7 +333,7 @@ def main():
         bsecs, brss, _, changed = sqlite(base_db, baseline_forget_sql(phones, emails))
         changed = ", ".join(line.replace("|", " ") for line in changed.split())
         print(f"  baseline rows changed: {changed}")
-        ours, theirs = effect(db), effect(base_db)
+        ours, theirs = effect(db, pristine), effect(base_db, pristine)
         same = "same effect" if ours == theirs else f"EFFECT DIFFERS: gdprd {ours}, SQL {theirs}"
         print(f"  after gdprd: {ours}; after SQL: {theirs}: {same}")
         figures.append(("forget 1,000 devices", secs, rss, bsecs, brss, f"500/500/0; {same}"))
@@ -341,7 +345,8 @@ def main():
                                        request_file("EXPORT", contacts), (500, 500, 0))
         archive = os.path.join(demo, "accounts/demo/GDPR_Result", f"{stem}-archive.zip")
         per_table = archive_rows(archive)
-        exported = sum(per_table.values())
+        # The demo's CSV contact lists (lists/…) are a store the SQL baseline cannot read: compared without them.
+        exported = sum(v for k, v in per_table.items() if not k.startswith("lists/"))
         base_csv = os.path.join(work, "baseline-export.csv")
         bsecs, brss, _, _ = sqlite(pristine, baseline_export_sql(phones, emails), out_path=base_csv, csv_mode=True)
         base_rows = csv_rows(base_csv)
