@@ -3,14 +3,17 @@
 //! writes an execution log (and an export archive) into `GDPR_Result`.
 //!
 //! How the modules fit, in the order a file travels:
-//! - [`transports`] notice files in an account's `GDPR_Submit` (today: [`transports::local`]).
+//! - [`transports`] notice files in an account's `GDPR_Submit`: [`transports::local`] folders,
+//!   [`transports::sftp_server`] (gdprd's own SFTP server) and [`transports::sftp_remote`] (another server's).
 //! - [`requests`] read a file's name and content into validated requests, without I/O.
 //! - [`engine`] executes one file: claim, journal, run every store, write results, resume after a crash.
-//! - [`stores`] are where personal data lives ([`stores::sqlite`]); they forget or export a batch of devices.
+//! - [`stores`] are where personal data lives (SQLite, PostgreSQL, MySQL, CSV lists, callback services); they
+//!   forget or export a batch of devices. [`suppression`] answers whether a suppression list holds a device.
 //! - [`results`] are what customers read: execution logs, rejection notices, export archives, written atomically.
 //! - [`ledger`] makes it durable and exactly-once, and keeps the audit trail; [`audit`] hashes devices for it.
-//! - [`daemon`] wires it all and owns shutdown; [`config`] is the TOML it runs from; [`retention`] deletes old
-//!   results; [`demo`] lays out a self-contained demo installation.
+//! - [`daemon`] wires it all, reloads and owns shutdown; [`config`] is the TOML it runs from; [`retention`]
+//!   deletes old results; [`status`] reads the ledger for care engineers; [`metrics`] counts for Prometheus;
+//!   [`demo`] lays out a self-contained demo installation.
 
 #![warn(missing_docs)]
 
