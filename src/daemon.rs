@@ -1,11 +1,12 @@
-//! The daemon wires the parts together and owns shutdown: one worker thread owns the [`Engine`] and executes
-//! files one at a time; the `local` transport's watcher, a periodic rescan and the embedded SFTP server (when an
-//! account uses it) feed it [`Job`]s; retention runs on the same schedule. `main` listens for signals and hands
-//! [`run`] a shutdown future: on it, intake stops (the SFTP server first gives open sessions their grace period),
-//! the file in progress stops at its next journal checkpoint, and `run` returns once the worker has drained.
+//! The daemon wires the parts together and owns reload and shutdown: one worker thread owns the [`Engine`] and
+//! executes files one at a time; the `local` transport's watcher, a periodic rescan, the embedded SFTP server and
+//! the remote SFTP links (when accounts use them) feed it [`Job`]s; retention runs on the same schedule. `main`
+//! listens for signals: SIGHUP asks [`run`] to reload the config file (a config that does not load is refused and
+//! the running one stays); on the shutdown future, intake stops (the SFTP server first gives open sessions their
+//! grace period), the file in progress stops at its next journal checkpoint, and `run` returns once the worker has
+//! drained. systemd is told when gdprd is ready, reloading and stopping, and gets watchdog keep-alives.
 
-use crate::config::Transport;
-use crate::config::{AccountConfig, Config};
+use crate::config::{AccountConfig, Config, Transport};
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::retention;
 use crate::transports::{local, sftp_remote, sftp_server, Job};
