@@ -271,8 +271,8 @@ fn a_file_still_growing_is_not_taken_early() {
     let name = format!("forget-{}_120000.json", today());
     let body = seed_forget();
     let path = sshd.remote(&format!("GDPR_Submit/{name}"));
-    // Written in pieces, the size changing at every listing, for three seconds: three listings at least.
-    let pieces = body.chunks(body.len() / 8 + 1).collect::<Vec<_>>();
+    // Written in pieces, the size changing between every two listings, for three seconds.
+    let pieces = body.chunks(body.len() / 16 + 1).collect::<Vec<_>>();
     std::fs::write(&path, b"").expect("create");
     for piece in &pieces {
         let mut f = std::fs::OpenOptions::new()
@@ -280,7 +280,8 @@ fn a_file_still_growing_is_not_taken_early() {
             .open(&path)
             .expect("open");
         std::io::Write::write_all(&mut f, piece).expect("append");
-        std::thread::sleep(Duration::from_millis(400));
+        // Listings are at least a second apart: several appends fall between any two.
+        std::thread::sleep(Duration::from_millis(200));
         assert!(
             !demo.submit.join(&name).exists() && sshd.results().is_empty(),
             "taken while it grew"
