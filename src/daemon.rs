@@ -95,12 +95,12 @@ fn worker(
     match engine.unfinished() {
         Ok(list) => {
             for (account, name) in list {
-                match accounts.iter().position(|a| a.name == account) {
-                    Some(i) => handle(
+                match accounts.iter().find(|a| a.name == account) {
+                    Some(a) => handle(
                         &mut engine,
-                        &accounts[i],
+                        a,
                         &Job {
-                            account: i,
+                            account: account.clone(),
                             name: name.into(),
                         },
                     ),
@@ -126,7 +126,8 @@ fn worker(
             engine.reload(config);
             accounts = engine.config().accounts.clone();
         }
-        if let Some(account) = accounts.get(job.account) {
+        // Jobs name their account: one queued before a reload finds it (or finds it gone) all the same.
+        if let Some(account) = accounts.iter().find(|a| a.name == job.account) {
             handle(&mut engine, account, &job);
         }
     }
@@ -155,21 +156,23 @@ fn start_remotes(
 }
 
 /// The folders the `local` watcher watches.
-fn folders(config: &Config) -> Vec<(usize, std::path::PathBuf)> {
+fn folders(config: &Config) -> Vec<(String, std::path::PathBuf)> {
     config
         .accounts
         .iter()
-        .enumerate()
-        .map(|(i, a)| (i, a.submit_dir()))
+        .map(|a| (a.name.clone(), a.submit_dir()))
         .collect()
 }
 
 fn rescan(config: &Config, settle: Duration, jobs: &UnboundedSender<Job>) {
-    for (i, account) in config.accounts.iter().enumerate() {
+    for account in &config.accounts {
         match local::scan(&account.submit_dir(), settle) {
             Ok(names) => {
                 for name in names {
-                    let _ = jobs.send(Job { account: i, name });
+                    let _ = jobs.send(Job {
+                        account: account.name.clone(),
+                        name,
+                    });
                 }
             }
             Err(e) => warn!(account = %account.name, error = %e, "cannot scan GDPR_Submit"),

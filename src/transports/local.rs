@@ -61,13 +61,13 @@ fn completed(event: &Event) -> Option<&Path> {
     }
 }
 
-/// Watches every `(account index, GDPR_Submit)` folder and sends a [`Job`] for each completed file. The watch
+/// Watches every `(account name, GDPR_Submit)` folder and sends a [`Job`] for each completed file. The watch
 /// lasts as long as the returned watcher.
 ///
 /// # Errors
 /// The `notify` error when a folder cannot be watched.
 pub fn watch(
-    folders: Vec<(usize, PathBuf)>,
+    folders: Vec<(String, PathBuf)>,
     jobs: UnboundedSender<Job>,
 ) -> notify::Result<RecommendedWatcher> {
     let lookup = folders.clone();
@@ -81,7 +81,7 @@ pub fn watch(
             };
             if let Some((account, _)) = lookup.iter().find(|(_, d)| d == dir) {
                 let _ = jobs.send(Job {
-                    account: *account,
+                    account: account.clone(),
                     name: name.to_owned(),
                 });
             }

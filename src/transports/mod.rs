@@ -11,8 +11,8 @@ use std::ffi::OsString;
 /// A name to look at in an account's `GDPR_Submit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
-    /// Index of the account in the config.
-    pub account: usize,
+    /// The account's name (a name, not a position, so a job stays right across a config reload).
+    pub account: String,
     /// The file name.
     pub name: OsString,
 }

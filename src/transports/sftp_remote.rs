@@ -62,7 +62,6 @@ struct Record {
 
 /// One account's link to its server.
 struct Link {
-    account_index: usize,
     account: AccountConfig,
     remote: RemoteConfig,
     state_file: PathBuf,
@@ -339,7 +338,7 @@ impl Link {
         self.save()?;
         info!(account = %self.account.name, file = name, bytes = n, "downloaded from the remote GDPR_Submit");
         let _ = self.jobs.send(Job {
-            account: self.account_index,
+            account: self.account.name.clone(),
             name: name.into(),
         });
         Ok(())
@@ -521,7 +520,6 @@ pub async fn run(
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let mut link = Link {
-        account_index: index,
         account,
         remote,
         state_file,

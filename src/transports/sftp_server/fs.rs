@@ -39,7 +39,6 @@ enum Open {
 
 /// One SFTP session of an authenticated account.
 pub struct AccountFs {
-    account: usize,
     account_name: String,
     root: PathBuf,
     max_upload: u64,
@@ -109,16 +108,14 @@ fn visible(name: &str) -> bool {
 }
 
 impl AccountFs {
-    /// A session for account number `account` (its index in the config) rooted at `root`.
+    /// A session for the account `account_name`, rooted at `root`.
     pub fn new(
-        account: usize,
         account_name: String,
         root: PathBuf,
         max_upload: u64,
         jobs: UnboundedSender<Job>,
     ) -> AccountFs {
         AccountFs {
-            account,
             account_name,
             root,
             max_upload,
@@ -196,7 +193,7 @@ impl AccountFs {
 
     fn submitted(&self, name: &str) {
         let _ = self.jobs.send(Job {
-            account: self.account,
+            account: self.account_name.clone(),
             name: name.into(),
         });
     }

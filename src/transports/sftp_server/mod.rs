@@ -153,7 +153,7 @@ pub fn wanted(config: &Config) -> bool {
 
 fn account_entries(config: &Config) -> Result<HashMap<String, AccountEntry>, SftpError> {
     let mut out = HashMap::new();
-    for (index, account) in config.accounts.iter().enumerate() {
+    for account in &config.accounts {
         if account.transport != Transport::SftpServer {
             continue;
         }
@@ -178,7 +178,6 @@ fn account_entries(config: &Config) -> Result<HashMap<String, AccountEntry>, Sft
         out.insert(
             account.name.clone(),
             AccountEntry {
-                index,
                 name: account.name.clone(),
                 root: account.root.clone(),
                 credentials,

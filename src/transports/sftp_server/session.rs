@@ -20,8 +20,6 @@ use tracing::{info, warn};
 /// An account that may log in to the embedded server.
 #[derive(Debug, Clone)]
 pub struct AccountEntry {
-    /// Index of the account in the config.
-    pub index: usize,
     /// Its name, which is also the login name.
     pub name: String,
     /// Its root folder.
@@ -44,8 +42,8 @@ pub struct Shared {
     pub accounts: std::sync::RwLock<HashMap<String, AccountEntry>>,
     /// Failed logins per source address.
     pub throttle: Mutex<Throttle>,
-    /// Open sessions per account index.
-    pub sessions: Mutex<HashMap<usize, usize>>,
+    /// Open sessions per account name.
+    pub sessions: Mutex<HashMap<String, usize>>,
     /// Most sessions per account.
     pub max_sessions: usize,
     /// Largest upload, in bytes.
@@ -101,7 +99,7 @@ impl SshSession {
         let Ok(mut sessions) = self.shared.sessions.lock() else {
             return Auth::reject();
         };
-        let open = sessions.entry(entry.index).or_insert(0);
+        let open = sessions.entry(entry.name.clone()).or_insert(0);
         if *open >= self.shared.max_sessions {
             warn!(account = %entry.name, "session limit reached; login refused");
             return Auth::reject();
@@ -124,7 +122,7 @@ impl SshSession {
 impl Drop for SshSession {
     fn drop(&mut self) {
         if let (Some(entry), Ok(mut sessions)) = (&self.account, self.shared.sessions.lock()) {
-            if let Some(n) = sessions.get_mut(&entry.index) {
+            if let Some(n) = sessions.get_mut(&entry.name) {
                 *n = n.saturating_sub(1);
                 crate::metrics::get().sftp_sessions.dec();
             }
@@ -216,7 +214,6 @@ impl russh::server::Handler for SshSession {
         };
         session.channel_success(channel_id)?;
         let fs = AccountFs::new(
-            entry.index,
             entry.name,
             entry.root,
             self.shared.max_upload,
