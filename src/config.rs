@@ -58,6 +58,87 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Seconds a stop (SIGTERM) may take to reach a journal checkpoint before gdprd exits anyway.
     pub stop_deadline_seconds: u64,
+    /// The HTTP front doors (erasure/access jobs and agent privacy requests), off unless `listen` is set.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the HTTP front doors. Off unless `listen` is set; each account opts in with `[accounts.http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `address:port` to listen on. gdprd speaks plain HTTP: a non-loopback address needs
+    /// `plain_http_on_network = true` (with TLS terminated by a proxy in front).
+    pub listen: Option<String>,
+    /// Allows a non-loopback `listen`; set it only behind a TLS-terminating proxy.
+    pub plain_http_on_network: bool,
+    /// The URL clients reach gdprd at (`https://gdpr.example.com`), used in `Location` headers; default: the
+    /// request's `Host` header over `http://`.
+    pub public_url: Option<String>,
+    /// Largest request body, in bytes (default 2 MiB).
+    pub max_body_bytes: usize,
+    /// Most identifier lines in one job (default 10000).
+    pub max_lines: usize,
+    /// Jobs and agent requests one account may submit per minute (default 60).
+    pub submit_per_minute: u32,
+    /// Status, response and archive reads one account may make per second, with bursts of ten times that
+    /// (default 100).
+    pub reads_per_second: u32,
+    /// Failed authentications from one address within `auth_window_seconds` that block it for the rest of the
+    /// window (default 10).
+    pub auth_failures: u32,
+    /// The throttle window in seconds (default 60).
+    pub auth_window_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            plain_http_on_network: false,
+            public_url: None,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_lines: 10_000,
+            submit_per_minute: 60,
+            reads_per_second: 100,
+            auth_failures: 10,
+            auth_window_seconds: 60,
+        }
+    }
+}
+
+/// `[accounts.http]`: an account's HTTP front doors and the bearer token that opens them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAccountConfig {
+    /// `sha256:<hex>` of the account's bearer token (`gdprd http-token` makes a token and this line).
+    pub token_hash: String,
+    /// Serves `POST /accounts/NAME/gdpr_erasure` and `/gdpr_access` (default true).
+    #[serde(default = "yes")]
+    pub jobs: bool,
+    /// Serves `POST /lcm`, the agent privacy requests (default true).
+    #[serde(default = "yes")]
+    pub lcm: bool,
+    /// Lookup-key names of job bodies and the device type each holds (`phone`, `email`, `ipaddr`), matched
+    /// without regard to case. Default: `EMAIL` → email, `MobileNumber` and `PhoneNumber` → phone,
+    /// `IPAddress` → ipaddr.
+    #[serde(default = "default_lookup_keys")]
+    pub lookup_keys: BTreeMap<String, String>,
+    /// Country code for phone numbers that arrive without `+` and without it (`0`-prefixed national numbers,
+    /// or fewer digits); empty (default) reads every `+`-less number as already international.
+    #[serde(default)]
+    pub default_country_code: String,
+}
+
+fn default_lookup_keys() -> BTreeMap<String, String> {
+    [
+        ("EMAIL", "email"),
+        ("MobileNumber", "phone"),
+        ("PhoneNumber", "phone"),
+        ("IPAddress", "ipaddr"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
@@ -89,6 +170,8 @@ struct RawConfig {
     metrics: MetricsConfig,
     #[serde(default = "default_stop_deadline")]
     stop_deadline_seconds: u64,
+    #[serde(default)]
+    http: HttpConfig,
 }
 
 fn default_stop_deadline() -> u64 {
@@ -268,6 +351,9 @@ pub struct AccountConfig {
     /// The server an `sftp-remote` account's folders live on.
     #[serde(default)]
     pub remote: Option<RemoteConfig>,
+    /// The account's HTTP front doors; absent means none.
+    #[serde(default)]
+    pub http: Option<HttpAccountConfig>,
 }
 
 fn default_timezone() -> String {
@@ -623,9 +709,13 @@ pub struct TableMapping {
     #[serde(default)]
     pub suppression: bool,
     /// Device or personal columns that an anonymising forget masks in place (`johndoe@zyxwv.com` →
-    /// `jxxnxxe@zxxwx.com`) instead of replacing, for reports that need the shape.
+    /// `jxxnxxe@xxxwv.com`) instead of replacing, for reports that need the shape.
     #[serde(default)]
     pub pseudonymise: Vec<String>,
+    /// The device or personal columns a pseudonymisation request masks in every matching row; absent means all
+    /// of them. Nothing else changes: rows are not deleted, callbacks keep their state, recordings stay.
+    #[serde(default)]
+    pub mask: Option<Vec<String>>,
     /// For `postgres` and `mysql` stores: device columns whose normalised form is kept in another, indexed,
     /// column (`{ phone = "phone_digits" }`): the digits of a phone, the lowercased trimmed email, the IP address
     /// as stored. Matching then compares that column instead of an expression over the device column.
@@ -656,6 +746,23 @@ impl TableMapping {
         let email = self.email.iter().map(|c| (DeviceKind::Email, c.as_str()));
         let ipaddr = self.ipaddr.iter().map(|c| (DeviceKind::Ipaddr, c.as_str()));
         phone.chain(email).chain(ipaddr).collect()
+    }
+
+    /// The columns a pseudonymisation request masks: [`TableMapping::mask`], or every device and personal column.
+    /// Suppression lists are never masked (that would let the person be contacted again).
+    pub fn mask_columns(&self) -> Vec<&str> {
+        if self.suppression {
+            return Vec::new();
+        }
+        match &self.mask {
+            Some(cols) => cols.iter().map(String::as_str).collect(),
+            None => {
+                let devices = self.device_columns().into_iter().map(|(_, c)| c);
+                devices
+                    .chain(self.personal.iter().map(String::as_str))
+                    .collect()
+            }
+        }
     }
 
     /// Every column the mapping names (devices, personal, account, shortcode, state, file, soft delete).
@@ -724,6 +831,7 @@ impl Config {
             stores: raw.stores,
             metrics: raw.metrics,
             stop_deadline_seconds: raw.stop_deadline_seconds,
+            http: raw.http,
         };
         for account in &mut config.accounts {
             account.root = resolve(&account.root);
@@ -789,6 +897,7 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
             ));
         }
     }
+    validate_http(raw)?;
     let l = &raw.limits;
     // A valid file nests 5 levels: the object, requests, a request, contacts, a contact.
     if l.max_file_bytes == 0 || l.max_contacts == 0 || l.max_depth < 5 || l.batch_size == 0 {
@@ -881,6 +990,76 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
                 }
             }
             StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => validate_sql(name, store, s)?,
+        }
+    }
+    Ok(())
+}
+
+fn validate_http(raw: &RawConfig) -> Result<(), String> {
+    let h = &raw.http;
+    if let Some(listen) = &h.listen {
+        let addr: std::net::SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("[http]: listen {listen:?} is not an address:port"))?;
+        if !addr.ip().is_loopback() && !h.plain_http_on_network {
+            return Err(format!(
+                "[http]: listen {listen:?}: gdprd speaks plain HTTP and bearer tokens would cross the network in clear; listen on loopback behind a TLS-terminating proxy, or set plain_http_on_network = true if the proxy is on another host"
+            ));
+        }
+    }
+    if let Some(url) = &h.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "[http]: public_url {url:?} must start with http:// or https://"
+            ));
+        }
+    }
+    if h.max_body_bytes == 0
+        || h.max_lines == 0
+        || h.submit_per_minute == 0
+        || h.reads_per_second == 0
+        || h.auth_failures == 0
+    {
+        return Err("[http]: max_body_bytes, max_lines, submit_per_minute, reads_per_second and auth_failures must be positive".into());
+    }
+    let mut hashes = HashSet::new();
+    for a in &raw.accounts {
+        let Some(http) = &a.http else { continue };
+        let at = format!("account {:?}, [accounts.http]", a.name);
+        let hex = http.token_hash.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{at}: token_hash must be \"sha256:\" and 64 hex digits (`gdprd http-token` makes a token and its hash)"
+            ));
+        }
+        if !hashes.insert(hex.to_ascii_lowercase()) {
+            return Err(format!(
+                "{at}: the same token opens another account; give every account its own"
+            ));
+        }
+        if a.transport == Transport::SftpRemote {
+            return Err(format!(
+                "{at}: an sftp-remote account's results leave for the remote server, so HTTP jobs could not answer; use a local or sftp-server account"
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (key, kind) in &http.lookup_keys {
+            if crate::requests::DeviceKind::from_key(kind).is_none() {
+                return Err(format!(
+                    "{at}: lookup key {key:?} maps to {kind:?}; use phone, email or ipaddr"
+                ));
+            }
+            if key.trim().is_empty() || !seen.insert(key.to_lowercase()) {
+                return Err(format!(
+                    "{at}: lookup key {key:?} is empty or given twice (keys match without regard to case)"
+                ));
+            }
+        }
+        let cc = &http.default_country_code;
+        if cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+            return Err(format!(
+                "{at}: default_country_code must be 1-3 digits (no + or leading 0) or empty"
+            ));
         }
     }
     Ok(())
@@ -1080,6 +1259,14 @@ fn validate_tables(
                 "{at}: a suppression list keeps its rows: forget = \"delete\" would let a later import contact the person again"
             ));
         }
+        for c in t.mask.iter().flatten() {
+            let mapped = t.device_columns().iter().any(|(_, d)| d == c) || t.personal.contains(c);
+            if !mapped {
+                return Err(format!(
+                    "{at}: mask names {c:?}, which is not a mapped device or personal column"
+                ));
+            }
+        }
         for c in &t.pseudonymise {
             let mapped = t.device_columns().iter().any(|(_, d)| d == c) || t.personal.contains(c);
             if !mapped {
@@ -1229,6 +1416,37 @@ mod tests {
     }
 
     #[test]
+    fn http_front_doors_are_checked() {
+        let c = load(DEMO).expect("demo");
+        assert_eq!(c.http.listen.as_deref(), Some("127.0.0.1:8080"));
+        let h = c.accounts[0].http.as_ref().expect("demo account has http");
+        assert!(h.jobs && h.lcm);
+        assert_eq!(
+            h.lookup_keys.get("EMAIL").map(String::as_str),
+            Some("email")
+        );
+        let cases = [
+            (DEMO.replace("127.0.0.1:8080", "0.0.0.0:8080"), "plain HTTP"),
+            (DEMO.replace("127.0.0.1:8080", "nowhere"), "not an address:port"),
+            (DEMO.replace("token_hash = \"sha256:", "token_hash = \"md5:"), "64 hex digits"),
+            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"+1\"\n\n# Contact lists"), "default_country_code must be"),
+            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"1\"\nlookup_keys = { Fax = \"fax\" }\n\n# Contact lists"), "use phone, email or ipaddr"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_lines = 0"), "must be positive"),
+            (DEMO.replace("[[stores.demo.tables]]\nname = \"contact_attempt\"", "[[stores.demo.tables]]\nname = \"contact_attempt\"\nmask = [\"nope\"]"), "mask names \"nope\""),
+        ];
+        for (text, want) in cases {
+            assert_ne!(text, DEMO, "the case must change the config: {want}");
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+        let open = DEMO.replace("127.0.0.1:8080", "0.0.0.0:8080").replace(
+            "listen = \"0.0.0.0:8080\"",
+            "listen = \"0.0.0.0:8080\"\nplain_http_on_network = true",
+        );
+        assert!(load(&open).is_ok());
+    }
+
+    #[test]
     fn remote_accounts_are_checked() {
         let remote = DEMO
             .replace("transport = \"sftp-server\"", "transport = \"sftp-remote\"")
@@ -1240,6 +1458,12 @@ mod tests {
         let at = remote.find("[accounts.sftp]").expect("sftp");
         let end = at + remote[at..].find("\n\n").expect("end");
         let remote = format!("{}{}", &remote[..at], &remote[end..]);
+        let with_http = remote.clone();
+        // So are HTTP front doors (a remote account's results leave for the server).
+        let at = remote.find("[accounts.http]").expect("http");
+        let end = at + remote[at..].find("\n\n").expect("end");
+        let remote = format!("{}{}", &remote[..at], &remote[end..]);
+        assert!(err(&with_http).contains("an sftp-remote account's results leave"));
         let c = load(&remote).expect("remote account");
         let r = c.accounts[0].remote.as_ref().expect("remote");
         assert_eq!((r.port, r.poll_seconds, r.path.as_str()), (22, 30, "."));

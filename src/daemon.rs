@@ -13,7 +13,7 @@ use crate::transports::{local, sftp_remote, sftp_server, Job};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tracing::{debug, error, info, warn};
 
@@ -34,6 +34,9 @@ pub enum DaemonError {
     /// The metrics endpoint could not listen.
     #[error("cannot start the metrics endpoint: {0}")]
     Metrics(std::io::Error),
+    /// The HTTP front doors could not start.
+    #[error("cannot start the HTTP front doors: {0}")]
+    Http(String),
     /// A `GDPR_Submit` folder could not be watched.
     #[error("cannot watch GDPR_Submit: {0}")]
     Watch(#[from] notify::Error),
@@ -210,6 +213,10 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ),
         ("metrics", new.metrics.listen != running.metrics.listen),
         (
+            "http",
+            format!("{:?}", new.http) != format!("{:?}", running.http),
+        ),
+        (
             "intake",
             format!("{:?}", new.intake) != format!("{:?}", running.intake),
         ),
@@ -282,6 +289,27 @@ pub async fn run(
     };
     let mut remote_stop = tokio::sync::watch::channel(false).0;
     let mut remotes = start_remotes(&config, &tx, &remote_stop);
+    let current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
+    let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
+    let http = if config.http.listen.is_some() {
+        let state = crate::http::HttpState::new(Arc::clone(&current), tx.clone())
+            .map_err(|e| DaemonError::Http(e.to_string()))?;
+        let listener = crate::http::bind(&config)
+            .await
+            .map_err(|e| DaemonError::Http(e.to_string()))?;
+        if !config.accounts.iter().any(|a| a.http.is_some()) {
+            warn!("[http] listens but no account has [accounts.http]: every request is refused");
+        }
+        Some(tokio::spawn(crate::http::serve(
+            listener,
+            Arc::new(state),
+            async move {
+                let _ = http_stopped.changed().await;
+            },
+        )))
+    } else {
+        None
+    };
     let metrics = match config.metrics.listen.as_deref().map(str::parse) {
         Some(Ok(addr)) => Some(
             crate::metrics::serve(addr)
@@ -305,7 +333,6 @@ pub async fn run(
     });
     let settle = Duration::from_secs(config.intake.settle_seconds);
     let every = Duration::from_secs(config.intake.rescan_seconds);
-    let current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
     let intake = {
         let current = Arc::clone(&current);
         let tx = tx.clone();
@@ -327,7 +354,7 @@ pub async fn run(
                     rescan(&config2, settle, &tx2);
                     if sweep {
                         for account in &config2.accounts {
-                            if let Err(e) = retention::sweep(account, SystemTime::now()) {
+                            if let Err(e) = retention::sweep(account, crate::clock::system_now()) {
                                 warn!(account = %account.name, error = %e, "retention sweep failed");
                             }
                         }
@@ -378,6 +405,18 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = sftp_stop.send(true);
     let _ = remote_stop.send(true);
+    let _ = http_stop.send(true);
+    if let Some(mut server) = http {
+        // Requests in flight finish (they only claim and answer); a client that keeps a connection open does
+        // not hold the stop up.
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+            let _ = server.await;
+        }
+    }
     if let Some(server) = sftp {
         let _ = server.await;
     }

@@ -661,13 +661,14 @@ pub struct Layout {
     pub key: PathBuf,
 }
 
-/// Lays out a complete demo installation in `dir`: `gdprd.toml` (SFTP server on 127.0.0.1:`sftp_port`),
+/// Lays out a complete demo installation in `dir`: `gdprd.toml` (SFTP server on 127.0.0.1:`sftp_port`, HTTP
+/// front doors on 127.0.0.1:`http_port`),
 /// `demo.db` with `rows` filler contacts, `recordings/`, `accounts/demo/GDPR_Submit` and `GDPR_Result`, and the
 /// demo account's key pair `demo_ed25519` (+ `.pub`). What already exists is kept.
 ///
 /// # Errors
 /// [`DemoError`].
-pub fn lay_out(dir: &Path, rows: u64, sftp_port: u16) -> Result<Layout, DemoError> {
+pub fn lay_out(dir: &Path, rows: u64, sftp_port: u16, http_port: u16) -> Result<Layout, DemoError> {
     let submit = dir.join("accounts/demo/GDPR_Submit");
     let result = dir.join("accounts/demo/GDPR_Result");
     for d in [&submit, &result] {
@@ -675,7 +676,9 @@ pub fn lay_out(dir: &Path, rows: u64, sftp_port: u16) -> Result<Layout, DemoErro
     }
     let config = dir.join("gdprd.toml");
     if !config.exists() {
-        let text = DEMO_CONFIG.replace("127.0.0.1:2222", &format!("127.0.0.1:{sftp_port}"));
+        let text = DEMO_CONFIG
+            .replace("127.0.0.1:2222", &format!("127.0.0.1:{sftp_port}"))
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{http_port}"));
         std::fs::write(&config, text)
             .map_err(io_err(format!("cannot write {}", config.display())))?;
     }
@@ -721,7 +724,7 @@ mod tests {
     #[test]
     fn database_holds_the_sample() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let layout = lay_out(dir.path(), 50, 2222).expect("lay out");
+        let layout = lay_out(dir.path(), 50, 2222, 8080).expect("lay out");
         assert!(layout.created_database);
         let conn = Connection::open(&layout.database).expect("open");
         let n: i64 = conn
@@ -732,7 +735,7 @@ mod tests {
             .path()
             .join("recordings/2026/01/rec-sample-1.wav")
             .exists());
-        let again = lay_out(dir.path(), 50, 2222).expect("again");
+        let again = lay_out(dir.path(), 50, 2222, 8080).expect("again");
         assert!(!again.created_database, "an existing database is kept");
     }
 }

@@ -62,6 +62,26 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// The ledger id of the file the engine is executing, 0 when idle: the HTTP front doors report such a job
+/// `IN_PROGRESS` before its first chunk completes.
+pub static WORKING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Clears [`WORKING`] when an execution ends, however it ends.
+struct Working;
+
+impl Working {
+    fn start(id: i64) -> Working {
+        WORKING.store(id, Ordering::SeqCst);
+        Working
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        WORKING.store(0, Ordering::SeqCst);
+    }
+}
+
 /// Executes files for every account of a configuration.
 pub struct Engine {
     config: Arc<Config>,
@@ -190,6 +210,9 @@ fn response_text(kind: Kind, per_store: &[StoreResult], target: usize) -> String
         let what = match kind {
             Kind::Forget => "the forget is not complete there (resubmit to finish it)",
             Kind::Export => "its data from there is not in the archive (resubmit)",
+            Kind::Pseudonymise => {
+                "the pseudonymisation is not complete there (resubmit to finish it)"
+            }
         };
         return format!("ERROR: {}; {what}", failed.join("; "));
     }
@@ -252,9 +275,11 @@ fn store_failure(name: &str, e: &StoreError) -> String {
     }
 }
 
-/// Runs one store's part of a forget chunk, journaling its plan before it changes anything.
+/// Runs one store's part of a forget (or pseudonymisation) chunk, journaling its plan before it changes anything.
+#[allow(clippy::too_many_arguments)]
 fn forget_step(
     ledger: &Ledger,
+    kind: Kind,
     store: Option<&mut Box<dyn Store>>,
     open_error: Option<&str>,
     file_id: i64,
@@ -274,13 +299,17 @@ fn forget_step(
     };
     let planned_before = prior.map(|(p, _)| p);
     let began = std::time::Instant::now();
-    let result = store.forget(batch, &mut |found| match planned_before {
+    let mut planned = |found: &[u64]| match planned_before {
         Some(_) => Ok(()),
         None => ledger
             .plan_step(file_id, chunk, name, found)
             .map_err(|e| StoreError::Journal(e.to_string())),
-    });
-    crate::metrics::get().store_call(name, "forget", began.elapsed().as_secs_f64());
+    };
+    let result = match kind {
+        Kind::Pseudonymise => store.pseudonymise(batch, &mut planned),
+        _ => store.forget(batch, &mut planned),
+    };
+    crate::metrics::get().store_call(name, kind.prefix(), began.elapsed().as_secs_f64());
     match result {
         Ok(found) => {
             // On a resumed step the plan, recorded before the first attempt changed anything, is the truth.
@@ -510,8 +539,12 @@ impl Engine {
         path: &Path,
         rec: FileRecord,
     ) -> Result<Outcome, EngineError> {
-        let kind = FileName::parse(name)
-            .map(|f| f.kind)
+        // The type recorded at claim time: names made by the HTTP front doors are not drop-folder names.
+        let kind = rec
+            .kind
+            .as_deref()
+            .and_then(Kind::from_type)
+            .or_else(|| FileName::parse(name).ok().map(|f| f.kind))
             .unwrap_or(Kind::Forget);
         let copy = self.claimed_dir().join(format!("{}.json", rec.id));
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
@@ -542,6 +575,7 @@ impl Engine {
         rec: &FileRecord,
         bytes: &[u8],
     ) -> Result<Outcome, EngineError> {
+        let _working = Working::start(rec.id);
         let limits = self.config.limits.request_limits();
         let file = match parse::parse(bytes, kind, &limits) {
             Ok(file) => file,
@@ -570,8 +604,8 @@ impl Engine {
         }
         let mut results = vec![log::log_name(stem(name))];
         match kind {
-            Kind::Forget => {
-                if self.forget(account, name, rec, &file, &plan)? == Outcome::Interrupted {
+            Kind::Forget | Kind::Pseudonymise => {
+                if self.forget(account, name, kind, rec, &file, &plan)? == Outcome::Interrupted {
                     return Ok(Outcome::Interrupted);
                 }
             }
@@ -746,6 +780,7 @@ impl Engine {
         &mut self,
         account: &AccountConfig,
         name: &str,
+        kind: Kind,
         rec: &FileRecord,
         file: &RequestFile,
         plan: &Plan,
@@ -779,6 +814,7 @@ impl Engine {
                 let open_error = open_errors.get(store_name).and_then(|e| e.as_deref());
                 let r = forget_step(
                     &self.ledger,
+                    kind,
                     store,
                     open_error,
                     rec.id,
@@ -791,7 +827,7 @@ impl Engine {
             let (responses, audit) = self.audit_entries(
                 account,
                 name,
-                Kind::Forget,
+                kind,
                 file,
                 plan,
                 Chunk {
@@ -812,6 +848,7 @@ impl Engine {
                     done = range.end,
                     total,
                     per_second = (done_here as f64 / secs).round(),
+                    kind = kind.prefix(),
                     "forget progress"
                 );
                 last_report = std::time::Instant::now();

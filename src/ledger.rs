@@ -58,6 +58,31 @@ pub struct FileRecord {
     pub received_at: String,
     /// Why it was rejected or refused.
     pub error: Option<String>,
+    /// The request type claimed (`FORGET`, `EXPORT`, `PSEUDONYMISE`); none for a rejected name.
+    pub kind: Option<String>,
+}
+
+/// A file's row as the HTTP front doors report it.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// The account.
+    pub account: String,
+    /// The (synthesised) file name.
+    pub name: String,
+    /// `FORGET`, `EXPORT` or `PSEUDONYMISE`.
+    pub kind: Option<String>,
+    /// Where it stands.
+    pub state: FileState,
+    /// Why it was refused whole or rejected.
+    pub error: Option<String>,
+    /// When it finished (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Its result file names in `GDPR_Result`.
+    pub results: Vec<String>,
+    /// Whether a journal chunk of it has completed.
+    pub started: bool,
+    /// Its outcome counts once done.
+    pub counts: Counts,
 }
 
 /// The outcome counts of a finished file.
@@ -186,7 +211,7 @@ impl Ledger {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, state, sha256, batch_size, removed, received_at, error FROM files WHERE account = ?1 AND name = ?2",
+                "SELECT id, state, sha256, batch_size, removed, received_at, error, kind FROM files WHERE account = ?1 AND name = ?2",
                 params![account, name],
                 |r| {
                     Ok(FileRecord {
@@ -197,6 +222,7 @@ impl Ledger {
                         removed: r.get(4)?,
                         received_at: r.get(5)?,
                         error: r.get(6)?,
+                        kind: r.get(7)?,
                     })
                 },
             )
@@ -229,6 +255,7 @@ impl Ledger {
             removed: false,
             received_at: received,
             error: None,
+            kind: kind.map(str::to_owned),
         })
     }
 
@@ -400,6 +427,45 @@ impl Ledger {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// File `id` as the HTTP front doors report it, if the ledger has it.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn job(&self, id: i64) -> Result<Option<JobRecord>, LedgerError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT account, name, kind, state, error, finished_at, results,
+                        EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id),
+                        success, not_found, errors
+                 FROM files WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(JobRecord {
+                        account: r.get(0)?,
+                        name: r.get(1)?,
+                        kind: r.get(2)?,
+                        state: FileState::parse(&r.get::<_, String>(3)?),
+                        error: r.get(4)?,
+                        finished_at: r.get(5)?,
+                        results: r
+                            .get::<_, Option<String>>(6)?
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect(),
+                        started: r.get(7)?,
+                        counts: Counts {
+                            success: r.get::<_, i64>(8)?.unsigned_abs(),
+                            not_found: r.get::<_, i64>(9)?.unsigned_abs(),
+                            errors: r.get::<_, i64>(10)?.unsigned_abs(),
+                        },
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Marks file `id` done, with its result names, counts and file-level error if it was refused whole.

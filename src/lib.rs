@@ -14,14 +14,19 @@
 //! - [`daemon`] wires it all, reloads and owns shutdown; [`config`] is the TOML it runs from; [`retention`]
 //!   deletes old results; [`status`] reads the ledger for care engineers; [`metrics`] counts for Prometheus;
 //!   [`demo`] lays out a self-contained demo installation.
+//! - [`http`] is the other way in: batched erasure/access jobs and agent privacy requests over HTTP, turned into
+//!   the same claimed files, so the engine, ledger, audit and retention treat them exactly like dropped files;
+//!   [`clock`] is the time it and retention read.
 
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
+pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod requests;

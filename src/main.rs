@@ -59,6 +59,9 @@ enum Command {
     },
     /// Read a password from standard input and print its argon2 hash for `password_hash`.
     HashPassword,
+    /// Make a bearer token for an account's HTTP front doors: prints the token (give it to the client; it is
+    /// shown once) and the `token_hash` line for `[accounts.http]`.
+    HttpToken,
     /// Lay out a self-contained demo installation in DIR and run it.
     Demo {
         /// Where to lay it out.
@@ -73,6 +76,9 @@ enum Command {
         /// Port of the demo's SFTP server on 127.0.0.1.
         #[arg(long, default_value_t = 2222)]
         sftp_port: u16,
+        /// Port of the demo's HTTP front doors on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
     },
     /// Write the man page (gdprd.1.gz) and shell completions (bash, zsh, fish) for packaging.
     #[command(hide = true)]
@@ -185,6 +191,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::HttpToken => {
+            let (token, hash) = gdprd::http::new_token();
+            println!("token (give it to the client; gdprd keeps only its hash): {token}");
+            println!("for [accounts.http]: token_hash = \"{hash}\"");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::HashPassword => {
             let mut line = String::new();
             std::io::stdin()
@@ -205,7 +217,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             rows,
             no_start,
             sftp_port,
-        } => demo(&dir, rows, no_start, sftp_port),
+            http_port,
+        } => demo(&dir, rows, no_start, sftp_port, http_port),
         Command::DemoDb {
             path,
             rows,
@@ -653,8 +666,8 @@ fn check_config(path: &Path, offline: bool) -> Result<ExitCode> {
     }
 }
 
-fn demo(dir: &Path, rows: u64, no_start: bool, sftp_port: u16) -> Result<ExitCode> {
-    let layout = gdprd::demo::lay_out(dir, rows, sftp_port)?;
+fn demo(dir: &Path, rows: u64, no_start: bool, sftp_port: u16, http_port: u16) -> Result<ExitCode> {
+    let layout = gdprd::demo::lay_out(dir, rows, sftp_port, http_port)?;
     let samples = dir.join("samples");
     std::fs::create_dir_all(&samples)?;
     for (name, text) in [
@@ -708,6 +721,10 @@ fn demo(dir: &Path, rows: u64, no_start: bool, sftp_port: u16) -> Result<ExitCod
         samples.join("seed-forget.json").display()
     );
     println!("  sftp> get GDPR_Result/forget-{today}_120001-execution-log.json");
+    println!("or over HTTP (docs/http.md), with the demo's token:");
+    println!(
+        "  curl -i -H 'Authorization: Bearer demo-http-token' -H 'Content-Type: text/csv' --data-binary 'EMAIL,test@test.com' http://127.0.0.1:{http_port}/accounts/demo/gdpr_access"
+    );
     if no_start {
         println!(
             "Start it with: gdprd run --config {}",

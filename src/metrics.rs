@@ -45,6 +45,8 @@ pub struct Metrics {
     pub sftp_sessions: Gauge,
     /// Failed logins on the embedded SFTP server.
     pub auth_failures: Counter,
+    /// Requests accepted by the HTTP front doors, by origin (`api` jobs, `lcm` agent requests).
+    pub http_jobs: Family<Outcome, Counter>,
     registry: Registry,
 }
 
@@ -67,6 +69,12 @@ pub fn get() -> &'static Metrics {
         let queue = Gauge::default();
         let sftp_sessions = Gauge::default();
         let auth_failures = Counter::default();
+        let http_jobs = Family::<Outcome, Counter>::default();
+        registry.register(
+            "http_jobs",
+            "Requests accepted by the HTTP front doors, by origin",
+            http_jobs.clone(),
+        );
         registry.register("files", "Files finished, by outcome", files.clone());
         registry.register(
             "contacts",
@@ -96,12 +104,22 @@ pub fn get() -> &'static Metrics {
             queue,
             sftp_sessions,
             auth_failures,
+            http_jobs,
             registry,
         }
     })
 }
 
 impl Metrics {
+    /// Counts one request accepted over HTTP (`origin`: `api` or `lcm`).
+    pub fn http_job(&self, origin: &str) {
+        self.http_jobs
+            .get_or_create(&Outcome {
+                outcome: origin.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts one finished file and its contacts.
     pub fn file(&self, outcome: &str, success: u64, not_found: u64, errors: u64) {
         let label = |o: &str| Outcome {

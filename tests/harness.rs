@@ -66,7 +66,8 @@ impl Demo {
         let text = text
             .replace("rescan_seconds = 30", "rescan_seconds = 1")
             .replace("settle_seconds = 2", "settle_seconds = 0")
-            .replace("127.0.0.1:2222", "127.0.0.1:0");
+            .replace("127.0.0.1:2222", "127.0.0.1:0")
+            .replace("127.0.0.1:8080", "127.0.0.1:0");
         std::fs::write(&config, tweak(text)).expect("write config");
         let root = dir.path().join("accounts/demo");
         Demo {

@@ -1,5 +1,5 @@
-//! Submission file names: `forget-YYYYMMDD_HHMMSS.json` and `export-YYYYMMDD_HHMMSS.json`, the names that are
-//! uploads still in progress, and when a named file is due.
+//! Submission file names: `forget-YYYYMMDD_HHMMSS.json`, `export-YYYYMMDD_HHMMSS.json` and
+//! `pseudonymise-YYYYMMDD_HHMMSS.json`, the names that are uploads still in progress, and when a named file is due.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use std::fmt;
@@ -11,6 +11,8 @@ pub enum Kind {
     Forget,
     /// Right of access: every matching record as CSV in a ZIP archive.
     Export,
+    /// Pseudonymisation: the configured columns of every matching record are masked, nothing is deleted.
+    Pseudonymise,
 }
 
 impl Kind {
@@ -19,6 +21,7 @@ impl Kind {
         match self {
             Kind::Forget => "FORGET",
             Kind::Export => "EXPORT",
+            Kind::Pseudonymise => "PSEUDONYMISE",
         }
     }
 
@@ -27,6 +30,7 @@ impl Kind {
         match self {
             Kind::Forget => "forget",
             Kind::Export => "export",
+            Kind::Pseudonymise => "pseudonymise",
         }
     }
 
@@ -35,6 +39,7 @@ impl Kind {
         match value {
             "FORGET" => Some(Kind::Forget),
             "EXPORT" => Some(Kind::Export),
+            "PSEUDONYMISE" => Some(Kind::Pseudonymise),
             _ => None,
         }
     }
@@ -49,7 +54,7 @@ impl fmt::Display for Kind {
 /// A well-formed submission name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileName {
-    /// `forget` or `export`.
+    /// `forget`, `export` or `pseudonymise`.
     pub kind: Kind,
     /// The date and time written in the name.
     pub stamp: NaiveDateTime,
@@ -70,7 +75,7 @@ pub enum Due {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// The name does not have the `forget-YYYYMMDD_HHMMSS.json` / `export-…` shape.
-    #[error("ERROR: file name must be forget-YYYYMMDD_HHMMSS.json or export-YYYYMMDD_HHMMSS.json (lowercase prefix, today's date)")]
+    #[error("ERROR: file name must be forget-YYYYMMDD_HHMMSS.json, export-YYYYMMDD_HHMMSS.json or pseudonymise-YYYYMMDD_HHMMSS.json (lowercase prefix, today's date)")]
     Pattern,
     /// The shape is right but the digits are not a real calendar date and time.
     #[error("ERROR: file name has no real date and time: {0} is not a valid YYYYMMDD_HHMMSS")]
@@ -101,6 +106,8 @@ impl FileName {
             (Kind::Forget, rest)
         } else if let Some(rest) = name.strip_prefix("export-") {
             (Kind::Export, rest)
+        } else if let Some(rest) = name.strip_prefix("pseudonymise-") {
+            (Kind::Pseudonymise, rest)
         } else {
             return Err(NameError::Pattern);
         };
@@ -149,6 +156,9 @@ mod tests {
         assert_eq!(f.stamp.to_string(), "2018-03-15 12:00:00");
         let e = FileName::parse("export-20180315_120000.json").expect("export name");
         assert_eq!(e.kind, Kind::Export);
+        let p = FileName::parse("pseudonymise-20180315_120000.json").expect("pseudonymise name");
+        assert_eq!(p.kind, Kind::Pseudonymise);
+        assert_eq!(Kind::from_type("PSEUDONYMISE"), Some(Kind::Pseudonymise));
     }
 
     #[test]

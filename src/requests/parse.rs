@@ -175,12 +175,12 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
         None => return Err(format_err(format!("request {n}: \"type\" is missing"))),
         Some(Value::String(s)) => Kind::from_type(s).ok_or_else(|| {
             format_err(format!(
-                "request {n}: \"type\" must be \"FORGET\" or \"EXPORT\", not {s:?}"
+                "request {n}: \"type\" must be \"FORGET\", \"EXPORT\" or \"PSEUDONYMISE\", not {s:?}"
             ))
         })?,
         Some(_) => {
             return Err(format_err(format!(
-                "request {n}: \"type\" must be the string \"FORGET\" or \"EXPORT\""
+                "request {n}: \"type\" must be the string \"FORGET\", \"EXPORT\" or \"PSEUDONYMISE\""
             )))
         }
     };

@@ -116,6 +116,24 @@ pub trait Store: Send {
         planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
     ) -> Result<Found, StoreError>;
 
+    /// Finds every row matching the batch and masks its [`TableMapping::mask_columns`] in place
+    /// ([`mask::mask`]); nothing is deleted. `planned` works as for [`Store::forget`]. Masking is idempotent, so
+    /// a resumed step may run again.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing of the batch is then committed in this store. Stores that cannot mask say so.
+    fn pseudonymise(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        let _ = (batch, planned);
+        Err(StoreError::Service(format!(
+            "store {:?} cannot pseudonymise (its type does not support masking)",
+            self.name()
+        )))
+    }
+
     /// Streams every row matching the batch into `sink`.
     ///
     /// # Errors

@@ -132,6 +132,18 @@ impl SqliteStore {
         })
     }
 
+    /// In WAL mode the old pages stay in the database file until a checkpoint copies the new ones over them, and
+    /// earlier WAL frames may hold old values: after a change, copy now and empty the WAL.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::warn!(store = %self.name, "another connection holds the database: old page images stay in its WAL until the next checkpoint");
+        }
+        Ok(())
+    }
+
     fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
         let index = super::key_index(batch);
         *self
@@ -409,14 +421,58 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         if found.iter().any(|n| *n > 0) {
-            // In WAL mode the old pages stay in the database file until a checkpoint copies the new ones over
-            // them, and earlier WAL frames may hold old values: copy now and empty the WAL.
-            let busy: i64 = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-            if busy != 0 {
-                tracing::warn!(store = %self.name, "another connection holds the database: old page images stay in its WAL until the next checkpoint");
+            self.checkpoint()?;
+        }
+        Ok(found)
+    }
+
+    fn pseudonymise(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        let index = self.set_wanted(batch)?;
+        let mut found = vec![0u64; batch.targets.len()];
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut hits: Vec<Vec<i64>> = Vec::with_capacity(self.config.tables.len());
+        for table in &self.config.tables {
+            let mut ids = Vec::new();
+            if !table.mask_columns().is_empty() {
+                scan(&tx, table, batch, &index, false, &mut |m| {
+                    for &t in m.targets {
+                        found[t] += 1;
+                    }
+                    ids.push(m.rowid);
+                    Ok(())
+                })?;
             }
+            hits.push(ids);
+        }
+        planned(&found)?;
+        for (table, ids) in self.config.tables.iter().zip(&hits) {
+            if ids.is_empty() {
+                continue;
+            }
+            fill_rows(&tx, ids.iter().copied())?;
+            let sets: Vec<String> = table
+                .mask_columns()
+                .iter()
+                .map(|c| format!("{0} = gdprd_mask({0})", quote(c)))
+                .collect();
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET {} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)",
+                    quote(&table.name),
+                    sets.join(", ")
+                ),
+                [],
+            )?;
+        }
+        tx.commit()?;
+        if found.iter().any(|n| *n > 0) {
+            self.checkpoint()?;
         }
         Ok(found)
     }

@@ -1,0 +1,551 @@
+//! Jobs: how a front-door request becomes a claimed file, and how its status, response and archive are read
+//! back. A job's lines live in `STATE/jobs/ID.json` (its "sidecar") until the account's retention has passed.
+
+use super::{base_url, blocking, job_id, ApiError, Ctx, HttpState, Line};
+use crate::config::AccountConfig;
+use crate::ledger::{FileState, JobRecord};
+use crate::requests::Kind;
+use crate::results::atomic;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tracing::info;
+
+/// A job's lines as the client sent them, and where each went in the request file.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Sidecar {
+    account: String,
+    /// `api` (a batched job) or `lcm` (an agent request).
+    origin: String,
+    /// `FORGET`, `EXPORT` or `PSEUDONYMISE`.
+    kind: String,
+    created: String,
+    #[serde(default)]
+    lines: Vec<SideLine>,
+    /// Past retention: the lines are gone and the job's URLs answer 410.
+    #[serde(default)]
+    expired: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SideLine {
+    name: String,
+    value: String,
+    /// Index of its contact in the request, when it became one.
+    contact: Option<usize>,
+    /// Its response when it did not.
+    error: Option<String>,
+}
+
+fn sidecar_path(state: &HttpState, id: i64) -> PathBuf {
+    state
+        .config()
+        .state_dir
+        .join("jobs")
+        .join(format!("{id}.json"))
+}
+
+fn write_sidecar(state: &HttpState, id: i64, sidecar: &Sidecar) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(sidecar).map_err(std::io::Error::other)?;
+    atomic::write(
+        &state.config().state_dir.join("jobs"),
+        &format!("{id}.json"),
+        &bytes,
+    )?;
+    Ok(())
+}
+
+/// Claims a request file of `kind` for `account` made of `lines`, and queues it. Returns the job id.
+pub(super) fn create(
+    state: &HttpState,
+    account: &AccountConfig,
+    kind: Kind,
+    origin: &str,
+    requestcase: Option<&str>,
+    lines: &[Line],
+) -> Result<i64, ApiError> {
+    let config = state.config();
+    let mut contacts = Vec::new();
+    let mut side = Vec::with_capacity(lines.len());
+    for l in lines {
+        let (contact, error) = match &l.device {
+            Ok((kind, value)) => {
+                contacts.push(json!({ kind.key(): value }));
+                (Some(contacts.len() - 1), None)
+            }
+            Err(e) => (None, Some(e.clone())),
+        };
+        side.push(SideLine {
+            name: l.name.clone(),
+            value: l.value.clone(),
+            contact,
+            error,
+        });
+    }
+    if contacts.is_empty() {
+        let errors: Vec<&str> = side
+            .iter()
+            .filter_map(|s| s.error.as_deref())
+            .take(5)
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no line names a device this account can look up: {}",
+                errors.join("; ")
+            ),
+        ));
+    }
+    let mut request = serde_json::Map::new();
+    if let Some(case) = requestcase.filter(|c| !c.is_empty()) {
+        request.insert("requestcase".into(), Value::from(case));
+    }
+    request.insert("type".into(), Value::from(kind.as_type()));
+    request.insert("contacts".into(), Value::Array(contacts));
+    let bytes =
+        serde_json::to_vec_pretty(&json!({ "requests": [request] })).map_err(ApiError::internal)?;
+    let tag: u32 = rand::random();
+    let now = Utc::now();
+    let name = format!(
+        "{}-{origin}-{}-{tag:08x}.json",
+        kind.prefix(),
+        now.format("%Y%m%d_%H%M%S")
+    );
+    // The copy is in place before the claim makes it visible to the worker; the claim is what makes it durable.
+    let claimed = config.state_dir.join("claimed");
+    let pending = format!("pending-{tag:08x}.json");
+    atomic::write(&claimed, &pending, &bytes).map_err(ApiError::internal)?;
+    let id = {
+        let ledger = state
+            .ledger
+            .lock()
+            .map_err(|_| ApiError::internal("ledger lock poisoned"))?;
+        ledger
+            .claim(
+                &account.name,
+                &name,
+                Some(kind.as_type()),
+                &hex::encode(Sha256::digest(&bytes)),
+                bytes.len() as u64,
+                config.limits.batch_size,
+            )
+            .map_err(ApiError::internal)?
+            .id
+    };
+    std::fs::rename(claimed.join(&pending), claimed.join(format!("{id}.json")))
+        .and_then(|()| atomic::sync_dir(&claimed))
+        .map_err(ApiError::internal)?;
+    let sidecar = Sidecar {
+        account: account.name.clone(),
+        origin: origin.to_owned(),
+        kind: kind.as_type().to_owned(),
+        created: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        lines: side,
+        expired: false,
+    };
+    write_sidecar(state, id, &sidecar).map_err(ApiError::internal)?;
+    let _ = state.jobs.send(crate::transports::Job {
+        account: account.name.clone(),
+        name: name.clone().into(),
+    });
+    info!(account = %account.name, job = id, file = %name, kind = kind.prefix(), lines = lines.len(), origin, "HTTP request accepted");
+    crate::metrics::get().http_job(origin);
+    Ok(id)
+}
+
+/// `POST /accounts/{account}/gdpr_erasure`.
+pub(super) async fn submit_erasure(
+    ctx: Ctx,
+    account: Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit(ctx, account, body, Kind::Forget).await
+}
+
+/// `POST /accounts/{account}/gdpr_access`.
+pub(super) async fn submit_access(
+    ctx: Ctx,
+    account: Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit(ctx, account, body, Kind::Export).await
+}
+
+async fn submit(
+    (State(state), connect, headers): Ctx,
+    Path(name): Path<String>,
+    body: Bytes,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let account = state.authenticate(&headers, connect.0.ip())?;
+    if account.name != name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token does not open account {name:?}"),
+        ));
+    }
+    let Some(http) = account.http.clone().filter(|h| h.jobs) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "jobs are not enabled for this account ([accounts.http] jobs = false)",
+        ));
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "text/csv" && essence != "text/plain" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the lines as `Content-Type: text/csv`",
+        ));
+    }
+    state.rate(&account.name, true)?;
+    let config = state.config();
+    let lines = super::parse_lines(&body, &http, config.http.max_lines).map_err(|e| {
+        let status = match e {
+            super::BodyError::TooManyLines(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    let base = base_url(&config, &headers);
+    let id = blocking(move || create(&state, &account, kind, "api", None, &lines)).await?;
+    let location = format!("{base}/gdpr_jobs/{id}/status");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location.clone())],
+        Json(json!({ "location": location, "id": id })),
+    )
+        .into_response())
+}
+
+/// Whether a finished job is past its account's retention at `now`.
+fn past_retention(job: &JobRecord, retention_days: u32, now: DateTime<Utc>) -> bool {
+    job.state != FileState::Claimed
+        && job
+            .finished_at
+            .as_deref()
+            .and_then(|f| DateTime::parse_from_rfc3339(f).ok())
+            .is_some_and(|f| {
+                now.signed_duration_since(f) > chrono::Duration::days(i64::from(retention_days))
+            })
+}
+
+/// Makes the sidecar a tombstone: the lines (personal data) go, the job's URLs answer 410 from now on.
+fn expire(state: &HttpState, id: i64, mut sidecar: Sidecar) -> std::io::Result<()> {
+    sidecar.lines.clear();
+    sidecar.expired = true;
+    write_sidecar(state, id, &sidecar)?;
+    info!(account = %sidecar.account, job = id, "HTTP job past retention: its lines are deleted");
+    Ok(())
+}
+
+/// The job `id` of `account`, with its sidecar; 404 for a job that is not this account's, 410 once expired.
+fn find(
+    state: &HttpState,
+    account: &AccountConfig,
+    id: i64,
+) -> Result<(JobRecord, Sidecar), ApiError> {
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such job for this account");
+    let sidecar: Sidecar = match std::fs::read(sidecar_path(state, id)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(ApiError::internal)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    if sidecar.account != account.name {
+        return Err(missing());
+    }
+    let gone = || {
+        ApiError::new(
+            StatusCode::GONE,
+            format!(
+                "job {id} is past this account's retention of {} days: its response was deleted",
+                account.retention_days
+            ),
+        )
+    };
+    if sidecar.expired {
+        return Err(gone());
+    }
+    let job = state
+        .ledger
+        .lock()
+        .map_err(|_| ApiError::internal("ledger lock poisoned"))?
+        .job(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(missing)?;
+    if past_retention(&job, account.retention_days, crate::clock::now()) {
+        expire(state, id, sidecar).map_err(ApiError::internal)?;
+        return Err(gone());
+    }
+    Ok((job, sidecar))
+}
+
+/// The status name of a job.
+fn status_name(job: &JobRecord, id: i64) -> &'static str {
+    match job.state {
+        FileState::Claimed
+            if job.started || crate::engine::WORKING.load(Ordering::SeqCst) == id =>
+        {
+            "IN_PROGRESS"
+        }
+        FileState::Claimed => "SUBMITTED",
+        FileState::Done if job.error.is_none() => "SUCCESS",
+        _ => "FAILED",
+    }
+}
+
+/// `GET /gdpr_jobs/{id}/status`.
+pub(super) async fn status(
+    (State(state), connect, headers): Ctx,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(path)?;
+    let account = state.authenticate(&headers, connect.0.ip())?;
+    state.rate(&account.name, false)?;
+    let base = base_url(&state.config(), &headers);
+    let st = Arc::clone(&state);
+    let (job, _) = blocking(move || find(&st, &account, id)).await?;
+    let status = status_name(&job, id);
+    if status == "SUCCESS" {
+        let location = format!("{base}/gdpr_jobs/{id}/response");
+        return Ok((
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, location.clone())],
+            Json(json!({ "id": id, "location": location, "status": status })),
+        )
+            .into_response());
+    }
+    let mut body = json!({ "id": id, "status": status });
+    if let Some(e) = &job.error {
+        body["error"] = Value::from(e.as_str());
+    }
+    Ok(Json(body).into_response())
+}
+
+/// What a job's response calls its type.
+fn type_name(kind: &str) -> &'static str {
+    match kind {
+        "FORGET" => "ERASURE",
+        "EXPORT" => "ACCESS",
+        _ => "PSEUDONYMISATION",
+    }
+}
+
+/// `GET /gdpr_jobs/{id}/response`.
+pub(super) async fn response(
+    (State(state), connect, headers): Ctx,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(path)?;
+    let account = state.authenticate(&headers, connect.0.ip())?;
+    state.rate(&account.name, false)?;
+    let base = base_url(&state.config(), &headers);
+    let st = Arc::clone(&state);
+    let account_name = account.name.clone();
+    let (job, sidecar, responses) = blocking(move || {
+        let (job, sidecar) = find(&st, &account, id)?;
+        let responses = st
+            .ledger
+            .lock()
+            .map_err(|_| ApiError::internal("ledger lock poisoned"))?
+            .responses(id)
+            .map_err(ApiError::internal)?;
+        Ok((job, sidecar, responses))
+    })
+    .await?;
+    let status = status_name(&job, id);
+    if status == "SUBMITTED" || status == "IN_PROGRESS" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} is {status}: poll /gdpr_jobs/{id}/status until it says SUCCESS"),
+        ));
+    }
+    let contacts: Vec<Value> = sidecar
+        .lines
+        .iter()
+        .map(|line| {
+            let response = match (line.contact, &line.error) {
+                (Some(c), _) => responses.get(&(0, c)).cloned().unwrap_or_else(|| {
+                    job.error.clone().unwrap_or_else(|| {
+                        "ERROR: no response was recorded; submit it again".into()
+                    })
+                }),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "ERROR: no response was recorded; submit it again".into(),
+            };
+            let found = response == "SUCCESS";
+            let mut contact = json!({ "contactFound": found });
+            match sidecar.kind.as_str() {
+                "FORGET" => contact["contactDeleted"] = Value::from(found),
+                "PSEUDONYMISE" => contact["contactPseudonymised"] = Value::from(found),
+                _ => {}
+            }
+            contact["gdprIdentifiers"] = json!([{ "name": line.name, "value": line.value }]);
+            contact["response"] = Value::from(response);
+            contact
+        })
+        .collect();
+    let mut body = json!({
+        "id": id,
+        "account": account_name,
+        "type": type_name(&sidecar.kind),
+        "status": status,
+        "timestamp": job.finished_at,
+        "executionLog": job.results.first(),
+        "contacts": contacts,
+    });
+    if sidecar.kind == "EXPORT" && job.error.is_none() {
+        body["archive"] = Value::from(format!("{base}/gdpr_jobs/{id}/archive"));
+    }
+    if let Some(e) = &job.error {
+        body["error"] = Value::from(e.as_str());
+    }
+    Ok(Json(body).into_response())
+}
+
+/// `GET /gdpr_jobs/{id}/archive`: an access job's ZIP of CSVs, the same file as in `GDPR_Result`.
+pub(super) async fn archive(
+    (State(state), connect, headers): Ctx,
+    path: Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(path)?;
+    let account = state.authenticate(&headers, connect.0.ip())?;
+    state.rate(&account.name, false)?;
+    let st = Arc::clone(&state);
+    let dir = account.result_dir();
+    let (job, _) = blocking(move || find(&st, &account, id)).await?;
+    let Some(name) = job.results.iter().find(|r| r.ends_with("-archive.zip")) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("job {id} has no archive (only a finished access job has one)"),
+        ));
+    };
+    let file = match tokio::fs::File::open(dir.join(name)).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                format!("the archive of job {id} is no longer in GDPR_Result"),
+            ))
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let length = file.metadata().await.map(|m| m.len()).ok();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(len) = length {
+        headers.insert(header::CONTENT_LENGTH, len.into());
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((headers, body).into_response())
+}
+
+/// Expires the sidecars of jobs past retention, and removes copies a crash left between write and claim.
+pub(super) fn sweep(state: &HttpState) {
+    let config = state.config();
+    let now = crate::clock::now();
+    let Ok(entries) = std::fs::read_dir(config.state_dir.join("jobs")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let Ok(sidecar) = std::fs::read(entry.path())
+            .map_err(|_| ())
+            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).map_err(|_| ()))
+        else {
+            continue;
+        };
+        if sidecar.expired {
+            continue;
+        }
+        let retention = config
+            .account(&sidecar.account)
+            .map_or(3, |a| a.retention_days);
+        let job = state
+            .ledger
+            .lock()
+            .ok()
+            .and_then(|l| l.job(id).ok().flatten());
+        if job.is_some_and(|j| past_retention(&j, retention, now)) {
+            if let Err(e) = expire(state, id, sidecar) {
+                tracing::warn!(job = id, error = %e, "cannot expire an HTTP job; tried again in an hour");
+            }
+        }
+    }
+    let claimed = config.state_dir.join("claimed");
+    for entry in std::fs::read_dir(&claimed).into_iter().flatten().flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(86_400));
+        if stale && entry.file_name().to_string_lossy().starts_with("pending-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Counts;
+
+    fn job(state: FileState, finished: Option<&str>) -> JobRecord {
+        JobRecord {
+            account: "a".into(),
+            name: "forget-api-x.json".into(),
+            kind: Some("FORGET".into()),
+            state,
+            error: None,
+            finished_at: finished.map(str::to_owned),
+            results: Vec::new(),
+            started: false,
+            counts: Counts::default(),
+        }
+    }
+
+    #[test]
+    fn retention_counts_from_the_finish() {
+        let now: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().expect("time");
+        let done = |at| job(FileState::Done, Some(at));
+        assert!(!past_retention(&done("2026-11-21T12:00:01Z"), 3, now));
+        assert!(past_retention(&done("2026-11-21T11:59:59Z"), 3, now));
+        assert!(!past_retention(&job(FileState::Claimed, None), 3, now));
+        assert_eq!(status_name(&done("2026-11-21T12:00:01Z"), 1), "SUCCESS");
+        let mut refused = done("2026-11-21T12:00:01Z");
+        refused.error = Some("ERROR: x".into());
+        assert_eq!(status_name(&refused, 1), "FAILED");
+        assert_eq!(status_name(&job(FileState::Claimed, None), 1), "SUBMITTED");
+    }
+}

@@ -1,0 +1,276 @@
+//! `POST /lcm`: the agent privacy requests of the seed's contact centre, in its message envelope
+//! (`channel`, `topic`, `subtopic`, `message`). `GetDataPrivacyStatusRequest` ("Access to PI Data") becomes an
+//! export, `CreatePseudonymizationRequest` ("Pseudonymization") a pseudonymisation; an access request with
+//! `IsPseudonymize: true` becomes both, the export first. Empty strings mean "not given"; phone numbers arrive
+//! without `+` and are read with the account's default country code. The customer's name, the agent's comments
+//! and ids are not personal data gdprd searches by: they are not kept (the call id becomes the request case).
+
+use super::{blocking, ApiError, Ctx, Line};
+use crate::requests::{DeviceKind, Kind};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+/// A parsed agent request: what to run, on which devices.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct AgentRequest {
+    /// The kinds of request file to claim, in order.
+    pub kinds: Vec<Kind>,
+    /// The answer's subtopic.
+    pub reply: &'static str,
+    /// The call id, echoed as the request case.
+    pub call_id: Option<String>,
+    /// The agent, for the log.
+    pub agent: Option<String>,
+    /// (field name, value as sent, device kind, normalised value).
+    pub devices: Vec<(String, String, DeviceKind, String)>,
+}
+
+/// A field of `message`, matched without regard to case (the seed writes both `CallId` and `callid`).
+fn field<'a>(message: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    message
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A text field; absent, null and `""` are "not given".
+fn text(message: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match field(message, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("message.{name} must be a string")),
+    }
+}
+
+/// Reads an envelope. `country_code` is the account's default for phones without `+`.
+pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the body is not JSON: {e} (line {} column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let envelope = value
+        .as_object()
+        .ok_or("the body must be a JSON object with channel, topic, subtopic and message")?;
+    let get = |k: &str| envelope.get(k).and_then(Value::as_str).unwrap_or("");
+    if !get("channel").eq_ignore_ascii_case("LCM") {
+        return Err("channel must be \"LCM\"".into());
+    }
+    if !get("topic").eq_ignore_ascii_case("WebService") {
+        return Err("topic must be \"WebService\"".into());
+    }
+    let message = envelope
+        .get("message")
+        .or_else(|| envelope.get("data"))
+        .and_then(Value::as_object)
+        .ok_or("message must be an object")?;
+    let request_type = text(message, "RequestType")?.unwrap_or_default();
+    let pseudonymise = match field(message, "IsPseudonymize") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        Some(_) => return Err("message.IsPseudonymize must be true or false".into()),
+    };
+    let (kinds, reply) = match get("subtopic") {
+        "GetDataPrivacyStatusRequest" => {
+            if !request_type.is_empty() && !request_type.eq_ignore_ascii_case("Access to PI Data") {
+                return Err(format!(
+                    "a GetDataPrivacyStatusRequest has RequestType \"Access to PI Data\", not {request_type:?}"
+                ));
+            }
+            let kinds = if pseudonymise == Some(true) {
+                vec![Kind::Export, Kind::Pseudonymise]
+            } else {
+                vec![Kind::Export]
+            };
+            (kinds, "SetDataPrivacyStatusResponse")
+        }
+        "CreatePseudonymizationRequest" => {
+            if !request_type.is_empty() && !request_type.eq_ignore_ascii_case("Pseudonymization") {
+                return Err(format!(
+                    "a CreatePseudonymizationRequest has RequestType \"Pseudonymization\", not {request_type:?}"
+                ));
+            }
+            if pseudonymise == Some(false) {
+                return Err("a CreatePseudonymizationRequest with IsPseudonymize false asks for nothing: send a GetDataPrivacyStatusRequest for the data".into());
+            }
+            (vec![Kind::Pseudonymise], "SetPseudonymizationResponse")
+        }
+        other => {
+            return Err(format!(
+                "subtopic must be GetDataPrivacyStatusRequest or CreatePseudonymizationRequest, not {other:?}"
+            ))
+        }
+    };
+    let mut devices = Vec::new();
+    for (name, kind) in [
+        ("PhoneNumber", DeviceKind::Phone),
+        ("OtherPhoneNumber", DeviceKind::Phone),
+        ("EmailID", DeviceKind::Email),
+        ("OtherEmailID", DeviceKind::Email),
+    ] {
+        if let Some(value) = text(message, name)? {
+            let device = super::body::normalise(kind, &value, country_code);
+            devices.push((name.to_owned(), value, kind, device));
+        }
+    }
+    if devices.is_empty() {
+        return Err(
+            "the message gives no PhoneNumber, OtherPhoneNumber, EmailID or OtherEmailID: there is nobody to look up"
+                .into(),
+        );
+    }
+    Ok(AgentRequest {
+        kinds,
+        reply,
+        call_id: text(message, "CallId")?,
+        agent: text(message, "AgentID")?,
+        devices,
+    })
+}
+
+fn envelope(subtopic: &str, message: Value) -> Value {
+    json!({ "channel": "LCM", "topic": "WebService", "subtopic": subtopic, "message": message })
+}
+
+/// `POST /lcm`.
+pub(super) async fn submit(
+    (State(state), connect, headers): Ctx,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let account = state.authenticate(&headers, connect.0.ip())?;
+    let Some(http) = account.http.clone().filter(|h| h.lcm) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "agent requests are not enabled for this account ([accounts.http] lcm = false)",
+        ));
+    };
+    state.rate(&account.name, true)?;
+    let request = match parse(&body, &http.default_country_code) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(envelope("Error", json!({ "error": e }))),
+            )
+                .into_response())
+        }
+    };
+    let lines: Vec<Line> = request
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, (name, value, kind, device))| Line {
+            line: i + 1,
+            name: name.clone(),
+            value: value.clone(),
+            device: Ok((*kind, device.clone())),
+        })
+        .collect();
+    let kinds = request.kinds.clone();
+    let call_id = request.call_id.clone();
+    let ids = blocking(move || {
+        kinds
+            .iter()
+            .map(|kind| {
+                super::jobs::create(&state, &account, *kind, "lcm", call_id.as_deref(), &lines)
+            })
+            .collect::<Result<Vec<i64>, ApiError>>()
+    })
+    .await?;
+    if let Some(agent) = &request.agent {
+        info!(agent = %agent, requests = ?ids, "agent privacy request accepted");
+    }
+    let mut message = json!({ "response": ids.first().map(ToString::to_string) });
+    if let Some(second) = ids.get(1) {
+        message["pseudonymization"] = Value::from(second.to_string());
+    }
+    Ok(Json(envelope(request.reply, message)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCESS: &str = r#"{
+        "channel": "LCM", "topic": "WebService", "subtopic": "GetDataPrivacyStatusRequest",
+        "message": {
+            "CustomerName": "John Smith", "PhoneNumber": "14152347172", "OtherPhoneNumber": "",
+            "EmailID": "", "OtherEmailID": "", "CustomerID": "", "AgentComments": "",
+            "AccountNumber": "934|1|475|0|0|44|59", "callid": "934|1|475|0|0|44|59",
+            "AgentID": "rajat", "RequestType": "Access to PI Data", "IsPseudonymize": false
+        }
+    }"#;
+
+    #[test]
+    fn the_seeds_access_request() {
+        let r = parse(ACCESS.as_bytes(), "1").expect("parses");
+        assert_eq!(r.kinds, vec![Kind::Export]);
+        assert_eq!(r.reply, "SetDataPrivacyStatusResponse");
+        assert_eq!(r.call_id.as_deref(), Some("934|1|475|0|0|44|59"));
+        assert_eq!(
+            r.devices,
+            vec![(
+                "PhoneNumber".into(),
+                "14152347172".into(),
+                DeviceKind::Phone,
+                "+14152347172".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn the_seeds_pseudonymisation_request() {
+        let body = ACCESS
+            .replace(
+                "GetDataPrivacyStatusRequest",
+                "CreatePseudonymizationRequest",
+            )
+            .replace("Access to PI Data", "Pseudonymization")
+            .replace("false", "true")
+            .replace("\"EmailID\": \"\"", "\"EmailID\": \"john@zyxwv.com\"");
+        let r = parse(body.as_bytes(), "1").expect("parses");
+        assert_eq!(r.kinds, vec![Kind::Pseudonymise]);
+        assert_eq!(r.reply, "SetPseudonymizationResponse");
+        assert_eq!(r.devices.len(), 2);
+        let both = parse(ACCESS.replace("false", "true").as_bytes(), "1").expect("parses");
+        assert_eq!(both.kinds, vec![Kind::Export, Kind::Pseudonymise]);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let cases = [
+            ("[]".to_owned(), "JSON object"),
+            ("{".to_owned(), "not JSON"),
+            (ACCESS.replace("\"LCM\"", "\"SMS\""), "channel"),
+            (
+                ACCESS.replace("GetDataPrivacyStatusRequest", "Hello"),
+                "subtopic",
+            ),
+            (
+                ACCESS.replace("Access to PI Data", "Pseudonymization"),
+                "RequestType",
+            ),
+            (
+                ACCESS.replace("\"14152347172\"", "\"\""),
+                "nobody to look up",
+            ),
+            (ACCESS.replace("\"14152347172\"", "[1]"), "must be a string"),
+            (ACCESS.replace("false", "\"maybe\""), "IsPseudonymize"),
+        ];
+        for (body, want) in cases {
+            let e = parse(body.as_bytes(), "1").expect_err("refused");
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+}
