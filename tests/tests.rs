@@ -8,6 +8,7 @@ mod cli;
 mod durability;
 mod export;
 mod forget;
+mod http;
 mod intake;
 mod metrics;
 mod packaging;

@@ -35,6 +35,8 @@ struct Layout {
     personal: Vec<usize>,
     account: Option<usize>,
     masked: Vec<usize>,
+    /// What a pseudonymisation masks ([`TableMapping::mask_columns`]).
+    mask: Vec<usize>,
     crlf: bool,
 }
 
@@ -66,6 +68,11 @@ impl Layout {
             .iter()
             .map(|c| position(c))
             .collect::<Result<_, _>>()?;
+        let mask = table
+            .mask_columns()
+            .into_iter()
+            .map(position)
+            .collect::<Result<_, _>>()?;
         if let Some(c) = &table.soft_delete {
             position(c)?;
         }
@@ -74,6 +81,7 @@ impl Layout {
             personal,
             account: table.account.as_deref().map(position).transpose()?,
             masked,
+            mask,
             crlf: false,
         })
     }
@@ -199,8 +207,8 @@ impl CsvStore {
         index
     }
 
-    /// Writes `path` anew into a temporary file beside it, forgetting the records a target admits; returns the
-    /// temporary file when there was something to forget.
+    /// Writes `path` anew into a temporary file beside it, forgetting (or, `masking`, pseudonymising) the records
+    /// a target admits; returns the temporary file when there was something to change.
     fn rewrite(
         &mut self,
         table: &TableMapping,
@@ -208,6 +216,7 @@ impl CsvStore {
         batch: &Batch,
         index: &HashMap<String, Vec<usize>>,
         found: &mut Found,
+        masking: bool,
     ) -> Result<Option<PathBuf>, StoreError> {
         let temp = path.with_file_name(format!(".{}{TEMP_SUFFIX}", display_name(path)));
         let header = self
@@ -256,6 +265,18 @@ impl CsvStore {
             changed = true;
             for &t in hit.targets {
                 found[t] += 1;
+            }
+            if masking {
+                out.clear();
+                for (i, value) in record.iter().enumerate() {
+                    match std::str::from_utf8(value) {
+                        Ok(text) if layout.mask.contains(&i) => {
+                            out.push_field(super::mask::mask(text).as_bytes())
+                        }
+                        _ => out.push_field(value),
+                    }
+                }
+                return w.write_byte_record(&out).map_err(csv_error(path));
             }
             if table.forget == ForgetMode::Delete {
                 return Ok(());
@@ -387,14 +408,48 @@ impl Store for CsvStore {
         batch: &Batch,
         planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
     ) -> Result<Found, StoreError> {
+        self.change(batch, planned, false)
+    }
+
+    fn pseudonymise(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        self.change(batch, planned, true)
+    }
+
+    fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
+        self.export_rows(batch, sink)
+    }
+
+    fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+        self.suppressed_rows(batch)
+    }
+}
+
+impl CsvStore {
+    /// Forgets (or, `masking`, pseudonymises) the batch in every mapped list: each changed list is written
+    /// beside itself, and all are renamed into place once the plan is journaled.
+    fn change(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+        masking: bool,
+    ) -> Result<Found, StoreError> {
         self.sweep()?;
         let index = self.prepare(batch);
         let mut found = vec![0u64; batch.targets.len()];
         let mut rewritten = Vec::new();
         let result = (|| {
             for table in self.config.files.clone() {
+                if masking && table.mask_columns().is_empty() {
+                    continue;
+                }
                 for path in self.files(&table)? {
-                    if let Some(temp) = self.rewrite(&table, &path, batch, &index, &mut found)? {
+                    if let Some(temp) =
+                        self.rewrite(&table, &path, batch, &index, &mut found, masking)?
+                    {
                         rewritten.push((temp, path));
                     }
                 }
@@ -416,7 +471,11 @@ impl Store for CsvStore {
         Ok(found)
     }
 
-    fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
+    fn export_rows(
+        &mut self,
+        batch: &Batch,
+        sink: &mut dyn ExportSink,
+    ) -> Result<Found, StoreError> {
         let index = self.prepare(batch);
         let mut found = vec![0u64; batch.targets.len()];
         let name = self.name.clone();
@@ -463,7 +522,7 @@ impl Store for CsvStore {
         Ok(found)
     }
 
-    fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
+    fn suppressed_rows(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
         let index = self.prepare(batch);
         let digests = digest_index(batch);
         let mut out = vec![false; batch.targets.len()];

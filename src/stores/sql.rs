@@ -350,6 +350,8 @@ pub(crate) struct SqlStore<B: Backend> {
     matcher: Matcher,
     /// The keyed hash of each key of the current batch.
     digests: HashMap<String, String>,
+    /// A pseudonymisation is scanning: rows carry the values of [`mask_scan_columns`], not `pseudonymise`'s.
+    masking: bool,
 }
 
 /// What a forget keeps of a matching row.
@@ -391,6 +393,23 @@ fn per_row_columns(table: &TableMapping) -> Vec<&str> {
     cols
 }
 
+/// The columns a pseudonymisation reads and masks: [`TableMapping::mask_columns`] and, for a masked device
+/// column, the column holding its normalised form (so the row cannot be found through it either).
+fn mask_scan_columns(table: &TableMapping) -> Vec<&str> {
+    let mut cols = table.mask_columns();
+    for c in table.mask_columns() {
+        if let Some(n) = table.normalised.get(c) {
+            if !cols.contains(&n.as_str()) {
+                cols.push(n);
+            }
+        }
+    }
+    cols
+}
+
+/// A row a pseudonymisation found: its reference and the current values of [`mask_scan_columns`].
+type MaskHit = (String, Vec<Option<String>>);
+
 /// The candidate values of a batch, by device kind.
 type Candidates = HashMap<DeviceKind, Vec<String>>;
 
@@ -404,6 +423,7 @@ impl<B: Backend> SqlStore<B> {
             tables: Vec::new(),
             matcher: Matcher::new(config.phones.clone()),
             digests: HashMap::new(),
+            masking: false,
         }
     }
 
@@ -556,6 +576,112 @@ impl<B: Backend> SqlStore<B> {
         })
     }
 
+    pub(crate) fn pseudonymise(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        let (index, candidates) = self.prepare(batch);
+        self.with_connection(|store| {
+            let d = B::DIALECT;
+            let mut found = vec![0u64; batch.targets.len()];
+            store
+                .conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
+                .batch(d.begin())?;
+            let mut hits: Vec<Vec<MaskHit>> = Vec::new();
+            store.masking = true;
+            let scanned: Result<(), StoreError> =
+                (0..store.config.tables.len()).try_for_each(|i| {
+                    let mut rows = Vec::new();
+                    if !store.config.tables[i].mask_columns().is_empty() {
+                        store.scan(i, batch, &index, &candidates, false, &mut |m| {
+                            for &t in m.targets {
+                                found[t] += 1;
+                            }
+                            rows.push((m.rowref.to_owned(), m.masked.to_vec()));
+                            Ok(())
+                        })?;
+                    }
+                    hits.push(rows);
+                    Ok(())
+                });
+            store.masking = false;
+            scanned?;
+            planned(&found)?;
+            store.mask_rows(&hits)?;
+            store
+                .conn
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
+                .batch("COMMIT")?;
+            Ok(found)
+        })
+    }
+
+    /// Writes the masked values of the rows a pseudonymisation found (per table: row, current values of
+    /// [`mask_scan_columns`]). A column that cannot hold text (an `inet`) is set to NULL.
+    fn mask_rows(&mut self, hits: &[Vec<MaskHit>]) -> Result<(), StoreError> {
+        let d = B::DIALECT;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        for ((table, info), rows) in self.config.tables.iter().zip(&self.tables).zip(hits) {
+            if rows.is_empty() {
+                continue;
+            }
+            let columns = mask_scan_columns(table);
+            for chunk in rows.chunks(500) {
+                let mut sql = Sql::new(d, format!("UPDATE {} SET ", d.quote(&table.name)));
+                let mut first = true;
+                for (j, column) in columns.iter().enumerate() {
+                    let Some(c) = info.column(column) else {
+                        return Err(StoreError::Mapping(format!(
+                            "table {:?} has no column {column:?}",
+                            table.name
+                        )));
+                    };
+                    if c.generated {
+                        continue;
+                    }
+                    if !first {
+                        sql.push(", ");
+                    }
+                    first = false;
+                    let q = d.quote(column);
+                    if !c.text {
+                        if !c.nullable {
+                            return Err(StoreError::Mapping(format!(
+                                "table {:?}, column {column:?}: not a text column and NOT NULL, so it cannot be masked; leave it out of mask",
+                                table.name
+                            )));
+                        }
+                        sql.push(&format!("{q} = NULL"));
+                        continue;
+                    }
+                    sql.push(&format!("{q} = CASE {} ", info.rowref.select(d)));
+                    for (rowref, values) in chunk {
+                        if let Some(Some(v)) = values.get(j) {
+                            sql.push("WHEN ").text_param(rowref).push(" THEN ");
+                            sql.text_param(&mask(v)).push(" ");
+                        }
+                    }
+                    sql.push(&format!("ELSE {q} END"));
+                }
+                if first {
+                    continue;
+                }
+                sql.push(" WHERE ");
+                let refs: Vec<String> = chunk.iter().map(|(r, _)| r.clone()).collect();
+                info.rowref.predicate(&mut sql, &refs);
+                conn.execute(&sql)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Locks and returns the rows of every table that match the batch, counting them into `found`.
     fn find_hits(
         &mut self,
@@ -624,6 +750,7 @@ impl<B: Backend> SqlStore<B> {
             config,
             tables,
             matcher,
+            masking,
             ..
         } = self;
         let conn = conn
@@ -632,6 +759,11 @@ impl<B: Backend> SqlStore<B> {
         let table = &config.tables[i];
         let info = &tables[i];
         let devices = table.device_columns();
+        let masked_columns: Vec<&str> = if *masking {
+            mask_scan_columns(table)
+        } else {
+            table.pseudonymise.iter().map(String::as_str).collect()
+        };
         let opt = |c: &Option<String>| {
             c.as_deref()
                 .map_or_else(|| "NULL".to_owned(), |c| d.text(&d.quote(c)))
@@ -652,7 +784,7 @@ impl<B: Backend> SqlStore<B> {
         ]);
         let first_masked = select.len();
         if !export {
-            select.extend(table.pseudonymise.iter().map(|c| d.text(&d.quote(c))));
+            select.extend(masked_columns.iter().map(|c| d.text(&d.quote(c))));
         }
         let first_cell = select.len();
         if export {
@@ -1081,6 +1213,14 @@ impl<B: Backend> Store for SqlStore<B> {
         planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
     ) -> Result<Found, StoreError> {
         SqlStore::forget(self, batch, planned)
+    }
+
+    fn pseudonymise(
+        &mut self,
+        batch: &Batch,
+        planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+    ) -> Result<Found, StoreError> {
+        SqlStore::pseudonymise(self, batch, planned)
     }
 
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {
