@@ -673,3 +673,104 @@ fn postgres_sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
     ));
     assert_eq!(left, 0, "every contact was forgotten");
 }
+
+/// Runs the seed's forget as a pseudonymisation (a `pseudonymise-…` file) and returns its responses.
+fn pseudonymise_seed(demo: &Demo) -> Vec<String> {
+    let _daemon = demo.start();
+    let body = String::from_utf8(seed_forget())
+        .expect("utf-8")
+        .replace("\"FORGET\"", "\"PSEUDONYMISE\"");
+    let name = format!("pseudonymise-{}_120000", today());
+    demo.submit(&format!("{name}.json"), body.as_bytes());
+    responses(&demo.result_json(&format!("{name}-execution-log.json")))
+}
+
+/// The sample account's contact list as `email|phone|first_name` lines, sorted (NULL as empty).
+const SAMPLE_LIST: &str =
+    "SELECT email, phone, first_name FROM contact_list WHERE account_id = '30003748347'";
+
+fn sorted(rows: impl Iterator<Item = [Option<String>; 3]>) -> Vec<String> {
+    let mut v: Vec<String> = rows
+        .map(|r| r.map(Option::unwrap_or_default).join("|"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pseudonymisation_masks_alike_in_sqlite_postgres_and_mysql() {
+    let sqlite = Demo::new(300, |c| c);
+    let list = |demo: &Demo| {
+        let db = demo.db();
+        let mut stmt = db.prepare(SAMPLE_LIST).expect("query");
+        let rows = stmt
+            .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        sorted(rows.into_iter())
+    };
+    let before = list(&sqlite);
+    let callbacks = sqlite.db_count("SELECT count(*) FROM callback");
+    let answers = pseudonymise_seed(&sqlite);
+    let after = list(&sqlite);
+    assert_eq!(
+        answers.iter().filter(|a| *a == "SUCCESS").count(),
+        11,
+        "{answers:?}"
+    );
+    assert_eq!(before.len(), after.len(), "nothing is deleted");
+    assert_eq!(sqlite.db_count("SELECT count(*) FROM callback"), callbacks);
+    assert!(
+        after.iter().any(|r| r.starts_with("TxxT@xxst.com|")),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|r| r.contains("781 555 1212")),
+        "{after:?}"
+    );
+    if let Some(url) = server(POSTGRES_VAR) {
+        let (demo, schema) = postgres_demo(&url, |s| s);
+        let callbacks_pg = schema.count("SELECT count(*) FROM callback");
+        assert_eq!(
+            pseudonymise_seed(&demo),
+            answers,
+            "PostgreSQL answers like SQLite"
+        );
+        let rows = schema
+            .client()
+            .query(SAMPLE_LIST, &[])
+            .expect("list")
+            .into_iter()
+            .map(|r| [r.get(0), r.get(1), r.get(2)]);
+        assert_eq!(sorted(rows), after, "PostgreSQL masks like SQLite");
+        assert_eq!(schema.count("SELECT count(*) FROM callback"), callbacks_pg);
+        for (column, sql) in
+            sample_phone_queries(|c| format!("regexp_replace({c}, '[^0-9]', '', 'g')"))
+        {
+            assert_eq!(schema.count(&sql), 0, "{column} still holds a sample phone");
+        }
+    }
+    if let Some(url) = server(MYSQL_VAR) {
+        use mysql::prelude::Queryable;
+        let (demo, db) = mysql_demo(&url, |s| s);
+        assert_eq!(
+            pseudonymise_seed(&demo),
+            answers,
+            "MySQL answers like SQLite"
+        );
+        let mut c =
+            mysql::Conn::new(mysql::Opts::from_url(&db.url).expect("url")).expect("connect");
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            c.query(SAMPLE_LIST).expect("list");
+        assert_eq!(
+            sorted(rows.into_iter().map(|(a, b, c)| [a, b, c])),
+            after,
+            "MySQL masks like SQLite"
+        );
+        for (column, sql) in sample_phone_queries(|c| format!("REGEXP_REPLACE({c}, '[^0-9]', '')"))
+        {
+            assert_eq!(db.count(&sql), 0, "{column} still holds a sample phone");
+        }
+    }
+}
