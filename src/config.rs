@@ -1022,6 +1022,12 @@ fn validate_http(raw: &RawConfig) -> Result<(), String> {
     {
         return Err("[http]: max_body_bytes, max_lines, submit_per_minute, reads_per_second and auth_failures must be positive".into());
     }
+    if h.max_lines > raw.limits.max_contacts {
+        return Err(format!(
+            "[http]: max_lines ({}) is more than [limits] max_contacts ({}): a job that size would be refused whole",
+            h.max_lines, raw.limits.max_contacts
+        ));
+    }
     let mut hashes = HashSet::new();
     for a in &raw.accounts {
         let Some(http) = &a.http else { continue };

@@ -1,6 +1,7 @@
 //! The daemon wires the parts together and owns reload and shutdown: one worker thread owns the [`Engine`] and
-//! executes files one at a time; the `local` transport's watcher, a periodic rescan, the embedded SFTP server and
-//! the remote SFTP links (when accounts use them) feed it [`Job`]s; retention runs on the same schedule. `main`
+//! executes files one at a time; the `local` transport's watcher, a periodic rescan, the embedded SFTP server, the
+//! remote SFTP links and the HTTP front doors (when configured) feed it [`Job`]s; retention runs on the same
+//! schedule. `main`
 //! listens for signals: SIGHUP asks [`run`] to reload the config file (a config that does not load is refused and
 //! the running one stays); on the shutdown future, intake stops (the SFTP server first gives open sessions their
 //! grace period), the file in progress stops at its next journal checkpoint, and `run` returns once the worker has
@@ -214,7 +215,8 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ("metrics", new.metrics.listen != running.metrics.listen),
         (
             "http",
-            format!("{:?}", new.http) != format!("{:?}", running.http),
+            new.http.listen != running.http.listen
+                || new.http.max_body_bytes != running.http.max_body_bytes,
         ),
         (
             "intake",

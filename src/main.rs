@@ -435,10 +435,13 @@ struct FileNameKind(gdprd::requests::Kind);
 
 impl From<&str> for FileNameKind {
     fn from(name: &str) -> Self {
+        use gdprd::requests::Kind;
         FileNameKind(if name.starts_with("export-") {
-            gdprd::requests::Kind::Export
+            Kind::Export
+        } else if name.starts_with("pseudonymise-") {
+            Kind::Pseudonymise
         } else {
-            gdprd::requests::Kind::Forget
+            Kind::Forget
         })
     }
 }

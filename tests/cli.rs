@@ -49,6 +49,22 @@ fn validate_gives_per_file_and_per_contact_verdicts() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out)
         .contains("REFUSED: ERROR: request 1: \"type\" is FORGET but the file name says EXPORT"));
+    let pseudo = write(
+        &format!("pseudonymise-{}_120000.json", today()),
+        &String::from_utf8_lossy(good)
+            .replace("FORGET", "PSEUDONYMISE")
+            .into_bytes(),
+    );
+    let out = run(&["validate", &pseudo]);
+    assert!(
+        stdout(&out).contains("VALID: 1 requests, 2 contacts, PSEUDONYMISE, due today"),
+        "{}",
+        stdout(&out)
+    );
+    let pseudo_named = write(&format!("pseudonymise-{}_120001.json", today()), good);
+    assert!(stdout(&run(&["validate", &pseudo_named])).contains(
+        "REFUSED: ERROR: request 1: \"type\" is FORGET but the file name says PSEUDONYMISE"
+    ));
     let broken = write(
         &format!("forget-{}_130000.json", today()),
         b"{\n  \"requests\": [,]\n}",

@@ -677,6 +677,11 @@ fn after_retention_a_jobs_urls_answer_gone() {
     api.finished(erasure);
     let access = api.job("gdpr_access", "EMAIL,alan@bletchley.example");
     api.finished(access);
+    assert!(demo
+        .dir
+        .path()
+        .join(format!("state/jobs/{access}.lines.json"))
+        .exists());
     drop(daemon);
     let day = 86_400;
     // Two days on: still there (retention is 3 days).
@@ -705,6 +710,15 @@ fn after_retention_a_jobs_urls_answer_gone() {
             std::fs::read_to_string(demo.dir.path().join(format!("state/jobs/{id}.json")))
                 .expect("tombstone");
         assert!(!sidecar.contains("@"), "no identifier is kept: {sidecar}");
+        assert!(sidecar.contains("\"expired\":true"), "{sidecar}");
+        assert!(
+            !demo
+                .dir
+                .path()
+                .join(format!("state/jobs/{id}.lines.json"))
+                .exists(),
+            "the lines are deleted"
+        );
     }
     wait_until(
         Duration::from_secs(10),

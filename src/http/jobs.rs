@@ -1,5 +1,6 @@
 //! Jobs: how a front-door request becomes a claimed file, and how its status, response and archive are read
-//! back. A job's lines live in `STATE/jobs/ID.json` (its "sidecar") until the account's retention has passed.
+//! back. A job's facts live in `STATE/jobs/ID.json` (small: read by every status poll) and its lines, personal
+//! data, in `STATE/jobs/ID.lines.json` (read by the response) until the account's retention has passed.
 
 use super::{base_url, blocking, job_id, ApiError, Ctx, HttpState, Line};
 use crate::config::AccountConfig;
@@ -20,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::info;
 
-/// A job's lines as the client sent them, and where each went in the request file.
+/// What the front doors know of a job besides the ledger: whose it is and what it was.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Sidecar {
     account: String,
@@ -29,8 +30,6 @@ pub(super) struct Sidecar {
     /// `FORGET`, `EXPORT` or `PSEUDONYMISE`.
     kind: String,
     created: String,
-    #[serde(default)]
-    lines: Vec<SideLine>,
     /// Past retention: the lines are gone and the job's URLs answer 410.
     #[serde(default)]
     expired: bool,
@@ -46,22 +45,33 @@ struct SideLine {
     error: Option<String>,
 }
 
-fn sidecar_path(state: &HttpState, id: i64) -> PathBuf {
-    state
-        .config()
-        .state_dir
-        .join("jobs")
-        .join(format!("{id}.json"))
+fn jobs_dir(state: &HttpState) -> PathBuf {
+    state.config().state_dir.join("jobs")
+}
+
+fn lines_name(id: i64) -> String {
+    format!("{id}.lines.json")
+}
+
+fn write_json(state: &HttpState, name: &str, value: &impl Serialize) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    atomic::write(&jobs_dir(state), name, &bytes)?;
+    Ok(())
 }
 
 fn write_sidecar(state: &HttpState, id: i64, sidecar: &Sidecar) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(sidecar).map_err(std::io::Error::other)?;
-    atomic::write(
-        &state.config().state_dir.join("jobs"),
-        &format!("{id}.json"),
-        &bytes,
-    )?;
-    Ok(())
+    write_json(state, &format!("{id}.json"), sidecar)
+}
+
+/// A job's lines, or `None` when they are gone.
+fn read_lines(state: &HttpState, id: i64) -> Result<Option<Vec<SideLine>>, ApiError> {
+    match std::fs::read(jobs_dir(state).join(lines_name(id))) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(ApiError::internal),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// Claims a request file of `kind` for `account` made of `lines`, and queues it. Returns the job id.
@@ -149,10 +159,12 @@ pub(super) fn create(
         origin: origin.to_owned(),
         kind: kind.as_type().to_owned(),
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        lines: side,
         expired: false,
     };
-    write_sidecar(state, id, &sidecar).map_err(ApiError::internal)?;
+    // The lines first: a job with facts but no lines would answer 410 too early.
+    write_json(state, &lines_name(id), &side)
+        .and_then(|()| write_sidecar(state, id, &sidecar))
+        .map_err(ApiError::internal)?;
     let _ = state.jobs.send(crate::transports::Job {
         account: account.name.clone(),
         name: name.clone().into(),
@@ -247,11 +259,26 @@ fn past_retention(job: &JobRecord, retention_days: u32, now: DateTime<Utc>) -> b
             })
 }
 
-/// Makes the sidecar a tombstone: the lines (personal data) go, the job's URLs answer 410 from now on.
+/// Makes the job a tombstone: the lines (personal data) go, the job's URLs answer 410 from now on.
 fn expire(state: &HttpState, id: i64, mut sidecar: Sidecar) -> std::io::Result<()> {
-    sidecar.lines.clear();
+    // The hourly sweep and a request may both find the job due: one writes the tombstone.
+    let _one_at_a_time = state
+        .expiring
+        .lock()
+        .map_err(|_| std::io::Error::other("expiry lock poisoned"))?;
+    let already = std::fs::read(jobs_dir(state).join(format!("{id}.json")))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
+        .is_some_and(|s| s.expired);
+    if already {
+        return Ok(());
+    }
     sidecar.expired = true;
     write_sidecar(state, id, &sidecar)?;
+    match std::fs::remove_file(jobs_dir(state).join(lines_name(id))) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     info!(account = %sidecar.account, job = id, "HTTP job past retention: its lines are deleted");
     Ok(())
 }
@@ -263,7 +290,7 @@ fn find(
     id: i64,
 ) -> Result<(JobRecord, Sidecar), ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such job for this account");
-    let sidecar: Sidecar = match std::fs::read(sidecar_path(state, id)) {
+    let sidecar: Sidecar = match std::fs::read(jobs_dir(state).join(format!("{id}.json"))) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(ApiError::internal)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
         Err(e) => return Err(ApiError::internal(e)),
@@ -359,15 +386,21 @@ pub(super) async fn response(
     let base = base_url(&state.config(), &headers);
     let st = Arc::clone(&state);
     let account_name = account.name.clone();
-    let (job, sidecar, responses) = blocking(move || {
+    let (job, sidecar, lines, responses) = blocking(move || {
         let (job, sidecar) = find(&st, &account, id)?;
+        let lines = read_lines(&st, id)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::GONE,
+                format!("the lines of job {id} were deleted"),
+            )
+        })?;
         let responses = st
             .ledger
             .lock()
             .map_err(|_| ApiError::internal("ledger lock poisoned"))?
             .responses(id)
             .map_err(ApiError::internal)?;
-        Ok((job, sidecar, responses))
+        Ok((job, sidecar, lines, responses))
     })
     .await?;
     let status = status_name(&job, id);
@@ -377,8 +410,7 @@ pub(super) async fn response(
             format!("job {id} is {status}: poll /gdpr_jobs/{id}/status until it says SUCCESS"),
         ));
     }
-    let contacts: Vec<Value> = sidecar
-        .lines
+    let contacts: Vec<Value> = lines
         .iter()
         .map(|line| {
             let response = match (line.contact, &line.error) {
@@ -472,6 +504,7 @@ pub(super) fn sweep(state: &HttpState) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
+        // Facts files only (`ID.json`); `ID.lines.json` goes with them.
         let Some(id) = name
             .to_str()
             .and_then(|n| n.strip_suffix(".json"))

@@ -6,7 +6,7 @@
 //! copy in the state folder before the client hears `202`, then handed to the worker like a dropped file. So the
 //! engine, stores, journal, audit trail and retention treat it exactly as a file: a restart resumes it, its
 //! execution log (and export archive) lands in the account's `GDPR_Result`. A job's lines (the lookup keys and
-//! values as sent) are kept beside it in `STATE/jobs/ID.json` until the account's retention has passed; then
+//! values as sent) are kept beside it in `STATE/jobs/ID.lines.json` until the account's retention has passed; then
 //! only a tombstone stays and the job's URLs answer `410 Gone`.
 //!
 //! Every account opts in with `[accounts.http]` and its bearer token (stored as a SHA-256 hash); one account never
@@ -100,6 +100,8 @@ pub struct HttpState {
     jobs: UnboundedSender<Job>,
     buckets: Mutex<HashMap<(String, bool), Bucket>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Held while a job is turned into a tombstone.
+    expiring: Mutex<()>,
 }
 
 impl HttpState {
@@ -124,6 +126,7 @@ impl HttpState {
             jobs,
             buckets: Mutex::default(),
             failures: Mutex::default(),
+            expiring: Mutex::default(),
         })
     }
 
