@@ -213,3 +213,31 @@ fn validate_draws_a_progress_bar_only_on_a_terminal() {
         "no bar drawn: {text:?}"
     );
 }
+
+#[test]
+fn http_token_prints_a_fresh_token_and_its_hash() {
+    use sha2::Digest;
+    let read = || {
+        let out = run(&["http-token"]);
+        assert!(out.status.success());
+        let text = stdout(&out);
+        let token = text
+            .lines()
+            .find_map(|l| l.rsplit_once(": ").filter(|_| l.starts_with("token")))
+            .map(|(_, t)| t.trim().to_owned())
+            .expect("token line");
+        let hash = text
+            .lines()
+            .find_map(|l| l.split("token_hash = \"").nth(1))
+            .map(|h| h.trim_end_matches('"').to_owned())
+            .expect("hash line");
+        (token, hash)
+    };
+    let (token, hash) = read();
+    assert_eq!(
+        hash,
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
+    );
+    assert!(token.len() >= 64, "256 random bits: {token}");
+    assert_ne!(read().0, token, "every token is new");
+}
