@@ -236,7 +236,10 @@ fn http_token_prints_a_fresh_token_and_its_hash() {
     let (token, hash) = read();
     assert_eq!(
         hash,
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(token.as_bytes()))
+        )
     );
     assert!(token.len() >= 64, "256 random bits: {token}");
     assert_ne!(read().0, token, "every token is new");
