@@ -99,9 +99,15 @@ impl Demo {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("daemon starts");
-        let daemon = Daemon { child, log };
+        let mut daemon = Daemon { child, log };
         let start = Instant::now();
         while !daemon.log_text().contains("gdprd ready") {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "the daemon exited ({status}) before it was ready; its log:\n{}",
+                    daemon.log_text()
+                );
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "timed out waiting for the daemon to be ready; its log:\n{}",

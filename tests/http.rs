@@ -24,6 +24,17 @@ fn demo(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
     })
 }
 
+/// A config edit adding `settings` (lines, each ending in `\n`) to `[http]`.
+fn http_settings(settings: &'static str) -> impl FnOnce(String) -> String {
+    move |c| {
+        c.replacen(
+            "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
+            &format!("listen = \"127.0.0.1:0\"\n{settings}\n[[accounts]]"),
+            1,
+        )
+    }
+}
+
 /// A client for the daemon's front doors (redirects are not followed: the 303 is what is tested).
 struct Api {
     base: String,
@@ -296,12 +307,7 @@ fn an_access_job_links_the_archive_the_drop_folder_would_write() {
 
 #[test]
 fn bad_bodies_get_clear_answers_and_bad_lines_answer_alone() {
-    let demo = demo(100, |c| {
-        c.replace(
-            "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
-            "listen = \"127.0.0.1:0\"\nmax_body_bytes = 1000\nmax_lines = 5\n\n[[accounts]]",
-        )
-    });
+    let demo = demo(100, http_settings("max_body_bytes = 1000\nmax_lines = 5\n"));
     let daemon = demo.start();
     let api = Api::new(&daemon);
     // Unknown lookup keys and a broken line are errors for their lines only.
@@ -390,12 +396,7 @@ fn bad_bodies_get_clear_answers_and_bad_lines_answer_alone() {
 
 #[test]
 fn tokens_and_accounts_are_kept_apart() {
-    let demo = demo(100, |c| {
-        c.replace(
-            "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
-            "listen = \"127.0.0.1:0\"\nauth_failures = 3\n\n[[accounts]]",
-        )
-    });
+    let demo = demo(100, http_settings("auth_failures = 3\n"));
     let daemon = demo.start();
     let api = Api::new(&daemon);
     let id = api.job("gdpr_erasure", "EMAIL,test@test.com");
@@ -457,12 +458,7 @@ fn tokens_and_accounts_are_kept_apart() {
 
 #[test]
 fn submissions_are_rate_limited_per_account() {
-    let demo = demo(100, |c| {
-        c.replace(
-            "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
-            "listen = \"127.0.0.1:0\"\nsubmit_per_minute = 2\n\n[[accounts]]",
-        )
-    });
+    let demo = demo(100, http_settings("submit_per_minute = 2\n"));
     let daemon = demo.start();
     let api = Api::new(&daemon);
     api.job("gdpr_erasure", "EMAIL,a@b.com");
@@ -631,10 +627,6 @@ fn a_restart_in_the_middle_of_a_job_resumes_it_exactly_once() {
         c.replace(
             "[intake]",
             &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        )
-        .replace(
-            "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
-            "listen = \"127.0.0.1:0\"\nmax_lines = 10000\n\n[[accounts]]",
         )
     });
     let mut daemon = demo.start();

@@ -338,17 +338,37 @@ fn status_name(job: &JobRecord, id: i64) -> &'static str {
     }
 }
 
-/// `GET /gdpr_jobs/{id}/status`.
-pub(super) async fn status(
+/// A read of job `id`: authenticated, rate-limited, found for the token's account.
+struct Read {
+    state: Arc<HttpState>,
+    account: AccountConfig,
+    id: i64,
+    /// The base of the URLs to hand out.
+    base: String,
+}
+
+async fn read(
     (State(state), connect, headers): Ctx,
     path: Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<(Read, JobRecord, Sidecar), ApiError> {
     let id = job_id(path)?;
     let account = state.authenticate(&headers, connect.0.ip())?;
     state.rate(&account.name, false)?;
     let base = base_url(&state.config(), &headers);
-    let st = Arc::clone(&state);
-    let (job, _) = blocking(move || find(&st, &account, id)).await?;
+    let (st, a) = (Arc::clone(&state), account.clone());
+    let (job, sidecar) = blocking(move || find(&st, &a, id)).await?;
+    let read = Read {
+        state,
+        account,
+        id,
+        base,
+    };
+    Ok((read, job, sidecar))
+}
+
+/// `GET /gdpr_jobs/{id}/status`.
+pub(super) async fn status(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    let (Read { id, base, .. }, job, _) = read(ctx, path).await?;
     let status = status_name(&job, id);
     if status == "SUCCESS" {
         let location = format!("{base}/gdpr_jobs/{id}/response");
@@ -376,31 +396,32 @@ fn type_name(kind: &str) -> &'static str {
 }
 
 /// `GET /gdpr_jobs/{id}/response`.
-pub(super) async fn response(
-    (State(state), connect, headers): Ctx,
-    path: Path<String>,
-) -> Result<Response, ApiError> {
-    let id = job_id(path)?;
-    let account = state.authenticate(&headers, connect.0.ip())?;
-    state.rate(&account.name, false)?;
-    let base = base_url(&state.config(), &headers);
-    let st = Arc::clone(&state);
-    let account_name = account.name.clone();
-    let (job, sidecar, lines, responses) = blocking(move || {
-        let (job, sidecar) = find(&st, &account, id)?;
-        let lines = read_lines(&st, id)?.ok_or_else(|| {
+pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    let (
+        Read {
+            state,
+            account,
+            id,
+            base,
+        },
+        job,
+        sidecar,
+    ) = read(ctx, path).await?;
+    let account_name = account.name;
+    let (lines, responses) = blocking(move || {
+        let lines = read_lines(&state, id)?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::GONE,
                 format!("the lines of job {id} were deleted"),
             )
         })?;
-        let responses = st
+        let responses = state
             .ledger
             .lock()
             .map_err(|_| ApiError::internal("ledger lock poisoned"))?
             .responses(id)
             .map_err(ApiError::internal)?;
-        Ok((job, sidecar, lines, responses))
+        Ok((lines, responses))
     })
     .await?;
     let status = status_name(&job, id);
@@ -453,16 +474,9 @@ pub(super) async fn response(
 }
 
 /// `GET /gdpr_jobs/{id}/archive`: an access job's ZIP of CSVs, the same file as in `GDPR_Result`.
-pub(super) async fn archive(
-    (State(state), connect, headers): Ctx,
-    path: Path<String>,
-) -> Result<Response, ApiError> {
-    let id = job_id(path)?;
-    let account = state.authenticate(&headers, connect.0.ip())?;
-    state.rate(&account.name, false)?;
-    let st = Arc::clone(&state);
+pub(super) async fn archive(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    let (Read { account, id, .. }, job, _) = read(ctx, path).await?;
     let dir = account.result_dir();
-    let (job, _) = blocking(move || find(&st, &account, id)).await?;
     let Some(name) = job.results.iter().find(|r| r.ends_with("-archive.zip")) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -407,6 +407,12 @@ fn mask_scan_columns(table: &TableMapping) -> Vec<&str> {
     cols
 }
 
+/// The open connection, or [`StoreError::Unavailable`] when there is none.
+fn connected<B>(conn: &mut Option<B>) -> Result<&mut B, StoreError> {
+    conn.as_mut()
+        .ok_or_else(|| StoreError::Unavailable("not connected".into()))
+}
+
 /// A row a pseudonymisation found: its reference and the current values of [`mask_scan_columns`].
 type MaskHit = (String, Vec<Option<String>>);
 
@@ -479,9 +485,7 @@ impl<B: Backend> SqlStore<B> {
                 tables,
                 ..
             } = store;
-            let conn = conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            let conn = connected(conn)?;
             for (table, info) in config.tables.iter().zip(tables.iter()) {
                 check_table(d, table, info, files_root)?;
                 for (kind, col) in table.device_columns() {
@@ -547,19 +551,13 @@ impl<B: Backend> SqlStore<B> {
         self.with_connection(|store| {
             let d = B::DIALECT;
             let mut found = vec![0u64; batch.targets.len()];
-            let conn = store
-                .conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            let conn = connected(&mut store.conn)?;
             conn.batch(d.begin())?;
             let hits = store.find_hits(batch, &index, &candidates, Some(&mut found))?;
             planned(&found)?;
             // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
             if store.cancel_in_flight(&hits)? {
-                let conn = store
-                    .conn
-                    .as_mut()
-                    .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+                let conn = connected(&mut store.conn)?;
                 conn.batch("COMMIT")?;
                 conn.batch(d.begin())?;
                 let hits = store.find_hits(batch, &index, &candidates, None)?;
@@ -567,10 +565,7 @@ impl<B: Backend> SqlStore<B> {
             } else {
                 store.erase(&hits)?;
             }
-            let conn = store
-                .conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            let conn = connected(&mut store.conn)?;
             conn.batch("COMMIT")?;
             Ok(found)
         })
@@ -585,11 +580,7 @@ impl<B: Backend> SqlStore<B> {
         self.with_connection(|store| {
             let d = B::DIALECT;
             let mut found = vec![0u64; batch.targets.len()];
-            store
-                .conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
-                .batch(d.begin())?;
+            connected(&mut store.conn)?.batch(d.begin())?;
             let mut hits: Vec<Vec<MaskHit>> = Vec::new();
             store.masking = true;
             let scanned: Result<(), StoreError> =
@@ -611,11 +602,7 @@ impl<B: Backend> SqlStore<B> {
             scanned?;
             planned(&found)?;
             store.mask_rows(&hits)?;
-            store
-                .conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
-                .batch("COMMIT")?;
+            connected(&mut store.conn)?.batch("COMMIT")?;
             Ok(found)
         })
     }
@@ -624,10 +611,7 @@ impl<B: Backend> SqlStore<B> {
     /// [`mask_scan_columns`]). A column that cannot hold text (an `inet`) is set to NULL.
     fn mask_rows(&mut self, hits: &[Vec<MaskHit>]) -> Result<(), StoreError> {
         let d = B::DIALECT;
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        let conn = connected(&mut self.conn)?;
         for ((table, info), rows) in self.config.tables.iter().zip(&self.tables).zip(hits) {
             if rows.is_empty() {
                 continue;
@@ -753,9 +737,7 @@ impl<B: Backend> SqlStore<B> {
             masking,
             ..
         } = self;
-        let conn = conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        let conn = connected(conn)?;
         let table = &config.tables[i];
         let info = &tables[i];
         let devices = table.device_columns();
@@ -859,10 +841,7 @@ impl<B: Backend> SqlStore<B> {
     fn cancel_in_flight(&mut self, hits: &[Vec<Hit>]) -> Result<bool, StoreError> {
         let d = B::DIALECT;
         let mut cancelled = false;
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        let conn = connected(&mut self.conn)?;
         for ((table, info), table_hits) in self.config.tables.iter().zip(&self.tables).zip(hits) {
             let Some(state) = &table.state else { continue };
             let in_flight: Vec<String> = table_hits
@@ -897,10 +876,7 @@ impl<B: Backend> SqlStore<B> {
     /// Anonymises or deletes the rows found, and deletes their recordings.
     fn erase(&mut self, hits: &[Vec<Hit>]) -> Result<(), StoreError> {
         let d = B::DIALECT;
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+        let conn = connected(&mut self.conn)?;
         for ((table, info), table_hits) in self.config.tables.iter().zip(&self.tables).zip(hits) {
             if table_hits.is_empty() {
                 continue;
@@ -974,9 +950,7 @@ impl<B: Backend> SqlStore<B> {
                 matcher,
                 ..
             } = store;
-            let conn = conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?;
+            let conn = connected(conn)?;
             for (table, info) in config.tables.iter().zip(tables.iter()) {
                 if !table.suppression {
                     continue;
@@ -1022,11 +996,7 @@ impl<B: Backend> SqlStore<B> {
         self.with_connection(|store| {
             let d = B::DIALECT;
             let mut found = vec![0u64; batch.targets.len()];
-            store
-                .conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
-                .batch(d.begin_snapshot())?;
+            connected(&mut store.conn)?.batch(d.begin_snapshot())?;
             for i in 0..store.config.tables.len() {
                 let table = store.config.tables[i].clone();
                 if !table.export {
@@ -1057,11 +1027,7 @@ impl<B: Backend> SqlStore<B> {
                     Ok(())
                 })?;
             }
-            store
-                .conn
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("not connected".into()))?
-                .batch("COMMIT")?;
+            connected(&mut store.conn)?.batch("COMMIT")?;
             Ok(found)
         })
     }
