@@ -385,6 +385,14 @@ fn bad_bodies_get_clear_answers_and_bad_lines_answer_alone() {
         format!("EMAIL,{}@b.com", "a".repeat(2000)),
     );
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let json: Value = r.json().expect("error json");
+    assert!(
+        json["error"]
+            .as_str()
+            .expect("text")
+            .contains("larger than the limit of 1000 bytes"),
+        "{json}"
+    );
     assert_eq!(
         demo.ledger_count("SELECT count(*) FROM files"),
         accepted,

@@ -8,6 +8,7 @@ use crate::ledger::{FileState, JobRecord};
 use crate::requests::Kind;
 use crate::results::atomic;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -178,7 +179,7 @@ pub(super) fn create(
 pub(super) async fn submit_erasure(
     ctx: Ctx,
     account: Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     submit(ctx, account, body, Kind::Forget).await
 }
@@ -187,7 +188,7 @@ pub(super) async fn submit_erasure(
 pub(super) async fn submit_access(
     ctx: Ctx,
     account: Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     submit(ctx, account, body, Kind::Export).await
 }
@@ -195,10 +196,11 @@ pub(super) async fn submit_access(
 async fn submit(
     (State(state), connect, headers): Ctx,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let account = state.authenticate(&headers, connect.0.ip())?;
+    let body = body.map_err(|e| super::body_error(&state, &e))?;
     if account.name != name {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

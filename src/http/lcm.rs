@@ -8,6 +8,7 @@
 use super::{blocking, ApiError, Ctx, Line};
 use crate::requests::{DeviceKind, Kind};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -146,9 +147,10 @@ fn envelope(subtopic: &str, message: Value) -> Value {
 /// `POST /lcm`.
 pub(super) async fn submit(
     (State(state), connect, headers): Ctx,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let account = state.authenticate(&headers, connect.0.ip())?;
+    let body = body.map_err(|e| super::body_error(&state, &e))?;
     let Some(http) = account.http.clone().filter(|h| h.lcm) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

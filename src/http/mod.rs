@@ -328,6 +328,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
+/// A body that could not be read (over `max_body_bytes`, or cut off), as a JSON error like the others.
+fn body_error(state: &HttpState, e: &axum::extract::rejection::BytesRejection) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            format!(
+                "the body is larger than the limit of {} bytes; split it into several jobs",
+                state.config().http.max_body_bytes
+            ),
+        );
+    }
+    ApiError::new(
+        status,
+        format!("the body could not be read: {}", e.body_text()),
+    )
+}
+
 /// A job id from the path.
 fn job_id(Path(id): Path<String>) -> Result<i64, ApiError> {
     id.parse::<i64>()
