@@ -89,6 +89,16 @@ impl Api {
         req.send().expect("GET")
     }
 
+    /// POSTs `body` as an erasure job for `account` with `token`, whatever the answer.
+    fn erasure(&self, account: &str, token: &str, body: &str) -> Response {
+        self.post(
+            &format!("/accounts/{account}/gdpr_erasure"),
+            Some(token),
+            "text/csv",
+            body,
+        )
+    }
+
     /// Submits a job of `kind` (`gdpr_erasure`, `gdpr_access`) for the demo account; returns its id.
     fn job(&self, kind: &str, body: &str) -> i64 {
         let r = self.post(
@@ -418,19 +428,9 @@ fn tokens_and_accounts_are_kept_apart() {
     let r = api.get("/gdpr_jobs/99999/status", Some(TOKEN));
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // A token opens its own account only.
-    let r = api.post(
-        "/accounts/other/gdpr_erasure",
-        Some(TOKEN),
-        "text/csv",
-        "EMAIL,a@b.com",
-    );
+    let r = api.erasure("other", TOKEN, "EMAIL,a@b.com");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = api.post(
-        "/accounts/other/gdpr_erasure",
-        Some(OTHER_TOKEN),
-        "text/csv",
-        "EMAIL,a@b.com",
-    );
+    let r = api.erasure("other", OTHER_TOKEN, "EMAIL,a@b.com");
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let theirs: Value = r.json().expect("json");
     let theirs = theirs["id"].as_i64().expect("id");
@@ -471,12 +471,7 @@ fn submissions_are_rate_limited_per_account() {
     let api = Api::new(&daemon);
     api.job("gdpr_erasure", "EMAIL,a@b.com");
     api.job("gdpr_access", "EMAIL,a@b.com");
-    let r = api.post(
-        "/accounts/demo/gdpr_erasure",
-        Some(TOKEN),
-        "text/csv",
-        "EMAIL,a@b.com",
-    );
+    let r = api.erasure("demo", TOKEN, "EMAIL,a@b.com");
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let json: Value = r.json().expect("json");
     assert!(json["error"]
@@ -484,12 +479,7 @@ fn submissions_are_rate_limited_per_account() {
         .expect("text")
         .contains("2 requests a minute"));
     // Another account has its own budget.
-    let r = api.post(
-        "/accounts/other/gdpr_erasure",
-        Some(OTHER_TOKEN),
-        "text/csv",
-        "EMAIL,a@b.com",
-    );
+    let r = api.erasure("other", OTHER_TOKEN, "EMAIL,a@b.com");
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
