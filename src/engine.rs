@@ -12,6 +12,7 @@ use crate::config::{AccountConfig, Config};
 use crate::ledger::{AuditEntry, Counts, FileRecord, FileState, Ledger, LedgerError};
 use crate::requests::name::{is_in_progress, stem};
 use crate::requests::{admit_name, parse, Admission, Device, FileName, Kind, RequestFile};
+use crate::results::atomic::remove_if_present;
 use crate::results::{archive, atomic, log};
 use crate::stores::{self, Batch, Scope, Store, StoreError, Target};
 use chrono::Utc;
@@ -255,13 +256,6 @@ fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
         .take(cap)
         .read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// How often a long forget logs its progress.

@@ -1,5 +1,5 @@
 //! Atomic writes: a result appears whole or not at all. Written to a hidden temporary name beside the target,
-//! synced, renamed into place, and the folder synced.
+//! synced, renamed into place, and the folder synced. And removals that accept a file already gone.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -91,6 +91,17 @@ impl Drop for AtomicFile {
         if !self.temp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.temp);
         }
+    }
+}
+
+/// Removes `path`; one already gone is fine.
+///
+/// # Errors
+/// Any other I/O error.
+pub fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -270,10 +270,7 @@ pub(crate) fn remove_recordings<'a>(
     files: impl Iterator<Item = &'a str>,
 ) -> Result<(), StoreError> {
     for file in files {
-        match std::fs::remove_file(recording_path(root, file)?) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        crate::results::atomic::remove_if_present(&recording_path(root, file)?)?;
     }
     Ok(())
 }

@@ -350,8 +350,17 @@ pub(crate) struct SqlStore<B: Backend> {
     matcher: Matcher,
     /// The keyed hash of each key of the current batch.
     digests: HashMap<String, String>,
-    /// A pseudonymisation is scanning: rows carry the values of [`mask_scan_columns`], not `pseudonymise`'s.
-    masking: bool,
+}
+
+/// What a scan is for, which decides what it reads and whether it locks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScanFor {
+    /// Locks the rows; reads the `pseudonymise` columns (masked instead of replaced).
+    Forget,
+    /// Locks the rows; reads [`mask_scan_columns`].
+    Mask,
+    /// Reads the exported cells.
+    Export,
 }
 
 /// What a forget keeps of a matching row.
@@ -429,7 +438,6 @@ impl<B: Backend> SqlStore<B> {
             tables: Vec::new(),
             matcher: Matcher::new(config.phones.clone()),
             digests: HashMap::new(),
-            masking: false,
         }
     }
 
@@ -582,24 +590,19 @@ impl<B: Backend> SqlStore<B> {
             let mut found = vec![0u64; batch.targets.len()];
             connected(&mut store.conn)?.batch(d.begin())?;
             let mut hits: Vec<Vec<MaskHit>> = Vec::new();
-            store.masking = true;
-            let scanned: Result<(), StoreError> =
-                (0..store.config.tables.len()).try_for_each(|i| {
-                    let mut rows = Vec::new();
-                    if !store.config.tables[i].mask_columns().is_empty() {
-                        store.scan(i, batch, &index, &candidates, false, &mut |m| {
-                            for &t in m.targets {
-                                found[t] += 1;
-                            }
-                            rows.push((m.rowref.to_owned(), m.masked.to_vec()));
-                            Ok(())
-                        })?;
-                    }
-                    hits.push(rows);
-                    Ok(())
-                });
-            store.masking = false;
-            scanned?;
+            for i in 0..store.config.tables.len() {
+                let mut rows = Vec::new();
+                if !store.config.tables[i].mask_columns().is_empty() {
+                    store.scan(i, batch, &index, &candidates, ScanFor::Mask, &mut |m| {
+                        for &t in m.targets {
+                            found[t] += 1;
+                        }
+                        rows.push((m.rowref.to_owned(), m.masked.to_vec()));
+                        Ok(())
+                    })?;
+                }
+                hits.push(rows);
+            }
             planned(&found)?;
             store.mask_rows(&hits)?;
             connected(&mut store.conn)?.batch("COMMIT")?;
@@ -621,27 +624,16 @@ impl<B: Backend> SqlStore<B> {
                 let mut sql = Sql::new(d, format!("UPDATE {} SET ", d.quote(&table.name)));
                 let mut first = true;
                 for (j, column) in columns.iter().enumerate() {
-                    let Some(c) = info.column(column) else {
-                        return Err(StoreError::Mapping(format!(
-                            "table {:?} has no column {column:?}",
-                            table.name
-                        )));
-                    };
-                    if c.generated {
+                    let fix = "so it cannot be masked; leave it out of mask";
+                    let Some(write) = writable(table, info, column, fix)? else {
                         continue;
-                    }
+                    };
                     if !first {
                         sql.push(", ");
                     }
                     first = false;
                     let q = d.quote(column);
-                    if !c.text {
-                        if !c.nullable {
-                            return Err(StoreError::Mapping(format!(
-                                "table {:?}, column {column:?}: not a text column and NOT NULL, so it cannot be masked; leave it out of mask",
-                                table.name
-                            )));
-                        }
+                    if write == Write::Null {
                         sql.push(&format!("{q} = NULL"));
                         continue;
                     }
@@ -681,7 +673,7 @@ impl<B: Backend> SqlStore<B> {
             let digests = self.digests.clone();
             let devices: Vec<&str> = table.device_columns().into_iter().map(|(_, c)| c).collect();
             let per_row = per_row_columns(&table);
-            self.scan(i, batch, index, candidates, false, &mut |m| {
+            self.scan(i, batch, index, candidates, ScanFor::Forget, &mut |m| {
                 if let Some(found) = found.as_deref_mut() {
                     for &t in m.targets {
                         found[t] += 1;
@@ -717,34 +709,34 @@ impl<B: Backend> SqlStore<B> {
         Ok(all)
     }
 
-    /// Queries table `i` once for the whole batch and calls `each` for every row a target admits. A forget
-    /// scan (`export` false) locks the rows.
+    /// Queries table `i` once for the whole batch and calls `each` for every row a target admits. A scan that
+    /// changes rows (`Forget`, `Mask`) locks them.
     fn scan(
         &mut self,
         i: usize,
         batch: &Batch,
         index: &HashMap<String, Vec<usize>>,
         candidates: &Candidates,
-        export: bool,
+        scan_for: ScanFor,
         each: &mut dyn FnMut(RowMatch<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        let export = scan_for == ScanFor::Export;
         let d = B::DIALECT;
         let Self {
             conn,
             config,
             tables,
             matcher,
-            masking,
             ..
         } = self;
         let conn = connected(conn)?;
         let table = &config.tables[i];
         let info = &tables[i];
         let devices = table.device_columns();
-        let masked_columns: Vec<&str> = if *masking {
-            mask_scan_columns(table)
-        } else {
-            table.pseudonymise.iter().map(String::as_str).collect()
+        let masked_columns: Vec<&str> = match scan_for {
+            ScanFor::Forget => table.pseudonymise.iter().map(String::as_str).collect(),
+            ScanFor::Mask => mask_scan_columns(table),
+            ScanFor::Export => Vec::new(),
         };
         let opt = |c: &Option<String>| {
             c.as_deref()
@@ -765,9 +757,7 @@ impl<B: Backend> SqlStore<B> {
             opt(&table.file),
         ]);
         let first_masked = select.len();
-        if !export {
-            select.extend(masked_columns.iter().map(|c| d.text(&d.quote(c))));
-        }
+        select.extend(masked_columns.iter().map(|c| d.text(&d.quote(c))));
         let first_cell = select.len();
         if export {
             select.extend(
@@ -1010,7 +1000,7 @@ impl<B: Backend> SqlStore<B> {
                 let name = store.name.clone();
                 let mut started = false;
                 let mut cells = Vec::with_capacity(header.len());
-                store.scan(i, batch, &index, &candidates, true, &mut |m| {
+                store.scan(i, batch, &index, &candidates, ScanFor::Export, &mut |m| {
                     if m.shortcode.is_some_and(|s| shared.iter().any(|c| c == s)) {
                         return Ok(());
                     }
@@ -1106,6 +1096,44 @@ fn check_table(
 
 /// The `SET` clauses of an anonymising forget: random placeholders for device columns (and normalised
 /// columns the server does not compute), `REDACTED` for personal columns, no file.
+/// How a column that gdprd changes can be written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// It holds text: it takes the new value.
+    Text,
+    /// It holds something else but allows NULL: it becomes NULL.
+    Null,
+}
+
+/// How `name` of `table` can be written; `None` for a generated column (the server computes it). A column that
+/// is neither text nor nullable is a mapping error, `fix` saying what to do.
+fn writable(
+    table: &TableMapping,
+    info: &TableInfo,
+    name: &str,
+    fix: &str,
+) -> Result<Option<Write>, StoreError> {
+    let Some(c) = info.column(name) else {
+        return Err(StoreError::Mapping(format!(
+            "table {:?} has no column {name:?}",
+            table.name
+        )));
+    };
+    if c.generated {
+        return Ok(None);
+    }
+    if c.text {
+        Ok(Some(Write::Text))
+    } else if c.nullable {
+        Ok(Some(Write::Null))
+    } else {
+        Err(StoreError::Mapping(format!(
+            "table {:?}, column {name:?}: not a text column and NOT NULL, {fix}",
+            table.name
+        )))
+    }
+}
+
 fn anonymise_sets(
     d: Dialect,
     table: &TableMapping,
@@ -1113,28 +1141,15 @@ fn anonymise_sets(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let mut sets = Vec::new();
     let mut set = |name: &str, value: &str| -> Result<(), StoreError> {
-        let Some(c) = info.column(name) else {
-            return Err(StoreError::Mapping(format!(
-                "table {:?} has no column {name:?}",
-                table.name
-            )));
-        };
-        if c.generated {
-            return Ok(());
-        }
+        let fix = "so forget cannot anonymise it; allow NULL or set forget = \"delete\"";
         let q = d.quote(name);
-        if c.text {
-            sets.push((
+        match writable(table, info, name, fix)? {
+            None => {}
+            Some(Write::Text) => sets.push((
                 name.to_owned(),
                 format!("CASE WHEN {q} IS NULL THEN NULL ELSE {value} END"),
-            ));
-        } else if c.nullable {
-            sets.push((name.to_owned(), "NULL".to_owned()));
-        } else {
-            return Err(StoreError::Mapping(format!(
-                "table {:?}, column {name:?}: not a text column and NOT NULL, so forget cannot anonymise it; allow NULL or set forget = \"delete\"",
-                table.name
-            )));
+            )),
+            Some(Write::Null) => sets.push((name.to_owned(), "NULL".to_owned())),
         }
         Ok(())
     };

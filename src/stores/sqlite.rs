@@ -257,6 +257,37 @@ fn scan(
     Ok(())
 }
 
+/// Scans each of `tables` that `wanted` admits for the batch, counting the rows found per target into `found`;
+/// returns the hits per table (empty for a table not scanned).
+fn find_hits(
+    conn: &Connection,
+    tables: &[TableMapping],
+    batch: &Batch,
+    index: &HashMap<String, Vec<usize>>,
+    found: &mut Found,
+    wanted: impl Fn(&TableMapping) -> bool,
+) -> Result<Vec<Vec<Hit>>, StoreError> {
+    let mut hits = Vec::with_capacity(tables.len());
+    for table in tables {
+        let mut table_hits = Vec::new();
+        if wanted(table) {
+            scan(conn, table, batch, index, false, &mut |m| {
+                for &t in m.targets {
+                    found[t] += 1;
+                }
+                table_hits.push(Hit {
+                    rowid: m.rowid,
+                    state: m.state,
+                    file: m.file,
+                });
+                Ok(())
+            })?;
+        }
+        hits.push(table_hits);
+    }
+    Ok(hits)
+}
+
 /// Fills the temporary row-id table with `ids`.
 fn fill_rows(conn: &Connection, ids: impl Iterator<Item = i64>) -> Result<(), StoreError> {
     conn.execute("DELETE FROM temp.gdprd_rows", [])?;
@@ -361,22 +392,9 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut hits: Vec<Vec<Hit>> = Vec::with_capacity(self.config.tables.len());
-        for table in &self.config.tables {
-            let mut table_hits = Vec::new();
-            scan(&tx, table, batch, &index, false, &mut |m| {
-                for &t in m.targets {
-                    found[t] += 1;
-                }
-                table_hits.push(Hit {
-                    rowid: m.rowid,
-                    state: m.state,
-                    file: m.file,
-                });
-                Ok(())
-            })?;
-            hits.push(table_hits);
-        }
+        let hits = find_hits(&tx, &self.config.tables, batch, &index, &mut found, |_| {
+            true
+        })?;
         planned(&found)?;
         // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
         let mut cancelled = false;
@@ -436,26 +454,15 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut hits: Vec<Vec<i64>> = Vec::with_capacity(self.config.tables.len());
-        for table in &self.config.tables {
-            let mut ids = Vec::new();
-            if !table.mask_columns().is_empty() {
-                scan(&tx, table, batch, &index, false, &mut |m| {
-                    for &t in m.targets {
-                        found[t] += 1;
-                    }
-                    ids.push(m.rowid);
-                    Ok(())
-                })?;
-            }
-            hits.push(ids);
-        }
+        let hits = find_hits(&tx, &self.config.tables, batch, &index, &mut found, |t| {
+            !t.mask_columns().is_empty()
+        })?;
         planned(&found)?;
-        for (table, ids) in self.config.tables.iter().zip(&hits) {
-            if ids.is_empty() {
+        for (table, table_hits) in self.config.tables.iter().zip(&hits) {
+            if table_hits.is_empty() {
                 continue;
             }
-            fill_rows(&tx, ids.iter().copied())?;
+            fill_rows(&tx, table_hits.iter().map(|h| h.rowid))?;
             let sets: Vec<String> = table
                 .mask_columns()
                 .iter()
