@@ -360,7 +360,8 @@ fn default_timezone() -> String {
     "UTC".into()
 }
 
-fn default_retention() -> u32 {
+/// Days results are kept when an account does not say.
+pub(crate) fn default_retention() -> u32 {
     3
 }
 

@@ -65,12 +65,6 @@ pub struct FileRecord {
 /// A file's row as the HTTP front doors report it.
 #[derive(Debug, Clone)]
 pub struct JobRecord {
-    /// The account.
-    pub account: String,
-    /// The (synthesised) file name.
-    pub name: String,
-    /// `FORGET`, `EXPORT` or `PSEUDONYMISE`.
-    pub kind: Option<String>,
     /// Where it stands.
     pub state: FileState,
     /// Why it was refused whole or rejected.
@@ -81,8 +75,6 @@ pub struct JobRecord {
     pub results: Vec<String>,
     /// Whether a journal chunk of it has completed.
     pub started: bool,
-    /// Its outcome counts once done.
-    pub counts: Counts,
 }
 
 /// The outcome counts of a finished file.
@@ -437,31 +429,22 @@ impl Ledger {
         Ok(self
             .conn
             .query_row(
-                "SELECT account, name, kind, state, error, finished_at, results,
-                        EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id),
-                        success, not_found, errors
+                "SELECT state, error, finished_at, results,
+                        EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id)
                  FROM files WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(JobRecord {
-                        account: r.get(0)?,
-                        name: r.get(1)?,
-                        kind: r.get(2)?,
-                        state: FileState::parse(&r.get::<_, String>(3)?),
-                        error: r.get(4)?,
-                        finished_at: r.get(5)?,
+                        state: FileState::parse(&r.get::<_, String>(0)?),
+                        error: r.get(1)?,
+                        finished_at: r.get(2)?,
                         results: r
-                            .get::<_, Option<String>>(6)?
+                            .get::<_, Option<String>>(3)?
                             .unwrap_or_default()
                             .split_whitespace()
                             .map(str::to_owned)
                             .collect(),
-                        started: r.get(7)?,
-                        counts: Counts {
-                            success: r.get::<_, i64>(8)?.unsigned_abs(),
-                            not_found: r.get::<_, i64>(9)?.unsigned_abs(),
-                            errors: r.get::<_, i64>(10)?.unsigned_abs(),
-                        },
+                        started: r.get(4)?,
                     })
                 },
             )

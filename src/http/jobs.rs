@@ -14,6 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -60,18 +61,22 @@ fn write_json(state: &HttpState, name: &str, value: &impl Serialize) -> std::io:
     Ok(())
 }
 
-fn write_sidecar(state: &HttpState, id: i64, sidecar: &Sidecar) -> std::io::Result<()> {
-    write_json(state, &format!("{id}.json"), sidecar)
+fn facts_name(id: i64) -> String {
+    format!("{id}.json")
 }
 
-/// A job's lines, or `None` when they are gone.
-fn read_lines(state: &HttpState, id: i64) -> Result<Option<Vec<SideLine>>, ApiError> {
-    match std::fs::read(jobs_dir(state).join(lines_name(id))) {
+fn write_sidecar(state: &HttpState, id: i64, sidecar: &Sidecar) -> std::io::Result<()> {
+    write_json(state, &facts_name(id), sidecar)
+}
+
+/// `STATE/jobs/name` read back, or `None` when it is not there.
+fn read_json<T: DeserializeOwned>(state: &HttpState, name: &str) -> std::io::Result<Option<T>> {
+    match std::fs::read(jobs_dir(state).join(name)) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(ApiError::internal),
+            .map_err(std::io::Error::other),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApiError::internal(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -136,10 +141,7 @@ pub(super) fn create(
     let pending = format!("pending-{tag:08x}.json");
     atomic::write(&claimed, &pending, &bytes).map_err(ApiError::internal)?;
     let id = {
-        let ledger = state
-            .ledger
-            .lock()
-            .map_err(|_| ApiError::internal("ledger lock poisoned"))?;
+        let ledger = state.ledger()?;
         ledger
             .claim(
                 &account.name,
@@ -268,19 +270,13 @@ fn expire(state: &HttpState, id: i64, mut sidecar: Sidecar) -> std::io::Result<(
         .expiring
         .lock()
         .map_err(|_| std::io::Error::other("expiry lock poisoned"))?;
-    let already = std::fs::read(jobs_dir(state).join(format!("{id}.json")))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
-        .is_some_and(|s| s.expired);
+    let already = read_json::<Sidecar>(state, &facts_name(id))?.is_some_and(|s| s.expired);
     if already {
         return Ok(());
     }
     sidecar.expired = true;
     write_sidecar(state, id, &sidecar)?;
-    match std::fs::remove_file(jobs_dir(state).join(lines_name(id))) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    atomic::remove_if_present(&jobs_dir(state).join(lines_name(id)))?;
     info!(account = %sidecar.account, job = id, "HTTP job past retention: its lines are deleted");
     Ok(())
 }
@@ -292,11 +288,9 @@ fn find(
     id: i64,
 ) -> Result<(JobRecord, Sidecar), ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such job for this account");
-    let sidecar: Sidecar = match std::fs::read(jobs_dir(state).join(format!("{id}.json"))) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(ApiError::internal)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let sidecar: Sidecar = read_json(state, &facts_name(id))
+        .map_err(ApiError::internal)?
+        .ok_or_else(missing)?;
     if sidecar.account != account.name {
         return Err(missing());
     }
@@ -313,9 +307,7 @@ fn find(
         return Err(gone());
     }
     let job = state
-        .ledger
-        .lock()
-        .map_err(|_| ApiError::internal("ledger lock poisoned"))?
+        .ledger()?
         .job(id)
         .map_err(ApiError::internal)?
         .ok_or_else(missing)?;
@@ -411,18 +403,15 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
     ) = read(ctx, path).await?;
     let account_name = account.name;
     let (lines, responses) = blocking(move || {
-        let lines = read_lines(&state, id)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::GONE,
-                format!("the lines of job {id} were deleted"),
-            )
-        })?;
-        let responses = state
-            .ledger
-            .lock()
-            .map_err(|_| ApiError::internal("ledger lock poisoned"))?
-            .responses(id)
-            .map_err(ApiError::internal)?;
+        let lines: Vec<SideLine> = read_json(&state, &lines_name(id))
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::GONE,
+                    format!("the lines of job {id} were deleted"),
+                )
+            })?;
+        let responses = state.ledger()?.responses(id).map_err(ApiError::internal)?;
         Ok((lines, responses))
     })
     .await?;
@@ -528,10 +517,7 @@ pub(super) fn sweep(state: &HttpState) {
         else {
             continue;
         };
-        let Ok(sidecar) = std::fs::read(entry.path())
-            .map_err(|_| ())
-            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).map_err(|_| ()))
-        else {
+        let Ok(Some(sidecar)) = read_json::<Sidecar>(state, &facts_name(id)) else {
             continue;
         };
         if sidecar.expired {
@@ -539,7 +525,7 @@ pub(super) fn sweep(state: &HttpState) {
         }
         let retention = config
             .account(&sidecar.account)
-            .map_or(3, |a| a.retention_days);
+            .map_or_else(crate::config::default_retention, |a| a.retention_days);
         let job = state
             .ledger
             .lock()
@@ -568,19 +554,14 @@ pub(super) fn sweep(state: &HttpState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Counts;
 
     fn job(state: FileState, finished: Option<&str>) -> JobRecord {
         JobRecord {
-            account: "a".into(),
-            name: "forget-api-x.json".into(),
-            kind: Some("FORGET".into()),
             state,
             error: None,
             finished_at: finished.map(str::to_owned),
             results: Vec::new(),
             started: false,
-            counts: Counts::default(),
         }
     }
 

@@ -21,6 +21,7 @@ pub use body::{international, parse_lines, BodyError, Line};
 
 use crate::config::{AccountConfig, Config};
 use crate::ledger::Ledger;
+use crate::transports::sftp_server::auth::Throttle;
 use crate::transports::Job;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -99,7 +100,7 @@ pub struct HttpState {
     ledger: Mutex<Ledger>,
     jobs: UnboundedSender<Job>,
     buckets: Mutex<HashMap<(String, bool), Bucket>>,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<Throttle>,
     /// Held while a job is turned into a tombstone.
     expiring: Mutex<()>,
 }
@@ -125,9 +126,16 @@ impl HttpState {
             config,
             jobs,
             buckets: Mutex::default(),
-            failures: Mutex::default(),
+            failures: Mutex::new(Throttle::new(0, Duration::ZERO)),
             expiring: Mutex::default(),
         })
+    }
+
+    /// The front doors' ledger connection.
+    fn ledger(&self) -> Result<std::sync::MutexGuard<'_, Ledger>, ApiError> {
+        self.ledger
+            .lock()
+            .map_err(|_| ApiError::internal("ledger lock poisoned"))
     }
 
     fn config(&self) -> Arc<Config> {
@@ -140,13 +148,13 @@ impl HttpState {
     /// The account whose token the request carries. Failures count against the address.
     fn authenticate(&self, headers: &HeaderMap, from: IpAddr) -> Result<AccountConfig, ApiError> {
         let config = self.config();
-        let window = Duration::from_secs(config.http.auth_window_seconds);
         if let Ok(mut failures) = self.failures.lock() {
-            failures.retain(|_, (_, since)| since.elapsed() < window);
-            if failures
-                .get(&from)
-                .is_some_and(|(n, _)| *n >= config.http.auth_failures)
-            {
+            // The limits in force now: they reload with the config.
+            failures.set_limits(
+                config.http.auth_failures,
+                Duration::from_secs(config.http.auth_window_seconds),
+            );
+            if failures.blocked(from, Instant::now()) {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many failed authentications from this address: wait and try again",
@@ -176,8 +184,7 @@ impl HttpState {
             Some(a) => Ok(a.clone()),
             None => {
                 if let Ok(mut failures) = self.failures.lock() {
-                    let entry = failures.entry(from).or_insert((0, Instant::now()));
-                    entry.0 += 1;
+                    failures.failed(from, Instant::now());
                 }
                 warn!(address = %from, "HTTP authentication failed");
                 Err(ApiError::new(

@@ -65,6 +65,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 /// Counts failed logins per source address; past the limit, that address is refused until the window passes.
+/// The SFTP server and the HTTP front doors each keep one.
 #[derive(Debug)]
 pub struct Throttle {
     limit: u32,
@@ -80,6 +81,12 @@ impl Throttle {
             window,
             failures: HashMap::new(),
         }
+    }
+
+    /// Takes up new settings (a reloaded config); the failures counted so far stay.
+    pub fn set_limits(&mut self, limit: u32, window: Duration) {
+        self.limit = limit;
+        self.window = window;
     }
 
     /// Whether `ip` is blocked now.
