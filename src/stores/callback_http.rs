@@ -75,9 +75,15 @@ impl CallbackStore {
             })?),
             (None, None) => None,
         };
+        // rustls (see `super::tls`), trusting the platform's root certificates.
+        let roots = super::tls::platform_roots()
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
         let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::NativeTls)
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(super::tls::provider())
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
             .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(config.timeout_seconds)))

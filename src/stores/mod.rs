@@ -12,6 +12,7 @@ mod mysql;
 mod postgres;
 mod sql;
 pub mod sqlite;
+mod tls;
 
 use crate::config::{StoreConfig, TableMapping};
 use crate::requests::DeviceKind;

@@ -82,11 +82,20 @@ fn opts(config: &SqlConfig, tls: bool) -> Result<OptsBuilder, StoreError> {
         b = b.pass(Some(pw));
     }
     if tls {
+        // The mysql crate builds its own rustls configuration with the process's default provider: ours.
+        super::tls::provider();
         let mut ssl = SslOpts::default();
         if config.tls == TlsMode::VerifyFull {
-            if let Some(ca) = &config.ca_file {
-                ssl = ssl.with_root_cert_path(Some(ca.clone()));
-            }
+            // The crate trusts Mozilla's roots (webpki-roots) plus one PEM file: `ca_file`, or else the
+            // platform's CA bundle, so that a CA the machine trusts is trusted here as by the other stores.
+            let roots = match &config.ca_file {
+                Some(ca) => {
+                    super::tls::ca_file_certs(ca)?;
+                    Some(ca.clone())
+                }
+                None => super::tls::platform_bundle(),
+            };
+            ssl = ssl.with_root_cert_path(roots);
         } else {
             ssl = ssl
                 .with_danger_accept_invalid_certs(true)

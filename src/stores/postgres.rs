@@ -40,27 +40,15 @@ fn server_error(e: &postgres::Error) -> String {
     }
 }
 
-fn tls(config: &SqlConfig) -> Result<postgres_native_tls::MakeTlsConnector, StoreError> {
-    let mut builder = native_tls::TlsConnector::builder();
-    if config.tls == TlsMode::VerifyFull {
-        if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                StoreError::Unavailable(format!("cannot read ca_file {}: {e}", ca.display()))
-            })?;
-            let cert = native_tls::Certificate::from_pem(&pem)
-                .map_err(|e| StoreError::Mapping(format!("ca_file: {e}")))?;
-            builder.add_root_certificate(cert);
-        }
+/// The TLS connector for `prefer`, `require` (any certificate) and `verify-full` (checked; see [`super::tls`]).
+fn tls(config: &SqlConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let client = if config.tls == TlsMode::VerifyFull {
+        super::tls::verifying(config.ca_file.as_deref())?
     } else {
         // `prefer` and `require` encrypt without checking who answers, as libpq's sslmode does.
-        builder
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true);
-    }
-    let connector = builder
-        .build()
-        .map_err(|e| StoreError::Unavailable(format!("TLS: {e}")))?;
-    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
+        super::tls::unverified()?
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(client))
 }
 
 impl PgConn {
