@@ -39,7 +39,7 @@ Architecture: $arch
 Maintainer: gdprd maintainers
 Section: admin
 Priority: optional
-Depends: libc6, libssl3
+Depends: libc6
 Description: carries out GDPR data-subject requests dropped as files over SFTP
  gdprd erases or exports a person's data across every store that holds it,
  from forget and export request files, with an execution log per file.
