@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{info, warn};
 
+mod isolation;
+use isolation::{export_step, forget_step, StoreOutcome};
+
 /// Why a file could not be handled now. The file stays where it is and is tried again later.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -180,9 +183,6 @@ fn device_type_of(raw_request: &Value, contact: usize) -> Option<String> {
     }
 }
 
-/// A store's result for one batch: rows found per target, or why it failed.
-type StoreResult = (String, Result<Vec<u64>, String>);
-
 /// A contact's place in a file: (request, contact), both 0-based.
 type Position = (usize, usize);
 
@@ -192,21 +192,18 @@ type Journal = (Vec<(Position, String)>, Vec<AuditEntry>);
 /// One completed batch of a file, ready to journal.
 struct Chunk<'a> {
     range: Range<usize>,
-    per_store: &'a [StoreResult],
+    per_store: &'a [StoreOutcome],
     /// The first chunk also answers the contacts that are not valid devices.
     with_invalid: bool,
     started: chrono::DateTime<Utc>,
 }
 
-fn response_text(kind: Kind, per_store: &[StoreResult], target: usize) -> String {
+fn response_text(kind: Kind, per_store: &[StoreOutcome], target: usize) -> String {
     let failed: Vec<&str> = per_store
         .iter()
-        .filter_map(|(_, r)| r.as_ref().err().map(String::as_str))
+        .filter_map(|s| s.errors.get(target).and_then(Option::as_deref))
         .collect();
-    let found: u64 = per_store
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().and_then(|f| f.get(target)))
-        .sum();
+    let found: u64 = per_store.iter().filter_map(|s| s.found.get(target)).sum();
     if !failed.is_empty() {
         let what = match kind {
             Kind::Forget => "the forget is not complete there (resubmit to finish it)",
@@ -224,15 +221,15 @@ fn response_text(kind: Kind, per_store: &[StoreResult], target: usize) -> String
     }
 }
 
-fn stores_json(per_store: &[StoreResult], target: usize) -> String {
+fn stores_json(per_store: &[StoreOutcome], target: usize) -> String {
     let map: serde_json::Map<String, Value> = per_store
         .iter()
-        .map(|(name, r)| {
-            let v = match r {
-                Ok(found) => Value::from(found.get(target).copied().unwrap_or(0)),
-                Err(_) => Value::from("error"),
+        .map(|s| {
+            let v = match s.errors.get(target) {
+                Some(Some(_)) => Value::from("error"),
+                _ => Value::from(s.found.get(target).copied().unwrap_or(0)),
             };
-            (name.clone(), v)
+            (s.name.clone(), v)
         })
         .collect();
     Value::Object(map).to_string()
@@ -266,60 +263,6 @@ fn store_failure(name: &str, e: &StoreError) -> String {
     match e {
         StoreError::Unavailable(why) => format!("store {name:?} unavailable: {why}"),
         other => format!("store {name:?} failed: {other}"),
-    }
-}
-
-/// Runs one store's part of a forget (or pseudonymisation) chunk, journaling its plan before it changes anything.
-#[allow(clippy::too_many_arguments)]
-fn forget_step(
-    ledger: &Ledger,
-    kind: Kind,
-    store: Option<&mut Box<dyn Store>>,
-    open_error: Option<&str>,
-    file_id: i64,
-    chunk: usize,
-    name: &str,
-    batch: &Batch,
-) -> Result<Result<Vec<u64>, String>, LedgerError> {
-    let prior = ledger.step(file_id, chunk, name)?;
-    if let Some((found, true)) = &prior {
-        return Ok(Ok(found.clone()));
-    }
-    let Some(store) = store else {
-        return Ok(Err(format!(
-            "store {name:?} unavailable: {}",
-            open_error.unwrap_or("not opened")
-        )));
-    };
-    let planned_before = prior.map(|(p, _)| p);
-    let began = std::time::Instant::now();
-    let mut planned = |found: &[u64]| match planned_before {
-        Some(_) => Ok(()),
-        None => ledger
-            .plan_step(file_id, chunk, name, found)
-            .map_err(|e| StoreError::Journal(e.to_string())),
-    };
-    let result = match kind {
-        Kind::Pseudonymise => store.pseudonymise(batch, &mut planned),
-        _ => store.forget(batch, &mut planned),
-    };
-    crate::metrics::get().store_call(name, kind.prefix(), began.elapsed().as_secs_f64());
-    match result {
-        Ok(found) => {
-            // On a resumed step the plan, recorded before the first attempt changed anything, is the truth.
-            let found = match planned_before {
-                Some(p) if p.len() == found.len() => {
-                    p.iter().zip(&found).map(|(a, b)| *a.max(b)).collect()
-                }
-                _ => found,
-            };
-            ledger.finish_step(file_id, chunk, name, &found)?;
-            Ok(Ok(found))
-        }
-        Err(e) => {
-            warn!(store = name, chunk, error = %e, "store failed; its contacts get an error response");
-            Ok(Err(store_failure(name, &e)))
-        }
     }
 }
 
@@ -806,7 +749,7 @@ impl Engine {
             for store_name in &account.stores {
                 let store = self.stores.get_mut(store_name);
                 let open_error = open_errors.get(store_name).and_then(|e| e.as_deref());
-                let r = forget_step(
+                per_store.push(forget_step(
                     &self.ledger,
                     kind,
                     store,
@@ -815,8 +758,7 @@ impl Engine {
                     ci,
                     store_name,
                     &batch,
-                )?;
-                per_store.push((store_name.clone(), r));
+                )?);
             }
             let (responses, audit) = self.audit_entries(
                 account,
@@ -885,50 +827,53 @@ impl Engine {
         for (i, store_name) in account.stores.iter().enumerate() {
             let open_error = self.open_store(store_name);
             let part_path = work.join(format!("{}-{i}.zip", rec.id));
-            let mut part = archive::PartArchive::create(part_path.clone(), prefixes.clone())
-                .map_err(io_err("cannot create an export part in the state folder"))?;
-            let result = match (self.stores.get_mut(store_name), open_error) {
+            let outcome = match (self.stores.get_mut(store_name), open_error) {
                 (Some(store), None) => {
                     let began = std::time::Instant::now();
-                    let r = store.export(&batch, &mut part);
+                    let mut new_part = || {
+                        let _ = std::fs::remove_file(&part_path);
+                        archive::PartArchive::create(part_path.clone(), prefixes.clone())
+                    };
+                    let (outcome, part) = export_step(store.as_mut(), &batch, &mut new_part)
+                        .map_err(io_err("cannot create an export part in the state folder"))?;
                     crate::metrics::get().store_call(
                         store_name,
                         "export",
                         began.elapsed().as_secs_f64(),
                     );
-                    r.map_err(|e| {
-                        warn!(store = %store_name, error = %e, "store failed during export");
-                        store_failure(store_name, &e)
-                    })
+                    match part {
+                        Some(part) => parts.push(
+                            part.finish()
+                                .map_err(io_err("cannot finish an export part"))?,
+                        ),
+                        None => {
+                            let _ = std::fs::remove_file(&part_path);
+                        }
+                    }
+                    outcome
                 }
-                (_, e) => Err(format!(
-                    "store {store_name:?} unavailable: {}",
-                    e.unwrap_or_default()
-                )),
+                (_, e) => StoreOutcome::failed(
+                    store_name,
+                    plan.targets.len(),
+                    format!(
+                        "store {store_name:?} unavailable: {}",
+                        e.unwrap_or_default()
+                    ),
+                ),
             };
-            if result.is_ok() {
-                parts.push(
-                    part.finish()
-                        .map_err(io_err("cannot finish an export part"))?,
-                );
-            } else {
-                drop(part);
-                let _ = std::fs::remove_file(&part_path);
-            }
             // Export progress: one line per store, with its rows and time (each store is one streamed pass).
-            if let Ok(found) = &result {
-                info!(
-                    account = %account.name,
-                    file = name,
-                    store = %store_name,
-                    stores_done = i + 1,
-                    stores = account.stores.len(),
-                    rows = found.iter().sum::<u64>(),
-                    seconds = started.signed_duration_since(Utc::now()).num_milliseconds().unsigned_abs() as f64 / 1000.0,
-                    "export progress"
-                );
-            }
-            per_store.push((store_name.clone(), result));
+            info!(
+                account = %account.name,
+                file = name,
+                store = %store_name,
+                stores_done = i + 1,
+                stores = account.stores.len(),
+                rows = outcome.found.iter().sum::<u64>(),
+                errors = outcome.errors.iter().filter(|e| e.is_some()).count(),
+                seconds = started.signed_duration_since(Utc::now()).num_milliseconds().unsigned_abs() as f64 / 1000.0,
+                "export progress"
+            );
+            per_store.push(outcome);
         }
         let archive_name = log::archive_name(stem(name));
         archive::assemble(&Self::result_dir(account)?, &archive_name, &parts)
@@ -960,19 +905,36 @@ mod tests {
 
     #[test]
     fn responses_follow_the_stores() {
-        let ok = |v: Vec<u64>| ("a".to_owned(), Ok(v));
+        let ok = |found: Vec<u64>| StoreOutcome {
+            name: "a".to_owned(),
+            errors: vec![None; found.len()],
+            found,
+        };
         assert_eq!(response_text(Kind::Forget, &[ok(vec![2, 0])], 0), "SUCCESS");
         assert_eq!(
             response_text(Kind::Forget, &[ok(vec![2, 0])], 1),
             "SUCCESS: not found"
         );
-        let failed = ("b".to_owned(), Err("store \"b\" failed: boom".to_owned()));
-        let text = response_text(Kind::Forget, &[ok(vec![2]), failed], 0);
+        let failed = StoreOutcome {
+            name: "b".to_owned(),
+            found: vec![0, 0],
+            errors: vec![Some("store \"b\" failed: boom".to_owned()), None],
+        };
+        let text = response_text(Kind::Forget, &[ok(vec![2, 0]), failed.clone()], 0);
         assert!(
             text.starts_with("ERROR: store \"b\" failed: boom;"),
             "{text}"
         );
         assert!(text.contains("resubmit"));
+        assert_eq!(
+            response_text(Kind::Forget, &[ok(vec![2, 1]), failed.clone()], 1),
+            "SUCCESS",
+            "a store's error for one target is not another's"
+        );
+        assert_eq!(
+            stores_json(&[ok(vec![2, 1]), failed], 0),
+            r#"{"a":2,"b":"error"}"#
+        );
     }
 
     #[test]

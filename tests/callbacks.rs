@@ -278,8 +278,7 @@ fn forget_deletes_the_callbacks_cancelling_in_flight_ones_first_and_export_lists
 }
 
 #[test]
-fn a_callback_that_cannot_be_cancelled_is_an_error_naming_its_state_and_the_other_stores_still_run()
-{
+fn a_callback_that_cannot_be_cancelled_is_an_error_naming_its_state_for_its_contact_only() {
     let service = Service::start(&sample_callbacks());
     service.with(|s| {
         s.uncancellable = vec!["c3".into()];
@@ -293,9 +292,15 @@ fn a_callback_that_cannot_be_cancelled_is_an_error_naming_its_state_and_the_othe
     let got = responses(&log);
     let want =
         "ERROR: store \"callbacks\" failed: callback c3 could not be cancelled (state PROCESSING)";
-    assert_eq!(
-        got.iter().filter(|r| r.starts_with(want)).count(),
-        11,
+    // c3 is +1 617 555 1212's callback (issue 14, item 1: the other contacts are not failed by it).
+    let failed: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i].starts_with(want))
+        .collect();
+    assert_eq!(failed, [1], "{got:?}");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, r)| i == 1 || i == 7 || r == "SUCCESS"),
         "{got:?}"
     );
     assert_eq!(

@@ -257,3 +257,199 @@ fn a_failing_store_answers_error_while_the_other_stores_still_run() {
     assert!(email.starts_with("forgotten-"));
     assert_eq!(name, "REDACTED");
 }
+
+/// The seed's forget index of `+1 781 555 1313`, whose call recording a test makes point outside files_root.
+const BAD_RECORDING_CONTACT: usize = 6;
+
+/// Issue 14, item 1: with the recording of `+1 781 555 1313` pointing outside `files_root`, runs the seed's
+/// forget and a resubmission of it, and checks that only that contact fails. `spoil` makes the stored path bad.
+pub(crate) fn forget_seed_with_a_bad_recording(demo: &Demo, spoil: impl FnOnce()) {
+    let outside = demo.dir.path().join("outside.wav");
+    std::fs::write(&outside, b"not gdprd's to delete").expect("outside file");
+    spoil();
+    let _daemon = demo.start();
+    for (run, second) in [("130000", false), ("130001", true)] {
+        demo.submit(&format!("forget-{}_{run}.json", today()), &seed_forget());
+        let log = demo.result_json(&format!("forget-{}_{run}-execution-log.json", today()));
+        let got = responses(&log);
+        for (i, response) in got.iter().enumerate() {
+            if i == BAD_RECORDING_CONTACT {
+                assert!(
+                    response.starts_with("ERROR: store \"demo\" failed: mapping error: a recording path points outside files_root")
+                        && response.contains("resubmit"),
+                    "run {run}: the contact whose row is bad gets the error: {response}"
+                );
+            } else if i == 7 {
+                assert!(response.starts_with("ERROR: incorrect device format"));
+            } else {
+                assert!(
+                    response.starts_with("SUCCESS"),
+                    "run {run}: contact {i} has no link to the bad row: {got:?}"
+                );
+                if second {
+                    assert_eq!(response, "SUCCESS: not found", "run {run}: {got:?}");
+                }
+            }
+        }
+    }
+    let rec = demo.dir.path().join("recordings/2026/01");
+    assert!(!rec.join("rec-sample-1.wav").exists());
+    assert!(!rec.join("rec-sample-2.wav").exists());
+    assert!(
+        rec.join("rec-sample-3.wav").exists(),
+        "the bad row was left alone, and so was the file it once named"
+    );
+    assert!(rec.join("rec-other-tenant.wav").exists());
+    assert!(
+        outside.exists(),
+        "a file outside files_root is never deleted"
+    );
+}
+
+#[test]
+fn one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
+    for batch in [1, 500] {
+        let demo = Demo::new(20, |c| {
+            c.replace(
+                "[intake]",
+                &format!("[limits]\nbatch_size = {batch}\n\n[intake]"),
+            )
+        });
+        forget_seed_with_a_bad_recording(&demo, || {
+            demo.db()
+                .execute(
+                    "UPDATE call_recording SET file_path = '../outside.wav' WHERE file_path = '2026/01/rec-sample-3.wav'",
+                    [],
+                )
+                .expect("spoil a recording path");
+        });
+        let db = demo.db();
+        // The other contacts were forgotten everywhere: in the SQLite store and in the CSV lists.
+        assert_eq!(demo.sample_email_rows(), 0, "batch {batch}");
+        let lists = std::fs::read_to_string(demo.dir.path().join("lists/contacts-2025-06.csv"))
+            .expect("list");
+        let sample: Vec<&str> = lists
+            .lines()
+            .filter(|l| l.starts_with("L1,30003748347,") && !l.contains("Thompson"))
+            .collect();
+        assert_eq!(sample.len(), 4, "{lists}");
+        for line in sample {
+            assert!(
+                line.contains("forgotten-") && !line.contains("555") && !line.contains("test") && !line.contains("genesys"),
+                "batch {batch}: the CSV store forgot every sample contact, the one with a bad SQLite row too: {line}"
+            );
+        }
+        let bad: (String, String) = db
+            .query_row(
+                "SELECT caller_number, file_path FROM call_recording WHERE file_path = '../outside.wav'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("the bad row is still there");
+        assert_eq!(
+            bad.0, "781-555-1313",
+            "batch {batch}: the bad row was not changed"
+        );
+        let recordings_left: i64 = db
+            .query_row(
+                "SELECT count(*) FROM call_recording WHERE caller_number IN ('781.555.1212', '+1 (617) 555-1212', '781-555-1313')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(
+            recordings_left, 1,
+            "batch {batch}: only the bad row keeps its number"
+        );
+    }
+}
+
+/// A store whose only table has a column that hides SQLite's `rowid`.
+const ROWID_STORE: &str = r#"
+[stores.w]
+type = "sqlite"
+path = "w.db"
+
+[[stores.w.tables]]
+name = "w"
+phone = ["phone"]
+personal = ["name"]
+"#;
+
+#[test]
+fn a_column_named_rowid_never_lets_a_forget_touch_a_bystander() {
+    let demo = Demo::new(20, |c| {
+        c.replace(
+            "stores = [\"demo\", \"lists\"]",
+            "stores = [\"demo\", \"lists\", \"w\"]",
+        ) + ROWID_STORE
+    });
+    let w = rusqlite::Connection::open(demo.dir.path().join("w.db")).expect("w.db");
+    w.execute_batch(
+        "CREATE TABLE w(rowid INTEGER, phone TEXT, name TEXT);
+         INSERT INTO w VALUES (7, '+1 781 555 1212', 'target'), (7, '+1 617 555 0000', 'bystander');",
+    )
+    .expect("w table");
+    let _daemon = demo.start();
+    let body = br#"{"requests":[{"type":"FORGET","contacts":[{"phone":"+1 781 555 1212"}]}]}"#;
+    demo.submit(&format!("forget-{}_140000.json", today()), body);
+    let log = demo.result_json(&format!("forget-{}_140000-execution-log.json", today()));
+    assert_eq!(responses(&log), ["SUCCESS"]);
+    let rows: Vec<(i64, String, String)> = w
+        .prepare("SELECT rowid, phone, name FROM w ORDER BY _rowid_")
+        .expect("select")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(
+        rows[0].1.starts_with("forgotten-") && rows[0].2 == "REDACTED",
+        "{rows:?}"
+    );
+    assert_eq!(
+        (rows[1].1.as_str(), rows[1].2.as_str()),
+        ("+1 617 555 0000", "bystander"),
+        "the row that did not match is untouched"
+    );
+    let stores: String = demo
+        .ledger()
+        .query_row(
+            "SELECT stores FROM audit WHERE action = 'forget'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert!(stores.contains("\"w\":1"), "{stores}");
+}
+
+#[test]
+fn check_config_refuses_a_sqlite_table_whose_row_id_is_hidden_or_missing() {
+    for (ddl, why) in [
+        (
+            "CREATE TABLE w(rowid INTEGER, _rowid_ TEXT, OID TEXT, phone TEXT, name TEXT)",
+            "hide its row id",
+        ),
+        (
+            "CREATE TABLE w(phone TEXT PRIMARY KEY, name TEXT) WITHOUT ROWID",
+            "WITHOUT ROWID",
+        ),
+    ] {
+        let demo = Demo::new(5, |c| {
+            c.replace(
+                "stores = [\"demo\", \"lists\"]",
+                "stores = [\"demo\", \"lists\", \"w\"]",
+            ) + ROWID_STORE
+        });
+        rusqlite::Connection::open(demo.dir.path().join("w.db"))
+            .and_then(|c| c.execute_batch(ddl))
+            .expect("w table");
+        let out = crate::harness::run(&["check-config", demo.config.to_str().expect("utf-8")]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{ddl}: {text}");
+        assert!(text.contains(why), "{ddl}: {text}");
+    }
+}

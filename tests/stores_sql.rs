@@ -92,6 +92,13 @@ impl MyDb {
         }
     }
 
+    fn exec(&self, sql: &str) {
+        use mysql::prelude::Queryable;
+        let mut c =
+            mysql::Conn::new(mysql::Opts::from_url(&self.url).expect("url")).expect("connect");
+        c.query_drop(sql).expect(sql);
+    }
+
     fn count(&self, sql: &str) -> i64 {
         use mysql::prelude::Queryable;
         let mut c =
@@ -773,4 +780,50 @@ fn pseudonymisation_masks_alike_in_sqlite_postgres_and_mysql() {
             assert_eq!(db.count(&sql), 0, "{column} still holds a sample phone");
         }
     }
+}
+
+/// Makes the recording of `+1 781 555 1313` point outside `files_root`.
+const SPOIL_RECORDING: &str = "UPDATE call_recording SET file_path = '../outside.wav' WHERE file_path = '2026/01/rec-sample-3.wav'";
+/// The sample's recordings still there (a forget deletes them).
+const RECORDINGS_IN_CLEAR: &str = "SELECT count(*) FROM call_recording WHERE caller_number IN ('781.555.1212', '+1 (617) 555-1212', '781-555-1313')";
+
+#[test]
+fn postgres_one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo(&url, |s| s);
+    crate::forget::forget_seed_with_a_bad_recording(&demo, || {
+        schema
+            .client()
+            .batch_execute(SPOIL_RECORDING)
+            .expect("spoil a recording path");
+    });
+    assert_eq!(
+        schema.count(RECORDINGS_IN_CLEAR),
+        1,
+        "only the bad row keeps its number"
+    );
+    assert_eq!(
+        schema.count("SELECT count(*) FROM contact_list WHERE account_id = '30003748347' AND lower(email) LIKE '%test@test.com%'"),
+        0
+    );
+}
+
+#[test]
+fn mysql_one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
+    let Some(server) = server(MYSQL_VAR) else {
+        return;
+    };
+    let (demo, db) = mysql_demo(&server, |s| s);
+    crate::forget::forget_seed_with_a_bad_recording(&demo, || db.exec(SPOIL_RECORDING));
+    assert_eq!(
+        db.count(RECORDINGS_IN_CLEAR),
+        1,
+        "only the bad row keeps its number"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM contact_list WHERE account_id = '30003748347' AND lower(email) LIKE '%test@test.com%'"),
+        0
+    );
 }

@@ -265,13 +265,17 @@ pub(crate) fn recording_path(root: Option<&Path>, stored: &str) -> Result<PathBu
     Ok(root.join(rel))
 }
 
-/// Deletes the recordings `files` (paths relative to `root`); one already gone is fine.
+/// Deletes the recordings `files` (paths relative to `root`); one already gone is fine. Every path is checked
+/// before any file is deleted.
 pub(crate) fn remove_recordings<'a>(
     root: Option<&Path>,
     files: impl Iterator<Item = &'a str>,
 ) -> Result<(), StoreError> {
-    for file in files {
-        crate::results::atomic::remove_if_present(&recording_path(root, file)?)?;
+    let paths = files
+        .map(|file| recording_path(root, file))
+        .collect::<Result<Vec<_>, _>>()?;
+    for path in paths {
+        crate::results::atomic::remove_if_present(&path)?;
     }
     Ok(())
 }

@@ -562,6 +562,8 @@ impl<B: Backend> SqlStore<B> {
             let conn = connected(&mut store.conn)?;
             conn.batch(d.begin())?;
             let hits = store.find_hits(batch, &index, &candidates, Some(&mut found))?;
+            // A recording path outside files_root fails the batch before anything changes.
+            store.check_recordings(&hits)?;
             planned(&found)?;
             // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
             if store.cancel_in_flight(&hits)? {
@@ -569,6 +571,7 @@ impl<B: Backend> SqlStore<B> {
                 conn.batch("COMMIT")?;
                 conn.batch(d.begin())?;
                 let hits = store.find_hits(batch, &index, &candidates, None)?;
+                store.check_recordings(&hits)?;
                 store.erase(&hits)?;
             } else {
                 store.erase(&hits)?;
@@ -861,6 +864,15 @@ impl<B: Backend> SqlStore<B> {
             }
         }
         Ok(cancelled)
+    }
+
+    /// Checks that every recording the hits name lies inside `files_root`.
+    fn check_recordings(&self, hits: &[Vec<Hit>]) -> Result<(), StoreError> {
+        let root = self.config.files_root.as_deref();
+        for file in hits.iter().flatten().filter_map(|h| h.file.as_deref()) {
+            super::recording_path(root, file)?;
+        }
+        Ok(())
     }
 
     /// Anonymises or deletes the rows found, and deletes their recordings.

@@ -8,7 +8,7 @@ use crate::config::{ForgetMode, SqliteConfig, TableMapping};
 use crate::requests::DeviceKind;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -176,6 +176,50 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreErr
     Ok(cols)
 }
 
+/// The names SQLite gives a table's row id; a column of the same name hides it.
+const ROWID_NAMES: [&str; 3] = ["_rowid_", "rowid", "oid"];
+
+/// The name by which the rows of `table` are addressed: a name of its row id that no column hides. A column
+/// named `rowid` would otherwise make `WHERE rowid IN (…)` touch rows that did not match.
+///
+/// # Errors
+/// [`StoreError::Mapping`] for a table without a row id (`WITHOUT ROWID`) or whose columns hide all three
+/// names, and for a table that does not exist.
+fn row_address(conn: &Connection, table: &str) -> Result<&'static str, StoreError> {
+    let without_rowid: Option<bool> = conn
+        .query_row(
+            "SELECT wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match without_rowid {
+        None => {
+            return Err(StoreError::Mapping(format!(
+                "table {table:?} does not exist"
+            )))
+        }
+        Some(true) => {
+            return Err(StoreError::Mapping(format!(
+                "table {table:?} is a WITHOUT ROWID table: gdprd names the rows it changes by their row id; map a table with one"
+            )))
+        }
+        Some(false) => {}
+    }
+    let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({})", quote(table)))?;
+    let columns = stmt
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    ROWID_NAMES
+        .into_iter()
+        .find(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
+        .ok_or_else(|| {
+            StoreError::Mapping(format!(
+                "table {table:?} has columns named _rowid_, rowid and oid, which hide its row id: gdprd could not name the rows it changes without touching others; rename one of them"
+            ))
+        })
+}
+
 /// Scans `table` once for every target of the batch, calling `each` for every row that at least one target
 /// admits (right account, right shortcode).
 fn scan(
@@ -193,7 +237,8 @@ fn scan(
         .collect();
     let opt = |c: &Option<String>| c.as_deref().map_or_else(|| "NULL".to_owned(), quote);
     let sql = format!(
-        "SELECT rowid, {}, {}, {}, {}, {}{} FROM {} WHERE {}",
+        "SELECT {}, {}, {}, {}, {}, {}{} FROM {} WHERE {}",
+        row_address(conn, &table.name)?,
         matches.join(", "),
         opt(&table.account),
         opt(&table.shortcode),
@@ -288,6 +333,14 @@ fn find_hits(
     Ok(hits)
 }
 
+/// Checks that every recording the hits name lies inside `root`, before anything is changed.
+fn check_recordings(root: Option<&Path>, hits: &[Vec<Hit>]) -> Result<(), StoreError> {
+    for file in hits.iter().flatten().filter_map(|h| h.file.as_deref()) {
+        super::recording_path(root, file)?;
+    }
+    Ok(())
+}
+
 /// Fills the temporary row-id table with `ids`.
 fn fill_rows(conn: &Connection, ids: impl Iterator<Item = i64>) -> Result<(), StoreError> {
     conn.execute("DELETE FROM temp.gdprd_rows", [])?;
@@ -308,9 +361,10 @@ fn erase_table(
     fill_rows(conn, hits.iter().map(|h| h.rowid))?;
     super::remove_recordings(files_root, hits.iter().filter_map(|h| h.file.as_deref()))?;
     let target = quote(&table.name);
+    let rowid = row_address(conn, &table.name)?;
     let sql = match table.forget {
         ForgetMode::Delete => {
-            format!("DELETE FROM {target} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)")
+            format!("DELETE FROM {target} WHERE {rowid} IN (SELECT id FROM temp.gdprd_rows)")
         }
         ForgetMode::Anonymise => {
             const PLACEHOLDER: &str = "'forgotten-' || lower(hex(randomblob(8)))";
@@ -347,7 +401,7 @@ fn erase_table(
             }));
             sets.extend(table.file.iter().map(|c| format!("{} = NULL", quote(c))));
             format!(
-                "UPDATE {target} SET {} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)",
+                "UPDATE {target} SET {} WHERE {rowid} IN (SELECT id FROM temp.gdprd_rows)",
                 sets.join(", ")
             )
         }
@@ -364,6 +418,7 @@ impl Store for SqliteStore {
     fn check(&mut self) -> Result<Vec<String>, StoreError> {
         for table in &self.config.tables {
             let cols = table_columns(&self.conn, &table.name)?;
+            row_address(&self.conn, &table.name)?;
             for col in table.columns() {
                 if !cols.contains(col) {
                     return Err(StoreError::Mapping(format!(
@@ -395,6 +450,9 @@ impl Store for SqliteStore {
         let hits = find_hits(&tx, &self.config.tables, batch, &index, &mut found, |_| {
             true
         })?;
+        // A recording path outside files_root fails the batch before anything changes.
+        let root = self.config.files_root.as_deref();
+        check_recordings(root, &hits)?;
         planned(&found)?;
         // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
         let mut cancelled = false;
@@ -416,21 +474,31 @@ impl Store for SqliteStore {
             let states = IN_FLIGHT_STATES.map(|s| format!("'{s}'")).join(", ");
             tx.execute(
                 &format!(
-                    "UPDATE {} SET {} = '{CANCELLED_STATE}' WHERE rowid IN (SELECT id FROM temp.gdprd_rows) AND {} IN ({states})",
+                    "UPDATE {} SET {} = '{CANCELLED_STATE}' WHERE {} IN (SELECT id FROM temp.gdprd_rows) AND {} IN ({states})",
                     quote(&table.name),
                     quote(state),
+                    row_address(&tx, &table.name)?,
                     quote(state)
                 ),
                 [],
             )?;
             cancelled = true;
         }
-        let tx = if cancelled {
+        let (tx, hits) = if cancelled {
             tx.commit()?;
-            self.conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?
+            // Between the two transactions a dialer may have deleted a row and another taken its row id:
+            // the rows are found again, so a row that does not match is never touched.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut again = vec![0u64; batch.targets.len()];
+            let hits = find_hits(&tx, &self.config.tables, batch, &index, &mut again, |_| {
+                true
+            })?;
+            check_recordings(root, &hits)?;
+            (tx, hits)
         } else {
-            tx
+            (tx, hits)
         };
         for (table, table_hits) in self.config.tables.iter().zip(&hits) {
             if !table_hits.is_empty() {
@@ -470,9 +538,10 @@ impl Store for SqliteStore {
                 .collect();
             tx.execute(
                 &format!(
-                    "UPDATE {} SET {} WHERE rowid IN (SELECT id FROM temp.gdprd_rows)",
+                    "UPDATE {} SET {} WHERE {} IN (SELECT id FROM temp.gdprd_rows)",
                     quote(&table.name),
-                    sets.join(", ")
+                    sets.join(", "),
+                    row_address(&tx, &table.name)?
                 ),
                 [],
             )?;

@@ -1,0 +1,357 @@
+//! Per-contact isolation: a problem in one stored row gives an error to the contacts whose rows it is, and to
+//! no one else.
+//!
+//! A store works on a whole batch in one transaction, so one bad row (a recording path outside `files_root`, a
+//! value the server refuses, a callback the service will not delete) fails the batch for every target in it.
+//! When a store fails a batch for a reason that may belong to some of its rows (anything but a server that
+//! cannot be reached, or a journal that cannot record the plan) and the store's own check still passes, the
+//! batch is run again in halves, and a half that fails in halves again, down to single targets. A target that
+//! fails alone is one whose own rows fail: it gets the error; every other target is done. A batch of `n` targets
+//! with `k` bad ones costs about `2·k·log2(n)` extra runs; a store with no bad row costs nothing extra.
+//!
+//! A forget changes rows in every run that succeeds, so each run journals what it found before it changes
+//! anything ([`forget_step`]): the step's plan only grows, and a restart that runs the step again counts what
+//! the runs before the crash found. An export changes nothing: the failing targets are found by runs whose rows
+//! are thrown away, then the others are exported in one run into the part archive ([`export_step`]).
+
+use super::store_failure;
+use crate::ledger::{Ledger, LedgerError};
+use crate::requests::Kind;
+use crate::stores::{Batch, ExportSink, Found, Store, StoreError};
+use tracing::warn;
+
+/// A store's part in one batch: rows found per target, and the error of each target it could not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StoreOutcome {
+    /// The store's name.
+    pub(super) name: String,
+    /// Rows found per target of the batch.
+    pub(super) found: Vec<u64>,
+    /// Per target, why the store could not do its part for it.
+    pub(super) errors: Vec<Option<String>>,
+}
+
+impl StoreOutcome {
+    /// Every target of a batch of `n` failed with `error`.
+    pub(super) fn failed(name: &str, n: usize, error: String) -> StoreOutcome {
+        StoreOutcome {
+            name: name.to_owned(),
+            found: vec![0; n],
+            errors: vec![Some(error); n],
+        }
+    }
+
+    /// Whether any target failed.
+    pub(super) fn any_error(&self) -> bool {
+        self.errors.iter().any(Option::is_some)
+    }
+}
+
+/// The targets `subset` (indices into `batch`) as a batch of their own.
+fn sub_batch(batch: &Batch, subset: &[usize]) -> Batch {
+    Batch {
+        targets: subset.iter().map(|&t| batch.targets[t].clone()).collect(),
+        scopes: batch.scopes.clone(),
+    }
+}
+
+/// Whether `error` may come from some rows only, so that running fewer targets can succeed.
+fn may_be_a_rows(error: &StoreError) -> bool {
+    !matches!(error, StoreError::Unavailable(_) | StoreError::Journal(_))
+}
+
+/// Runs `run` on the targets of `batch`: `first` is the result of running all of them. When that failed with an
+/// error that may be a row's, and the store's check passes, the targets are run again in halves, down to single
+/// targets; a target fails only when it fails alone (or with an error that is the whole store's).
+fn isolate(
+    store: &mut dyn Store,
+    batch: &Batch,
+    first: Result<Found, StoreError>,
+    run: &mut dyn FnMut(&mut dyn Store, &[usize], &Batch) -> Result<Found, StoreError>,
+) -> StoreOutcome {
+    let n = batch.targets.len();
+    let name = store.name().to_owned();
+    let mut outcome = StoreOutcome {
+        name: name.clone(),
+        found: vec![0; n],
+        errors: vec![None; n],
+    };
+    let mut store_sound: Option<bool> = None;
+    let mut pending: Vec<(Vec<usize>, Option<Result<Found, StoreError>>)> =
+        vec![((0..n).collect(), Some(first))];
+    while let Some((subset, result)) = pending.pop() {
+        let result = match result {
+            Some(r) => r,
+            None => run(store, &subset, &sub_batch(batch, &subset)),
+        };
+        match result {
+            Ok(found) => {
+                for (k, &t) in subset.iter().enumerate() {
+                    outcome.found[t] = found.get(k).copied().unwrap_or(0);
+                }
+            }
+            Err(e) => {
+                let split = subset.len() > 1
+                    && may_be_a_rows(&e)
+                    && *store_sound.get_or_insert_with(|| store.check().is_ok());
+                if split {
+                    let (left, right) = subset.split_at(subset.len() / 2);
+                    pending.push((right.to_vec(), None));
+                    pending.push((left.to_vec(), None));
+                    continue;
+                }
+                if subset.len() > 1 || n == 1 {
+                    warn!(store = %name, targets = subset.len(), error = %e, "store failed; these contacts get an error response");
+                } else {
+                    warn!(store = %name, error = %e, "a stored row of one contact failed; that contact gets an error response, the others are done");
+                }
+                let text = store_failure(&name, &e);
+                for &t in &subset {
+                    outcome.errors[t] = Some(text.clone());
+                }
+            }
+        }
+    }
+    outcome
+}
+
+/// Runs one store's part of a forget (or pseudonymisation) chunk. Every run journals the rows it found in the
+/// step's plan before it changes anything; a step is marked done only when every target succeeded, so a step
+/// with an error runs again after a restart (a forget is idempotent) and gives the same answers.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forget_step(
+    ledger: &Ledger,
+    kind: Kind,
+    store: Option<&mut Box<dyn Store>>,
+    open_error: Option<&str>,
+    file_id: i64,
+    chunk: usize,
+    name: &str,
+    batch: &Batch,
+) -> Result<StoreOutcome, LedgerError> {
+    let n = batch.targets.len();
+    let prior = ledger.step(file_id, chunk, name)?;
+    if let Some((found, true)) = &prior {
+        return Ok(StoreOutcome {
+            name: name.to_owned(),
+            found: found.clone(),
+            errors: vec![None; n],
+        });
+    }
+    let Some(store) = store else {
+        let why = open_error.unwrap_or("not opened");
+        return Ok(StoreOutcome::failed(
+            name,
+            n,
+            format!("store {name:?} unavailable: {why}"),
+        ));
+    };
+    // The plan as journaled: what every run so far found, before it changed anything.
+    let mut plan: Option<Vec<u64>> = prior.map(|(p, _)| p).filter(|p| p.len() == n);
+    let began = std::time::Instant::now();
+    let mut run = |store: &mut dyn Store, subset: &[usize], sub: &Batch| {
+        let mut planned = |found: &[u64]| {
+            let mut merged = plan.clone().unwrap_or_else(|| vec![0; n]);
+            for (k, &t) in subset.iter().enumerate() {
+                let f = found.get(k).copied().unwrap_or(0);
+                merged[t] = merged[t].max(f);
+            }
+            if plan.as_ref() == Some(&merged) {
+                return Ok(());
+            }
+            ledger
+                .plan_step(file_id, chunk, name, &merged)
+                .map_err(|e| StoreError::Journal(e.to_string()))?;
+            plan = Some(merged);
+            Ok(())
+        };
+        match kind {
+            Kind::Pseudonymise => store.pseudonymise(sub, &mut planned),
+            _ => store.forget(sub, &mut planned),
+        }
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let first = run(store.as_mut(), &all, batch);
+    let mut outcome = isolate(store.as_mut(), batch, first, &mut run);
+    crate::metrics::get().store_call(name, kind.prefix(), began.elapsed().as_secs_f64());
+    // A row found before a crash still counts: a SUCCESS never turns into "not found" on a resumed step.
+    if let Some(plan) = &plan {
+        for (f, p) in outcome.found.iter_mut().zip(plan) {
+            *f = (*f).max(*p);
+        }
+    }
+    if !outcome.any_error() {
+        ledger.finish_step(file_id, chunk, name, &outcome.found)?;
+    }
+    Ok(outcome)
+}
+
+/// Receives nothing: the rows of runs that only find out which targets fail.
+struct Discard;
+
+impl ExportSink for Discard {
+    fn table(&mut self, _: &str, _: &str, _: &[String]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn row(&mut self, _: usize, _: &[String]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Passes rows of a sub-batch on under their index in the whole batch.
+struct Remap<'a> {
+    sink: &'a mut dyn ExportSink,
+    targets: &'a [usize],
+}
+
+impl ExportSink for Remap<'_> {
+    fn table(&mut self, store: &str, table: &str, columns: &[String]) -> std::io::Result<()> {
+        self.sink.table(store, table, columns)
+    }
+    fn row(&mut self, target: usize, cells: &[String]) -> std::io::Result<()> {
+        let t = self
+            .targets
+            .get(target)
+            .ok_or_else(|| std::io::Error::other("row for an unknown target"))?;
+        self.sink.row(*t, cells)
+    }
+}
+
+/// Runs one store's part of an export. `part` makes a fresh part archive (the first one, or one after a failed
+/// run whose rows are thrown away); the returned part holds the rows of every target that succeeded, or is
+/// `None` when none did.
+pub(super) fn export_step<P: ExportSink>(
+    store: &mut dyn Store,
+    batch: &Batch,
+    part: &mut dyn FnMut() -> std::io::Result<P>,
+) -> std::io::Result<(StoreOutcome, Option<P>)> {
+    let n = batch.targets.len();
+    let mut sink = part()?;
+    let first = store.export(batch, &mut sink);
+    if let Ok(found) = first {
+        let outcome = StoreOutcome {
+            name: store.name().to_owned(),
+            found,
+            errors: vec![None; n],
+        };
+        return Ok((outcome, Some(sink)));
+    }
+    drop(sink);
+    // Which targets fail alone: their rows are thrown away, the others are exported again in one run.
+    let probe = isolate(store, batch, first, &mut |store, _, sub| {
+        store.export(sub, &mut Discard)
+    });
+    let good: Vec<usize> = (0..n).filter(|&t| probe.errors[t].is_none()).collect();
+    if good.is_empty() {
+        return Ok((probe, None));
+    }
+    let mut sink = part()?;
+    let result = store.export(
+        &sub_batch(batch, &good),
+        &mut Remap {
+            sink: &mut sink,
+            targets: &good,
+        },
+    );
+    let mut outcome = probe;
+    match result {
+        Ok(found) => {
+            for (k, &t) in good.iter().enumerate() {
+                outcome.found[t] = found.get(k).copied().unwrap_or(0);
+            }
+            Ok((outcome, Some(sink)))
+        }
+        Err(e) => {
+            warn!(store = %outcome.name, error = %e, "store failed during export");
+            let text = store_failure(&outcome.name, &e);
+            for &t in &good {
+                outcome.errors[t] = Some(text.clone());
+            }
+            Ok((outcome, None))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requests::DeviceKind;
+    use crate::stores::{Scope, Target};
+
+    /// A store whose targets with an odd key fail whenever they are in a run.
+    struct OddFails {
+        runs: usize,
+    }
+
+    impl Store for OddFails {
+        fn name(&self) -> &str {
+            "odd"
+        }
+        fn check(&mut self) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn forget(
+            &mut self,
+            batch: &Batch,
+            planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
+        ) -> Result<Found, StoreError> {
+            self.runs += 1;
+            let keys: Vec<u64> = batch
+                .targets
+                .iter()
+                .map(|t| t.key.parse().unwrap_or(0))
+                .collect();
+            if keys.iter().any(|k| k % 2 == 1) {
+                return Err(StoreError::Mapping("bad row".into()));
+            }
+            let found: Vec<u64> = keys.iter().map(|k| k / 2).collect();
+            planned(&found)?;
+            Ok(found)
+        }
+        fn export(&mut self, batch: &Batch, _: &mut dyn ExportSink) -> Result<Found, StoreError> {
+            self.forget(batch, &mut |_| Ok(()))
+        }
+    }
+
+    fn batch(keys: &[u64]) -> Batch {
+        Batch {
+            targets: keys
+                .iter()
+                .map(|k| Target {
+                    kind: DeviceKind::Email,
+                    key: k.to_string(),
+                    scope: 0,
+                    digest: String::new(),
+                })
+                .collect(),
+            scopes: vec![Scope {
+                accountid: None,
+                shortcodes: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn only_targets_that_fail_alone_get_the_error() {
+        let keys = [2, 3, 4, 6, 8, 10, 12, 14];
+        let b = batch(&keys);
+        let mut store = OddFails { runs: 0 };
+        let first = store.forget(&b, &mut |_| Ok(()));
+        let outcome = isolate(&mut store, &b, first, &mut |s, _, sub| {
+            s.forget(sub, &mut |_| Ok(()))
+        });
+        let failed: Vec<u64> = keys
+            .iter()
+            .zip(&outcome.errors)
+            .filter(|(_, e)| e.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(failed, [3]);
+        assert_eq!(outcome.found, [1, 0, 2, 3, 4, 5, 6, 7]);
+        assert!(
+            store.runs <= 1 + 2 * 3,
+            "one bad target of 8 costs a few runs, not one per target: {}",
+            store.runs
+        );
+    }
+}
