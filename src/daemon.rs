@@ -24,6 +24,9 @@ pub enum DaemonError {
     /// The engine could not open its state.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The state folder could not be locked: another daemon uses it.
+    #[error(transparent)]
+    State(#[from] crate::ledger::LedgerError),
     /// An account folder could not be created or read.
     #[error("account {account}: {source}")]
     Account {
@@ -248,6 +251,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reloads: UnboundedReceiver<()>,
 ) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| EngineError::Io {
+        context: format!("cannot create {}", config.state_dir.display()),
+        source,
+    })?;
+    // Held until `run` returns: a second daemon on this state folder refuses to start.
+    let _lock = crate::ledger::StateLock::acquire(&config.state_dir)?;
     prepare_accounts(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let engine = Engine::new(Arc::clone(&config), Arc::clone(&stop))?;

@@ -255,6 +255,55 @@ fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The hidden name a finished submission holds while it leaves `GDPR_Submit` (see `Engine::leave_submit`).
+fn holding_name(id: i64) -> String {
+    format!(".gdprd-leaving-{id}.json")
+}
+
+/// The notice of a name already submitted.
+fn duplicate(name: &str, rec: &FileRecord) -> String {
+    format!(
+        "ERROR: a file named {name} was already submitted (received {}); a name is processed once: submit it again under a new name",
+        rec.received_at
+    )
+}
+
+/// Removes the partial files a crash can leave in an account's folders, at start, before anything writes there:
+/// temporaries of atomic writes in `GDPR_Result` (an execution log or archive half-written), partial downloads
+/// of a remote SFTP account and partial uploads to the embedded SFTP server in `GDPR_Submit`. Returns how many.
+fn remove_account_leftovers(account: &AccountConfig) -> usize {
+    use crate::config::Transport;
+    let partial_transfer = |name: &str| match account.transport {
+        Transport::SftpRemote => name.ends_with(".gdprd-download"),
+        Transport::SftpServer => name.ends_with(".upload"),
+        Transport::Local => false,
+    };
+    let mut removed = 0;
+    for (dir, doomed) in [
+        (
+            account.result_dir(),
+            &crate::ledger::is_stale_temporary as &dyn Fn(&str) -> bool,
+        ),
+        (account.submit_dir(), &|n: &str| {
+            n.starts_with('.') && partial_transfer(n)
+        }),
+    ] {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            let name = entry.file_name();
+            if is_file && name.to_str().is_some_and(doomed) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        warn!(account = %account.name, file = %entry.path().display(), error = %e, "cannot remove a partial file; tried again at the next start")
+                    }
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// How often a long forget logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -283,6 +332,16 @@ impl Engine {
         let ledger = Ledger::open(&config.state_dir)?;
         let secret = Secret::load_or_create(&config.state_dir)
             .map_err(io_err("cannot load the installation secret"))?;
+        let mut removed = ledger.remove_leftovers(&config.state_dir)?;
+        for account in &config.accounts {
+            removed += remove_account_leftovers(account);
+        }
+        if removed > 0 {
+            info!(
+                removed,
+                "removed files a crash left behind (claimed copies, export parts, partial writes)"
+            );
+        }
         Ok(Engine {
             config,
             ledger,
@@ -396,25 +455,21 @@ impl Engine {
             Some(rec) if rec.state == FileState::Claimed => {
                 return self.resume(account, name, &path, rec)
             }
-            Some(rec) if !rec.removed => {
+            Some(rec) if !rec.removed && rec.state == FileState::Rejected => {
                 remove_if_present(&path)
                     .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
                 self.ledger.mark_removed(&account.name, name)?;
-                return Ok(if rec.state == FileState::Rejected {
-                    Outcome::Rejected
-                } else {
-                    Outcome::Done
-                });
+                return Ok(Outcome::Rejected);
+            }
+            Some(rec) if !rec.removed => {
+                self.leave_submit(account, name, &path, &rec)?;
+                return Ok(Outcome::Done);
             }
             Some(rec) => {
                 if meta.is_none() {
                     return Ok(Outcome::Ignored);
                 }
-                let reason = format!(
-                    "ERROR: a file named {name} was already submitted (received {}); a name is processed once: submit it again under a new name",
-                    rec.received_at
-                );
-                return self.reject(account, name, &path, reason);
+                return self.reject(account, name, &path, duplicate(name, &rec));
             }
             None => {}
         }
@@ -606,6 +661,13 @@ impl Engine {
     }
 
     /// The submission leaves `GDPR_Submit` once its result is in place; the claimed copy goes with it.
+    ///
+    /// Only the file that was claimed leaves. It is first renamed to a hidden holding name of its own
+    /// (`.gdprd-leaving-ID.json`), so that a file put onto the same name meanwhile is never removed in its
+    /// place, and the held file is compared with the claim. If it is not the claimed file (it was replaced, or
+    /// changed in place, while the claimed copy ran), it is a new submission under a name already used: it gets
+    /// the duplicate-name notice, like any other, instead of vanishing unread. A crash after the rename leaves
+    /// the holding file, which the next start settles the same way.
     fn leave_submit(
         &mut self,
         account: &AccountConfig,
@@ -613,8 +675,37 @@ impl Engine {
         path: &Path,
         rec: &FileRecord,
     ) -> Result<(), EngineError> {
-        remove_if_present(path)
-            .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+        let holding = account.submit_dir().join(holding_name(rec.id));
+        let held = match std::fs::symlink_metadata(&holding) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match std::fs::symlink_metadata(path) {
+                    // A link, a folder or a special file there is not the claimed file: it is left for the
+                    // next rescan, which rejects it as a duplicate name.
+                    Ok(m) if m.is_file() => {
+                        std::fs::rename(path, &holding)
+                            .map_err(io_err(format!("cannot take {name} out of GDPR_Submit")))?;
+                        true
+                    }
+                    Ok(_) => false,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(io_err(format!("cannot stat {name}"))(e)),
+                }
+            }
+            Err(e) => return Err(io_err(format!("cannot stat {}", holding.display()))(e)),
+        };
+        if held {
+            let cap = self.config.limits.max_file_bytes.saturating_add(1);
+            let bytes =
+                read_capped(&holding, cap).map_err(io_err(format!("cannot read {name}")))?;
+            if rec.sha256.as_deref() == Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
+                remove_if_present(&holding)
+                    .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+            } else {
+                warn!(account = %account.name, file = name, "the file in GDPR_Submit is not the one claimed: it was replaced while the claimed one ran; it is rejected as a duplicate name");
+                self.reject(account, name, &holding, duplicate(name, rec))?;
+            }
+        }
         atomic::sync_dir(&account.submit_dir()).map_err(io_err("cannot sync GDPR_Submit"))?;
         self.ledger.mark_removed(&account.name, name)?;
         remove_if_present(&self.claimed_dir().join(format!("{}.json", rec.id)))

@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Why the ledger failed. Fatal for the file at hand (it is retried later), never for the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,70 @@ pub enum LedgerError {
     /// A stored plan could not be read back.
     #[error("ledger holds an unreadable plan: {0}")]
     Corrupt(String),
+    /// Another daemon holds the state folder.
+    #[error("the state folder {} is in use by another gdprd (pid {holder}): a state folder serves one daemon; stop the other one first, or give this one its own state_dir", dir.display())]
+    Locked {
+        /// The state folder.
+        dir: PathBuf,
+        /// What the holder wrote in the lock file (its process id).
+        holder: String,
+    },
+    /// The state folder's lock file could not be opened or locked.
+    #[error("cannot lock the state folder {}: {source}", dir.display())]
+    Lock {
+        /// The state folder.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The lock of a state folder, held by the daemon for as long as it runs: two daemons on one state folder would
+/// both run the same files. It is an advisory lock (`flock`) on `STATE/gdprd.lock`, which also holds the
+/// holder's process id; the kernel releases it when the process ends, however it ends. Commands that only read
+/// the state folder (`gdprd status`, `validate`) do not take it.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// The lock file's name in the state folder.
+    pub const FILE: &'static str = "gdprd.lock";
+
+    /// Takes the lock of `state_dir` without waiting.
+    ///
+    /// # Errors
+    /// [`LedgerError::Locked`] when another process holds it, [`LedgerError::Lock`] when it cannot be taken.
+    pub fn acquire(state_dir: &Path) -> Result<StateLock, LedgerError> {
+        let lock_err = |source| LedgerError::Lock {
+            dir: state_dir.to_owned(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(state_dir.join(Self::FILE))
+            .map_err(lock_err)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(LedgerError::Locked {
+                    dir: state_dir.to_owned(),
+                    holder: holder.trim().to_owned(),
+                });
+            }
+            Err(e) => return Err(lock_err(e.into())),
+        }
+        file.set_len(0)
+            .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(lock_err)?;
+        Ok(StateLock { _file: file })
+    }
 }
 
 /// Where a file stands.
@@ -500,6 +565,91 @@ impl Ledger {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Whether `name` is a temporary file an atomic write left behind (`.NAME.gdprd-tmp`): a crash came between its
+/// write and its rename, so nothing reads it.
+pub fn is_stale_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".gdprd-tmp")
+}
+
+impl Ledger {
+    /// Removes what a crash can leave in the state folder that nobody will read again, at start, before anything
+    /// runs: claimed copies (`claimed/ID.json`) of files that are no longer `claimed`, or that the ledger does
+    /// not know; copies of HTTP requests never claimed (`claimed/pending-*.json`); every export part in `work/`
+    /// (an unfinished export runs again whole); HTTP job lines (`jobs/ID.lines.json`) whose job is expired or
+    /// has no facts file (so no URL can read them); and temporary files of atomic writes. Each of these may hold
+    /// devices in clear. Returns how many files went.
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`]; a file that cannot be removed is logged and tried again at the next start.
+    pub fn remove_leftovers(&self, state_dir: &Path) -> Result<usize, LedgerError> {
+        let mut doomed = Vec::new();
+        for (entry, name) in entries(&state_dir.join("claimed")) {
+            let id = name
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<i64>().ok());
+            let stale = match id {
+                Some(id) => !matches!(self.state_of(id)?, Some(FileState::Claimed)),
+                None => name.starts_with("pending-") || is_stale_temporary(&name),
+            };
+            if stale {
+                doomed.push(entry);
+            }
+        }
+        doomed.extend(entries(&state_dir.join("work")).map(|(entry, _)| entry));
+        let jobs = state_dir.join("jobs");
+        for (entry, name) in entries(&jobs) {
+            let stale = match name.strip_suffix(".lines.json") {
+                Some(id) => match std::fs::read(jobs.join(format!("{id}.json"))) {
+                    Ok(facts) => serde_json::from_slice::<serde_json::Value>(&facts)
+                        .map_or(true, |f| {
+                            f.get("expired") == Some(&serde_json::Value::Bool(true))
+                        }),
+                    Err(_) => true,
+                },
+                None => is_stale_temporary(&name),
+            };
+            if stale {
+                doomed.push(entry);
+            }
+        }
+        doomed.extend(
+            entries(&state_dir.join("remote"))
+                .filter(|(_, name)| is_stale_temporary(name))
+                .map(|(entry, _)| entry),
+        );
+        let mut removed = 0;
+        for path in doomed {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove a leftover from the state folder; tried again at the next start");
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn state_of(&self, id: i64) -> Result<Option<FileState>, LedgerError> {
+        Ok(self
+            .conn
+            .query_row("SELECT state FROM files WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|s| FileState::parse(&s)))
+    }
+}
+
+/// The regular files of `dir` with their names (none when it does not exist).
+fn entries(dir: &Path) -> impl Iterator<Item = (PathBuf, String)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| Some((e.path(), e.file_name().into_string().ok()?)))
 }
 
 fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), LedgerError> {

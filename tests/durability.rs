@@ -161,3 +161,92 @@ fn a_stop_that_passes_its_deadline_exits_and_the_journal_resumes_exactly_once() 
     let _daemon = demo.start();
     assert_completed_exactly_once(&demo, &name);
 }
+
+#[test]
+fn what_a_crash_leaves_in_the_state_folder_is_gone_after_the_next_start() {
+    let demo = Demo::new(20, |c| c);
+    let name = format!("forget-{}_040000.json", today());
+    demo.submit(&name, &crate::harness::seed_forget());
+    let config = demo.config.to_str().expect("utf-8");
+    let once = crate::harness::run(&["run", "--once", "--config", config]);
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let (id, state, removed): (i64, String, bool) = demo
+        .ledger()
+        .query_row(
+            "SELECT id, state, removed FROM files WHERE name = ?1",
+            [&name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("ledger row");
+    assert_eq!((state.as_str(), removed), ("done", true));
+    let state_dir = demo.dir.path().join("state");
+    let seed = crate::harness::seed_forget();
+    let put = |rel: &str, bytes: &[u8]| {
+        let path = state_dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("leftover");
+        path
+    };
+    // Each place a crash can leave a copy of a request, or part of a result, in clear.
+    let leftovers = [
+        // Killed at the unlink of the claimed copy: the ledger says done and removed.
+        put(&format!("claimed/{id}.json"), &seed),
+        // A claimed copy the ledger never recorded.
+        put("claimed/999.json", &seed),
+        // An HTTP request copied but never claimed.
+        put("claimed/pending-0badc0de.json", &seed),
+        // An atomic write killed before its rename, in each state folder that has them.
+        put(&format!("claimed/.{id}.json.gdprd-tmp"), &seed),
+        put("jobs/.77.lines.json.gdprd-tmp", b"[]"),
+        put("remote/.demo.json.gdprd-tmp", b"{}"),
+        // An export part.
+        put(&format!("work/{id}-0.zip"), b"PK"),
+        // HTTP job lines whose job expired (killed between the tombstone and the unlink) ...
+        put(
+            "jobs/5.lines.json",
+            br#"[{"name":"Email","value":"test@test.com"}]"#,
+        ),
+        // ... and lines with no facts file (killed between the two writes): no URL can read them.
+        put(
+            "jobs/6.lines.json",
+            br#"[{"name":"Email","value":"test@test.com"}]"#,
+        ),
+        // A result killed before its rename.
+        {
+            let path = demo.result.join(".forget-x-execution-log.json.gdprd-tmp");
+            std::fs::write(&path, b"{").expect("leftover");
+            path
+        },
+        // An upload to the embedded SFTP server cut off by the crash.
+        {
+            let path = demo.submit.join(".forget-x.json.123.upload");
+            std::fs::write(&path, b"{").expect("leftover");
+            path
+        },
+    ];
+    put(
+        "jobs/5.json",
+        br#"{"account":"demo","origin":"api","kind":"FORGET","created":"2026-01-01T00:00:00Z","expired":true}"#,
+    );
+    // A live job keeps its lines: its response is read from them until retention.
+    let live_facts = put(
+        "jobs/7.json",
+        br#"{"account":"demo","origin":"api","kind":"FORGET","created":"2026-01-01T00:00:00Z","expired":false}"#,
+    );
+    let live_lines = put("jobs/7.lines.json", b"[]");
+    let daemon = demo.start();
+    for path in &leftovers {
+        assert!(!path.exists(), "{} is left after the start", path.display());
+    }
+    assert!(
+        live_facts.exists() && live_lines.exists(),
+        "a live job keeps its lines"
+    );
+    assert!(daemon
+        .log_text()
+        .contains("removed files a crash left behind"));
+}

@@ -228,3 +228,203 @@ fn every_bad_fixture_is_refused_whole_with_its_error() {
     let n = demo.sample_email_rows();
     assert_eq!(n, 1, "nothing was executed");
 }
+
+#[test]
+fn a_file_moved_onto_the_name_of_a_running_file_is_rejected_as_a_duplicate_not_deleted_unread() {
+    use crate::durability::chunks_done;
+    const DEVICES: u64 = 300;
+    const BATCH: u64 = 10;
+    let demo = Demo::new(20_000, |c| {
+        c.replace(
+            "[intake]",
+            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
+        )
+    });
+    let contacts: Vec<String> = (0..DEVICES)
+        .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
+        .collect();
+    let large_forget = || {
+        format!(
+            r#"{{"requests": [{{"type": "FORGET", "contacts": [{}]}}]}}"#,
+            contacts.join(", ")
+        )
+        .into_bytes()
+    };
+    let _daemon = demo.start();
+    let stem = format!("forget-{}_081500", today());
+    let name = format!("{stem}.json");
+    demo.submit(&name, &large_forget());
+    wait_until(Duration::from_secs(60), "a few chunks to complete", || {
+        chunks_done(&demo) >= 2
+    });
+    // `mv` of a different file onto the same name while the first one runs.
+    demo.submit(
+        &name,
+        br#"{"requests":[{"type":"FORGET","contacts":[{"email":"TEST@test.com"}]}]}"#,
+    );
+    assert!(
+        chunks_done(&demo) < (DEVICES / BATCH) as i64,
+        "replaced while the first file ran"
+    );
+    let log = demo.result_json(&format!("{stem}-execution-log.json"));
+    assert_eq!(successes(&responses(&log)) as u64, DEVICES);
+    let n = notice(&demo, &stem);
+    assert!(
+        n["error"]
+            .as_str()
+            .expect("error")
+            .contains("already submitted"),
+        "the replacement gets the duplicate-name notice: {n}"
+    );
+    demo.wait_submit_empty();
+    assert_eq!(
+        demo.ledger_count(&format!(
+            "SELECT count(*) FROM audit WHERE action = 'reject' AND file = '{name}'"
+        )),
+        1
+    );
+    assert_eq!(
+        demo.sample_email_rows(),
+        1,
+        "the replacement was not executed"
+    );
+}
+
+#[test]
+fn a_submission_held_when_a_crash_came_is_settled_at_the_next_start() {
+    let demo = Demo::new(20, |c| c);
+    let name = format!("forget-{}_082000.json", today());
+    demo.submit(&name, &seed_forget());
+    let once = crate::harness::run(&[
+        "run",
+        "--once",
+        "--config",
+        demo.config.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let id: i64 = demo
+        .ledger()
+        .query_row("SELECT id FROM files WHERE name = ?1", [&name], |r| {
+            r.get(0)
+        })
+        .expect("claimed");
+    // Killed just after the finished file was renamed to its holding name: the ledger has not marked it removed.
+    let set_unremoved = || {
+        demo.ledger()
+            .execute("UPDATE files SET removed = 0 WHERE id = ?1", [id])
+            .expect("update");
+    };
+    let holding = demo.submit.join(format!(".gdprd-leaving-{id}.json"));
+    set_unremoved();
+    std::fs::write(&holding, seed_forget()).expect("holding file");
+    let again = crate::harness::run(&[
+        "run",
+        "--once",
+        "--config",
+        demo.config.to_str().expect("utf-8"),
+    ]);
+    assert!(again.status.success());
+    assert!(!holding.exists(), "the claimed file held there is removed");
+    let stem = name.strip_suffix(".json").expect("stem");
+    assert!(
+        !demo.result.join(format!("{stem}-rejected.json")).exists(),
+        "the claimed file is not a new submission"
+    );
+    // The same crash, but what was held is a file that replaced the claimed one: it gets its notice.
+    set_unremoved();
+    std::fs::write(&holding, b"{\"requests\": []}").expect("holding file");
+    let third = crate::harness::run(&[
+        "run",
+        "--once",
+        "--config",
+        demo.config.to_str().expect("utf-8"),
+    ]);
+    assert!(third.status.success());
+    assert!(!holding.exists());
+    let n = notice(&demo, stem);
+    assert!(
+        n["error"]
+            .as_str()
+            .expect("error")
+            .contains("already submitted"),
+        "{n}"
+    );
+    assert_eq!(
+        demo.ledger_count("SELECT count(*) FROM files WHERE removed = 0"),
+        0
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_folder_refuses_to_start() {
+    let demo = Demo::new(20, |c| c);
+    let daemon = demo.start();
+    let config = demo.config.to_str().expect("utf-8");
+    for args in [
+        vec!["run", "--config", config],
+        vec!["run", "--once", "--config", config],
+    ] {
+        let mut second = crate::harness::gdprd()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("second gdprd starts");
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = second.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = second.kill();
+                let _ = second.wait();
+                panic!("{args:?}: a second daemon on the same state folder kept running");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr)
+            .expect("stderr");
+        assert!(!status.success(), "{args:?}");
+        assert!(
+            stderr.contains("is in use by another gdprd")
+                && stderr.contains(&format!("pid {}", daemon.child.id())),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The first one still works, and the read-only commands work beside it.
+    let stem = format!("export-{}_083000", today());
+    demo.submit(
+        &format!("{stem}.json"),
+        &std::fs::read(fixture("requests/seed-export.json")).expect("fixture"),
+    );
+    demo.wait_result(&format!("{stem}-execution-log.json"));
+    let status = crate::harness::run(&["status", "--config", config]);
+    assert!(
+        status.status.success() && String::from_utf8_lossy(&status.stdout).contains(&stem),
+        "status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let file = demo
+        .dir
+        .path()
+        .join(format!("forget-{}_090000.json", today()));
+    std::fs::write(&file, seed_forget()).expect("write");
+    let validate = crate::harness::run(&[
+        "validate",
+        "--config",
+        config,
+        file.to_str().expect("utf-8"),
+    ]);
+    // The seed holds one malformed contact on purpose: validate reads the file and says so.
+    let said = String::from_utf8_lossy(&validate.stdout);
+    assert!(
+        said.contains("12 contacts, FORGET, due today"),
+        "validate: {said}{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+}

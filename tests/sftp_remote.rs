@@ -523,3 +523,56 @@ fn sshd_killed_mid_download_and_mid_upload_still_gives_one_result() {
     );
     assert!(daemon.log_text().contains("will reconnect"));
 }
+
+#[test]
+fn a_remote_file_replaced_while_it_runs_is_taken_again_not_removed_unread() {
+    let sshd = Sshd::start();
+    let demo = pinned(&sshd);
+    let text = std::fs::read_to_string(&demo.config).expect("config");
+    std::fs::write(
+        &demo.config,
+        text.replace("[intake]", "[limits]\nbatch_size = 1\n\n[intake]"),
+    )
+    .expect("config");
+    let _daemon = demo.start();
+    let stem = format!("forget-{}_121500", today());
+    let name = format!("{stem}.json");
+    let contacts: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
+        .collect();
+    let big = format!(
+        r#"{{"requests": [{{"type": "FORGET", "contacts": [{}]}}]}}"#,
+        contacts.join(", ")
+    );
+    sshd.submit(&name, big.as_bytes());
+    wait_until(Duration::from_secs(60), "a few chunks to complete", || {
+        crate::durability::chunks_done(&demo) >= 2
+    });
+    // The customer puts another file onto the same name on the server while the first one runs.
+    sshd.submit(
+        &name,
+        br#"{"requests":[{"type":"FORGET","contacts":[{"email":"TEST@test.com"}]}]}"#,
+    );
+    assert!(
+        crate::durability::chunks_done(&demo) < 300,
+        "replaced while the first file ran"
+    );
+    sshd.wait_result(
+        &format!("{stem}-execution-log.json"),
+        Duration::from_secs(60),
+    );
+    let notice = sshd.wait_result(&format!("{stem}-rejected.json"), Duration::from_secs(30));
+    assert!(
+        notice["error"]
+            .as_str()
+            .expect("error")
+            .contains("already submitted"),
+        "the replacement is read and answered: {notice}"
+    );
+    sshd.wait_submit_empty(Duration::from_secs(30));
+    assert_eq!(
+        demo.sample_email_rows(),
+        1,
+        "the replacement was not executed"
+    );
+}

@@ -58,6 +58,10 @@ struct Record {
     downloaded: BTreeMap<String, Fetch>,
     /// Results uploaded, by name, with their size.
     uploaded: BTreeMap<String, u64>,
+    /// The size and modification time each taken submission had on the server: a file found there under the
+    /// same name but with another size or time was put there after it was taken, and is not removed with it.
+    #[serde(default)]
+    taken: BTreeMap<String, (u64, u32)>,
 }
 
 /// One account's link to its server.
@@ -272,8 +276,8 @@ impl Link {
         let waiting = now.len() > stable.len();
         *seen = now;
         for name in stable {
-            let size = seen.get(&name).map_or(0, |v| v.0);
-            self.download(session, &submit, &name, size).await?;
+            let identity = seen.get(&name).copied().unwrap_or_default();
+            self.download(session, &submit, &name, identity).await?;
         }
         Ok(waiting)
     }
@@ -283,8 +287,9 @@ impl Link {
         session: &Session,
         submit: &str,
         name: &str,
-        size: u64,
+        identity: (u64, u32),
     ) -> Result<(), String> {
+        let size = identity.0;
         self.record
             .downloaded
             .insert(name.to_owned(), Fetch::Downloading);
@@ -335,6 +340,7 @@ impl Link {
         self.record
             .downloaded
             .insert(name.to_owned(), Fetch::Downloaded);
+        self.record.taken.insert(name.to_owned(), identity);
         self.save()?;
         info!(account = %self.account.name, file = name, bytes = n, "downloaded from the remote GDPR_Submit");
         let _ = self.jobs.send(Job {
@@ -451,7 +457,21 @@ impl Link {
             if !delivered {
                 continue;
             }
-            match session.sftp.remove_file(remote_join(&submit, &name)).await {
+            let remote_path = remote_join(&submit, &name);
+            if let Some(&(size, mtime)) = self.record.taken.get(&name) {
+                if let Ok(meta) = session.sftp.metadata(remote_path.clone()).await {
+                    if (meta.size.unwrap_or(0), meta.mtime.unwrap_or(0)) != (size, mtime) {
+                        // Replaced on the server while it ran: a new submission under a used name, taken
+                        // again (and answered with the duplicate-name notice), never removed unread.
+                        warn!(account = %self.account.name, file = %name, "the remote file was replaced after it was taken; it is taken again as a new submission");
+                        self.record.downloaded.remove(&name);
+                        self.record.taken.remove(&name);
+                        self.save()?;
+                        continue;
+                    }
+                }
+            }
+            match session.sftp.remove_file(remote_path).await {
                 Ok(()) => {}
                 Err(russh_sftp::client::error::Error::Status(s))
                     if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile => {}
@@ -462,6 +482,7 @@ impl Link {
                 }
             }
             self.record.downloaded.remove(&name);
+            self.record.taken.remove(&name);
             self.save()?;
             info!(account = %self.account.name, file = %name, "submission removed from the remote GDPR_Submit");
         }
