@@ -38,6 +38,11 @@ pub(crate) fn interrupt(demo: &Demo, name: &str, signal: &str) -> Daemon {
 /// The execution log holds a SUCCESS for every device, and the ledger one audited execution per device.
 pub(crate) fn assert_log_and_ledger_exactly_once(demo: &Demo, name: &str) {
     let stem = name.strip_suffix(".json").expect("stem");
+    // 2,000 devices in 100 chunks: on a machine shared with other builds this takes minutes, not seconds.
+    let path = demo.result.join(format!("{stem}-execution-log.json"));
+    wait_until(Duration::from_secs(600), "the execution log", || {
+        path.exists()
+    });
     let log = demo.result_json(&format!("{stem}-execution-log.json"));
     let got = responses(&log);
     assert_eq!(got.len() as u64, DEVICES);
