@@ -88,6 +88,28 @@ pub struct HttpConfig {
     pub auth_failures: u32,
     /// The throttle window in seconds (default 60).
     pub auth_window_seconds: u64,
+    /// Seconds a client has to send a request's headers, and that an idle keep-alive connection is kept
+    /// (default 10).
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in (default 30).
+    pub body_timeout_seconds: u64,
+    /// Open connections in all (default 128); more are answered `503` and closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address (default 16); a trusted proxy's own address is not capped.
+    pub max_connections_per_address: usize,
+    /// Proxies whose `X-Forwarded-For` gdprd believes, as addresses or networks (`["127.0.0.1", "10.0.0.0/8"]`);
+    /// default none. The failed-login throttle and the logs then see the client behind the proxy.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// An address (`10.0.0.7`) or network (`10.0.0.0/8`) of `[http] trusted_proxies`.
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 impl Default for HttpConfig {
@@ -102,6 +124,11 @@ impl Default for HttpConfig {
             reads_per_second: 100,
             auth_failures: 10,
             auth_window_seconds: 60,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 30,
+            max_connections: 128,
+            max_connections_per_address: 16,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -1022,6 +1049,26 @@ fn validate_http(raw: &RawConfig) -> Result<(), String> {
         || h.auth_failures == 0
     {
         return Err("[http]: max_body_bytes, max_lines, submit_per_minute, reads_per_second and auth_failures must be positive".into());
+    }
+    if h.header_timeout_seconds == 0
+        || h.body_timeout_seconds == 0
+        || h.max_connections == 0
+        || h.max_connections_per_address == 0
+    {
+        return Err("[http]: header_timeout_seconds, body_timeout_seconds, max_connections and max_connections_per_address must be positive".into());
+    }
+    if h.max_connections_per_address > h.max_connections {
+        return Err(format!(
+            "[http]: max_connections_per_address ({}) is more than max_connections ({})",
+            h.max_connections_per_address, h.max_connections
+        ));
+    }
+    for proxy in &h.trusted_proxies {
+        if parse_network(proxy).is_none() {
+            return Err(format!(
+                "[http]: trusted_proxies: {proxy:?} is not an address (10.0.0.7) or a network (10.0.0.0/8)"
+            ));
+        }
     }
     if h.max_lines > raw.limits.max_contacts {
         return Err(format!(

@@ -218,8 +218,12 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ("metrics", new.metrics.listen != running.metrics.listen),
         (
             "http",
+            // What the listener took at start; the other limits reload.
             new.http.listen != running.http.listen
-                || new.http.max_body_bytes != running.http.max_body_bytes,
+                || new.http.header_timeout_seconds != running.http.header_timeout_seconds
+                || new.http.max_connections != running.http.max_connections
+                || new.http.max_connections_per_address != running.http.max_connections_per_address
+                || new.http.trusted_proxies != running.http.trusted_proxies,
         ),
         (
             "intake",

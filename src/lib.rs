@@ -35,4 +35,5 @@ pub mod retention;
 pub mod status;
 pub mod stores;
 pub mod suppression;
+pub mod throttle;
 pub mod transports;

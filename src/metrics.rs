@@ -1,8 +1,8 @@
 //! Metrics for Prometheus, off by default (`[metrics] listen = "127.0.0.1:9464"`): files and contacts by outcome,
 //! store call latencies, the queue of names waiting for the worker, open SFTP sessions and failed SFTP logins.
-//! The counters are process-wide ([`get`]); [`serve`] answers `GET /metrics` in the Prometheus text format on a
-//! loopback address. The endpoint serves one fixed document, so a few lines of HTTP/1.1 over tokio do (no
-//! request body, no keep-alive, no routing beyond the one path).
+//! The counters are process-wide ([`get`]); [`serve`] answers `GET /metrics` (and `HEAD`) in the Prometheus text
+//! format on a loopback address, through axum on the same listener as the HTTP front doors
+//! ([`crate::http::server`]): few connections, short timeouts, and a backoff when accepting fails.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,8 +12,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::{info, warn};
+use std::time::Duration;
+use tracing::info;
 
 /// An outcome label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -155,6 +155,28 @@ impl Metrics {
     }
 }
 
+/// Connections the metrics endpoint keeps open at once (a scraper or two, and an operator's curl).
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// The metrics endpoint: `GET /metrics` (axum answers `HEAD` too), anything else `404`.
+fn router() -> axum::Router {
+    use axum::http::{header, StatusCode};
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    get().render(),
+                )
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "only GET /metrics is served\n") })
+}
+
 /// Serves `GET /metrics` on `listen` until the task is dropped.
 ///
 /// # Errors
@@ -162,36 +184,17 @@ impl Metrics {
 pub async fn serve(listen: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     info!(listen = %listener.local_addr()?, "metrics endpoint listening");
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut head = vec![0u8; 2048];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    stream.read(&mut head),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let request = String::from_utf8_lossy(&head[..n]);
-                let (status, body) = if request.starts_with("GET /metrics ") {
-                    ("200 OK", get().render())
-                } else {
-                    ("404 Not Found", "only GET /metrics is served\n".to_owned())
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = stream.write_all(response.as_bytes()).await {
-                    warn!(error = %e, "metrics: could not answer");
-                }
-            });
-        }
-    }))
+    let limits = crate::http::server::Limits {
+        name: "metrics",
+        header_timeout: Duration::from_secs(5),
+        max_connections: MAX_CONNECTIONS,
+        max_per_address: MAX_CONNECTIONS,
+        uncapped: Vec::new(),
+    };
+    Ok(tokio::spawn(crate::http::server::serve(
+        listener,
+        router(),
+        limits,
+        std::future::pending(),
+    )))
 }

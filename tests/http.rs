@@ -10,11 +10,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-const TOKEN: &str = "demo-http-token";
-const OTHER_TOKEN: &str = "other-http-token";
+pub(crate) const TOKEN: &str = "demo-http-token";
+pub(crate) const OTHER_TOKEN: &str = "other-http-token";
 
 /// The demo plus a second account, `other`, with its own token; `tweak` edits the config further.
-fn demo(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
+pub(crate) fn demo(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
     Demo::new(rows, |c| {
         let hash = hex::encode(Sha256::digest(OTHER_TOKEN.as_bytes()));
         let other = format!(
@@ -25,7 +25,7 @@ fn demo(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
 }
 
 /// A config edit adding `settings` (lines, each ending in `\n`) to `[http]`.
-fn http_settings(settings: &'static str) -> impl FnOnce(String) -> String {
+pub(crate) fn http_settings(settings: &'static str) -> impl FnOnce(String) -> String {
     move |c| {
         c.replacen(
             "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
@@ -36,13 +36,18 @@ fn http_settings(settings: &'static str) -> impl FnOnce(String) -> String {
 }
 
 /// A client for the daemon's front doors (redirects are not followed: the 303 is what is tested).
-struct Api {
-    base: String,
+pub(crate) struct Api {
+    pub(crate) base: String,
     client: Client,
 }
 
 impl Api {
-    fn new(daemon: &Daemon) -> Api {
+    pub(crate) fn new(daemon: &Daemon) -> Api {
+        Api::from_address(daemon, None)
+    }
+
+    /// A client whose connections come from `local` (another loopback address than an attacker's).
+    pub(crate) fn from_address(daemon: &Daemon, local: Option<std::net::IpAddr>) -> Api {
         let mut base = None;
         wait_until(Duration::from_secs(20), "the HTTP listener", || {
             base = daemon
@@ -57,13 +62,14 @@ impl Api {
             base: base.expect("address"),
             client: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
         }
     }
 
-    fn post(
+    pub(crate) fn post(
         &self,
         path: &str,
         token: Option<&str>,
@@ -81,7 +87,7 @@ impl Api {
         req.send().expect("POST")
     }
 
-    fn get(&self, path: &str, token: Option<&str>) -> Response {
+    pub(crate) fn get(&self, path: &str, token: Option<&str>) -> Response {
         let mut req = self.client.get(format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -90,7 +96,7 @@ impl Api {
     }
 
     /// POSTs `body` as an erasure job for `account` with `token`, whatever the answer.
-    fn erasure(&self, account: &str, token: &str, body: &str) -> Response {
+    pub(crate) fn erasure(&self, account: &str, token: &str, body: &str) -> Response {
         self.post(
             &format!("/accounts/{account}/gdpr_erasure"),
             Some(token),
@@ -100,7 +106,7 @@ impl Api {
     }
 
     /// Submits a job of `kind` (`gdpr_erasure`, `gdpr_access`) for the demo account; returns its id.
-    fn job(&self, kind: &str, body: &str) -> i64 {
+    pub(crate) fn job(&self, kind: &str, body: &str) -> i64 {
         let r = self.post(
             &format!("/accounts/demo/{kind}"),
             Some(TOKEN),
@@ -120,7 +126,7 @@ impl Api {
     }
 
     /// Polls a job's status until it leaves SUBMITTED / IN_PROGRESS; returns the last answer.
-    fn wait(&self, id: i64, token: &str) -> Response {
+    pub(crate) fn wait(&self, id: i64, token: &str) -> Response {
         let start = std::time::Instant::now();
         loop {
             let r = self.get(&format!("/gdpr_jobs/{id}/status"), Some(token));
@@ -145,7 +151,7 @@ impl Api {
     }
 
     /// Waits for success (303 to the response) and returns the response.
-    fn finished(&self, id: i64) -> Value {
+    pub(crate) fn finished(&self, id: i64) -> Value {
         let r = self.wait(id, TOKEN);
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let location = r.headers()["location"]
@@ -410,6 +416,62 @@ fn bad_bodies_get_clear_answers_and_bad_lines_answer_alone() {
     );
     let r = api.get("/gdpr_jobs/abc/status", Some(TOKEN));
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn a_malformed_job_id_without_a_token_gets_401_before_404() {
+    let demo = demo(10, http_settings("auth_failures = 100\n"));
+    let daemon = demo.start();
+    let api = Api::new(&daemon);
+    for id in ["abc", "0", "-1", "99999999999999999999"] {
+        for what in ["status", "response", "archive"] {
+            let path = format!("/gdpr_jobs/{id}/{what}");
+            assert_eq!(
+                api.get(&path, None).status(),
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            assert_eq!(
+                api.get(&path, Some("wrong")).status(),
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            let r = api.get(&path, Some(TOKEN));
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+}
+
+#[test]
+fn a_405_answer_has_the_json_error_body_of_every_refusal() {
+    let demo = demo(10, |c| c);
+    let daemon = demo.start();
+    let api = Api::new(&daemon);
+    for (method, path) in [
+        (reqwest::Method::GET, "/lcm"),
+        (reqwest::Method::DELETE, "/gdpr_jobs/1/status"),
+        (reqwest::Method::PUT, "/accounts/demo/gdpr_erasure"),
+    ] {
+        let r = api
+            .client
+            .request(method.clone(), format!("{}{path}", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("request");
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let json: Value = r.json().expect("a JSON body");
+        assert!(
+            json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("{method} is not served here"))),
+            "{json}"
+        );
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use crate::harness::{run, seed_forget, today, Demo};
 use std::process::Command;
+use std::time::Duration;
 
 fn scrape(url: &str) -> (String, String) {
     let out = Command::new("curl")
@@ -39,7 +40,12 @@ fn metrics_count_files_contacts_and_store_calls() {
     demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
     demo.submit("forget-20200101_000000.json", &seed_forget());
     demo.wait_result("forget-20200101_000000-rejected.json");
-    let (_, body) = scrape(&url);
+    // The engine counts a file just after writing its result: scrape until the count is there.
+    let mut body = String::new();
+    crate::harness::wait_until(Duration::from_secs(10), "the rejected file counted", || {
+        body = scrape(&url).1;
+        body.contains("gdprd_files_total{outcome=\"rejected\"} 1")
+    });
     assert_eq!(value(&body, "gdprd_files_total{outcome=\"done\"}"), 1.0);
     assert_eq!(value(&body, "gdprd_files_total{outcome=\"rejected\"}"), 1.0);
     assert_eq!(

@@ -9,6 +9,7 @@ mod durability;
 mod export;
 mod forget;
 mod http;
+mod http_limits;
 mod intake;
 mod metrics;
 mod packaging;

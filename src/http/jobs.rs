@@ -8,11 +8,10 @@ use crate::ledger::{FileState, JobRecord};
 use crate::requests::Kind;
 use crate::results::atomic;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -181,7 +180,7 @@ pub(super) fn create(
 pub(super) async fn submit_erasure(
     ctx: Ctx,
     account: Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     submit(ctx, account, body, Kind::Forget).await
 }
@@ -190,19 +189,18 @@ pub(super) async fn submit_erasure(
 pub(super) async fn submit_access(
     ctx: Ctx,
     account: Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     submit(ctx, account, body, Kind::Export).await
 }
 
 async fn submit(
-    (State(state), connect, headers): Ctx,
+    (State(state), Extension(caller), headers): Ctx,
     Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let account = state.authenticate(&headers, connect.0.ip())?;
-    let body = body.map_err(|e| super::body_error(&state, &e))?;
+    let account = caller.account;
     if account.name != name {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -231,7 +229,6 @@ async fn submit(
             "send the lines as `Content-Type: text/csv`",
         ));
     }
-    state.rate(&account.name, true)?;
     let config = state.config();
     let lines = super::parse_lines(&body, &http, config.http.max_lines).map_err(|e| {
         let status = match e {
@@ -342,12 +339,11 @@ struct Read {
 }
 
 async fn read(
-    (State(state), connect, headers): Ctx,
+    (State(state), Extension(caller), headers): Ctx,
     path: Path<String>,
 ) -> Result<(Read, JobRecord, Sidecar), ApiError> {
     let id = job_id(path)?;
-    let account = state.authenticate(&headers, connect.0.ip())?;
-    state.rate(&account.name, false)?;
+    let account = caller.account;
     let base = base_url(&state.config(), &headers);
     let (st, a) = (Arc::clone(&state), account.clone());
     let (job, sidecar) = blocking(move || find(&st, &a, id)).await?;

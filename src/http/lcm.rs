@@ -8,11 +8,10 @@
 use super::{blocking, ApiError, Ctx, Line};
 use crate::requests::{DeviceKind, Kind};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use tracing::info;
 
@@ -146,18 +145,16 @@ fn envelope(subtopic: &str, message: Value) -> Value {
 
 /// `POST /lcm`.
 pub(super) async fn submit(
-    (State(state), connect, headers): Ctx,
-    body: Result<Bytes, BytesRejection>,
+    (State(state), Extension(caller), _headers): Ctx,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let account = state.authenticate(&headers, connect.0.ip())?;
-    let body = body.map_err(|e| super::body_error(&state, &e))?;
+    let account = caller.account;
     let Some(http) = account.http.clone().filter(|h| h.lcm) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "agent requests are not enabled for this account ([accounts.http] lcm = false)",
         ));
     };
-    state.rate(&account.name, true)?;
     let request = match parse(&body, &http.default_country_code) {
         Ok(r) => r,
         Err(e) => {

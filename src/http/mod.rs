@@ -10,24 +10,30 @@
 //! only a tombstone stays and the job's URLs answer `410 Gone`.
 //!
 //! Every account opts in with `[accounts.http]` and its bearer token (stored as a SHA-256 hash); one account never
-//! sees another's jobs. Bodies and lines are capped, submissions and reads rate-limited per account, and failed
-//! authentications throttled per address.
+//! sees another's jobs. The token is checked before any byte of the body is read; bodies and lines are capped,
+//! headers and bodies must arrive within their timeouts, connections are capped in all and per address
+//! ([`server`]), submissions and reads are rate-limited per account, and failed authentications are throttled per
+//! client address (behind a trusted proxy, the address it forwards), per token and per account named.
 
 mod body;
 mod jobs;
 mod lcm;
+pub(crate) mod server;
 
 pub use body::{international, parse_lines, BodyError, Line};
 
 use crate::config::{AccountConfig, Config};
 use crate::ledger::Ledger;
-use crate::transports::sftp_server::auth::Throttle;
+use crate::throttle::Throttle;
 use crate::transports::Job;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
@@ -94,13 +100,33 @@ struct Bucket {
     at: Instant,
 }
 
+/// What failed authentications are counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Failure {
+    /// The client's address (behind a trusted proxy, the one it forwards).
+    Address(IpAddr),
+    /// The SHA-256 of a bearer token that opens no account.
+    Token(String),
+    /// The account a request names in its path (`/accounts/{account}/…`).
+    Account(String),
+}
+
+/// Who is calling, once the token is checked: what every handler after [`admit`] sees.
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    /// The account the bearer token opens.
+    pub account: AccountConfig,
+}
+
 /// What the front doors share: the running config, their own ledger connection and the worker's queue.
 pub struct HttpState {
     config: Arc<RwLock<Arc<Config>>>,
     ledger: Mutex<Ledger>,
     jobs: UnboundedSender<Job>,
     buckets: Mutex<HashMap<(String, bool), Bucket>>,
-    failures: Mutex<Throttle>,
+    failures: Mutex<Throttle<Failure>>,
+    /// `[http] trusted_proxies` as at start (like the connection caps, they change at a restart).
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// Held while a job is turned into a tombstone.
     expiring: Mutex<()>,
 }
@@ -121,8 +147,19 @@ impl HttpState {
         for dir in ["jobs", "claimed"] {
             let _ = std::fs::create_dir_all(state_dir.join(dir));
         }
+        let trusted_proxies = config
+            .read()
+            .map(|c| {
+                c.http
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|p| crate::config::parse_network(p))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(HttpState {
             ledger: Mutex::new(Ledger::open(&state_dir)?),
+            trusted_proxies,
             config,
             jobs,
             buckets: Mutex::default(),
@@ -145,20 +182,36 @@ impl HttpState {
             .unwrap_or_else(|e| Arc::clone(&e.into_inner()))
     }
 
-    /// The account whose token the request carries. Failures count against the address.
-    fn authenticate(&self, headers: &HeaderMap, from: IpAddr) -> Result<AccountConfig, ApiError> {
+    /// The account whose token the request carries. A client address that failed `auth_failures` times in the
+    /// window is refused whatever it sends; a token that opens no account, or one sent for an account that has
+    /// seen that many failures, gets `429` instead of `401`, but a right token is never refused for the failures
+    /// of other clients. `from` is `None` when the peer is a trusted proxy that forwarded no address.
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        from: Option<IpAddr>,
+        named: Option<&str>,
+    ) -> Result<AccountConfig, ApiError> {
         let config = self.config();
-        if let Ok(mut failures) = self.failures.lock() {
-            // The limits in force now: they reload with the config.
-            failures.set_limits(
-                config.http.auth_failures,
-                Duration::from_secs(config.http.auth_window_seconds),
-            );
-            if failures.blocked(from, Instant::now()) {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many failed authentications from this address: wait and try again",
-                ));
+        let now = Instant::now();
+        let mut failures = self
+            .failures
+            .lock()
+            .map_err(|_| ApiError::internal("throttle state poisoned"))?;
+        // The limits in force now: they reload with the config.
+        failures.set_limits(
+            config.http.auth_failures,
+            Duration::from_secs(config.http.auth_window_seconds),
+        );
+        let too_many = |what: &str| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed authentications {what}: wait and try again"),
+            )
+        };
+        if let Some(ip) = from {
+            if failures.blocked(Failure::Address(ip), now) {
+                return Err(too_many("from this address"));
             }
         }
         let token = headers
@@ -180,23 +233,36 @@ impl HttpState {
                 })
             })
         });
-        match account {
-            Some(a) => Ok(a.clone()),
-            None => {
-                if let Ok(mut failures) = self.failures.lock() {
-                    failures.failed(from, Instant::now());
-                }
-                warn!(address = %from, "HTTP authentication failed");
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    if token.is_some() {
-                        "the bearer token opens no account"
-                    } else {
-                        "send the account's token as `Authorization: Bearer TOKEN`"
-                    },
-                ))
-            }
+        if let Some(a) = account {
+            return Ok(a.clone());
         }
+        let mut keys: Vec<Failure> = Vec::new();
+        keys.extend(from.map(Failure::Address));
+        keys.extend(digest.map(Failure::Token));
+        keys.extend(named.map(|n| Failure::Account(n.to_owned())));
+        if let Some(key) = keys.iter().find(|k| failures.blocked((*k).clone(), now)) {
+            return Err(too_many(match key {
+                Failure::Address(_) => "from this address",
+                Failure::Token(_) => "with this token",
+                Failure::Account(_) => "for this account",
+            }));
+        }
+        for key in keys {
+            failures.failed(key, now);
+        }
+        drop(failures);
+        warn!(
+            address = %from.map_or_else(|| "unknown (a trusted proxy forwarded none)".to_owned(), |ip| ip.to_string()),
+            "HTTP authentication failed"
+        );
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            if token.is_some() {
+                "the bearer token opens no account"
+            } else {
+                "send the account's token as `Authorization: Bearer TOKEN`"
+            },
+        ))
     }
 
     /// Takes one token from the account's submission (`submit`) or read bucket, or answers 429.
@@ -260,9 +326,100 @@ fn base_url(config: &Config, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// The address of the client: the peer, or when the peer is one of `[http] trusted_proxies`, the address it
+/// forwards in `X-Forwarded-For` (the right-most one that is not itself a trusted proxy). `None` when a trusted
+/// proxy forwards none: gdprd then cannot tell its clients apart.
+fn client_address(proxies: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+    let trusted = |ip: &IpAddr| proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in forwarded.iter().rev() {
+        // A hop the proxy could not read (`unknown`, garbage) ends what can be believed.
+        let ip = hop.parse::<IpAddr>().ok()?;
+        if !trusted(&ip) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+/// The account a path names, for the throttle: `/accounts/{account}/…`.
+fn named_account(path: &str) -> Option<&str> {
+    path.strip_prefix("/accounts/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|n| !n.is_empty())
+}
+
+/// Runs before every route, before any byte of the body is read: checks the token (`401`/`429`) and the
+/// account's rate (`429`), then reads the body within `body_timeout_seconds` (`408`) and `max_body_bytes`
+/// (`413`), and hands the request on with its [`Caller`].
+async fn admit(
+    State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let from = client_address(&state.trusted_proxies, peer.ip(), request.headers());
+    let account =
+        state.authenticate(request.headers(), from, named_account(request.uri().path()))?;
+    state.rate(&account.name, request.method() == Method::POST)?;
+    let limit = config.http.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than the limit of {limit} bytes; split it into several jobs"
+            ),
+        )
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let (mut parts, body) = request.into_parts();
+    let seconds = config.http.body_timeout_seconds;
+    let bytes = match tokio::time::timeout(
+        Duration::from_secs(seconds),
+        Limited::new(body, limit).collect(),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {seconds} seconds"),
+            ))
+        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    parts.extensions.insert(Caller { account });
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
+}
+
 /// The router over `state`.
 pub fn router(state: Arc<HttpState>) -> Router {
-    let max_body = state.config().http.max_body_bytes;
     Router::new()
         .route(
             "/accounts/{account}/gdpr_erasure",
@@ -273,13 +430,24 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/gdpr_jobs/{id}/response", get(jobs::response))
         .route("/gdpr_jobs/{id}/archive", get(jobs::archive))
         .route("/lcm", post(lcm::submit))
+        // [`admit`] has read the body within `max_body_bytes` (which reloads); the extractors need no limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            admit,
+        ))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no such resource (see docs/openapi.json)",
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not served here (see docs/openapi.json)"),
+            )
+        })
         .with_state(state)
 }
 
@@ -293,7 +461,8 @@ pub async fn bind(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 /// Serves the front doors on `listener` until `shutdown` completes; requests in flight then finish. Every hour
-/// (and at start) jobs past their account's retention lose their lines.
+/// (and at start) jobs past their account's retention lose their lines. The connection limits and the header
+/// timeout are those at start; the others reload with the config.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
@@ -313,18 +482,20 @@ pub async fn serve(
             }
         })
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        warn!(error = %e, "HTTP front doors stopped");
-    }
+    let http = state.config().http.clone();
+    let limits = server::Limits {
+        name: "HTTP front doors",
+        header_timeout: Duration::from_secs(http.header_timeout_seconds),
+        max_connections: http.max_connections,
+        max_per_address: http.max_connections_per_address,
+        uncapped: state.trusted_proxies.clone(),
+    };
+    server::serve(listener, router(state), limits, shutdown).await;
     sweeper.abort();
 }
 
-/// Extractors every authenticated handler takes.
-type Ctx = (State<Arc<HttpState>>, ConnectInfo<SocketAddr>, HeaderMap);
+/// Extractors every handler takes: the state, the caller [`admit`] let in, the headers.
+type Ctx = (State<Arc<HttpState>>, Extension<Caller>, HeaderMap);
 
 /// Runs blocking ledger and file work off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -333,24 +504,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(ApiError::internal)?
-}
-
-/// A body that could not be read (over `max_body_bytes`, or cut off), as a JSON error like the others.
-fn body_error(state: &HttpState, e: &axum::extract::rejection::BytesRejection) -> ApiError {
-    let status = e.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            status,
-            format!(
-                "the body is larger than the limit of {} bytes; split it into several jobs",
-                state.config().http.max_body_bytes
-            ),
-        );
-    }
-    ApiError::new(
-        status,
-        format!("the body could not be read: {}", e.body_text()),
-    )
 }
 
 /// A job id from the path.
@@ -369,4 +522,47 @@ pub fn new_token() -> (String, String) {
     let token = format!("gdprd_{}", hex::encode(bytes));
     let hash = format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())));
     (token, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_the_forwarded_one_only_behind_a_trusted_proxy() {
+        let proxies: Vec<ipnet::IpNet> = ["127.0.0.1", "10.0.0.0/8"]
+            .iter()
+            .filter_map(|p| crate::config::parse_network(p))
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let forwarded = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
+            h
+        };
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_address(&proxies, ip("192.0.2.1"), &forwarded("203.0.113.9")),
+            Some(ip("192.0.2.1"))
+        );
+        // The right-most hop that is not a trusted proxy; what the client wrote before it is not believed.
+        assert_eq!(
+            client_address(
+                &proxies,
+                ip("127.0.0.1"),
+                &forwarded("6.6.6.6, 203.0.113.9, 10.1.2.3")
+            ),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(&proxies, ip("127.0.0.1"), &forwarded("unknown")),
+            None
+        );
+        assert_eq!(
+            client_address(&proxies, ip("127.0.0.1"), &HeaderMap::new()),
+            None
+        );
+        assert_eq!(named_account("/accounts/acme/gdpr_erasure"), Some("acme"));
+        assert_eq!(named_account("/gdpr_jobs/1/status"), None);
+    }
 }

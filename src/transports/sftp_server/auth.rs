@@ -1,12 +1,9 @@
 //! Who may log in: each `sftp-server` account's authorised public keys and argon2 password hash, and the
-//! throttle that slows down guessing from one source address.
+//! throttle (in [`crate::throttle`]) that slows down guessing from one source address.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use russh::keys::PublicKey;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 /// An account's credentials.
 #[derive(Debug, Clone, Default)]
@@ -64,57 +61,8 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Counts failed logins per source address; past the limit, that address is refused until the window passes.
-/// The SFTP server and the HTTP front doors each keep one.
-#[derive(Debug)]
-pub struct Throttle {
-    limit: u32,
-    window: Duration,
-    failures: HashMap<IpAddr, (u32, Instant)>,
-}
-
-impl Throttle {
-    /// `limit` failures within `window` block an address for the rest of the window.
-    pub fn new(limit: u32, window: Duration) -> Throttle {
-        Throttle {
-            limit,
-            window,
-            failures: HashMap::new(),
-        }
-    }
-
-    /// Takes up new settings (a reloaded config); the failures counted so far stay.
-    pub fn set_limits(&mut self, limit: u32, window: Duration) {
-        self.limit = limit;
-        self.window = window;
-    }
-
-    /// Whether `ip` is blocked now.
-    pub fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
-        match self.failures.get(&ip) {
-            Some((n, since)) if now.duration_since(*since) < self.window => *n >= self.limit,
-            Some(_) => {
-                self.failures.remove(&ip);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Records a failed login from `ip`.
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
-        let window = self.window;
-        let entry = self.failures.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) >= window {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        if self.failures.len() > 100_000 {
-            self.failures
-                .retain(|_, (_, since)| now.duration_since(*since) < window);
-        }
-    }
-}
+/// The throttle of failed logins, shared with the HTTP front doors.
+pub use crate::throttle::Throttle;
 
 #[cfg(test)]
 mod tests {
@@ -154,19 +102,5 @@ mod tests {
         assert!(parse_authorized_keys("ssh-ed25519 garbage")
             .unwrap_err()
             .starts_with("line 1:"));
-    }
-
-    #[test]
-    fn throttle_blocks_after_the_limit_until_the_window_passes() {
-        let mut t = Throttle::new(3, Duration::from_secs(60));
-        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let now = Instant::now();
-        for _ in 0..3 {
-            assert!(!t.blocked(ip, now));
-            t.failed(ip, now);
-        }
-        assert!(t.blocked(ip, now));
-        assert!(!t.blocked("127.0.0.2".parse().expect("ip"), now));
-        assert!(!t.blocked(ip, now + Duration::from_secs(61)));
     }
 }
