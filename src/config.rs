@@ -297,7 +297,7 @@ impl Default for IntakeConfig {
 pub struct SftpServerConfig {
     /// Address and port to listen on (default `127.0.0.1:2222`; port 0 picks a free one).
     pub listen: String,
-    /// Most connections at once (default 64).
+    /// Most logged-in connections at once (default 64).
     pub max_connections: usize,
     /// Most connections at once from one source address (default 16).
     pub max_connections_per_address: usize,
@@ -318,6 +318,29 @@ pub struct SftpServerConfig {
     pub auth_window_seconds: u64,
     /// Seconds open sessions get to finish at shutdown (default 10).
     pub shutdown_grace_seconds: u64,
+    /// Most connections at once that have not logged in yet, a pool apart from `max_connections` (default 16).
+    /// When it is full, the oldest such connection of the busiest source address is dropped.
+    pub max_unauthenticated_connections: usize,
+    /// New connections one source address may start per second past the burst; more wait their turn (default 5).
+    pub connections_per_second_per_address: u32,
+    /// New connections one source address may start at once before the rate applies (default 12).
+    pub connection_burst_per_address: u32,
+    /// Most channels open at once on one connection (default 4).
+    pub max_channels_per_connection: usize,
+    /// Most open files and listings per account, over all its sessions (default 64).
+    pub max_handles_per_account: usize,
+    /// Most open files and listings over all accounts (default 512); lowered at start to fit the process's
+    /// file-handle limit less `reserved_file_handles` and the connections.
+    pub max_open_handles: usize,
+    /// File handles kept for the daemon's own work: engine, stores, ledger, watcher, HTTP (default 256).
+    pub reserved_file_handles: usize,
+    /// Offer the encrypt-and-MAC MACs `hmac-sha2-256`/`-512` after the encrypt-then-MAC ones (default false),
+    /// for clients built on libssh2 before 1.11 (curl and PHP on Debian 12 and Ubuntu 22.04).
+    pub encrypt_and_mac: bool,
+    /// Most files waiting in an account's `GDPR_Submit`, uploads in progress included (default 1000).
+    pub max_waiting_files: u64,
+    /// Most bytes waiting in an account's `GDPR_Submit`, uploads in progress included (default 256 MiB).
+    pub max_waiting_bytes: u64,
 }
 
 impl Default for SftpServerConfig {
@@ -334,6 +357,16 @@ impl Default for SftpServerConfig {
             auth_failures: 5,
             auth_window_seconds: 60,
             shutdown_grace_seconds: 10,
+            max_unauthenticated_connections: 16,
+            connections_per_second_per_address: 5,
+            connection_burst_per_address: 12,
+            max_channels_per_connection: 4,
+            max_handles_per_account: 64,
+            max_open_handles: 512,
+            reserved_file_handles: 256,
+            encrypt_and_mac: false,
+            max_waiting_files: 1000,
+            max_waiting_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -941,6 +974,17 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
             "[sftp_server]: listen {:?} is not an address:port",
             raw.sftp_server.listen
         ));
+    }
+    let sftp = &raw.sftp_server;
+    if sftp.max_connections == 0
+        || sftp.max_unauthenticated_connections == 0
+        || sftp.connections_per_second_per_address == 0
+        || sftp.connection_burst_per_address == 0
+        || sftp.max_channels_per_connection == 0
+        || sftp.max_handles_per_account == 0
+        || sftp.max_open_handles == 0
+    {
+        return Err("[sftp_server]: max_connections, max_unauthenticated_connections, connections_per_second_per_address, connection_burst_per_address, max_channels_per_connection, max_handles_per_account and max_open_handles must be positive".into());
     }
     if raw.intake.rescan_seconds == 0 {
         return Err("[intake]: rescan_seconds must be positive".into());

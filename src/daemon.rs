@@ -79,11 +79,11 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
     let file = job.name.to_string_lossy();
     match engine.handle(account, &job.name) {
         Ok(outcome @ (Outcome::Ignored | Outcome::Waiting)) => {
-            debug!(account = %account.name, file = %file, ?outcome, "nothing to do now");
+            debug!(account = %account.name, file = ?file, ?outcome, "nothing to do now");
         }
-        Ok(outcome) => debug!(account = %account.name, file = %file, ?outcome, "handled"),
+        Ok(outcome) => debug!(account = %account.name, file = ?file, ?outcome, "handled"),
         Err(e) => {
-            warn!(account = %account.name, file = %file, error = %e, "file not handled; it is retried at the next rescan")
+            warn!(account = %account.name, file = ?file, error = %e, "file not handled; it is retried at the next rescan")
         }
     }
 }
@@ -112,7 +112,7 @@ fn worker(
                         },
                     ),
                     None => {
-                        warn!(account = %account, file = %name, "unfinished file of an account no longer configured")
+                        warn!(account = %account, file = ?name, "unfinished file of an account no longer configured")
                     }
                 }
                 if stop.load(Ordering::SeqCst) {

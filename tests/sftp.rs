@@ -19,21 +19,21 @@ pub(crate) fn sftp_port(log: &str) -> u16 {
 }
 
 /// A running demo daemon with its SFTP port.
-struct Server {
-    demo: Demo,
-    daemon: Daemon,
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) demo: Demo,
+    pub(crate) daemon: Daemon,
+    pub(crate) port: u16,
 }
 
 impl Server {
-    fn start(tweak: impl FnOnce(String) -> String) -> Server {
+    pub(crate) fn start(tweak: impl FnOnce(String) -> String) -> Server {
         let demo = Demo::new(20, tweak);
         let daemon = demo.start();
         let port = sftp_port(&daemon.log_text());
         Server { demo, daemon, port }
     }
 
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.demo.dir.path().join("demo_ed25519")
     }
 
@@ -53,7 +53,7 @@ impl Server {
     }
 
     /// Runs `sftp -b` with `batch` as `user`, logging in with `key`.
-    fn sftp_as(&self, user: &str, key: &Path, batch: &str) -> Output {
+    pub(crate) fn sftp_as(&self, user: &str, key: &Path, batch: &str) -> Output {
         self.with_batch(batch, |file| {
             let mut c = Command::new("sftp");
             c.args([
@@ -70,7 +70,7 @@ impl Server {
         })
     }
 
-    fn sftp(&self, batch: &str) -> Output {
+    pub(crate) fn sftp(&self, batch: &str) -> Output {
         self.sftp_as("demo", &self.key(), batch)
     }
 
@@ -125,13 +125,13 @@ pub(crate) fn ssh_options() -> [&'static str; 10] {
     ]
 }
 
-fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -139,7 +139,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn responses(log: &[u8]) -> Vec<String> {
+pub(crate) fn responses(log: &[u8]) -> Vec<String> {
     let log: serde_json::Value = serde_json::from_slice(log).expect("log json");
     crate::harness::responses(&log)
 }
@@ -338,7 +338,7 @@ fn shells_commands_and_forwarding_are_refused() {
 }
 
 /// A second account, logging in with the demo's key file under its own name.
-const OTHER_ACCOUNT: &str = r#"
+pub(crate) const OTHER_ACCOUNT: &str = r#"
 [[accounts]]
 name = "acme"
 root = "accounts/acme"
@@ -387,7 +387,7 @@ fn fifty_clients_at_once_each_get_their_result() {
     let s = Server::start(|c| {
         c.replace(
             "[sftp_server]",
-            "[sftp_server]\nmax_sessions_per_account = 60\nmax_connections_per_address = 60\nmax_connections = 80",
+            "[sftp_server]\nmax_sessions_per_account = 60\nmax_connections_per_address = 60\nmax_connections = 80\nmax_unauthenticated_connections = 60\nconnection_burst_per_address = 60",
         )
     });
     let seed = fixture("requests/seed-export.json");
@@ -574,8 +574,9 @@ fn uploads_renamed_from_a_temporary_name_are_taken_and_limits_hold() {
         .exists());
 }
 
-/// A Python with paramiko, in a venv made once per test run under cargo's temporary folder.
-fn paramiko_python() -> PathBuf {
+/// A Python with paramiko (and ssh-audit, for the key exchange audit), in a venv made once per test run under
+/// cargo's temporary folder.
+pub(crate) fn paramiko_python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
@@ -583,7 +584,7 @@ fn paramiko_python() -> PathBuf {
             let python = venv.join("bin/python");
             let ready = || {
                 Command::new(&python)
-                    .args(["-c", "import paramiko"])
+                    .args(["-c", "import paramiko, ssh_audit"])
                     .status()
                     .is_ok_and(|s| s.success())
             };
@@ -598,17 +599,17 @@ fn paramiko_python() -> PathBuf {
                     "python3 -m venv failed (Debian: apt-get install python3-venv)"
                 );
                 let pip = Command::new(venv.join("bin/pip"))
-                    .args(["install", "-q", "paramiko"])
+                    .args(["install", "-q", "paramiko", "ssh-audit"])
                     .status()
                     .expect("pip runs");
                 assert!(
                     pip.success(),
-                    "pip install paramiko failed: the second SFTP client is needed"
+                    "pip install paramiko ssh-audit failed: the second SFTP client and the audit are needed"
                 );
             }
             assert!(
                 ready(),
-                "paramiko is not importable from {}",
+                "paramiko and ssh_audit are not importable from {}",
                 python.display()
             );
             python
@@ -690,7 +691,7 @@ fn a_second_client_implementation_gets_the_same_service() {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .expect("proc status")
         .lines()

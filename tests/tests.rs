@@ -15,6 +15,7 @@ mod metrics;
 mod packaging;
 mod reload;
 mod sftp;
+mod sftp_limits;
 mod sftp_remote;
 mod status;
 mod store_depth;

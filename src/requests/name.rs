@@ -82,12 +82,14 @@ pub enum NameError {
     Date(String),
 }
 
-/// True for names that are uploads in progress and must be ignored without notice: hidden names and the
-/// temporary suffixes SFTP clients use (`.filepart`, `.part`, `.tmp`).
+/// True for names that are uploads in progress and must be ignored without notice: hidden names (lftp's
+/// `.in.NAME.`, the embedded server's own temporaries) and the temporary suffixes SFTP clients use (WinSCP
+/// `.filepart`, `.part`, `.tmp`, rclone `.partial`).
 pub fn is_in_progress(name: &str) -> bool {
     name.starts_with('.')
         || name.ends_with(".filepart")
         || name.ends_with(".part")
+        || name.ends_with(".partial")
         || name.ends_with(".tmp")
 }
 
@@ -212,6 +214,8 @@ mod tests {
             "a.filepart",
             "forget-20180315_120000.json.part",
             "x.tmp",
+            "forget-20180315_120000.json.a1b2c3d4.partial",
+            ".in.forget-20180315_120000.json.",
         ] {
             assert!(is_in_progress(name), "{name}");
         }

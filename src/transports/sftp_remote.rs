@@ -401,7 +401,7 @@ impl Link {
             }
             self.record.uploaded.insert(name.clone(), *size);
             self.save()?;
-            info!(account = %self.account.name, file = %name, "result uploaded to the remote GDPR_Result");
+            info!(account = %self.account.name, file = ?name, "result uploaded to the remote GDPR_Result");
         }
         let gone: Vec<String> = self
             .record
@@ -484,7 +484,7 @@ impl Link {
             self.record.downloaded.remove(&name);
             self.record.taken.remove(&name);
             self.save()?;
-            info!(account = %self.account.name, file = %name, "submission removed from the remote GDPR_Submit");
+            info!(account = %self.account.name, file = ?name, "submission removed from the remote GDPR_Submit");
         }
         Ok(())
     }

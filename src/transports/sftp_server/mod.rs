@@ -1,11 +1,17 @@
 //! The `sftp-server` transport: gdprd itself is the SFTP server (russh + russh-sftp). An account logs in with
 //! its key or password and sees its root as `/` with `GDPR_Submit` and `GDPR_Result`; a completed upload is
-//! handed to the engine at once. Connections are capped in total and per source address, sessions per account;
-//! a connection that has not logged in within the handshake timeout is dropped; idle sessions are closed; SFTP
-//! packets and uploads are size-capped. The host key is made on first start in the state folder and reused.
+//! handed to the engine at once. New connections are rate-limited per source address and those not logged in
+//! have their own small pool ([`gate`]); logged-in connections are capped, sessions per account, channels per
+//! connection, open files per account and over the server ([`budget`]); a connection that has not logged in
+//! within the handshake timeout is dropped; idle sessions are closed; SFTP packets, uploads and the files waiting
+//! in `GDPR_Submit` are capped. Only curve25519 and post-quantum hybrid key exchanges are offered (no
+//! finite-field Diffie-Hellman, whose cost to the server is a denial of service), encrypt-then-MAC MACs, and no
+//! compression. The host key is made on first start in the state folder and reused.
 
 pub mod auth;
+pub mod budget;
 pub mod fs;
+pub mod gate;
 pub mod guard;
 pub mod paths;
 pub mod session;
@@ -13,20 +19,24 @@ pub mod session;
 use crate::config::{Config, Transport};
 use crate::transports::Job;
 use auth::{Credentials, Throttle};
+use budget::HandleBudget;
+use fs::FsLimits;
+use gate::{Gate, GateLimits, Refusal, Ticket};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey};
 use session::{AccountEntry, Shared, SshSession};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -119,8 +129,7 @@ pub struct SftpServer {
     listener: TcpListener,
     shared: Arc<Shared>,
     russh: Arc<russh::server::Config>,
-    max_connections: usize,
-    max_per_address: usize,
+    gate: Arc<Gate>,
     handshake_timeout: Duration,
     grace: Duration,
 }
@@ -181,10 +190,101 @@ fn account_entries(config: &Config) -> Result<HashMap<String, AccountEntry>, Sft
                 name: account.name.clone(),
                 root: account.root.clone(),
                 credentials,
+                retention: Duration::from_secs(u64::from(account.retention_days) * 86_400),
             },
         );
     }
     Ok(out)
+}
+
+/// What the server offers in the key exchange: curve25519 and the post-quantum hybrid (no finite-field or
+/// group-exchange Diffie-Hellman: each costs the server far more than the client, the DHEat denial of service),
+/// encrypt-then-MAC MACs (the encrypt-and-MAC ones only with `encrypt_and_mac`), and no compression.
+pub fn preferred(encrypt_and_mac: bool) -> russh::Preferred {
+    let base = russh::Preferred::DEFAULT;
+    let kex = base
+        .kex
+        .iter()
+        .filter(|k| !k.as_ref().starts_with("diffie-hellman"))
+        .cloned()
+        .collect::<Vec<_>>();
+    let mut mac = vec![russh::mac::HMAC_SHA512_ETM, russh::mac::HMAC_SHA256_ETM];
+    if encrypt_and_mac {
+        mac.extend([russh::mac::HMAC_SHA512, russh::mac::HMAC_SHA256]);
+    }
+    russh::Preferred {
+        kex: Cow::Owned(kex),
+        mac: Cow::Owned(mac),
+        compression: Cow::Borrowed(&[russh::compression::NONE]),
+        ..base
+    }
+}
+
+/// Removes stale temporary uploads from every account's `GDPR_Submit` (the server's own ones too when
+/// `at_start`); logs what went.
+fn sweep(shared: &Shared, at_start: bool) {
+    let accounts: Vec<AccountEntry> = shared
+        .accounts
+        .read()
+        .map(|a| a.values().cloned().collect())
+        .unwrap_or_default();
+    for account in accounts {
+        let submit = account.root.join(paths::Folder::Submit.name());
+        let removed = fs::sweep_temporary_uploads(&submit, at_start, account.retention);
+        if removed > 0 {
+            info!(account = %account.name, removed, "stale temporary uploads removed from GDPR_Submit");
+        }
+    }
+}
+
+/// Counts refused connections and logs them at most every ten seconds, so a flood does not flood the log.
+#[derive(Default)]
+struct Refusals {
+    since_logged: u64,
+    last: Option<Instant>,
+}
+
+impl Refusals {
+    fn add(&mut self, refusal: Refusal) {
+        self.since_logged += 1;
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            warn!(
+                refused = self.since_logged,
+                last_reason = refusal.reason(),
+                "connections refused"
+            );
+            self.since_logged = 0;
+            self.last = Some(Instant::now());
+        }
+    }
+}
+
+/// How long to wait after a failed accept (for example `EMFILE`: no file handle left): doubling from 50 ms to
+/// 5 s, logged once when it starts and once when accepting works again.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            warn!(error = %error, "accept failed; backing off until it works again");
+        }
+        self.failures = self.failures.saturating_add(1);
+        let ms = 50u64.saturating_mul(1 << self.failures.min(7).saturating_sub(1));
+        Duration::from_millis(ms.min(5_000))
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            info!(failures = self.failures, "accepting connections again");
+            self.failures = 0;
+        }
+    }
 }
 
 impl SftpServer {
@@ -217,25 +317,47 @@ impl SftpServer {
             keys: vec![key],
             inactivity_timeout: Some(Duration::from_secs(s.idle_timeout_seconds)),
             max_auth_attempts: 6,
+            preferred: preferred(s.encrypt_and_mac),
             ..Default::default()
         };
+        let open_handles = budget::open_handle_share(
+            budget::raise_file_limit(),
+            s.reserved_file_handles,
+            s.max_connections + s.max_unauthenticated_connections,
+            s.max_open_handles,
+        );
+        let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let shared = Shared {
+            accounts: std::sync::RwLock::new(accounts),
+            throttle: Mutex::new(Throttle::new(
+                s.auth_failures,
+                Duration::from_secs(s.auth_window_seconds),
+            )),
+            sessions: Mutex::new(HashMap::new()),
+            max_sessions: s.max_sessions_per_account,
+            max_channels: s.max_channels_per_connection,
+            handles: Arc::new(HandleBudget::new(open_handles, s.max_handles_per_account)),
+            fs_limits: FsLimits {
+                max_upload: s.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
+                max_waiting_files: s.max_waiting_files,
+                max_waiting_bytes: s.max_waiting_bytes,
+            },
+            max_packet: s.max_packet_bytes,
+            jobs,
+        };
+        // No session runs yet: every temporary upload of the server's own is a leftover (a kill -9).
+        sweep(&shared, true);
         Ok(SftpServer {
             listener,
-            shared: Arc::new(Shared {
-                accounts: std::sync::RwLock::new(accounts),
-                throttle: Mutex::new(Throttle::new(
-                    s.auth_failures,
-                    Duration::from_secs(s.auth_window_seconds),
-                )),
-                sessions: Mutex::new(HashMap::new()),
-                max_sessions: s.max_sessions_per_account,
-                max_upload: s.max_upload_bytes.unwrap_or(config.limits.max_file_bytes),
-                max_packet: s.max_packet_bytes,
-                jobs,
-            }),
+            shared: Arc::new(shared),
             russh: Arc::new(russh),
-            max_connections: s.max_connections,
-            max_per_address: s.max_connections_per_address,
+            gate: Gate::new(GateLimits {
+                max_pending: s.max_unauthenticated_connections,
+                max_per_address: s.max_connections_per_address,
+                max_logged_in: s.max_connections,
+                per_second: nonzero(s.connections_per_second_per_address),
+                burst: nonzero(s.connection_burst_per_address),
+            }),
             handshake_timeout: Duration::from_secs(s.handshake_timeout_seconds),
             grace: Duration::from_secs(s.shutdown_grace_seconds),
         })
@@ -249,36 +371,53 @@ impl SftpServer {
     /// Serves until `shutdown` completes; then stops accepting, gives open sessions the grace period to finish
     /// their uploads, and closes the rest.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let connections = Arc::new(Semaphore::new(self.max_connections));
-        let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         let mut sessions = JoinSet::new();
+        let mut refusals = Refusals::default();
+        let mut backoff = AcceptBackoff::default();
+        let mut sweeps = tokio::time::interval(Duration::from_secs(3600));
+        sweeps.tick().await;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                _ = sweeps.tick() => sweep(&self.shared, false),
                 accepted = self.listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
-                            warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let wait = backoff.failed(&e);
+                            tokio::select! {
+                                () = &mut shutdown => break,
+                                () = tokio::time::sleep(wait) => {}
+                            }
                             continue;
                         }
                     };
-                    let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                        warn!(peer = %peer.ip(), "connection limit reached; connection dropped");
-                        continue;
+                    backoff.succeeded();
+                    let ticket = match self.gate.admit(peer.ip()) {
+                        Ok(ticket) => ticket,
+                        Err(refusal) => {
+                            debug!(peer = %peer.ip(), reason = refusal.reason(), "connection refused");
+                            refusals.add(refusal);
+                            continue;
+                        }
                     };
-                    let Some(slot) = AddressSlot::take(&per_address, peer.ip(), self.max_per_address) else {
-                        warn!(peer = %peer.ip(), "per-address connection limit reached; connection dropped");
-                        continue;
-                    };
-                    let (shared, russh, timeout) = (Arc::clone(&self.shared), Arc::clone(&self.russh), self.handshake_timeout);
+                    let (shared, russh, timeout, gate) = (Arc::clone(&self.shared), Arc::clone(&self.russh), self.handshake_timeout, Arc::clone(&self.gate));
                     sessions.spawn(async move {
                         let _ = stream.set_nodelay(true);
-                        serve_connection(stream, peer.ip(), shared, russh, timeout).await;
-                        drop((permit, slot));
+                        let ticket = Arc::new(ticket);
+                        // Over the rate, the connection waits for its turn (within the handshake timeout) before
+                        // the server sends its banner or does any key exchange work.
+                        let turn = tokio::select! {
+                            r = tokio::time::timeout(timeout, gate.wait_turn(peer.ip())) => r.is_ok(),
+                            () = ticket.evicted() => false,
+                        };
+                        if turn {
+                            serve_connection(stream, peer.ip(), shared, russh, timeout, ticket).await;
+                        } else {
+                            debug!(peer = %peer.ip(), "connection dropped while waiting for its turn under the rate limit");
+                        }
                     });
                 }
             }
@@ -301,75 +440,53 @@ impl SftpServer {
     }
 }
 
-/// One connection's place in the per-address count, given back when dropped.
-struct AddressSlot {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl AddressSlot {
-    fn take(
-        map: &Arc<Mutex<HashMap<IpAddr, usize>>>,
-        ip: IpAddr,
-        max: usize,
-    ) -> Option<AddressSlot> {
-        let mut m = map.lock().ok()?;
-        let n = m.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            map: Arc::clone(map),
-            ip,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.map.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: IpAddr,
     shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
     handshake_timeout: Duration,
+    ticket: Arc<Ticket>,
 ) {
     let authenticated = Arc::new(AtomicBool::new(false));
-    let handler = SshSession::new(shared, Some(peer), Arc::clone(&authenticated));
-    let running = match tokio::time::timeout(
-        handshake_timeout,
-        russh::server::run_stream(config, stream, handler),
-    )
-    .await
-    {
+    let handler = SshSession::new(
+        shared,
+        Some(peer),
+        Arc::clone(&authenticated),
+        Arc::clone(&ticket),
+    );
+    let started = tokio::select! {
+        started = tokio::time::timeout(handshake_timeout, russh::server::run_stream(config, stream, handler)) => started,
+        () = ticket.evicted() => {
+            debug!(peer = %peer, "connection not logged in pushed out for a newer one");
+            return;
+        }
+    };
+    let running = match started {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => {
             debug!(peer = %peer, error = %e, "connection failed during the handshake");
             return;
         }
         Err(_) => {
-            warn!(peer = %peer, "handshake timeout; connection dropped");
+            debug!(peer = %peer, "handshake timeout; connection dropped");
             return;
         }
     };
     let handle = running.handle();
+    // Until it logs in, the connection ends at the handshake timeout or when pushed out of the pool.
     let login_deadline = async {
-        tokio::time::sleep(handshake_timeout).await;
+        tokio::select! {
+            () = tokio::time::sleep(handshake_timeout) => "no login within the handshake timeout",
+            () = ticket.evicted() => "pushed out of the pool of connections not logged in",
+        }
+    };
+    let unauthenticated_end = async {
+        let why = login_deadline.await;
         if authenticated.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
+        why
     };
     tokio::select! {
         result = running => {
@@ -377,8 +494,8 @@ async fn serve_connection(
                 debug!(peer = %peer, error = %e, "session ended with an error");
             }
         }
-        () = login_deadline => {
-            warn!(peer = %peer, "no login within the handshake timeout; connection dropped");
+        why = unauthenticated_end => {
+            debug!(peer = %peer, reason = why, "connection dropped");
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, "login timeout".into(), "en".into())
                 .await;

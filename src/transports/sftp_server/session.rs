@@ -4,11 +4,13 @@
 //! agent, X11 and port forwarding are all refused.
 
 use super::auth::{Credentials, Throttle};
-use super::fs::AccountFs;
+use super::budget::HandleBudget;
+use super::fs::{AccountFs, FsLimits};
+use super::gate::Ticket;
 use crate::transports::Job;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +28,8 @@ pub struct AccountEntry {
     pub root: PathBuf,
     /// Keys and password hash.
     pub credentials: Credentials,
+    /// How long results are kept; also how long a client's temporary upload may wait for its rename.
+    pub retention: std::time::Duration,
 }
 
 impl Shared {
@@ -46,8 +50,12 @@ pub struct Shared {
     pub sessions: Mutex<HashMap<String, usize>>,
     /// Most sessions per account.
     pub max_sessions: usize,
-    /// Largest upload, in bytes.
-    pub max_upload: u64,
+    /// Most channels open at once on one connection.
+    pub max_channels: usize,
+    /// Open files and listings, per account and over the server.
+    pub handles: Arc<HandleBudget>,
+    /// What each SFTP session may upload.
+    pub fs_limits: FsLimits,
     /// SFTP packet cap.
     pub max_packet: u32,
     /// Where completed uploads are announced.
@@ -60,21 +68,29 @@ pub struct SshSession {
     peer: Option<IpAddr>,
     account: Option<AccountEntry>,
     authenticated: Arc<AtomicBool>,
+    ticket: Arc<Ticket>,
+    /// Channels accepted and not closed yet, whatever they became (the sftp ones leave `channels`).
+    open_channels: HashSet<ChannelId>,
+    /// Channels accepted and not yet given to the sftp subsystem.
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
 impl SshSession {
-    /// A handler for a connection from `peer`; `authenticated` is set once a login succeeds.
+    /// A handler for a connection from `peer`, admitted with `ticket`; `authenticated` is set once a login
+    /// succeeds.
     pub fn new(
         shared: Arc<Shared>,
         peer: Option<IpAddr>,
         authenticated: Arc<AtomicBool>,
+        ticket: Arc<Ticket>,
     ) -> SshSession {
         SshSession {
             shared,
             peer,
             account: None,
             authenticated,
+            ticket,
+            open_channels: HashSet::new(),
             channels: HashMap::new(),
         }
     }
@@ -87,7 +103,7 @@ impl SshSession {
     }
 
     fn failed(&self, user: &str, method: &str) {
-        warn!(user = %user, method, peer = ?self.peer, "login failed");
+        warn!(user = ?user, method, peer = ?self.peer, "login failed");
         if let (Some(ip), Ok(mut t)) = (self.peer, self.shared.throttle.lock()) {
             t.failed(ip, Instant::now());
             crate::metrics::get().auth_failures.inc();
@@ -104,6 +120,10 @@ impl SshSession {
             warn!(account = %entry.name, "session limit reached; login refused");
             return Auth::reject();
         }
+        if !self.ticket.log_in() {
+            warn!(account = %entry.name, "logged-in connection limit reached; login refused");
+            return Auth::reject();
+        }
         *open += 1;
         crate::metrics::get().sftp_sessions.inc();
         info!(account = %entry.name, method, peer = ?self.peer, "login");
@@ -112,8 +132,16 @@ impl SshSession {
         Auth::Accept
     }
 
-    fn refuse(session: &mut Session, channel: ChannelId, what: &str) -> Result<(), russh::Error> {
+    /// Refuses a request on `channel` and closes it; it no longer counts against the channel cap.
+    fn refuse(
+        &mut self,
+        session: &mut Session,
+        channel: ChannelId,
+        what: &str,
+    ) -> Result<(), russh::Error> {
         warn!(request = what, "refused: only the sftp subsystem is served");
+        self.channels.remove(&channel);
+        self.open_channels.remove(&channel);
         session.channel_failure(channel)?;
         session.close(channel)
     }
@@ -193,10 +221,19 @@ impl russh::server::Handler for SshSession {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.account.is_some() && self.channels.len() < 4 {
-            self.channels.insert(channel.id(), channel);
-            reply.accept().await;
+        if self.account.is_none() {
+            return Ok(());
         }
+        if self.open_channels.len() >= self.shared.max_channels {
+            warn!(
+                limit = self.shared.max_channels,
+                "channel limit of the connection reached; channel refused"
+            );
+            return Ok(());
+        }
+        self.open_channels.insert(channel.id());
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
         Ok(())
     }
 
@@ -207,16 +244,17 @@ impl russh::server::Handler for SshSession {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let (Some(entry), true) = (self.account.clone(), name == "sftp") else {
-            return Self::refuse(session, channel_id, "subsystem");
+            return self.refuse(session, channel_id, "subsystem");
         };
         let Some(channel) = self.channels.remove(&channel_id) else {
-            return Self::refuse(session, channel_id, "subsystem");
+            return self.refuse(session, channel_id, "subsystem");
         };
         session.channel_success(channel_id)?;
         let fs = AccountFs::new(
             entry.name,
             entry.root,
-            self.shared.max_upload,
+            self.shared.fs_limits,
+            Arc::clone(&self.shared.handles),
             self.shared.jobs.clone(),
         );
         let config = russh_sftp::server::Config {
@@ -224,6 +262,16 @@ impl russh::server::Handler for SshSession {
         };
         let stream = super::guard::PacketGuard::new(channel.into_stream(), self.shared.max_packet);
         russh_sftp::server::run_with_config(stream, fs, config).await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        self.open_channels.remove(&channel);
         Ok(())
     }
 
@@ -241,7 +289,7 @@ impl russh::server::Handler for SshSession {
         _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        Self::refuse(session, channel, "exec")
+        self.refuse(session, channel, "exec")
     }
 
     async fn shell_request(
@@ -249,7 +297,7 @@ impl russh::server::Handler for SshSession {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        Self::refuse(session, channel, "shell")
+        self.refuse(session, channel, "shell")
     }
 
     async fn pty_request(
@@ -263,7 +311,7 @@ impl russh::server::Handler for SshSession {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        Self::refuse(session, channel, "pty")
+        self.refuse(session, channel, "pty")
     }
 
     async fn env_request(
@@ -285,6 +333,6 @@ impl russh::server::Handler for SshSession {
         _x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        Self::refuse(session, channel, "x11")
+        self.refuse(session, channel, "x11")
     }
 }
