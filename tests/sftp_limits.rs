@@ -198,16 +198,31 @@ fn dheat_finite_field_key_exchanges_are_not_offered_and_new_connections_are_rate
 fn silent_connections_from_four_addresses_never_shut_out_a_customer() {
     let s = Server::start(|c| c);
     let port = s.port.to_string();
-    let flood = start_attack(&[
+    let mut flood = start_attack(&[
         "idle",
         &port,
         "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5",
         "16",
-        "6",
+        "8",
     ]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        flood.stdout.take().expect("stdout"),
+    ));
+    assert!(lines
+        .next()
+        .and_then(Result::ok)
+        .is_some_and(|l| l.contains("ready")));
+    // Sixty-four silent connections are open (the old server's whole cap); let the server take them all in.
+    std::thread::sleep(Duration::from_secs(1));
     customer_round_trip(&s, "demo", "092000");
-    let seen = observed(&flood.wait_with_output().expect("attack"));
+    let seen: serde_json::Value = serde_json::from_str(
+        &lines
+            .last()
+            .and_then(Result::ok)
+            .expect("the attack reports"),
+    )
+    .expect("json");
+    let _ = flood.wait();
     assert!(
         seen["closed_by_server"].as_u64().unwrap_or(0) > 0,
         "the pool of connections not logged in was full, so the flood's oldest went: {seen}"

@@ -11,7 +11,8 @@ Loopback only, bounded in time and count. Each command prints one JSON object wi
         the same with opendir + one readdir of GDPR_Result per handle.
     attack.py idle PORT ADDRS PER_ADDR SECONDS
         from each source address in ADDRS (comma-separated), keeps PER_ADDR TCP connections open that never log in,
-        reconnecting whenever one is closed, for SECONDS; counts connects and closes.
+        reconnecting whenever one is closed, for SECONDS; prints {"ready": true} once all are connected, then
+        counts connects and closes.
     attack.py kex PORT SOURCE KEX SECONDS SOCKETS
         from SOURCE, SOCKETS threads run key exchanges offering only KEX (comma-separated) for SECONDS; counts
         completed key exchanges and failures (with the first error).
@@ -135,6 +136,12 @@ def idle(port, addrs, per_addr, seconds):
     threads = [threading.Thread(target=keep, args=(a,)) for a in addrs.split(",") for _ in range(int(per_addr))]
     for t in threads:
         t.start()
+    while time.time() < deadline:
+        with lock:
+            if stats["connects"] >= len(threads):
+                break
+        time.sleep(0.05)
+    print(json.dumps({"ready": True}), flush=True)
     for t in threads:
         t.join()
     out(**stats)

@@ -14,6 +14,7 @@ pub mod fs;
 pub mod gate;
 pub mod guard;
 pub mod paths;
+pub mod peer;
 pub mod session;
 
 use crate::config::{Config, Transport};
@@ -22,6 +23,7 @@ use auth::{Credentials, Throttle};
 use budget::HandleBudget;
 use fs::FsLimits;
 use gate::{Gate, GateLimits, Refusal, Ticket};
+use peer::Peer;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey};
@@ -398,7 +400,7 @@ impl SftpServer {
                     let ticket = match self.gate.admit(peer.ip()) {
                         Ok(ticket) => ticket,
                         Err(refusal) => {
-                            debug!(peer = %peer.ip(), reason = refusal.reason(), "connection refused");
+                            debug!(peer = %Peer(peer.ip()), reason = refusal.reason(), "connection refused");
                             refusals.add(refusal);
                             continue;
                         }
@@ -416,7 +418,7 @@ impl SftpServer {
                         if turn {
                             serve_connection(stream, peer.ip(), shared, russh, timeout, ticket).await;
                         } else {
-                            debug!(peer = %peer.ip(), "connection dropped while waiting for its turn under the rate limit");
+                            debug!(peer = %Peer(peer.ip()), "connection dropped while waiting for its turn under the rate limit");
                         }
                     });
                 }
@@ -458,18 +460,18 @@ async fn serve_connection(
     let started = tokio::select! {
         started = tokio::time::timeout(handshake_timeout, russh::server::run_stream(config, stream, handler)) => started,
         () = ticket.evicted() => {
-            debug!(peer = %peer, "connection not logged in pushed out for a newer one");
+            debug!(peer = %Peer(peer), "connection not logged in pushed out for a newer one");
             return;
         }
     };
     let running = match started {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => {
-            debug!(peer = %peer, error = %e, "connection failed during the handshake");
+            debug!(peer = %Peer(peer), error = %e, "connection failed during the handshake");
             return;
         }
         Err(_) => {
-            debug!(peer = %peer, "handshake timeout; connection dropped");
+            debug!(peer = %Peer(peer), "handshake timeout; connection dropped");
             return;
         }
     };
@@ -491,11 +493,11 @@ async fn serve_connection(
     tokio::select! {
         result = running => {
             if let Err(e) = result {
-                debug!(peer = %peer, error = %e, "session ended with an error");
+                debug!(peer = %Peer(peer), error = %e, "session ended with an error");
             }
         }
         why = unauthenticated_end => {
-            debug!(peer = %peer, reason = why, "connection dropped");
+            debug!(peer = %Peer(peer), reason = why, "connection dropped");
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, "login timeout".into(), "en".into())
                 .await;

@@ -95,6 +95,13 @@ impl SshSession {
         }
     }
 
+    /// The peer as the log shows it: a pseudonym, never the address.
+    fn peer_label(&self) -> String {
+        self.peer
+            .map(|ip| super::peer::Peer(ip).to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     fn throttled(&self) -> bool {
         let (Some(ip), Ok(mut t)) = (self.peer, self.shared.throttle.lock()) else {
             return false;
@@ -103,7 +110,7 @@ impl SshSession {
     }
 
     fn failed(&self, user: &str, method: &str) {
-        warn!(user = ?user, method, peer = ?self.peer, "login failed");
+        warn!(user = ?user, method, peer = %self.peer_label(), "login failed");
         if let (Some(ip), Ok(mut t)) = (self.peer, self.shared.throttle.lock()) {
             t.failed(ip, Instant::now());
             crate::metrics::get().auth_failures.inc();
@@ -126,7 +133,7 @@ impl SshSession {
         }
         *open += 1;
         crate::metrics::get().sftp_sessions.inc();
-        info!(account = %entry.name, method, peer = ?self.peer, "login");
+        info!(account = %entry.name, method, peer = %self.peer_label(), "login");
         self.account = Some(entry);
         self.authenticated.store(true, Ordering::SeqCst);
         Auth::Accept
