@@ -277,7 +277,7 @@ impl AcceptBackoff {
             warn!(error = %error, "accept failed; backing off until it works again");
         }
         self.failures = self.failures.saturating_add(1);
-        let ms = 50u64.saturating_mul(1 << self.failures.min(7).saturating_sub(1));
+        let ms = 50u64.saturating_mul(1 << self.failures.min(8).saturating_sub(1));
         Duration::from_millis(ms.min(5_000))
     }
 
