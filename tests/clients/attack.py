@@ -159,7 +159,12 @@ def kex(port, source, kexes, seconds, sockets):
                 sock = socket.create_connection(("127.0.0.1", int(port)), timeout=5, source_address=(source, 0))
                 t = paramiko.Transport(sock)
                 t.get_security_options().kex = [k for k in t.get_security_options().kex if k in wanted] or wanted
-                t.start_client(timeout=5)
+                # Only key exchanges completed within the window count: a connection still waiting for its turn
+                # when the window ends is given up.
+                t.start_client(timeout=max(0.1, deadline - time.time()))
+                if time.time() > deadline:
+                    t.close()
+                    break
                 with lock:
                     stats["completed"] += 1
                 t.close()
