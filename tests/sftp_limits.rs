@@ -652,3 +652,76 @@ fn accept_errors_back_off_instead_of_logging_ten_times_a_second() {
         || s.sftp("ls\n").status.success(),
     );
 }
+
+#[test]
+fn the_daemon_keeps_its_reserve_of_file_handles_when_sftp_clients_take_their_whole_share() {
+    let demo = crate::harness::Demo::new(20, |c| {
+        c.replace("[stores.demo]", &format!("{OTHER_ACCOUNT}\n[stores.demo]"))
+    });
+    // A file-handle limit of 400 (as a unit without LimitNOFILE might give): 256 reserved, 80 connections, so the
+    // SFTP server's share of open files and listings is lowered from 512 to 64.
+    let log = demo.dir.path().join("daemon.log");
+    let child = Command::new("prlimit")
+        .arg("--nofile=400:400")
+        .arg(env!("CARGO_BIN_EXE_gdprd"))
+        .args(["run", "--config"])
+        .arg(&demo.config)
+        .env("RUST_LOG", "gdprd=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("gdprd under prlimit");
+    let daemon = crate::harness::Daemon { child, log };
+    wait_until(Duration::from_secs(60), "the daemon to be ready", || {
+        daemon.log_text().contains("gdprd ready")
+    });
+    assert!(
+        daemon.log_text().contains("granted=64"),
+        "the share was lowered: {}",
+        daemon.log_text()
+    );
+    let port = crate::sftp::sftp_port(&daemon.log_text()).to_string();
+    fill(&demo.result, 3);
+    let key = demo.dir.path().join("demo_ed25519");
+    let key = key.to_str().expect("utf-8");
+    let mut holder = start_attack(&["handles", &port, "demo", key, "2", "4", "10", "10"]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        holder.stdout.take().expect("stdout"),
+    ));
+    let seen: serde_json::Value = serde_json::from_str(
+        &lines
+            .next()
+            .and_then(Result::ok)
+            .expect("the attack reports"),
+    )
+    .expect("json");
+    assert_eq!(seen["opened"], 64, "{seen}");
+    // The server's share is used up: another account gets a clear error, not a hung or broken server.
+    let seed = fixture("requests/seed-forget.json");
+    let out = attack(&[
+        "sftp",
+        &port,
+        "acme",
+        key,
+        "put",
+        seed.to_str().expect("utf-8"),
+        &format!("GDPR_Submit/forget-{}_095000.json", today()),
+    ])
+    .output()
+    .expect("attack");
+    let seen = observed(&out);
+    assert!(
+        seen["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the server has too many open files")),
+        "{seen}"
+    );
+    // The engine still has its reserve: a file dropped into the folder is processed.
+    demo.submit(
+        &format!("forget-{}_095100.json", today()),
+        &crate::harness::seed_forget(),
+    );
+    demo.wait_result(&format!("forget-{}_095100-execution-log.json", today()));
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
