@@ -830,6 +830,149 @@ fn the_openapi_document_matches_the_served_routes() {
         api.get("/lcm", Some(TOKEN)).status(),
         StatusCode::METHOD_NOT_ALLOWED
     );
+
+    // What the document allows, the server accepts, and what the server refuses, the document does not allow:
+    // bodies around the edges the HTTP fuzzer found (an empty CSV body, `message: {}`, a number for a string),
+    // checked by a JSON Schema validator against docs/openapi.json.
+    let access = std::fs::read_to_string(fixture("http/seed-lcm-access.json")).expect("fixture");
+    let pseudo =
+        std::fs::read_to_string(fixture("http/seed-lcm-pseudonymization.json")).expect("fixture");
+    let erasure = "/accounts/{account}/gdpr_erasure";
+    let probes: Vec<(&str, &str, String)> = vec![
+        (erasure, "text/csv", String::new()),
+        (erasure, "text/csv", "\n \n".into()),
+        (erasure, "text/csv", "x".into()),
+        (erasure, "text/csv", "Fax,1\nPager,2".into()),
+        (erasure, "text/csv", "\"EMAIL,a@b.com".into()),
+        (erasure, "text/csv", "EMAIL,a@b.com".into()),
+        (
+            erasure,
+            "text/csv",
+            std::fs::read_to_string(fixture("http/seed-erasure.csv")).expect("fixture"),
+        ),
+        ("/lcm", "application/json", access.clone()),
+        ("/lcm", "application/json", pseudo.clone()),
+        (
+            "/lcm",
+            "application/json",
+            r#"{"channel": "LCM", "topic": "WebService", "subtopic": "GetDataPrivacyStatusRequest", "message": {}}"#.into(),
+        ),
+        (
+            "/lcm",
+            "application/json",
+            access.replace("\"OtherEmailID\": \"\"", "\"OtherEmailID\": 0"),
+        ),
+        (
+            "/lcm",
+            "application/json",
+            access.replace("\"AgentID\": \"rajat\"", "\"AgentID\": 7"),
+        ),
+        (
+            "/lcm",
+            "application/json",
+            access.replace("\"14152347172\"", "null"),
+        ),
+        (
+            "/lcm",
+            "application/json",
+            access.replace("Access to PI Data", "Pseudonymization"),
+        ),
+        (
+            "/lcm",
+            "application/json",
+            access.replace("\"IsPseudonymize\": false", "\"IsPseudonymize\": \"true\""),
+        ),
+        (
+            "/lcm",
+            "application/json",
+            pseudo.replace("\"IsPseudonymize\": true", "\"IsPseudonymize\": false"),
+        ),
+    ];
+    let allowed = openapi_allows(&probes);
+    let mut disagree = Vec::new();
+    for ((path, content_type, body), allowed) in probes.iter().zip(allowed) {
+        let served = path.replace("{account}", "demo");
+        let r = api.post(&served, Some(TOKEN), content_type, body.clone());
+        if r.status().is_success() != allowed {
+            disagree.push(format!(
+                "{path} {body:?}: the document {} it, the server answers {}",
+                if allowed { "allows" } else { "refuses" },
+                r.status()
+            ));
+        }
+    }
+    assert!(disagree.is_empty(), "{disagree:#?}");
+}
+
+/// Whether docs/openapi.json's request schema allows each (path, content type, body), asked of Python's
+/// `jsonschema` (in a venv made once per test run under cargo's temporary folder).
+fn openapi_allows(probes: &[(&str, &str, String)]) -> Vec<bool> {
+    static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let python = PYTHON.get_or_init(|| {
+        let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("jsonschema-venv");
+        let python = venv.join("bin/python");
+        let ready = || {
+            std::process::Command::new(&python)
+                .args(["-c", "import jsonschema"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ready() {
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(
+                made.success(),
+                "python3 -m venv failed (apt-get install python3-venv)"
+            );
+            let pip = std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "jsonschema"])
+                .status()
+                .expect("pip runs");
+            assert!(pip.success(), "pip install jsonschema failed");
+        }
+        assert!(
+            ready(),
+            "jsonschema is not importable from {}",
+            python.display()
+        );
+        python
+    });
+    const CHECK: &str = r#"
+import json, sys, jsonschema
+doc = json.load(open(sys.argv[1]))
+answers = []
+for path, content_type, body in json.load(sys.stdin):
+    schema = dict(doc["paths"][path]["post"]["requestBody"]["content"][content_type]["schema"])
+    schema["components"] = doc["components"]
+    try:
+        instance = body if content_type.startswith("text/") else json.loads(body)
+    except ValueError:
+        answers.append(False)
+        continue
+    answers.append(jsonschema.Draft4Validator(schema).is_valid(instance))
+print(json.dumps(answers))
+"#;
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let mut child = std::process::Command::new(python)
+        .args(["-c", CHECK])
+        .arg(doc)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(&serde_json::to_vec(probes).expect("probes as JSON"))
+            .expect("write probes");
+    }
+    let out = child.wait_with_output().expect("python answers");
+    assert!(out.status.success(), "the schema check failed");
+    serde_json::from_slice(&out.stdout).expect("a list of answers")
 }
 
 #[test]

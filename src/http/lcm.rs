@@ -38,14 +38,31 @@ fn field<'a>(message: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
-/// A text field; absent, null and `""` are "not given".
+/// The text fields of `message` that docs/openapi.json names: each must be a string when present.
+const TEXT_FIELDS: [&str; 11] = [
+    "CustomerName",
+    "PhoneNumber",
+    "OtherPhoneNumber",
+    "EmailID",
+    "OtherEmailID",
+    "CustomerID",
+    "AgentComments",
+    "AccountNumber",
+    "CallId",
+    "AgentID",
+    "RequestType",
+];
+
+/// A text field; absent and `""` are "not given". Anything but a string (a number, `null`) is refused, as
+/// docs/openapi.json says: a phone number sent as a JSON number has lost its leading zeros.
 fn text(message: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
     match field(message, name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(format!("message.{name} must be a string")),
+        Some(_) => Err(format!(
+            "message.{name} must be a string (\"\" when not given)"
+        )),
     }
 }
 
@@ -73,12 +90,18 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Str
         .or_else(|| envelope.get("data"))
         .and_then(Value::as_object)
         .ok_or("message must be an object")?;
+    if envelope.get("source").is_some_and(|s| !s.is_string()) {
+        return Err("source must be a string".into());
+    }
+    for name in TEXT_FIELDS {
+        text(message, name)?;
+    }
     let request_type = text(message, "RequestType")?.unwrap_or_default();
     let pseudonymise = match field(message, "IsPseudonymize") {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::Bool(b)) => Some(*b),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        Some(Value::String(s)) if s == "true" => Some(true),
+        Some(Value::String(s)) if s == "false" => Some(false),
         Some(_) => return Err("message.IsPseudonymize must be true or false".into()),
     };
     let (kinds, reply) = match get("subtopic") {
@@ -266,6 +289,19 @@ mod tests {
             ),
             (ACCESS.replace("\"14152347172\"", "[1]"), "must be a string"),
             (ACCESS.replace("false", "\"maybe\""), "IsPseudonymize"),
+            (ACCESS.replace("false", "null"), "IsPseudonymize"),
+            (
+                ACCESS.replace("\"OtherEmailID\": \"\"", "\"OtherEmailID\": 0"),
+                "message.OtherEmailID must be a string",
+            ),
+            (
+                ACCESS.replace("\"AgentID\": \"rajat\"", "\"AgentID\": null"),
+                "message.AgentID must be a string",
+            ),
+            (
+                ACCESS.replace("\"AgentComments\": \"\"", "\"AgentComments\": 7"),
+                "message.AgentComments must be a string",
+            ),
         ];
         for (body, want) in cases {
             let e = parse(body.as_bytes(), "1").expect_err("refused");
