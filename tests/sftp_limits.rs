@@ -2,7 +2,7 @@
 //! exhaustion, key-exchange floods (DHEat), silent connections, large listings with OpenSSH, curl (libssh2), lftp
 //! and paramiko, temporary upload names, attribute changes, hidden renames, the submit quota, log injection, the
 //! ssh-audit verdict, long names and accept errors. While each attack runs, a customer logs in with the OpenSSH
-//! client, uploads and gets the result. Attacks run on loopback only, for a few seconds each.
+//! client, uploads and gets the result, and an HTTP job completes. Attacks run on loopback only, for a few seconds each.
 
 use crate::harness::{fixture, today, wait_until};
 use crate::sftp::{paramiko_python, responses, rss_kib, text, Server, OTHER_ACCOUNT};
@@ -92,6 +92,14 @@ fn customer_round_trip(s: &Server, account: &str, hhmmss: &str) {
     assert!(!responses(&log).is_empty(), "the log answers each request");
 }
 
+/// An HTTP erasure job of the demo account, from submit to its answer, while an attack runs.
+fn http_job_completes(daemon: &crate::harness::Daemon) {
+    let api = crate::http::Api::new(daemon);
+    let seed = std::fs::read_to_string(fixture("http/seed-erasure.csv")).expect("fixture");
+    let response = api.finished(api.job("gdpr_erasure", &seed));
+    assert_eq!(response["type"], "ERASURE", "{response}");
+}
+
 fn with_sftp_settings(settings: &str) -> impl FnOnce(String) -> String + '_ {
     move |c: String| c.replace("[sftp_server]", &format!("[sftp_server]\n{settings}"))
 }
@@ -142,6 +150,7 @@ fn one_customer_cannot_take_every_file_handle_and_refused_execs_do_not_use_up_ch
     );
     // Meanwhile another customer is served in full.
     customer_round_trip(&s, "acme", "090000");
+    http_job_completes(&s.daemon);
     let _ = holder.kill();
     let _ = holder.wait();
     // With the handles given back, the account is served again.
@@ -184,6 +193,7 @@ fn dheat_finite_field_key_exchanges_are_not_offered_and_new_connections_are_rate
     ]);
     std::thread::sleep(Duration::from_secs(1));
     customer_round_trip(&s, "demo", "091000");
+    http_job_completes(&s.daemon);
     let seen = observed(&flood.wait_with_output().expect("attack"));
     let completed = seen["completed"].as_u64().expect("count");
     println!("key exchanges completed by a 5 s flood of 10 sockets from one address: {seen}");
@@ -214,6 +224,7 @@ fn silent_connections_from_four_addresses_never_shut_out_a_customer() {
     // Sixty-four silent connections are open (the old server's whole cap); let the server take them all in.
     std::thread::sleep(Duration::from_secs(1));
     customer_round_trip(&s, "demo", "092000");
+    http_job_completes(&s.daemon);
     let seen: serde_json::Value = serde_json::from_str(
         &lines
             .last()
@@ -722,6 +733,7 @@ fn the_daemon_keeps_its_reserve_of_file_handles_when_sftp_clients_take_their_who
         &crate::harness::seed_forget(),
     );
     demo.wait_result(&format!("forget-{}_095100-execution-log.json", today()));
+    http_job_completes(&daemon);
     let _ = holder.kill();
     let _ = holder.wait();
 }
