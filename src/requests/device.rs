@@ -10,7 +10,8 @@ use std::net::IpAddr;
 pub enum DeviceKind {
     /// A phone number, canonical form E.164 (`+17815551212`).
     Phone,
-    /// An email address, canonical form local part as given and domain lower-cased.
+    /// An email address (RFC 6531/6532: Unicode and quoted local parts, internationalised domains),
+    /// canonical form local part as given and domain in lower-cased ASCII (punycode).
     Email,
     /// An IPv4 or IPv6 address, canonical form the standard library's text form.
     Ipaddr,
@@ -144,20 +145,16 @@ fn canonical_phone(value: &str) -> Option<String> {
 /// Characters allowed unquoted in an email local part (RFC 5322 atext), besides letters and digits.
 const ATEXT: &str = "!#$%&'*+/=?^_`{|}~-";
 
+/// An email address by RFC 5321 as extended by RFC 6531/6532: a dot-atom local part (ASCII `atext` or any
+/// non-ASCII character) or a quoted one (`"a b"`), and a domain that may be internationalised. The canonical
+/// form keeps the local part as given and writes the domain in its lower-cased ASCII (punycode) form, so
+/// `user@bücher.de` and `user@xn--bcher-kva.de` are one device.
 fn canonical_email(value: &str) -> Option<String> {
-    let mut parts = value.split('@');
-    let (local, domain) = (parts.next()?, parts.next()?);
-    if parts.next().is_some() || value.len() > 254 {
+    let (local, domain) = value.rsplit_once('@')?;
+    if !local_part_ok(local) {
         return None;
     }
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || ATEXT.contains(c));
+    let domain = ascii_domain(domain)?;
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && domain.len() <= 253
@@ -171,7 +168,55 @@ fn canonical_email(value: &str) -> Option<String> {
         && labels
             .last()
             .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
-    (local_ok && domain_ok).then(|| format!("{local}@{}", domain.to_ascii_lowercase()))
+    let canonical = format!("{local}@{domain}");
+    (domain_ok && canonical.len() <= 254).then_some(canonical)
+}
+
+/// A local part of at most 64 bytes: a dot-atom of `atext` and non-ASCII characters, or a quoted string of
+/// printable ASCII (space included), non-ASCII characters and backslash pairs.
+fn local_part_ok(local: &str) -> bool {
+    if local.is_empty() || local.len() > 64 {
+        return false;
+    }
+    if let Some(inner) = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .filter(|_| local.len() >= 2)
+    {
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            let ok = match c {
+                '\\' => chars.next().is_some_and(|q| (' '..='~').contains(&q)),
+                '"' => false,
+                c if c.is_ascii() => (' '..='~').contains(&c),
+                c => !c.is_control(),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        return true;
+    }
+    !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || c == '.'
+                || ATEXT.contains(c)
+                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+        })
+}
+
+/// The lower-cased ASCII form of a domain: itself when it is ASCII (no IDNA mapping, so ASCII rules stay as
+/// they were), else its IDNA (UTS 46) punycode form; `None` when IDNA refuses it.
+pub(crate) fn ascii_domain(domain: &str) -> Option<String> {
+    if domain.is_ascii() {
+        return Some(domain.to_ascii_lowercase());
+    }
+    idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3)
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -250,6 +295,34 @@ mod tests {
             "te..st@test.com",
             "test(x)@test.com",
             "test@test.123",
+        ] {
+            assert_eq!(
+                Device::new(DeviceKind::Email, bad),
+                Err(DeviceError::Email),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn internationalised_emails_are_refused() {
+        assert_eq!(ok(DeviceKind::Email, "müller@example.de"), "müller@example.de");
+        assert_eq!(ok(DeviceKind::Email, "user@bücher.de"), "user@xn--bcher-kva.de");
+        assert_eq!(ok(DeviceKind::Email, "user@BÜCHER.de"), "user@xn--bcher-kva.de");
+        assert_eq!(
+            ok(DeviceKind::Email, "user@xn--bcher-kva.de"),
+            "user@xn--bcher-kva.de"
+        );
+        assert_eq!(ok(DeviceKind::Email, "\"a b\"@test.com"), "\"a b\"@test.com");
+        assert_eq!(ok(DeviceKind::Email, "\"a@b\"@test.com"), "\"a@b\"@test.com");
+        assert_eq!(ok(DeviceKind::Email, "用户@例子.广告"), "用户@xn--fsqu00a.xn--4rr70v");
+        for bad in [
+            "\"a\"b\"@test.com",
+            "\"a\u{7}b\"@test.com",
+            "\"@test.com",
+            "mü ller@example.de",
+            "user@bü cher.de",
+            "user@bücher",
         ] {
             assert_eq!(
                 Device::new(DeviceKind::Email, bad),
