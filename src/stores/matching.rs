@@ -223,58 +223,77 @@ fn email_address(stored: &str) -> &str {
     s.trim_end_matches(EMAIL_TRIM)
 }
 
-/// The text of a stored IP address with what surrounds it in logs and URLs taken off (see [`sql_form`]).
+/// The text of a stored IP address with what surrounds it in logs and URLs taken off (see [`sql_form`]); each
+/// step is one removal of the SQL expression, in the same order.
 fn ip_text(stored: &str) -> Cow<'_, str> {
-    let mut s: Cow<'_, str> = Cow::Borrowed(stored.trim_matches(IP_TRIM));
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        s = Cow::Owned(s.to_ascii_lowercase());
-    }
-    let ipv4ish = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let trimmed = stored.trim_matches(IP_TRIM);
+    let lower: Cow<'_, str> = if trimmed.is_ascii() {
+        if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(trimmed.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(trimmed)
+        }
+    } else {
+        Cow::Owned(trimmed.to_lowercase())
+    };
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    let mut t: &str = &s;
-    // `[addr]` or `[addr]:port`
-    if let Some(inner) = t.strip_prefix('[') {
-        if let Some(close) = inner.find(']') {
-            let after = &inner[close + 1..];
-            if after.is_empty() || after.strip_prefix(':').is_some_and(digits) {
-                t = &inner[..close];
-            }
+    let ipv4ish = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let mut t: &str = &lower;
+    // `^\[|\](:[0-9]+)?$`
+    t = t.strip_prefix('[').unwrap_or(t);
+    if let Some(close) = t.rfind(']') {
+        let after = &t[close + 1..];
+        if after.is_empty() || after.strip_prefix(':').is_some_and(digits) {
+            t = &t[..close];
         }
     }
-    // `a.b.c.d:port`
+    // `(?<=\.[0-9]{1,3}):[0-9]+$`: an IPv4 address's port.
     if let Some((addr, port)) = t.rsplit_once(':') {
-        if ipv4ish(addr) && digits(port) {
+        let last = addr.rsplit_once('.').map(|(_, l)| l);
+        if digits(port) && last.is_some_and(|l| digits(l) && l.len() <= 3) {
             t = addr;
         }
     }
-    // `/prefix`
+    // `/[0-9]{1,3}$`
     if let Some((addr, len)) = t.rsplit_once('/') {
         if digits(len) && len.len() <= 3 {
             t = addr;
         }
     }
+    // `^::ffff:(?=[0-9.]+$)`
     if let Some(v4) = t.strip_prefix("::ffff:").filter(|v| ipv4ish(v)) {
         t = v4;
     }
-    if ipv4ish(t) {
+    // `(?<=^|\.)0+(?=[0-9][0-9.]*$)`: leading zeros of the parts in the trailing run of digits and dots.
+    let tail_start = t
+        .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')
+        .len();
+    let padded = |begin: usize, part: &str| begin >= tail_start && part.len() > 1 && part.starts_with('0');
+    let mut begin = 0;
+    let mut any = false;
+    for part in t.split('.') {
+        any |= padded(begin, part);
+        begin += part.len() + 1;
+    }
+    if any {
         let mut out = String::with_capacity(t.len());
+        let mut begin = 0;
         for (i, part) in t.split('.').enumerate() {
             if i > 0 {
                 out.push('.');
             }
-            let trimmed = part.trim_start_matches('0');
-            out.push_str(if trimmed.is_empty() && !part.is_empty() {
-                "0"
+            if padded(begin, part) {
+                let kept = part.trim_start_matches('0');
+                out.push_str(if kept.is_empty() { "0" } else { kept });
             } else {
-                trimmed
-            });
+                out.push_str(part);
+            }
+            begin += part.len() + 1;
         }
-        if out != t {
-            return Cow::Owned(out);
-        }
+        return Cow::Owned(out);
     }
-    if t.len() == s.len() {
-        s
+    if t.len() == lower.len() {
+        lower
     } else {
         Cow::Owned(t.to_owned())
     }

@@ -165,9 +165,9 @@ impl Backend for MyConn {
         Ok(self.conn.affected_rows())
     }
 
-    fn uses_index(&mut self, table: &str, expr: &str) -> Result<bool, StoreError> {
+    fn uses_index(&mut self, table: &str, predicate: &str) -> Result<bool, StoreError> {
         let sql = format!(
-            "EXPLAIN SELECT 1 FROM {} WHERE {expr} IN ('0', '1')",
+            "EXPLAIN SELECT 1 FROM {} WHERE {predicate}",
             Dialect::Mysql.quote(table)
         );
         let rows = self.conn.query_iter(sql).map_err(error)?;

@@ -134,13 +134,13 @@ impl Backend for PgConn {
             .map_err(|e| self.error(&e))
     }
 
-    fn uses_index(&mut self, table: &str, expr: &str) -> Result<bool, StoreError> {
+    fn uses_index(&mut self, table: &str, predicate: &str) -> Result<bool, StoreError> {
         // With sequential scans priced out, the planner picks an index whenever one can answer.
         self.batch("BEGIN; SET LOCAL enable_seqscan = off")?;
         let sql = Sql {
             dialect: Dialect::Postgres,
             text: format!(
-                "EXPLAIN SELECT 1 FROM {} WHERE {expr} = ANY('{{0}}'::text[])",
+                "EXPLAIN SELECT 1 FROM {} WHERE {predicate}",
                 Dialect::Postgres.quote(table)
             ),
             params: Vec::new(),
@@ -153,7 +153,7 @@ impl Backend for PgConn {
         });
         self.batch("ROLLBACK")?;
         result?;
-        Ok(plan.contains("Index Scan") || plan.contains("Index Only Scan"))
+        Ok(plan.contains("Index") && !plan.contains("Seq Scan"))
     }
 
     fn row_reference(&mut self, table: &str) -> Result<RowRef, StoreError> {

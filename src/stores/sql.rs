@@ -2,13 +2,15 @@
 //! statements, and forget and export on top of a small [`Backend`] (connect, run a statement, stream rows).
 //!
 //! Matching happens in two steps. SQL finds candidate rows with one statement per table, comparing a normalised
-//! form of each device column (`regexp_replace(phone, '[^0-9]', '', 'g')`, `lower(trim(email))`, or a column
+//! form of each device column ([`sql_form`], written as a SQL expression by [`Dialect::normalised`], or a column
 //! named in `normalised`) with every form a wanted device could be stored in ([`sql_candidates`]); an index on
-//! that expression makes it a lookup. Each candidate row is then read by the same [`Matcher`] as the SQLite
-//! store, so both kinds of store agree exactly on what matches.
+//! that expression makes it a lookup. A phone cell the index cannot answer exactly (several numbers in it) has a
+//! form starting with [`SEVERAL`], and the range of such forms is read for every batch, through the same index.
+//! Each candidate row is then read by the same [`Matcher`] as the SQLite store, so both kinds of store agree
+//! exactly on what matches.
 
 use super::mask::mask;
-use super::matching::{sql_candidates, Matcher};
+use super::matching::{sql_candidates, Matcher, EMAIL_TRIM, PHONE_TRANSLATIONS, SEVERAL};
 use super::sqlite::{CANCELLED_STATE, IN_FLIGHT_STATES};
 use super::{
     admitted, digest_index, key_index, mark_suppressed, remove_recordings, Batch, ExportSink,
@@ -43,24 +45,133 @@ impl Dialect {
         }
     }
 
-    /// The expression whose value is compared with the candidates of a device column.
-    fn normalised(self, kind: DeviceKind, column: &ColumnInfo) -> String {
+    /// The expression whose value is compared with the candidates of a device column: [`sql_form`] in SQL.
+    ///
+    /// [`sql_form`]: super::matching::sql_form
+    pub(crate) fn normalised(self, kind: DeviceKind, column: &ColumnInfo) -> String {
         let c = self.quote(&column.name);
-        match (self, kind) {
-            (Dialect::Postgres, DeviceKind::Phone) => {
-                format!(
-                    "regexp_replace({}, '[^0-9]', '', 'g')",
-                    self.text_if_needed(column)
-                )
+        match kind {
+            DeviceKind::Phone => self.phone_form(&self.text_if_needed(column)),
+            DeviceKind::Email => self.email_form(&self.text_if_needed(column)),
+            DeviceKind::Ipaddr if self == Dialect::Postgres && column.inet => {
+                self.ip_form(&format!("host({c})"))
             }
-            (Dialect::Mysql, DeviceKind::Phone) => format!("REGEXP_REPLACE({c}, '[^0-9]', '')"),
-            (Dialect::Postgres, DeviceKind::Email) => format!("lower(trim({c}))"),
-            // MySQL compares with the column's collation, case-insensitive by default, so an index on the
-            // column itself serves.
-            (Dialect::Mysql, DeviceKind::Email) => c,
-            (Dialect::Postgres, DeviceKind::Ipaddr) if column.inet => format!("host({c})"),
-            (_, DeviceKind::Ipaddr) => c,
+            DeviceKind::Ipaddr => self.ip_form(&self.text_if_needed(column)),
         }
+    }
+
+    /// A string literal holding `text` with its regular-expression backslashes (MySQL reads backslashes in
+    /// literals as escapes, so they are doubled there).
+    fn pattern(self, text: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("'{}'", text.replace('\'', "''")),
+            Dialect::Mysql => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''")),
+        }
+    }
+
+    /// `REGEXP_REPLACE(expr, pattern, '')` replacing every match (`flags` `i`: ignoring case).
+    fn remove(self, expr: &str, pattern: &str, case_insensitive: bool) -> String {
+        match self {
+            Dialect::Postgres => format!(
+                "regexp_replace({expr}, {}, '', '{}g')",
+                self.pattern(pattern),
+                if case_insensitive { "i" } else { "" }
+            ),
+            Dialect::Mysql => format!(
+                "REGEXP_REPLACE({expr}, {}, '')",
+                self.pattern(&format!(
+                    "{}{pattern}",
+                    if case_insensitive { "(?i)" } else { "(?-i)" }
+                ))
+            ),
+        }
+    }
+
+    /// `expr ~ pattern`.
+    fn like_pattern(self, expr: &str, pattern: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{expr} ~ {}", self.pattern(pattern)),
+            Dialect::Mysql => format!("{expr} REGEXP {}", self.pattern(&format!("(?-i){pattern}"))),
+        }
+    }
+
+    /// A phone's [`super::matching::sql_form`]: fullwidth characters read as ASCII, a trailing extension
+    /// dropped, the digits, after [`SEVERAL`] when two digits are separated by anything but a joiner.
+    fn phone_form(self, c: &str) -> String {
+        let translated = match self {
+            Dialect::Postgres => {
+                let (from, to): (String, String) = PHONE_TRANSLATIONS.iter().copied().unzip();
+                format!("translate({c}, '{from}', '{to}')")
+            }
+            Dialect::Mysql => PHONE_TRANSLATIONS
+                .iter()
+                .fold(c.to_owned(), |e, (from, to)| format!("REPLACE({e}, '{from}', '{to}')")),
+        };
+        let stripped = self.remove(
+            &translated,
+            r"[ \t]*(x|ext\.?|extn|extension|#|;ext=)[ \t]*[0-9]+[ \t]*$",
+            true,
+        );
+        let several = self.like_pattern(&stripped, r"[0-9][^0-9]*[^0-9 \t.()-][^0-9]*[0-9]");
+        let digits = self.remove(&stripped, "[^0-9]", false);
+        match self {
+            Dialect::Postgres => {
+                format!("(CASE WHEN {several} THEN '{SEVERAL}' ELSE '' END || {digits})")
+            }
+            Dialect::Mysql => format!("CONCAT(IF({several}, '{SEVERAL}', ''), {digits})"),
+        }
+    }
+
+    /// An email's [`super::matching::sql_form`]: the address inside `<…>`, without `mailto:` and the
+    /// characters of [`EMAIL_TRIM`] around it, lowercased.
+    fn email_form(self, c: &str) -> String {
+        let inside = match self {
+            Dialect::Postgres => format!("regexp_replace({c}, '^[^<]*<([^>]*)>.*$', '\\1')"),
+            Dialect::Mysql => format!(
+                "IF(LOCATE('<', {c}) > 0 AND LOCATE('>', {c}, LOCATE('<', {c})) > 0, \
+                 SUBSTRING({c}, LOCATE('<', {c}) + 1, LOCATE('>', {c}, LOCATE('<', {c})) - LOCATE('<', {c}) - 1), {c})"
+            ),
+        };
+        // An alternation rather than a bracket: MariaDB's PCRE may match bytes, not characters.
+        let z = format!(
+            "(?:{})",
+            EMAIL_TRIM
+                .iter()
+                .map(|c| match c {
+                    '\t' => r"\t".to_owned(),
+                    '\r' => r"\r".to_owned(),
+                    '\n' => r"\n".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        // Two removals: MariaDB stops replacing after an empty match at the start.
+        let trimmed = self.remove(
+            &self.remove(&inside, &format!("{z}+$"), false),
+            &format!("^{z}*(mailto:)?{z}*"),
+            true,
+        );
+        format!("lower({trimmed})")
+    }
+
+    /// An IP address's [`super::matching::sql_form`]: lowercased and trimmed, brackets, port, prefix length
+    /// and `::ffff:` taken off, zero-padded IPv4 parts unpadded. Each step only removes text, so the
+    /// expression grows linearly with the steps.
+    fn ip_form(self, c: &str) -> String {
+        let trimmed = format!(
+            "lower({})",
+            self.remove(c, r"^[ \t\r\n]+|[ \t\r\n]+$", false)
+        );
+        [
+            r"^\[|\](:[0-9]+)?$",
+            r"(?<=\.[0-9]|\.[0-9][0-9]|\.[0-9][0-9][0-9]):[0-9]+$",
+            "/[0-9]{1,3}$",
+            r"^::ffff:(?=[0-9.]+$)",
+            r"(?<=^|\.)0+(?=[0-9][0-9.]*$)",
+        ]
+        .iter()
+        .fold(trimmed, |e, p| self.remove(&e, p, false))
     }
 
     fn text_if_needed(self, column: &ColumnInfo) -> String {
@@ -173,6 +284,43 @@ impl Sql {
     }
 }
 
+impl Sql {
+    /// Appends the prefilter of one device column: its normalised form `expr` among `values`, and for a phone
+    /// also [`several_range`].
+    fn device_match(&mut self, expr: &str, kind: DeviceKind, values: &[String]) -> &mut Sql {
+        self.push("(");
+        self.in_list(expr, values, None);
+        if kind == DeviceKind::Phone {
+            self.push(" OR ").push(&several_range(expr));
+        }
+        self.push(")")
+    }
+}
+
+/// The condition that a phone's normalised form `expr` starts with [`SEVERAL`]: an index range, so those rows
+/// are read through the index too.
+pub(crate) fn several_range(expr: &str) -> String {
+    // SEVERAL is one lower-case letter; forms are digits or SEVERAL and digits, so the range ends at the next letter.
+    let next = SEVERAL
+        .chars()
+        .next()
+        .and_then(|c| char::from_u32(c as u32 + 1))
+        .unwrap_or('z');
+    format!("({expr} >= '{SEVERAL}' AND {expr} < '{next}')")
+}
+
+/// The prefilter of one device column with a literal list of values, as `EXPLAIN` is asked about it.
+pub(crate) fn explained_match(d: Dialect, expr: &str, kind: DeviceKind) -> String {
+    let list = match d {
+        Dialect::Postgres => format!("{expr} = ANY('{{0,1}}'::text[])"),
+        Dialect::Mysql => format!("{expr} IN ('0', '1')"),
+    };
+    match kind {
+        DeviceKind::Phone => format!("({list} OR {})", several_range(expr)),
+        _ => list,
+    }
+}
+
 /// Receives the rows of a query, every column as text.
 pub(crate) type RowFn<'a> = dyn FnMut(&[Option<String>]) -> Result<(), StoreError> + 'a;
 
@@ -196,8 +344,9 @@ pub(crate) trait Backend: Send + Sized {
     /// Runs a statement and returns the rows it changed.
     fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError>;
 
-    /// Whether `expr = 'x'` over `table` can be answered from an index.
-    fn uses_index(&mut self, table: &str, expr: &str) -> Result<bool, StoreError>;
+    /// Whether `SELECT … FROM table WHERE predicate` (the prefilter of one device column, from
+    /// [`explained_match`]) can be answered from an index, without reading the whole table.
+    fn uses_index(&mut self, table: &str, predicate: &str) -> Result<bool, StoreError>;
 
     /// The columns of the primary key of `table`, or the row reference the server offers for every table.
     fn row_reference(&mut self, table: &str) -> Result<RowRef, StoreError>;
@@ -498,7 +647,7 @@ impl<B: Backend> SqlStore<B> {
                 check_table(d, table, info, files_root)?;
                 for (kind, col) in table.device_columns() {
                     let expr = device_expr(d, table, info, kind, col)?;
-                    if !conn.uses_index(&table.name, &expr)? {
+                    if !conn.uses_index(&table.name, &explained_match(d, &expr, kind))? {
                         let how = match table.normalised.get(col) {
                             Some(n) => format!("create an index on {}.{n}", table.name),
                             None => match d {
@@ -506,13 +655,8 @@ impl<B: Backend> SqlStore<B> {
                                     "CREATE INDEX ON {} (({expr}))",
                                     d.quote(&table.name)
                                 ),
-                                Dialect::Mysql if kind == DeviceKind::Phone => format!(
-                                    "add a generated column holding {expr}, index it and name it in normalised = {{ {col} = \"…\" }}"
-                                ),
                                 Dialect::Mysql => format!(
-                                    "CREATE INDEX … ON {} ({})",
-                                    d.quote(&table.name),
-                                    d.quote(col)
+                                    "add a generated column holding {expr}, index it and name it in normalised = {{ {col} = \"…\" }}"
                                 ),
                             },
                         };
@@ -786,7 +930,7 @@ impl<B: Backend> SqlStore<B> {
                 sql.push(" OR ");
             }
             let expr = device_expr(d, table, info, *kind, col)?;
-            sql.in_list(&expr, values, None);
+            sql.device_match(&expr, *kind, values);
             any = true;
         }
         if !any {
@@ -973,7 +1117,7 @@ impl<B: Backend> SqlStore<B> {
                     }
                     let expr = device_expr(d, table, info, *kind, col)?;
                     let wanted = candidates.get(kind).map(Vec::as_slice).unwrap_or_default();
-                    sql.in_list(&expr, wanted, None).push(" OR ");
+                    sql.device_match(&expr, *kind, wanted).push(" OR ");
                     sql.in_list(&d.quote(col), &digest_list, None);
                 }
                 conn.query(&sql, &mut |row| {
@@ -1222,5 +1366,110 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
         SqlStore::suppressed(self, batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::matching::sql_form;
+
+    fn column(name: &str) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            text: true,
+            max_len: None,
+            nullable: true,
+            generated: false,
+            inet: false,
+        }
+    }
+
+    /// Stored values in the forms of issue 14 and their neighbours, with generated mixtures of the pieces the
+    /// readers look for.
+    fn samples() -> Vec<String> {
+        let mut out: Vec<String> = [
+            "(781) 555-1212 ext. 42", "+1 781 555 1212 x123", "001 781 555 1212", "011 1 781 555 1212",
+            "+1 781 555 1212 / +1 617 555 0000", "＋１ ７８１ ５５５ １２１２", "(７８１) ５５５-１２１２",
+            "+1\u{a0}781\u{a0}555\u{a0}1212", "Tel: +1 781 555 1212", "tel:+1-781-555-1212;ext=7", "030/1234567",
+            "781-555-1212x42", "x42", "9917815551212", "+1 617 555 0000 EXT 7815551212", "", " ", "n/a",
+            "<test@test.com>", "mailto:test@test.com", "MAILTO: Test@Test.com", "Test <test@test.com>",
+            "test@test.com\u{200b}", "\u{feff} test@test.com \u{200b}\n", "user@bücher.de", "Müller@Example.de",
+            "\"a b\"@test.com", "a<b", "a>b<c", "<>", "010.010.010.010", "10.10.10.010", "10.10.10.10:443",
+            "10.10.10.10/32", "::ffff:10.10.10.10", "::FFFF:010.10.10.10", "[2001:db8::1]", "[2001:DB8::1]:443",
+            "2001:db8::1/128", "0.0.0.0", "000.00.0.000", "a010.1", "fe80::1", " 10.10.10.10\n", "1.2.3.4]:80",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let pieces = [
+            "0", "01", "7", "555", " ", "-", ".", "(", ")", "+", "/", ",", "x", "ext.", "#", ";ext=", "１", "＋",
+            "\u{a0}", "<", ">", "@", "mailto:", "\u{200b}", "[", "]", ":", "::ffff:", "ü", "a", "\t",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..400 {
+            let mut s = String::new();
+            for _ in 0..(seed % 9) {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            out.push(s);
+        }
+        out
+    }
+
+    fn assert_agrees(d: Dialect, mut eval: impl FnMut(&str, &str) -> Option<String>) {
+        for kind in [DeviceKind::Phone, DeviceKind::Email, DeviceKind::Ipaddr] {
+            let expr = d.normalised(kind, &column("v"));
+            for sample in samples() {
+                let got = eval(&expr, &sample).unwrap_or_default();
+                assert_eq!(got, sql_form(kind, &sample), "{d:?} {kind:?} {sample:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn postgres_computes_the_same_normalised_forms_as_gdprd() {
+        let Ok(url) = std::env::var("GDPRD_TEST_POSTGRES_URL") else {
+            assert!(std::env::var_os("CI").is_none(), "CI must set GDPRD_TEST_POSTGRES_URL");
+            return;
+        };
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        assert_agrees(Dialect::Postgres, |expr, v| {
+            let row = client
+                .query_one(&format!("SELECT {expr} FROM (SELECT $1::text AS v) t"), &[&v])
+                .expect("query");
+            row.get(0)
+        });
+    }
+
+    #[test]
+    fn mysql_computes_the_same_normalised_forms_as_gdprd() {
+        use mysql::prelude::Queryable;
+        let Ok(url) = std::env::var("GDPRD_TEST_MYSQL_URL") else {
+            assert!(std::env::var_os("CI").is_none(), "CI must set GDPRD_TEST_MYSQL_URL");
+            return;
+        };
+        let opts = mysql::Opts::from_url(&url).expect("url");
+        let mut conn = mysql::Conn::new(opts).expect("connect");
+        conn.query_drop("SET NAMES utf8mb4").expect("names");
+        assert_agrees(Dialect::Mysql, |expr, v| {
+            conn.exec_first(
+                format!("SELECT CAST({expr} AS CHAR) FROM (SELECT CAST(? AS CHAR CHARACTER SET utf8mb4) AS v) t"),
+                (v,),
+            )
+            .expect("query")
+        });
+    }
+
+    #[test]
+    #[ignore = "prints the normalised expressions, for the docs and fixtures"]
+    fn print_normalised_expressions() {
+        for d in [Dialect::Postgres, Dialect::Mysql] {
+            for kind in [DeviceKind::Phone, DeviceKind::Email, DeviceKind::Ipaddr] {
+                println!("{d:?} {kind:?}\n{}\n", d.normalised(kind, &column("COL")));
+            }
+        }
     }
 }
