@@ -306,16 +306,34 @@ mod tests {
 
     #[test]
     fn internationalised_emails_are_refused() {
-        assert_eq!(ok(DeviceKind::Email, "müller@example.de"), "müller@example.de");
-        assert_eq!(ok(DeviceKind::Email, "user@bücher.de"), "user@xn--bcher-kva.de");
-        assert_eq!(ok(DeviceKind::Email, "user@BÜCHER.de"), "user@xn--bcher-kva.de");
+        assert_eq!(
+            ok(DeviceKind::Email, "müller@example.de"),
+            "müller@example.de"
+        );
+        assert_eq!(
+            ok(DeviceKind::Email, "user@bücher.de"),
+            "user@xn--bcher-kva.de"
+        );
+        assert_eq!(
+            ok(DeviceKind::Email, "user@BÜCHER.de"),
+            "user@xn--bcher-kva.de"
+        );
         assert_eq!(
             ok(DeviceKind::Email, "user@xn--bcher-kva.de"),
             "user@xn--bcher-kva.de"
         );
-        assert_eq!(ok(DeviceKind::Email, "\"a b\"@test.com"), "\"a b\"@test.com");
-        assert_eq!(ok(DeviceKind::Email, "\"a@b\"@test.com"), "\"a@b\"@test.com");
-        assert_eq!(ok(DeviceKind::Email, "用户@例子.广告"), "用户@xn--fsqu00a.xn--4rr70v");
+        assert_eq!(
+            ok(DeviceKind::Email, "\"a b\"@test.com"),
+            "\"a b\"@test.com"
+        );
+        assert_eq!(
+            ok(DeviceKind::Email, "\"a@b\"@test.com"),
+            "\"a@b\"@test.com"
+        );
+        assert_eq!(
+            ok(DeviceKind::Email, "用户@例子.广告"),
+            "用户@xn--fsqu00a.xn--4rr70v"
+        );
         for bad in [
             "\"a\"b\"@test.com",
             "\"a\u{7}b\"@test.com",

@@ -268,7 +268,8 @@ fn ip_text(stored: &str) -> Cow<'_, str> {
     let tail_start = t
         .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')
         .len();
-    let padded = |begin: usize, part: &str| begin >= tail_start && part.len() > 1 && part.starts_with('0');
+    let padded =
+        |begin: usize, part: &str| begin >= tail_start && part.len() > 1 && part.starts_with('0');
     let mut begin = 0;
     let mut any = false;
     for part in t.split('.') {
@@ -412,7 +413,8 @@ impl Scratch {
                 if had_number && word_start {
                     let rest = &s[i..];
                     if let Some(m) = EXTENSION_MARKERS.iter().find(|m| {
-                        rest.get(..m.len()).is_some_and(|w| w.eq_ignore_ascii_case(m))
+                        rest.get(..m.len())
+                            .is_some_and(|w| w.eq_ignore_ascii_case(m))
                             && !rest[m.len()..].starts_with(char::is_alphabetic)
                     }) {
                         extension = Extension::Marker(i + m.len());
@@ -598,7 +600,10 @@ mod tests {
             "Tel: +1 781 555 1212",
         ] {
             assert!(matches(phone, stored, "+1 781 555 1212"), "{stored}");
-            if stored.contains('/') || stored.contains(',') || stored.contains(';') && !stored.contains("ext=") {
+            if stored.contains('/')
+                || stored.contains(',')
+                || stored.contains(';') && !stored.contains("ext=")
+            {
                 assert!(matches(phone, stored, "+1 617 555 0000"), "{stored}");
             }
         }
@@ -641,7 +646,12 @@ mod tests {
         ] {
             assert!(matches(email, stored, "test@test.com"), "{stored:?}");
         }
-        for stored in ["<test@test.com.evil>", "xtest@test.com", "test@test.com.", "mailto:"] {
+        for stored in [
+            "<test@test.com.evil>",
+            "xtest@test.com",
+            "test@test.com.",
+            "mailto:",
+        ] {
             assert!(!matches(email, stored, "test@test.com"), "{stored:?}");
         }
     }
@@ -692,9 +702,15 @@ mod tests {
         let p = DeviceKind::Phone;
         assert_eq!(sql_form(p, "(781) 555-1212 ext. 42"), "7815551212");
         assert_eq!(sql_form(p, "+1 781 555 1212 x123"), "17815551212");
-        assert_eq!(sql_form(p, "００１ ７８１ ５５５ １２１２"), "0017815551212");
+        assert_eq!(
+            sql_form(p, "００１ ７８１ ５５５ １２１２"),
+            "0017815551212"
+        );
         assert_eq!(sql_form(p, "Tel: +1 781 555 1212"), "17815551212");
-        assert_eq!(sql_form(p, "+1 781 555 1212 / +1 617 555 0000"), "m1781555121216175550000");
+        assert_eq!(
+            sql_form(p, "+1 781 555 1212 / +1 617 555 0000"),
+            "m1781555121216175550000"
+        );
         assert_eq!(sql_form(p, "030/1234567"), "m0301234567");
         assert_eq!(sql_form(p, "x42"), "");
     }

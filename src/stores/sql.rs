@@ -105,7 +105,9 @@ impl Dialect {
             }
             Dialect::Mysql => PHONE_TRANSLATIONS
                 .iter()
-                .fold(c.to_owned(), |e, (from, to)| format!("REPLACE({e}, '{from}', '{to}')")),
+                .fold(c.to_owned(), |e, (from, to)| {
+                    format!("REPLACE({e}, '{from}', '{to}')")
+                }),
         };
         let stripped = self.remove(
             &translated,
@@ -1389,28 +1391,67 @@ mod tests {
     /// readers look for.
     fn samples() -> Vec<String> {
         let mut out: Vec<String> = [
-            "(781) 555-1212 ext. 42", "+1 781 555 1212 x123", "001 781 555 1212", "011 1 781 555 1212",
-            "+1 781 555 1212 / +1 617 555 0000", "＋１ ７８１ ５５５ １２１２", "(７８１) ５５５-１２１２",
-            "+1\u{a0}781\u{a0}555\u{a0}1212", "Tel: +1 781 555 1212", "tel:+1-781-555-1212;ext=7", "030/1234567",
-            "781-555-1212x42", "x42", "9917815551212", "+1 617 555 0000 EXT 7815551212", "", " ", "n/a",
-            "<test@test.com>", "mailto:test@test.com", "MAILTO: Test@Test.com", "Test <test@test.com>",
-            "test@test.com\u{200b}", "\u{feff} test@test.com \u{200b}\n", "user@bücher.de", "Müller@Example.de",
-            "\"a b\"@test.com", "a<b", "a>b<c", "<>", "010.010.010.010", "10.10.10.010", "10.10.10.10:443",
-            "10.10.10.10/32", "::ffff:10.10.10.10", "::FFFF:010.10.10.10", "[2001:db8::1]", "[2001:DB8::1]:443",
-            "2001:db8::1/128", "0.0.0.0", "000.00.0.000", "a010.1", "fe80::1", " 10.10.10.10\n", "1.2.3.4]:80",
+            "(781) 555-1212 ext. 42",
+            "+1 781 555 1212 x123",
+            "001 781 555 1212",
+            "011 1 781 555 1212",
+            "+1 781 555 1212 / +1 617 555 0000",
+            "＋１ ７８１ ５５５ １２１２",
+            "(７８１) ５５５-１２１２",
+            "+1\u{a0}781\u{a0}555\u{a0}1212",
+            "Tel: +1 781 555 1212",
+            "tel:+1-781-555-1212;ext=7",
+            "030/1234567",
+            "781-555-1212x42",
+            "x42",
+            "9917815551212",
+            "+1 617 555 0000 EXT 7815551212",
+            "",
+            " ",
+            "n/a",
+            "<test@test.com>",
+            "mailto:test@test.com",
+            "MAILTO: Test@Test.com",
+            "Test <test@test.com>",
+            "test@test.com\u{200b}",
+            "\u{feff} test@test.com \u{200b}\n",
+            "user@bücher.de",
+            "Müller@Example.de",
+            "\"a b\"@test.com",
+            "a<b",
+            "a>b<c",
+            "<>",
+            "010.010.010.010",
+            "10.10.10.010",
+            "10.10.10.10:443",
+            "10.10.10.10/32",
+            "::ffff:10.10.10.10",
+            "::FFFF:010.10.10.10",
+            "[2001:db8::1]",
+            "[2001:DB8::1]:443",
+            "2001:db8::1/128",
+            "0.0.0.0",
+            "000.00.0.000",
+            "a010.1",
+            "fe80::1",
+            " 10.10.10.10\n",
+            "1.2.3.4]:80",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let pieces = [
-            "0", "01", "7", "555", " ", "-", ".", "(", ")", "+", "/", ",", "x", "ext.", "#", ";ext=", "１", "＋",
-            "\u{a0}", "<", ">", "@", "mailto:", "\u{200b}", "[", "]", ":", "::ffff:", "ü", "a", "\t",
+            "0", "01", "7", "555", " ", "-", ".", "(", ")", "+", "/", ",", "x", "ext.", "#",
+            ";ext=", "１", "＋", "\u{a0}", "<", ">", "@", "mailto:", "\u{200b}", "[", "]", ":",
+            "::ffff:", "ü", "a", "\t",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..400 {
             let mut s = String::new();
             for _ in 0..(seed % 9) {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 s.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
             }
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -1432,13 +1473,19 @@ mod tests {
     #[test]
     fn postgres_computes_the_same_normalised_forms_as_gdprd() {
         let Ok(url) = std::env::var("GDPRD_TEST_POSTGRES_URL") else {
-            assert!(std::env::var_os("CI").is_none(), "CI must set GDPRD_TEST_POSTGRES_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set GDPRD_TEST_POSTGRES_URL"
+            );
             return;
         };
         let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
         assert_agrees(Dialect::Postgres, |expr, v| {
             let row = client
-                .query_one(&format!("SELECT {expr} FROM (SELECT $1::text AS v) t"), &[&v])
+                .query_one(
+                    &format!("SELECT {expr} FROM (SELECT $1::text AS v) t"),
+                    &[&v],
+                )
                 .expect("query");
             row.get(0)
         });
@@ -1448,7 +1495,10 @@ mod tests {
     fn mysql_computes_the_same_normalised_forms_as_gdprd() {
         use mysql::prelude::Queryable;
         let Ok(url) = std::env::var("GDPRD_TEST_MYSQL_URL") else {
-            assert!(std::env::var_os("CI").is_none(), "CI must set GDPRD_TEST_MYSQL_URL");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set GDPRD_TEST_MYSQL_URL"
+            );
             return;
         };
         let opts = mysql::Opts::from_url(&url).expect("url");
