@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const POSTGRES_VAR: &str = "GDPRD_TEST_POSTGRES_URL";
-const MYSQL_VAR: &str = "GDPRD_TEST_MYSQL_URL";
+pub(crate) const POSTGRES_VAR: &str = "GDPRD_TEST_POSTGRES_URL";
+pub(crate) const MYSQL_VAR: &str = "GDPRD_TEST_MYSQL_URL";
 const SAMPLE_ACCOUNT: &str = "30003748347";
 const OTHER_ACCOUNT: &str = "40004000400";
 
 /// The server URL in `var`, or `None` (with a message) on a machine without it. CI must set it.
-fn server(var: &str) -> Option<String> {
+pub(crate) fn server(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -44,13 +44,13 @@ fn unique_name() -> String {
 }
 
 /// A PostgreSQL schema of the test's own, dropped when the test ends.
-struct PgSchema {
+pub(crate) struct PgSchema {
     url: String,
-    name: String,
+    pub(crate) name: String,
 }
 
 impl PgSchema {
-    fn client(&self) -> postgres::Client {
+    pub(crate) fn client(&self) -> postgres::Client {
         let mut c = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
         c.batch_execute(&format!("SET search_path TO {}", self.name))
             .expect("search_path");
@@ -71,9 +71,9 @@ impl Drop for PgSchema {
 }
 
 /// A MySQL database of the test's own, dropped when the test ends.
-struct MyDb {
+pub(crate) struct MyDb {
     server: String,
-    url: String,
+    pub(crate) url: String,
     name: String,
 }
 
@@ -149,7 +149,7 @@ fn sample_phone_queries(digits: impl Fn(&str) -> String) -> Vec<(String, String)
 }
 
 /// `gdprd check-config` on the demo's config: (success, stdout).
-fn check_config(demo: &Demo) -> (bool, String) {
+pub(crate) fn check_config(demo: &Demo) -> (bool, String) {
     let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
     (
         out.status.success(),
@@ -158,7 +158,7 @@ fn check_config(demo: &Demo) -> (bool, String) {
 }
 
 /// Replaces `from` by `to` in the demo's config.
-fn edit_config(demo: &Demo, from: &str, to: &str) {
+pub(crate) fn edit_config(demo: &Demo, from: &str, to: &str) {
     let config = std::fs::read_to_string(&demo.config).expect("config");
     assert!(config.contains(from), "{from} is in the config");
     std::fs::write(&demo.config, config.replace(from, to)).expect("write");
@@ -192,7 +192,7 @@ fn load_postgres(demo: &Demo, url: &str, schema: &str, extra: &[&str]) {
     );
 }
 
-fn postgres_demo(url: &str, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
+pub(crate) fn postgres_demo(url: &str, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
     postgres_demo_rows(url, 300, tweak)
 }
 
@@ -213,7 +213,7 @@ fn postgres_demo_rows(url: &str, rows: u64, tweak: impl Fn(String) -> String) ->
     (demo, schema)
 }
 
-fn mysql_demo(server: &str, tweak: impl Fn(String) -> String) -> (Demo, MyDb) {
+pub(crate) fn mysql_demo(server: &str, tweak: impl Fn(String) -> String) -> (Demo, MyDb) {
     let db = MyDb::new(server);
     let store = std::fs::read_to_string(fixture("mysql/store.toml"))
         .expect("fixture")
