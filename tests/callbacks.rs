@@ -42,8 +42,15 @@ impl Drop for Service {
     }
 }
 
+/// The digits of `s`, fullwidth ones read as ASCII.
 fn digits(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).collect()
+    s.chars()
+        .filter_map(|c| match c {
+            '0'..='9' => Some(c),
+            '\u{FF10}'..='\u{FF19}' => char::from_u32(u32::from(c) - 0xFF10 + u32::from('0')),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Service {
@@ -134,12 +141,13 @@ fn answer(state: &Mutex<State>, request: &tiny_http::Request) -> (u16, Value) {
                 .filter_map(|kv| kv.strip_prefix("customer_number="))
                 .map(|v| digits(&v.replace("%2B", "+")))
                 .collect();
-            // Sloppy on purpose: the last seven digits decide, as some services do.
+            // Sloppy on purpose: a callback whose digits hold the last seven digits is returned, as some
+            // services do.
             let tail = |d: &str| d[d.len().saturating_sub(7)..].to_owned();
             let found: Vec<Value> = s
                 .callbacks
                 .iter()
-                .filter(|(_, c)| wanted.iter().any(|w| tail(w) == tail(&digits(&c.number))))
+                .filter(|(_, c)| wanted.iter().any(|w| digits(&c.number).contains(&tail(w))))
                 .map(|(id, c)| view(id, c))
                 .collect();
             for (id, new) in std::mem::take(&mut s.move_after_list) {
@@ -435,4 +443,32 @@ fn forgetting_the_sample_everywhere_leaves_no_store_holding_it_in_clear() {
         &["email:test@test.com", "email:genesys2@genesys.com"],
     );
     assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn callbacks_stored_with_an_extension_a_prefix_a_second_number_or_fullwidth_digits_were_never_forgotten() {
+    let service = Service::start(&[
+        ("e1", "(781) 555-0199 ext. 42", "SCHEDULED"),
+        ("e2", "+1 617 555 0000 / +1 781 555 0199", "SCHEDULED"),
+        ("e3", "００１ ７８１ ５５５ ０１９９", "SCHEDULED"),
+        ("e4", "+1 781 555 0199 x123", "QUEUED"),
+        // Returned by the service's sloppy matching, but other people's numbers: never touched.
+        ("b1", "9917815550199", "SCHEDULED"),
+        ("b2", "+1 617 555 0000 x7815550199", "SCHEDULED"),
+    ]);
+    let demo = demo_with(&service);
+    let _daemon = demo.start();
+    let body = br#"{"requests": [{"requestcase": "odd", "accountid": "30003748347", "type": "FORGET",
+        "contacts": [{"phone": "+1 781 555 0199"}]}]}"#;
+    demo.submit(&format!("forget-{}_120000.json", today()), body);
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    assert_eq!(responses(&log), ["SUCCESS"]);
+    assert_eq!(service.ids(), ["b1", "b2"], "the person's callbacks are gone, the others stay");
+    let ops = service.log();
+    assert!(at_most_listed(&ops, &["b1", "b2"]), "never acted on b1, b2: {ops:?}");
+}
+
+/// Whether no operation in `ops` names one of `ids` (listing names none).
+fn at_most_listed(ops: &[String], ids: &[&str]) -> bool {
+    !ops.iter().any(|o| ids.iter().any(|id| o.ends_with(id)))
 }
