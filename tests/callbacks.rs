@@ -446,7 +446,8 @@ fn forgetting_the_sample_everywhere_leaves_no_store_holding_it_in_clear() {
 }
 
 #[test]
-fn callbacks_stored_with_an_extension_a_prefix_a_second_number_or_fullwidth_digits_were_never_forgotten() {
+fn callbacks_stored_with_an_extension_a_prefix_a_second_number_or_fullwidth_digits_were_never_forgotten(
+) {
     let service = Service::start(&[
         ("e1", "(781) 555-0199 ext. 42", "SCHEDULED"),
         ("e2", "+1 617 555 0000 / +1 781 555 0199", "SCHEDULED"),
@@ -458,14 +459,22 @@ fn callbacks_stored_with_an_extension_a_prefix_a_second_number_or_fullwidth_digi
     ]);
     let demo = demo_with(&service);
     let _daemon = demo.start();
-    let body = br#"{"requests": [{"requestcase": "odd", "accountid": "30003748347", "type": "FORGET",
+    let body =
+        br#"{"requests": [{"requestcase": "odd", "accountid": "30003748347", "type": "FORGET",
         "contacts": [{"phone": "+1 781 555 0199"}]}]}"#;
     demo.submit(&format!("forget-{}_120000.json", today()), body);
     let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
     assert_eq!(responses(&log), ["SUCCESS"]);
-    assert_eq!(service.ids(), ["b1", "b2"], "the person's callbacks are gone, the others stay");
+    assert_eq!(
+        service.ids(),
+        ["b1", "b2"],
+        "the person's callbacks are gone, the others stay"
+    );
     let ops = service.log();
-    assert!(at_most_listed(&ops, &["b1", "b2"]), "never acted on b1, b2: {ops:?}");
+    assert!(
+        at_most_listed(&ops, &["b1", "b2"]),
+        "never acted on b1, b2: {ops:?}"
+    );
 }
 
 /// Whether no operation in `ops` names one of `ids` (listing names none).
