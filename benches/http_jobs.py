@@ -15,8 +15,9 @@ Cases:
   file    the 10,000 devices as forget-….json dropped into GDPR_Submit: drop to execution log;
   http    the same lines POSTed to /accounts/demo/gdpr_erasure: POST to the 303 of /status (one poll every 50 ms);
   polled  the same, while 200 clients poll /status at once, in waves, for the whole run: job time and the polls'
-          latency (the account's read limit is raised for the run so the polls measure the server, not the
-          limiter; with the default 100 reads/s most of a 200-poll wave would be answered 429).
+          latency (the account's read limit and the connection caps are raised for the run so the polls measure
+          the server, not the limiter; with the default 100 reads/s most of a 200-poll wave would be answered 429,
+          and with the default 16 connections per address, 503).
 """
 
 import argparse
@@ -75,7 +76,9 @@ class Daemon:
         if reads_per_second:
             text = text.replace(
                 f"listen = \"127.0.0.1:{self.port}\"",
-                f"listen = \"127.0.0.1:{self.port}\"\nreads_per_second = {reads_per_second}\nmax_lines = {IDENTIFIERS}",
+                f"listen = \"127.0.0.1:{self.port}\"\nreads_per_second = {reads_per_second}\nmax_lines = {IDENTIFIERS}"
+                # 200 pollers from one address: above the default caps of 128 connections, 16 per address.
+                f"\nmax_connections = {POLLERS + 16}\nmax_connections_per_address = {POLLERS + 16}",
             )
         else:
             text = text.replace(

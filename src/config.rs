@@ -1530,6 +1530,9 @@ mod tests {
             (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"+1\"\n\n# Contact lists"), "default_country_code must be"),
             (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"1\"\nlookup_keys = { Fax = \"fax\" }\n\n# Contact lists"), "use phone, email or ipaddr"),
             (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_lines = 0"), "must be positive"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nbody_timeout_seconds = 0"), "body_timeout_seconds"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_connections = 8\nmax_connections_per_address = 9"), "more than max_connections"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\ntrusted_proxies = [\"10.0.0.0/33\"]"), "not an address (10.0.0.7) or a network"),
             (DEMO.replace("[[stores.demo.tables]]\nname = \"contact_attempt\"", "[[stores.demo.tables]]\nname = \"contact_attempt\"\nmask = [\"nope\"]"), "mask names \"nope\""),
         ];
         for (text, want) in cases {
@@ -1542,6 +1545,14 @@ mod tests {
             "listen = \"0.0.0.0:8080\"\nplain_http_on_network = true",
         );
         assert!(load(&open).is_ok());
+        let proxies = DEMO.replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:8080\"\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]",
+        );
+        let c = load(&proxies).expect("trusted proxies load");
+        assert_eq!(c.http.trusted_proxies.len(), 3);
+        assert_eq!(c.http.max_connections, 128);
+        assert_eq!(c.http.header_timeout_seconds, 10);
     }
 
     #[test]

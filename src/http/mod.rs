@@ -252,7 +252,11 @@ impl HttpState {
         }
         drop(failures);
         warn!(
-            address = %from.map_or_else(|| "unknown (a trusted proxy forwarded none)".to_owned(), |ip| ip.to_string()),
+            // A pseudonym, never the address in clear (it is personal data), as the SFTP server logs its peers.
+            client = %from.map_or_else(
+                || "unknown (a trusted proxy forwarded none)".to_owned(),
+                |ip| crate::transports::sftp_server::peer::Peer(ip).to_string()
+            ),
             "HTTP authentication failed"
         );
         Err(ApiError::new(
