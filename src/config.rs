@@ -246,6 +246,8 @@ pub struct LimitsConfig {
     pub max_depth: usize,
     /// Devices executed together, then journaled, in a forget (default 500).
     pub batch_size: usize,
+    /// How many days ahead a file's name may be dated (default 31); a file dated later is rejected.
+    pub max_future_days: u32,
 }
 
 impl Default for LimitsConfig {
@@ -256,6 +258,7 @@ impl Default for LimitsConfig {
             max_contacts: l.max_contacts,
             max_depth: l.max_depth,
             batch_size: 500,
+            max_future_days: crate::requests::DEFAULT_MAX_FUTURE_DAYS,
         }
     }
 }
@@ -280,6 +283,10 @@ pub struct IntakeConfig {
     /// A file found by a rescan (not by a close-after-write event) is taken only when unchanged for this many
     /// seconds (default 2).
     pub settle_seconds: u64,
+    /// A file whose JSON ends before it is complete is an upload still being written while it was modified less
+    /// than this many seconds ago: it waits, and its name is not used up. Left unchanged longer, it is refused
+    /// (default 600).
+    pub upload_timeout_seconds: u64,
 }
 
 impl Default for IntakeConfig {
@@ -287,6 +294,7 @@ impl Default for IntakeConfig {
         IntakeConfig {
             rescan_seconds: 30,
             settle_seconds: 2,
+            upload_timeout_seconds: 600,
         }
     }
 }

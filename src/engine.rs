@@ -11,7 +11,7 @@ use crate::audit::Secret;
 use crate::config::{AccountConfig, Config};
 use crate::ledger::{AuditEntry, Counts, FileRecord, FileState, Ledger, LedgerError};
 use crate::requests::name::{is_in_progress, stem};
-use crate::requests::{admit_name, parse, Admission, Device, FileName, Kind, RequestFile};
+use crate::requests::{admit_name_within, parse, Admission, Device, FileName, Kind, RequestFile};
 use crate::results::atomic::remove_if_present;
 use crate::results::{archive, atomic, log};
 use crate::stores::{self, Batch, Scope, Store, StoreError, Target};
@@ -25,6 +25,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{info, warn};
 
 mod isolation;
@@ -304,6 +305,29 @@ fn remove_account_leftovers(account: &AccountConfig) -> usize {
     removed
 }
 
+/// When `bytes` end in the middle of their JSON (an empty file included) and the file was modified less than
+/// `timeout` ago, it is an upload still being written (a writer that pauses longer than the settle time): the
+/// time since its last write. A file left truncated longer is not waited for: it is refused like any invalid file.
+fn still_uploading(bytes: &[u8], meta: &std::fs::Metadata, timeout: Duration) -> Option<Duration> {
+    let age = meta
+        .modified()
+        .ok()
+        .map(|m| {
+            crate::clock::system_now()
+                .duration_since(m)
+                .unwrap_or(Duration::ZERO)
+        })
+        .unwrap_or(Duration::MAX);
+    if age >= timeout {
+        return None;
+    }
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+        Err(e) if e.classify() == serde_json::error::Category::Eof => Some(age),
+        _ => None,
+    }
+}
+
 /// How often a long forget logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -489,7 +513,8 @@ impl Engine {
         }
         let tz = account.tz();
         let today = Utc::now().with_timezone(&tz).date_naive();
-        let file_name = match admit_name(name, today, &account.timezone) {
+        let horizon = self.config.limits.max_future_days;
+        let file_name = match admit_name_within(name, today, &account.timezone, horizon) {
             Admission::InProgress => return Ok(Outcome::Ignored),
             Admission::Waiting(_) => return Ok(Outcome::Waiting),
             Admission::Reject(reason) => return self.reject(account, name, &path, reason),
@@ -497,6 +522,11 @@ impl Engine {
         };
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
         let bytes = read_capped(&path, cap).map_err(io_err(format!("cannot read {name}")))?;
+        let timeout = Duration::from_secs(self.config.intake.upload_timeout_seconds);
+        if let Some(age) = still_uploading(&bytes, &meta, timeout) {
+            info!(account = %account.name, file = name, seconds_since_written = age.as_secs(), "file ends in the middle of its JSON: an upload still being written; waiting for the rest");
+            return Ok(Outcome::Waiting);
+        }
         let sha = hex::encode(Sha256::digest(&bytes));
         let rec = self.ledger.claim(
             &account.name,
@@ -720,13 +750,16 @@ impl Engine {
         path: &Path,
         reason: String,
     ) -> Result<Outcome, EngineError> {
-        let notice = log::rejected_name(stem(name));
-        atomic::write(
+        // A name rejected again (a duplicate resubmission) gets a notice of its own beside the earlier ones.
+        atomic::write_new(
             &Self::result_dir(account)?,
-            &notice,
+            log::rejected_names(stem(name)),
             &log::rejection_notice(name, &reason),
         )
-        .map_err(io_err(format!("cannot write {notice}")))?;
+        .map_err(io_err(format!(
+            "cannot write {}",
+            log::rejected_name(stem(name))
+        )))?;
         let now = Utc::now();
         let entry = AuditEntry {
             account: account.name.clone(),

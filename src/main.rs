@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gdprd::config::{Config, LogFormat};
 use gdprd::daemon::{self, RunOptions};
-use gdprd::requests::{admit_name, parse, Admission, Limits};
+use gdprd::requests::{admit_name_within, parse, Admission, Limits, DEFAULT_MAX_FUTURE_DAYS};
 use gdprd::transports::sftp_server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -304,7 +304,7 @@ fn run(config: Config, once: bool) -> Result<()> {
 }
 
 fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> Result<ExitCode> {
-    let (limits, tz) = match config {
+    let (limits, tz, horizon) = match config {
         Some(path) => {
             let config = Config::load(path)?;
             let account = match account {
@@ -316,10 +316,14 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
                 None => config.accounts.first(),
             };
             let tz = account.map_or_else(|| "UTC".to_owned(), |a| a.timezone.clone());
-            (config.limits.request_limits(), tz)
+            (
+                config.limits.request_limits(),
+                tz,
+                config.limits.max_future_days,
+            )
         }
         None if account.is_some() => bail!("--account needs --config"),
-        None => (Limits::default(), "UTC".to_owned()),
+        None => (Limits::default(), "UTC".to_owned(), DEFAULT_MAX_FUTURE_DAYS),
     };
     let today = chrono::Utc::now()
         .with_timezone(&tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC))
@@ -345,7 +349,7 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         bar.set_message(name.clone());
-        let (verdict, details) = verdict(path, &name, today, &tz, &limits, &bar);
+        let (verdict, details) = verdict(path, &name, (today, &tz, horizon), &limits, &bar);
         bar.suspend(|| {
             println!("{name}: {verdict}");
             for line in &details {
@@ -365,12 +369,11 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
 fn verdict(
     path: &Path,
     name: &str,
-    today: chrono::NaiveDate,
-    tz: &str,
+    (today, tz, horizon): (chrono::NaiveDate, &str, u32),
     limits: &Limits,
     bar: &indicatif::ProgressBar,
 ) -> (String, Vec<String>) {
-    let (kind, when) = match admit_name(name, today, tz) {
+    let (kind, when) = match admit_name_within(name, today, tz, horizon) {
         Admission::InProgress => {
             return (
                 "IGNORED: a hidden or temporary name is an upload in progress".into(),

@@ -4,7 +4,7 @@
 //! where its result is. It shows no device: the ledger holds responses, never the devices themselves.
 
 use crate::config::Config;
-use crate::requests::{admit_name, Admission};
+use crate::requests::{admit_name_within, Admission};
 use crate::results::log as names;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
@@ -136,7 +136,7 @@ pub fn files(
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                match admit_name(&name, today, &a.timezone) {
+                match admit_name_within(&name, today, &a.timezone, config.limits.max_future_days) {
                     Admission::Waiting(date) => Some((name, date.to_string())),
                     _ => None,
                 }

@@ -161,8 +161,12 @@ fn files_dropped_while_the_daemon_was_down_are_processed_at_start() {
 
 #[test]
 fn every_bad_fixture_is_refused_whole_with_its_error() {
+    // No wait for truncated files: here they are refused at once (see the upload tests below).
     let demo = Demo::new(20, |c| {
-        c.replace("[intake]", "[limits]\nmax_file_bytes = 4096\n\n[intake]")
+        c.replace(
+            "[intake]",
+            "[limits]\nmax_file_bytes = 4096\n\n[intake]\nupload_timeout_seconds = 0",
+        )
     });
     let _daemon = demo.start();
     // Each file in fixtures/requests/bad is named after the error it produces.
@@ -427,4 +431,143 @@ fn a_second_daemon_on_the_same_state_folder_refuses_to_start() {
         "validate: {said}{}",
         String::from_utf8_lossy(&validate.stderr)
     );
+}
+
+#[test]
+fn a_second_rejection_of_a_name_keeps_the_first_notice() {
+    let demo = Demo::new(20, |c| c);
+    let _daemon = demo.start();
+    let stem = "forget-20180315_120000";
+    let name = format!("{stem}.json");
+    demo.submit(&name, &seed_forget());
+    let first = notice(&demo, stem);
+    assert!(
+        first["error"]
+            .as_str()
+            .expect("error")
+            .contains("dated 2018-03-15"),
+        "{first}"
+    );
+    demo.wait_submit_empty();
+    for n in 2..=3 {
+        demo.submit(&name, &seed_forget());
+        let again = demo.result_json(&format!("{stem}-rejected-{n}.json"));
+        assert!(
+            again["error"]
+                .as_str()
+                .expect("error")
+                .contains("already submitted"),
+            "{again}"
+        );
+        demo.wait_submit_empty();
+    }
+    assert_eq!(
+        notice(&demo, stem),
+        first,
+        "the first notice is kept as it was"
+    );
+    assert_eq!(
+        demo.results(),
+        [
+            format!("{stem}-rejected-2.json"),
+            format!("{stem}-rejected-3.json"),
+            format!("{stem}-rejected.json"),
+        ]
+    );
+}
+
+#[test]
+fn a_file_dated_beyond_the_horizon_is_rejected_not_kept_forever() {
+    let demo = Demo::new(20, |c| c);
+    let _daemon = demo.start();
+    let far = "forget-20991231_000000";
+    demo.submit(&format!("{far}.json"), &seed_forget());
+    // 31 days ahead (the default horizon) still waits for its day.
+    let near_date = (chrono::Utc::now() + chrono::Duration::days(31))
+        .format("%Y%m%d")
+        .to_string();
+    let near = format!("forget-{near_date}_000000.json");
+    demo.submit(&near, &seed_forget());
+    let n = notice(&demo, far);
+    let error = n["error"].as_str().expect("error");
+    assert!(
+        error.contains("dated 2099-12-31, more than 31 days after today")
+            && error.contains("at most 31 days ahead"),
+        "{error}"
+    );
+    demo.wait_submit_empty_but(&near);
+    assert_eq!(demo.sample_email_rows(), 1, "nothing executed");
+    let out = crate::harness::run(&["validate", demo.submit.join(&near).to_str().expect("utf-8")]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "waits until {}",
+            (chrono::Utc::now() + chrono::Duration::days(31)).format("%Y-%m-%d")
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_slow_upload_that_pauses_longer_than_the_settle_time_is_waited_for() {
+    use std::io::Write;
+    let demo = Demo::new(20, |c| {
+        c.replace("settle_seconds = 0", "settle_seconds = 1")
+    });
+    let _daemon = demo.start();
+    let name = format!("forget-{}_084500.json", today());
+    let body = seed_forget();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut file = std::fs::File::create(demo.submit.join(&name)).expect("create");
+    file.write_all(head).expect("first half");
+    file.sync_all().expect("sync");
+    // The writer pauses for longer than the settle time, across several rescans.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        demo.ledger_count(&format!("SELECT count(*) FROM files WHERE name = '{name}'")),
+        0,
+        "a half-written file does not use up its name"
+    );
+    assert!(demo.results().is_empty(), "{:?}", demo.results());
+    file.write_all(tail).expect("second half");
+    drop(file);
+    let stem = name.strip_suffix(".json").expect("stem");
+    let log = demo.result_json(&format!("{stem}-execution-log.json"));
+    assert_eq!(
+        successes(&responses(&log)),
+        11,
+        "the whole file was executed"
+    );
+}
+
+#[test]
+fn an_upload_that_stays_truncated_or_empty_is_refused_after_the_upload_timeout() {
+    let demo = Demo::new(20, |c| {
+        c.replace("[intake]", "[intake]\nupload_timeout_seconds = 3")
+    });
+    let _daemon = demo.start();
+    let truncated = format!("forget-{}_085000", today());
+    let empty = format!("forget-{}_085001", today());
+    let body = seed_forget();
+    std::fs::write(
+        demo.submit.join(format!("{truncated}.json")),
+        &body[..body.len() / 2],
+    )
+    .expect("write");
+    std::fs::write(demo.submit.join(format!("{empty}.json")), b"").expect("write");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        demo.results().is_empty(),
+        "still waiting: {:?}",
+        demo.results()
+    );
+    let log = demo.result_json(&format!("{truncated}-execution-log.json"));
+    let error = log["error"].as_str().expect("error");
+    assert!(error.contains("EOF while parsing"), "{error}");
+    let log = demo.result_json(&format!("{empty}-execution-log.json"));
+    assert_eq!(
+        log["error"], "ERROR: invalid JSON at line 1 column 1: EOF while parsing a value",
+        "columns start at 1, also in an empty file"
+    );
+    demo.wait_submit_empty();
 }

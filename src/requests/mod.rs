@@ -26,8 +26,24 @@ pub enum Admission {
     Due(FileName),
 }
 
-/// Decides what a name means on `today`; `tz` names the time zone in the past-date message.
+/// How many days ahead a file may be dated unless configured otherwise (`[limits] max_future_days`): a month,
+/// the time the GDPR gives to answer a request.
+pub const DEFAULT_MAX_FUTURE_DAYS: u32 = 31;
+
+/// Decides what a name means on `today`, with the default horizon ([`DEFAULT_MAX_FUTURE_DAYS`]); `tz` names the
+/// time zone in the messages.
 pub fn admit_name(name: &str, today: NaiveDate, tz: &str) -> Admission {
+    admit_name_within(name, today, tz, DEFAULT_MAX_FUTURE_DAYS)
+}
+
+/// Decides what a name means on `today`. A name dated more than `max_future_days` after today is refused: it
+/// would otherwise wait, with its devices in clear, past every retention sweep.
+pub fn admit_name_within(
+    name: &str,
+    today: NaiveDate,
+    tz: &str,
+    max_future_days: u32,
+) -> Admission {
     if name::is_in_progress(name) {
         return Admission::InProgress;
     }
@@ -37,6 +53,15 @@ pub fn admit_name(name: &str, today: NaiveDate, tz: &str) -> Admission {
     };
     match file_name.due(today) {
         Due::Today => Admission::Due(file_name),
+        Due::Future
+            if file_name.stamp.date().signed_duration_since(today).num_days()
+                > i64::from(max_future_days) =>
+        {
+            Admission::Reject(format!(
+                "ERROR: file is dated {}, more than {max_future_days} days after today ({today}, {tz}): a file may be dated at most {max_future_days} days ahead; submit it again closer to its date, or with today's date",
+                file_name.stamp.date()
+            ))
+        }
         Due::Future => Admission::Waiting(file_name.stamp.date()),
         Due::Past => Admission::Reject(format!(
             "ERROR: file is dated {} but today is {today} ({tz}): only files dated today are processed; submit it again with today's date",
@@ -74,6 +99,26 @@ mod tests {
         assert!(matches!(
             admit_name("readme.txt", today, "UTC"),
             Admission::Reject(_)
+        ));
+        // The horizon: 31 days ahead by default waits, 32 and the far future are refused.
+        assert!(matches!(
+            admit_name("forget-20261223_000000.json", today, "UTC"),
+            Admission::Waiting(_)
+        ));
+        match admit_name("forget-20991231_000000.json", today, "UTC") {
+            Admission::Reject(e) => assert!(
+                e.contains("dated 2099-12-31, more than 31 days after today (2026-11-22, UTC)"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            admit_name("forget-20261224_000000.json", today, "UTC"),
+            Admission::Reject(_)
+        ));
+        assert!(matches!(
+            admit_name_within("forget-20261224_000000.json", today, "UTC", 400),
+            Admission::Waiting(_)
         ));
     }
 }

@@ -274,7 +274,9 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Value, FileError> {
         .and_then(|v| de.end().map(|()| v.0))
         .map_err(|e| FileError::Json {
             line: e.line(),
-            column: e.column(),
+            // serde_json says column 0 for the start of a line (an empty file ends at "line 1 column 0");
+            // columns are 1-based everywhere else, so that is column 1.
+            column: e.column().max(1),
             message: strip_position(&e.to_string()),
         })?;
     Ok(value)
@@ -448,6 +450,26 @@ mod tests {
             refused("", Kind::Forget),
             FileError::Json { line: 1, .. }
         ));
+    }
+
+    #[test]
+    fn an_empty_file_is_reported_at_column_1_not_0() {
+        assert_eq!(
+            refused("", Kind::Forget).to_string(),
+            "ERROR: invalid JSON at line 1 column 1: EOF while parsing a value"
+        );
+        let err = refused("{\"requests\": [\n", Kind::Forget);
+        assert!(
+            matches!(
+                err,
+                FileError::Json {
+                    line: 2,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -105,6 +105,47 @@ pub fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes `bytes` atomically under the first of `names` that is free in `dir`, never replacing a file, and
+/// returns that name. The file is written and synced under a temporary name, then linked to each name in turn
+/// until one does not exist yet (a hard link fails atomically when its name is taken).
+///
+/// # Errors
+/// The I/O error; no name is then taken. `AlreadyExists` when every name is taken.
+pub fn write_new(
+    dir: &Path,
+    names: impl IntoIterator<Item = String>,
+    bytes: &[u8],
+) -> io::Result<String> {
+    let temp = dir.join(format!(".{}.gdprd-tmp", rand_suffix()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        for name in names {
+            match std::fs::hard_link(&temp, dir.join(&name)) {
+                Ok(()) => return Ok(name),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "every name is taken",
+        ))
+    })();
+    let _ = std::fs::remove_file(&temp);
+    let name = written?;
+    sync_dir(dir)?;
+    Ok(name)
+}
+
+fn rand_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// Writes `bytes` to `dir/name` atomically.
 ///
 /// # Errors
@@ -133,6 +174,33 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["a.json"]);
+    }
+
+    #[test]
+    fn write_new_never_replaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = || (1..4).map(|n| format!("n{n}.json"));
+        assert_eq!(
+            write_new(dir.path(), names(), b"a").expect("first"),
+            "n1.json"
+        );
+        assert_eq!(
+            write_new(dir.path(), names(), b"b").expect("second"),
+            "n2.json"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("n1.json")).expect("read"),
+            b"a"
+        );
+        write_new(dir.path(), names(), b"c").expect("third");
+        let err = write_new(dir.path(), names(), b"d").expect_err("all taken");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["n1.json", "n2.json", "n3.json"], "no temporary left");
     }
 
     #[test]

@@ -7,9 +7,34 @@ pub fn log_name(stem: &str) -> String {
     format!("{stem}-execution-log.json")
 }
 
-/// `<stem>-rejected.json`.
+/// `<stem>-rejected.json`: the name of a submission's first rejection notice.
 pub fn rejected_name(stem: &str) -> String {
     format!("{stem}-rejected.json")
+}
+
+/// The names a rejection notice of `stem` takes, in order: `<stem>-rejected.json`, then `<stem>-rejected-2.json`,
+/// `<stem>-rejected-3.json` and so on, so a later notice never replaces an earlier one.
+pub fn rejected_names(stem: &str) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(rejected_name(stem))
+        .chain((2..=MAX_NOTICES).map(move |n| format!("{stem}-rejected-{n}.json")))
+}
+
+/// The most rejection notices one name can have in `GDPR_Result` at once.
+pub const MAX_NOTICES: u32 = 1000;
+
+/// Whether `result` is one of the rejection notices of `stem` (see [`rejected_names`]).
+pub fn is_rejection_of(stem: &str, result: &str) -> bool {
+    let Some(rest) = result
+        .strip_prefix(stem)
+        .and_then(|r| r.strip_prefix("-rejected"))
+        .and_then(|r| r.strip_suffix(".json"))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('-')
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2) && !n.starts_with('0'))
 }
 
 /// `<stem>-archive.zip`.
@@ -108,5 +133,20 @@ mod tests {
             serde_json::from_slice(&refused_log("x.json", "ERROR: bad", None)).expect("json");
         assert_eq!(r, json!({"file": "x.json", "error": "ERROR: bad"}));
         assert_eq!(rejected_name("notes.txt"), "notes.txt-rejected.json");
+        let names: Vec<String> = rejected_names("f").take(3).collect();
+        assert_eq!(
+            names,
+            ["f-rejected.json", "f-rejected-2.json", "f-rejected-3.json"]
+        );
+        assert!(names.iter().all(|n| is_rejection_of("f", n)));
+        for other in [
+            "f-rejected-1.json",
+            "f-rejected-02.json",
+            "f-rejected-x.json",
+            "g-rejected.json",
+            "f-execution-log.json",
+        ] {
+            assert!(!is_rejection_of("f", other), "{other}");
+        }
     }
 }

@@ -202,15 +202,13 @@ fn remote_join(base: &str, name: &str) -> String {
     format!("{}/{name}", base.trim_end_matches('/'))
 }
 
-/// The result names a submission can have.
-fn results_of(name: &str) -> [String; 4] {
+/// Whether `result` is one of the results a submission `name` can have.
+fn is_result_of(name: &str, result: &str) -> bool {
     let s = stem(name);
-    [
-        names::log_name(s),
-        names::archive_name(s),
-        names::rejected_name(s),
-        names::rejected_name(name),
-    ]
+    result == names::log_name(s)
+        || result == names::archive_name(s)
+        || names::is_rejection_of(s, result)
+        || names::is_rejection_of(name, result)
 }
 
 impl Link {
@@ -439,9 +437,10 @@ impl Link {
             if self.account.submit_dir().join(&name).exists() {
                 continue;
             }
-            let results: Vec<&String> = results_of(&name)
+            let results: Vec<&String> = local
                 .iter()
-                .filter_map(|r| local.iter().find(|(l, _)| l == r).map(|(l, _)| l))
+                .filter(|(l, _)| is_result_of(&name, l))
+                .map(|(l, _)| l)
                 .collect();
             if results.is_empty() {
                 if fetch == Fetch::Downloading {
