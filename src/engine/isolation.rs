@@ -4,7 +4,7 @@
 //! A store works on a whole batch in one transaction, so one bad row (a recording path outside `files_root`, a
 //! value the server refuses, a callback the service will not delete) fails the batch for every target in it.
 //! When a store fails a batch for a reason that may belong to some of its rows (anything but a server that
-//! cannot be reached, or a journal that cannot record the plan) and the store's own check still passes, the
+//! cannot be reached or is busy, or a journal that cannot record the plan) and the store's own check still passes, the
 //! batch is run again in halves, and a half that fails in halves again, down to single targets. A target that
 //! fails alone is one whose own rows fail: it gets the error; every other target is done. A batch of `n` targets
 //! with `k` bad ones costs about `2·k·log2(n)` extra runs; a store with no bad row costs nothing extra.
@@ -47,17 +47,18 @@ impl StoreOutcome {
     }
 }
 
+/// Runs a store on some targets of a batch: the targets (indices into the batch) and them as a batch of their own.
+type Run<'a> = dyn FnMut(&mut dyn Store, &[usize], &Batch) -> Result<Found, StoreError> + 'a;
+
+/// Targets still to run (indices into the batch), with the result of their run when it is already known.
+type Pending = Vec<(Vec<usize>, Option<Result<Found, StoreError>>)>;
+
 /// The targets `subset` (indices into `batch`) as a batch of their own.
 fn sub_batch(batch: &Batch, subset: &[usize]) -> Batch {
     Batch {
         targets: subset.iter().map(|&t| batch.targets[t].clone()).collect(),
         scopes: batch.scopes.clone(),
     }
-}
-
-/// Whether `error` may come from some rows only, so that running fewer targets can succeed.
-fn may_be_a_rows(error: &StoreError) -> bool {
-    !matches!(error, StoreError::Unavailable(_) | StoreError::Journal(_))
 }
 
 /// Runs `run` on the targets of `batch`: `first` is the result of running all of them. When that failed with an
@@ -67,7 +68,7 @@ fn isolate(
     store: &mut dyn Store,
     batch: &Batch,
     first: Result<Found, StoreError>,
-    run: &mut dyn FnMut(&mut dyn Store, &[usize], &Batch) -> Result<Found, StoreError>,
+    run: &mut Run<'_>,
 ) -> StoreOutcome {
     let n = batch.targets.len();
     let name = store.name().to_owned();
@@ -77,8 +78,7 @@ fn isolate(
         errors: vec![None; n],
     };
     let mut store_sound: Option<bool> = None;
-    let mut pending: Vec<(Vec<usize>, Option<Result<Found, StoreError>>)> =
-        vec![((0..n).collect(), Some(first))];
+    let mut pending: Pending = vec![((0..n).collect(), Some(first))];
     while let Some((subset, result)) = pending.pop() {
         let result = match result {
             Some(r) => r,
@@ -92,7 +92,7 @@ fn isolate(
             }
             Err(e) => {
                 let split = subset.len() > 1
-                    && may_be_a_rows(&e)
+                    && !e.is_store_wide()
                     && *store_sound.get_or_insert_with(|| store.check().is_ok());
                 if split {
                     let (left, right) = subset.split_at(subset.len() / 2);
@@ -353,5 +353,131 @@ mod tests {
             "one bad target of 8 costs a few runs, not one per target: {}",
             store.runs
         );
+    }
+
+    /// A stored row of the property test: its two email cells (indices into the pool) and whether its recording
+    /// path points outside `files_root`.
+    type Row = (usize, Option<usize>, bool);
+
+    const POOL: usize = 6;
+
+    fn email(i: usize) -> String {
+        format!("user{i}@example.com")
+    }
+
+    /// Runs one forget of the emails `wanted` against a real SQLite store holding `rows`, through
+    /// [`forget_step`] with a real ledger; returns the outcome and each row's cells afterwards.
+    fn forget_rows(rows: &[Row], wanted: &[usize]) -> (StoreOutcome, Vec<(String, String)>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("s.db");
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        conn.execute_batch("CREATE TABLE t(a TEXT, b TEXT, name TEXT, file TEXT)")
+            .expect("table");
+        std::fs::create_dir(dir.path().join("rec")).expect("rec");
+        for (i, (a, b, bad)) in rows.iter().enumerate() {
+            let file = if *bad {
+                "../outside.wav".to_owned()
+            } else {
+                std::fs::write(dir.path().join(format!("rec/{i}.wav")), b"r").expect("rec");
+                format!("{i}.wav")
+            };
+            conn.execute(
+                "INSERT INTO t VALUES (?1, ?2, 'someone', ?3)",
+                rusqlite::params![email(*a), b.map(email), file],
+            )
+            .expect("row");
+        }
+        let config: crate::config::SqliteConfig = toml::from_str(&format!(
+            "path = {:?}\nfiles_root = {:?}\n[[tables]]\nname = \"t\"\nemail = [\"a\", \"b\"]\npersonal = [\"name\"]\nfile = \"file\"\n",
+            db,
+            dir.path().join("rec")
+        ))
+        .expect("config");
+        let mut store: Box<dyn Store> =
+            Box::new(crate::stores::sqlite::SqliteStore::open("s", &config).expect("store"));
+        let ledger = Ledger::open(dir.path()).expect("ledger");
+        let rec = ledger
+            .claim("a", "f", Some("FORGET"), "00", 1, 500)
+            .expect("claim");
+        let targets = wanted
+            .iter()
+            .map(|&i| {
+                let device = crate::requests::Device::from_contact(
+                    &serde_json::json!({ "email": email(i) }),
+                )
+                .expect("device");
+                Target {
+                    kind: device.kind(),
+                    key: device.match_key(),
+                    scope: 0,
+                    digest: String::new(),
+                }
+            })
+            .collect();
+        let batch = Batch {
+            targets,
+            scopes: vec![Scope {
+                accountid: None,
+                shortcodes: Vec::new(),
+            }],
+        };
+        let outcome = forget_step(
+            &ledger,
+            Kind::Forget,
+            Some(&mut store),
+            None,
+            rec.id,
+            0,
+            "s",
+            &batch,
+        )
+        .expect("ledger");
+        let cells = conn
+            .prepare("SELECT a, name FROM t ORDER BY _rowid_")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        (outcome, cells)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Issue 14's isolation rule: the contacts answered ERROR are exactly those whose matched rows include a
+        /// bad row; every row of the others is forgotten; a bad row, or a row nobody asked for, is untouched.
+        #[test]
+        fn exactly_the_contacts_whose_rows_include_a_bad_row_fail(
+            rows in proptest::collection::vec(
+                (0..POOL, proptest::option::of(0..POOL), proptest::bool::weighted(0.2)),
+                0..10,
+            ),
+            wanted in proptest::sample::subsequence((0..POOL).collect::<Vec<_>>(), 1..=POOL),
+        ) {
+            let (outcome, cells) = forget_rows(&rows, &wanted);
+            let holds = |row: &Row, e: usize| row.0 == e || row.1 == Some(e);
+            let should_fail: Vec<bool> = wanted
+                .iter()
+                .map(|&e| rows.iter().any(|r| r.2 && holds(r, e)))
+                .collect();
+            let failed: Vec<bool> = outcome.errors.iter().map(Option::is_some).collect();
+            proptest::prop_assert_eq!(&failed, &should_fail, "rows {:?}, wanted {:?}", rows, wanted);
+            for (k, &e) in wanted.iter().enumerate() {
+                let held = rows.iter().filter(|r| holds(r, e)).count() as u64;
+                if !should_fail[k] {
+                    proptest::prop_assert_eq!(outcome.found[k], held);
+                }
+            }
+            for (row, (a, name)) in rows.iter().zip(&cells) {
+                let done_by_someone = wanted
+                    .iter()
+                    .zip(&should_fail)
+                    .any(|(&e, &fails)| !fails && holds(row, e));
+                let changed = a.starts_with("forgotten-");
+                proptest::prop_assert_eq!(changed, !row.2 && done_by_someone, "row {:?} is now {}", row, a);
+                proptest::prop_assert_eq!(name == "REDACTED", changed);
+            }
+        }
     }
 }

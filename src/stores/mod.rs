@@ -37,12 +37,31 @@ pub enum StoreError {
     /// A database server refused a statement. The text holds no stored values.
     #[error("database error: {0}")]
     Server(String),
+    /// The database server was busy: a lock it waited for, a statement timeout, a deadlock or a serialisation
+    /// conflict. It says nothing about the rows themselves, and a later try may succeed.
+    #[error("database error: {0}")]
+    Busy(String),
     /// A service behind a store refused or failed an operation; the text names what and why.
     #[error("{0}")]
     Service(String),
     /// The database server cannot be reached, or the connection broke; a later try reconnects.
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the error concerns the store as a whole (it cannot be reached, it is busy, the journal failed), so
+    /// that running fewer targets would fail the same way; any other error may come from some rows only.
+    pub fn is_store_wide(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) | StoreError::Journal(_) | StoreError::Busy(_) => true,
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The limits a request puts on where a device is searched.

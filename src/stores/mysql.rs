@@ -33,12 +33,15 @@ fn redacted(message: &str) -> String {
 
 fn error(e: mysql::Error) -> StoreError {
     match e {
-        mysql::Error::MySqlError(e) => StoreError::Server(format!(
-            "ERROR {} ({}): {}",
-            e.code,
-            e.state,
-            redacted(&e.message)
-        )),
+        mysql::Error::MySqlError(e) => {
+            let text = format!("ERROR {} ({}): {}", e.code, e.state, redacted(&e.message));
+            // Lock wait timeout, deadlock, statement time limit (MySQL, MariaDB): busy, not a row's fault.
+            if matches!(e.code, 1205 | 1213 | 3024 | 1969) {
+                StoreError::Busy(text)
+            } else {
+                StoreError::Server(text)
+            }
+        }
         mysql::Error::UrlError(e) => StoreError::Mapping(format!("url: {e}")),
         mysql::Error::FromValueError(_) | mysql::Error::FromRowError(_) => {
             StoreError::Server("a value could not be read".into())

@@ -53,8 +53,17 @@ fn tls(config: &SqlConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, S
 
 impl PgConn {
     fn error(&self, e: &postgres::Error) -> StoreError {
+        use postgres::error::SqlState;
+        const BUSY: [SqlState; 4] = [
+            SqlState::QUERY_CANCELED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+        ];
         if self.client.is_closed() || e.as_db_error().is_none() {
             StoreError::Unavailable(format!("connection lost: {}", server_error(e)))
+        } else if e.code().is_some_and(|c| BUSY.contains(c)) {
+            StoreError::Busy(server_error(e))
         } else {
             StoreError::Server(server_error(e))
         }
