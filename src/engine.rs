@@ -29,6 +29,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 mod isolation;
+mod survey;
 use isolation::{export_step, forget_step, StoreOutcome};
 
 /// Why a file could not be handled now. The file stays where it is and is tried again later.
@@ -856,6 +857,23 @@ impl Engine {
             .iter()
             .map(|s| (s.clone(), self.open_store(s)))
             .collect();
+        // Several chunks: what every store held for each contact before the first one changed anything.
+        let surveyed = if chunks.len() > 1 {
+            let batch = Batch {
+                targets: plan.targets.clone(),
+                scopes: plan.scopes.clone(),
+            };
+            survey::survey(
+                &self.ledger,
+                kind,
+                &mut self.stores,
+                &account.stores,
+                rec.id,
+                &batch,
+            )?
+        } else {
+            BTreeMap::new()
+        };
         for (ci, range) in chunks.iter().enumerate() {
             if self.ledger.chunk_done(rec.id, ci)? {
                 continue;
@@ -873,7 +891,7 @@ impl Engine {
             for store_name in &account.stores {
                 let store = self.stores.get_mut(store_name);
                 let open_error = open_errors.get(store_name).and_then(|e| e.as_deref());
-                per_store.push(forget_step(
+                let mut outcome = forget_step(
                     &self.ledger,
                     kind,
                     store,
@@ -882,7 +900,13 @@ impl Engine {
                     ci,
                     store_name,
                     &batch,
-                )?);
+                )?;
+                if let Some(held) = surveyed.get(store_name) {
+                    for (found, held) in outcome.found.iter_mut().zip(&held[range.clone()]) {
+                        *found = (*found).max(*held);
+                    }
+                }
+                per_store.push(outcome);
             }
             let (responses, audit) = self.audit_entries(
                 account,

@@ -178,6 +178,9 @@ pub struct AuditEntry {
     pub finished: DateTime<Utc>,
 }
 
+/// The chunk number under which a file's survey is kept in `steps` (chunks count from 0; this one never runs).
+const SURVEY_CHUNK: usize = u32::MAX as usize;
+
 /// The ledger database.
 pub struct Ledger {
     conn: Connection,
@@ -399,6 +402,24 @@ impl Ledger {
         found: &[u64],
     ) -> Result<(), LedgerError> {
         self.upsert_step(id, chunk, store, found, true)
+    }
+
+    /// What `store` held for each target of file `id` before its first chunk changed anything (see
+    /// [`Ledger::record_survey`]): `Some(empty)` when the survey failed, `None` when it has not run.
+    ///
+    /// # Errors
+    /// [`LedgerError`].
+    pub fn survey(&self, id: i64, store: &str) -> Result<Option<Vec<u64>>, LedgerError> {
+        Ok(self.step(id, SURVEY_CHUNK, store)?.map(|(found, _)| found))
+    }
+
+    /// Records what `store` held for each target of file `id` before any chunk ran (a survey is kept as the step
+    /// of a chunk that never runs).
+    ///
+    /// # Errors
+    /// [`LedgerError::Database`].
+    pub fn record_survey(&self, id: i64, store: &str, found: &[u64]) -> Result<(), LedgerError> {
+        self.upsert_step(id, SURVEY_CHUNK, store, found, true)
     }
 
     fn upsert_step(

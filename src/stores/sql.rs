@@ -708,9 +708,9 @@ impl<B: Backend> SqlStore<B> {
             let conn = connected(&mut store.conn)?;
             conn.batch(d.begin())?;
             let hits = store.find_hits(batch, &index, &candidates, Some(&mut found))?;
+            planned(&found)?;
             // A recording path outside files_root fails the batch before anything changes.
             store.check_recordings(&hits)?;
-            planned(&found)?;
             // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
             if store.cancel_in_flight(&hits)? {
                 let conn = connected(&mut store.conn)?;

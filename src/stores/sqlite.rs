@@ -188,7 +188,7 @@ const ROWID_NAMES: [&str; 3] = ["_rowid_", "rowid", "oid"];
 fn row_address(conn: &Connection, table: &str) -> Result<&'static str, StoreError> {
     let without_rowid: Option<bool> = conn
         .query_row(
-            "SELECT wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'",
+            "SELECT wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main' AND type = 'table'",
             [table],
             |r| r.get(0),
         )
@@ -196,7 +196,7 @@ fn row_address(conn: &Connection, table: &str) -> Result<&'static str, StoreErro
     match without_rowid {
         None => {
             return Err(StoreError::Mapping(format!(
-                "table {table:?} does not exist"
+                "table {table:?} does not exist (a view cannot be mapped: map the table that holds the data)"
             )))
         }
         Some(true) => {
@@ -450,10 +450,10 @@ impl Store for SqliteStore {
         let hits = find_hits(&tx, &self.config.tables, batch, &index, &mut found, |_| {
             true
         })?;
+        planned(&found)?;
         // A recording path outside files_root fails the batch before anything changes.
         let root = self.config.files_root.as_deref();
         check_recordings(root, &hits)?;
-        planned(&found)?;
         // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
         let mut cancelled = false;
         for (table, table_hits) in self.config.tables.iter().zip(&hits) {
