@@ -126,3 +126,58 @@ fn export_that_finds_nothing_still_gets_an_archive() {
     let tables = archive_tables(&demo.wait_result(&format!("{stem}-archive.zip")));
     assert!(tables.is_empty());
 }
+
+/// Issue 14, item 6: a request case written as a long number comes back with every digit, in the execution log,
+/// the audit and the archive; an account id written as a number scopes by the digits written.
+#[test]
+fn numbers_in_a_request_are_echoed_with_every_digit() {
+    let demo = Demo::new(20, |c| c);
+    let _daemon = demo.start();
+    let stem = format!("export-{}_091000", today());
+    let body = br#"{"requests":[{"requestcase":97456596893834123456789,"accountid":30003748347,"type":"EXPORT","contacts":[{"email":"test@test.com"}]}]}"#;
+    demo.submit(&format!("{stem}.json"), body);
+    let path = demo.wait_result(&format!("{stem}-execution-log.json"));
+    let text = std::fs::read_to_string(path).expect("log");
+    assert!(
+        text.contains(r#""requestcase": 97456596893834123456789"#)
+            || text.contains(r#""requestcase":97456596893834123456789"#),
+        "{text}"
+    );
+    assert!(!text.contains("e+22"), "{text}");
+    let log: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(responses(&log), ["SUCCESS"]);
+    let case: String = demo
+        .ledger()
+        .query_row(
+            "SELECT requestcase FROM audit WHERE action = 'export'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert_eq!(case, "97456596893834123456789");
+    let tables = archive_tables(&demo.wait_result(&format!("{stem}-archive.zip")));
+    let rows = &tables["demo/contact_list.csv"];
+    assert!(rows.len() > 1, "{tables:?}");
+    assert!(
+        rows[1..].iter().all(|r| r[0] == "97456596893834123456789"),
+        "{rows:?}"
+    );
+    // The account id scoped the search: no row of the other tenant (which holds the same email) is exported.
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| !r.iter().any(|c| c == "40004000400")),
+        "{rows:?}"
+    );
+
+    // An account id written 1E2 is not guessed at: the file is refused, saying why.
+    let stem = format!("export-{}_091001", today());
+    let body = br#"{"requests":[{"accountid":1E2,"type":"EXPORT","contacts":[{"email":"test@test.com"}]}]}"#;
+    demo.submit(&format!("{stem}.json"), body);
+    let log = demo.result_json(&format!("{stem}-execution-log.json"));
+    let error = log["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("\"accountid\" 1e+2 is a number not written as plain digits"),
+        "{log}"
+    );
+}

@@ -200,11 +200,15 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
             "request {n}: \"accountid\" must be a string or a number"
         ))
     })?;
+    if let (Some(Value::Number(_)), Some(id)) = (obj.get("accountid"), &accountid) {
+        whole_digits(n, "accountid", id)?;
+    }
     let shortcodes = match obj.get("shortcodes") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(codes)) => codes
             .iter()
             .map(|c| match scalar_text(Some(c)) {
+                Ok(Some(s)) if c.is_number() => whole_digits(n, "shortcodes", &s).map(|()| s),
                 Ok(Some(s)) if !s.is_empty() => Ok(s),
                 _ => Err(format_err(format!(
                     "request {n}: each shortcode must be a non-empty string or number"
@@ -239,6 +243,18 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
     })
 }
 
+/// An account id or shortcode given as a JSON number is compared as the digits written: a number written any
+/// other way (`1E2`, `100.0`, `-5`) could stand for several ids, so the file is refused rather than guessed at.
+fn whole_digits(n: usize, key: &str, text: &str) -> Result<(), FileError> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    Err(format_err(format!(
+        "request {n}: {key:?} {text} is a number not written as plain digits; write it as the digits of the id, or as a string (\"{text}\" is then compared as written)"
+    )))
+}
+
+/// A string as it is, or a number as the text it was written with (the parser keeps every digit).
 fn scalar_text(v: Option<&Value>) -> Result<Option<String>, ()> {
     match v {
         None | Some(Value::Null) => Ok(None),
@@ -330,6 +346,9 @@ fn check_depth(text: &str, max: usize) -> Result<(), FileError> {
     Ok(())
 }
 
+/// The key under which serde_json passes a number's text to a visitor (its `arbitrary_precision` feature).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 /// A JSON value whose objects may not repeat a key.
 struct StrictValue(Value);
 
@@ -378,6 +397,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            // serde_json hands over a number as a map of one private key holding its text, so that no digit is
+            // lost (`arbitrary_precision`); the number keeps that text, and the execution log echoes it.
+            if out.is_empty() && key == NUMBER_TOKEN {
+                let text: String = map.next_value()?;
+                return text
+                    .parse::<serde_json::Number>()
+                    .map(Value::Number)
+                    .map_err(de::Error::custom);
+            }
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
             }
@@ -644,6 +672,53 @@ mod tests {
         assert_eq!(file.requests[0].requestcase.as_deref(), Some("42"));
         assert!(file.requests[0].shortcodes.is_empty());
         assert_eq!(file.requests[0].accountid, None);
+    }
+
+    #[test]
+    fn numbers_keep_every_digit_as_written() {
+        let text = r#"{"requests":[{"type":"FORGET","requestcase":97456596893834123456789,"accountid":30003748347,"shortcodes":[11111,"22222"],"contacts":[{"email":"a@b.com"}]}]}"#;
+        let file = parse(text.as_bytes(), Kind::Forget, &limits()).expect("parses");
+        let r = &file.requests[0];
+        assert_eq!(r.requestcase.as_deref(), Some("97456596893834123456789"));
+        assert_eq!(r.accountid.as_deref(), Some("30003748347"));
+        assert_eq!(r.shortcodes, ["11111", "22222"]);
+        let echoed = serde_json::to_string(&file.raw_requests).expect("json");
+        assert!(
+            echoed.contains(r#""requestcase":97456596893834123456789,"accountid":30003748347"#),
+            "{echoed}"
+        );
+        // A requestcase is not interpreted: every digit is echoed, trailing zeros too; only an exponent is
+        // written the JSON library's way (`e+2`).
+        let text = r#"{"requests":[{"type":"FORGET","requestcase":1.50E+2,"contacts":[{"email":"a@b.com"}]}]}"#;
+        let file = parse(text.as_bytes(), Kind::Forget, &limits()).expect("parses");
+        assert_eq!(file.requests[0].requestcase.as_deref(), Some("1.50e+2"));
+        assert!(serde_json::to_string(&file.raw_requests)
+            .expect("json")
+            .contains("1.50e+2"));
+    }
+
+    #[test]
+    fn an_accountid_or_shortcode_number_not_written_as_digits_refuses_the_file() {
+        for (field, value) in [
+            ("accountid", "1E2"),
+            ("accountid", "100.0"),
+            ("accountid", "-5"),
+            ("shortcodes", "[1e5]"),
+        ] {
+            let text = format!(
+                r#"{{"requests":[{{"type":"FORGET","{field}":{value},"contacts":[{{"email":"a@b.com"}}]}}]}}"#
+            );
+            let err = refused(&text, Kind::Forget);
+            assert!(
+                err.to_string()
+                    .contains("is a number not written as plain digits"),
+                "{text}: {err}"
+            );
+        }
+        let text = r#"{"requests":[{"type":"FORGET","accountid":"1E2","contacts":[{"email":"a@b.com"}]}]}"#;
+        let file = parse(text.as_bytes(), Kind::Forget, &limits())
+            .expect("a string is compared as written");
+        assert_eq!(file.requests[0].accountid.as_deref(), Some("1E2"));
     }
 
     proptest::proptest! {
