@@ -658,6 +658,11 @@ pub struct SqlConfig {
     /// Shortcodes shared between customers: their SMS rows are never exported.
     #[serde(default)]
     pub shared_shortcodes: Vec<String>,
+    /// Whether a forget that changed rows then vacuums the tables it changed (PostgreSQL `VACUUM`, MySQL
+    /// `OPTIMIZE TABLE`), so dead row versions holding forgotten values are not kept until autovacuum or purge
+    /// reaches them (default false). See docs/operations.md for what stays in WAL, binlog, replicas and backups.
+    #[serde(default)]
+    pub vacuum_after_forget: bool,
     /// The tables holding personal data.
     pub tables: Vec<TableMapping>,
 }
@@ -703,6 +708,10 @@ pub struct SqliteConfig {
     /// Seconds to wait for a lock held by another writer (default 10).
     #[serde(default = "default_busy")]
     pub busy_timeout_seconds: u64,
+    /// Whether a forget that changed rows rebuilds the database file (`VACUUM`, then a WAL checkpoint) so no
+    /// copy of a forgotten value stays in free pages or unused page space, whoever left it there (default true).
+    #[serde(default = "yes")]
+    pub vacuum_after_forget: bool,
     /// The tables holding personal data.
     pub tables: Vec<TableMapping>,
 }
@@ -1374,10 +1383,14 @@ fn validate_tables(
             }
         }
         for c in &t.pseudonymise {
-            let mapped = t.device_columns().iter().any(|(_, d)| d == c) || t.personal.contains(c);
-            if !mapped {
+            if t.device_columns().iter().any(|(_, d)| d == c) {
                 return Err(format!(
-                    "{at}: pseudonymise names {c:?}, which is not a mapped device or personal column"
+                    "{at}: pseudonymise names the device column {c:?}: a forget replaces a device with a random placeholder, never a value derived from it (`781-555-1212` masked is `7xx-5xx-1xx2`). Remove {c:?} from pseudonymise; masking belongs to pseudonymisation requests, which mask the columns in `mask`"
+                ));
+            }
+            if !t.personal.contains(c) {
+                return Err(format!(
+                    "{at}: pseudonymise names {c:?}, which is not a mapped personal column"
                 ));
             }
             if t.forget == ForgetMode::Delete {
@@ -1671,6 +1684,39 @@ mod tests {
         for (text, want) in cases {
             let e = err(&text);
             assert!(e.contains(want), "{e} lacks {want}");
+        }
+    }
+
+    /// Issue 14 item 15: the demo's forget masked `contact_attempt.dialed_number` (`7815551212` → `7xx5xx1xx2`),
+    /// a value derived from the phone. A forget mapping that masks a device column is refused.
+    #[test]
+    fn forget_that_masks_a_device_column_is_refused() {
+        let attempts = "[[stores.demo.tables]]\nname = \"contact_attempt\"";
+        let masks_device = DEMO.replace(
+            attempts,
+            &format!("{attempts}\npseudonymise = [\"dialed_number\"]"),
+        );
+        assert_ne!(masks_device, DEMO);
+        let e = err(&masks_device);
+        assert!(
+            e.contains("pseudonymise names the device column \"dialed_number\"")
+                && e.contains("random placeholder"),
+            "{e}"
+        );
+        let masks_personal = DEMO.replace(
+            attempts,
+            &format!("{attempts}\npseudonymise = [\"agent_notes\"]"),
+        );
+        assert!(load(&masks_personal).is_ok());
+        for (name, text) in [
+            ("demo", DEMO),
+            ("postgres", include_str!("../fixtures/postgres/store.toml")),
+            ("mysql", include_str!("../fixtures/mysql/store.toml")),
+        ] {
+            assert!(
+                !text.contains("pseudonymise = [\"dialed_number\"]"),
+                "{name} fixture masks a device on forget"
+            );
         }
     }
 }

@@ -470,6 +470,7 @@ fn demo_db_server(
         phones: Default::default(),
         files_root: None,
         shared_shortcodes: Vec::new(),
+        vacuum_after_forget: false,
         tables: Vec::new(),
     };
     let (config, ddl, where_) = match (postgres, mysql) {

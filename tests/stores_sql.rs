@@ -826,4 +826,103 @@ fn mysql_one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
         db.count("SELECT count(*) FROM contact_list WHERE account_id = '30003748347' AND lower(email) LIKE '%test@test.com%'"),
         0
     );
+/// Issue 14, item 14: with `vacuum_after_forget = true`, no dead row version in the PostgreSQL table files keeps
+/// a forgotten value after the forget (read from the server's data directory after a `CHECKPOINT`).
+#[test]
+fn postgres_vacuum_after_forget_leaves_no_dead_row_version_in_the_table_files() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo(&url, |s| {
+        s.replace(
+            "[stores.demo]\n",
+            "[stores.demo]\nvacuum_after_forget = true\n",
+        )
+    });
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    assert_eq!(
+        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
+        11
+    );
+    let mut c = schema.client();
+    c.batch_execute("CHECKPOINT").expect("checkpoint");
+    let data_dir: String = c
+        .query_one("SHOW data_directory", &[])
+        .expect("data_directory")
+        .get(0);
+    let forgotten = ["Analytical Engines", "12 Babbage St", "asked about invoice"];
+    for table in ["contact_list", "contact_attempt"] {
+        let rel: String = c
+            .query_one(&format!("SELECT pg_relation_filepath('{table}')"), &[])
+            .expect("relation file")
+            .get(0);
+        let bytes = std::fs::read(std::path::Path::new(&data_dir).join(&rel)).expect(
+            "the test reads the server's data directory (run it as root, on the server's machine)",
+        );
+        for v in forgotten {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{table}'s file still holds {v:?}"
+            );
+        }
+    }
+}
+
+/// Issue 14, item 14: with `vacuum_after_forget = true`, MySQL rebuilds the tables a forget changed, so their
+/// `.ibd` files keep no delete-marked or old row version holding a forgotten value.
+#[test]
+fn mysql_vacuum_after_forget_rebuilds_the_touched_tables_without_old_row_versions() {
+    use mysql::prelude::Queryable;
+    let Some(server) = server(MYSQL_VAR) else {
+        return;
+    };
+    let (demo, db) = mysql_demo(&server, |s| {
+        s.replace(
+            "[stores.demo]\n",
+            "[stores.demo]\nvacuum_after_forget = true\n",
+        )
+    });
+    let mut c = mysql::Conn::new(mysql::Opts::from_url(&db.url).expect("url")).expect("connect");
+    let created = |c: &mut mysql::Conn| -> String {
+        c.query_first(
+            "SELECT CAST(create_time AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'contact_list'",
+        )
+        .expect("create_time")
+        .expect("a row")
+    };
+    let before = created(&mut c);
+    std::thread::sleep(Duration::from_millis(1100));
+    let _daemon = demo.start();
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    assert_eq!(
+        responses(&log).iter().filter(|r| *r == "SUCCESS").count(),
+        11
+    );
+    assert_ne!(created(&mut c), before, "contact_list was not rebuilt");
+    let data_dir: String = c
+        .query_first("SELECT @@datadir")
+        .expect("datadir")
+        .expect("a row");
+    // Written to the table files now, so they can be read.
+    c.query_drop("FLUSH TABLES contact_list, contact_attempt FOR EXPORT")
+        .expect("flush");
+    let forgotten = ["Analytical Engines", "12 Babbage St", "asked about invoice"];
+    for table in ["contact_list", "contact_attempt"] {
+        let path = std::path::Path::new(&data_dir)
+            .join(&db.name)
+            .join(format!("{table}.ibd"));
+        let bytes = std::fs::read(&path).expect(
+            "the test reads the server's data directory (run it as root, on the server's machine)",
+        );
+        for v in forgotten {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{table}'s file still holds {v:?}"
+            );
+        }
+    }
+    c.query_drop("UNLOCK TABLES").expect("unlock");
 }

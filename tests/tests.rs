@@ -11,6 +11,7 @@ mod forget;
 mod http;
 mod http_limits;
 mod intake;
+mod leftovers;
 mod metrics;
 mod packaging;
 mod reload;

@@ -210,6 +210,15 @@ impl Dialect {
         }
     }
 
+    /// The statement that rewrites `table`'s files without its dead row versions (which hold the old values of
+    /// rows a forget changed or deleted): PostgreSQL `VACUUM FULL`, MySQL `OPTIMIZE TABLE` (InnoDB rebuilds it).
+    fn rewrite_table(self, table: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("VACUUM FULL {}", self.quote(table)),
+            Dialect::Mysql => format!("OPTIMIZE TABLE {}", self.quote(table)),
+        }
+    }
+
     fn begin_snapshot(self) -> &'static str {
         match self {
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -712,6 +721,7 @@ impl<B: Backend> SqlStore<B> {
             // A recording path outside files_root fails the batch before anything changes.
             store.check_recordings(&hits)?;
             // Callbacks a dialer may be working on are cancelled, and that is committed, before they are deleted.
+            let hits_per_table: Vec<usize> = hits.iter().map(Vec::len).collect();
             if store.cancel_in_flight(&hits)? {
                 let conn = connected(&mut store.conn)?;
                 conn.batch("COMMIT")?;
@@ -724,6 +734,19 @@ impl<B: Backend> SqlStore<B> {
             }
             let conn = connected(&mut store.conn)?;
             conn.batch("COMMIT")?;
+            if store.config.vacuum_after_forget {
+                let touched: Vec<&TableMapping> = store
+                    .config
+                    .tables
+                    .iter()
+                    .zip(&hits_per_table)
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(t, _)| t)
+                    .collect();
+                for table in touched {
+                    conn.batch(&d.rewrite_table(&table.name))?;
+                }
+            }
             Ok(found)
         })
     }

@@ -89,6 +89,12 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(config.busy_timeout_seconds))?;
         // What a forget deletes or overwrites is zeroed in the file, not left in free space.
         conn.pragma_update(None, "secure_delete", "ON")?;
+        // A rollback journal holds the old pages of a transaction: ours is deleted at commit, not kept
+        // (`PERSIST`) or left to be truncated. WAL, a property of the database file, stays as it is.
+        let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        }
         let matcher = Arc::new(Mutex::new(Matcher::new(config.phones.clone())));
         let shared = Arc::clone(&matcher);
         conn.create_scalar_function("gdprd_match", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
@@ -142,6 +148,16 @@ impl SqliteStore {
             tracing::warn!(store = %self.name, "another connection holds the database: old page images stay in its WAL until the next checkpoint");
         }
         Ok(())
+    }
+
+    /// After a forget that changed rows: rebuild the database file (`VACUUM`) so that no free page and no unused
+    /// space inside a page keeps an old copy of a forgotten value, whoever wrote it there (an application that
+    /// deletes without `secure_delete`, a page split), then empty the WAL, which holds the old images too.
+    fn scrub(&self) -> Result<(), StoreError> {
+        if self.config.vacuum_after_forget {
+            self.conn.execute_batch("VACUUM")?;
+        }
+        self.checkpoint()
     }
 
     fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
@@ -507,7 +523,7 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         if found.iter().any(|n| *n > 0) {
-            self.checkpoint()?;
+            self.scrub()?;
         }
         Ok(found)
     }
