@@ -658,7 +658,7 @@ pub struct SqlConfig {
     /// Shortcodes shared between customers: their SMS rows are never exported.
     #[serde(default)]
     pub shared_shortcodes: Vec<String>,
-    /// Whether a forget that changed rows then vacuums the tables it changed (PostgreSQL `VACUUM`, MySQL
+    /// Whether a forget file ends by rewriting the tables it changed (PostgreSQL `VACUUM FULL`, MySQL
     /// `OPTIMIZE TABLE`), so dead row versions holding forgotten values are not kept until autovacuum or purge
     /// reaches them (default false). See docs/operations.md for what stays in WAL, binlog, replicas and backups.
     #[serde(default)]
@@ -708,8 +708,9 @@ pub struct SqliteConfig {
     /// Seconds to wait for a lock held by another writer (default 10).
     #[serde(default = "default_busy")]
     pub busy_timeout_seconds: u64,
-    /// Whether a forget that changed rows rebuilds the database file (`VACUUM`, then a WAL checkpoint) so no
-    /// copy of a forgotten value stays in free pages or unused page space, whoever left it there (default true).
+    /// Whether a forget file that changed rows ends by rebuilding the database file (`VACUUM`, then a WAL
+    /// checkpoint) so no copy of a forgotten value stays in free pages or unused page space, whoever left it there
+    /// (default true).
     #[serde(default = "yes")]
     pub vacuum_after_forget: bool,
     /// The tables holding personal data.

@@ -938,6 +938,13 @@ impl Engine {
                 last_report = std::time::Instant::now();
             }
         }
+        for store_name in &account.stores {
+            if let Some(store) = self.stores.get_mut(store_name) {
+                if let Err(e) = store.finish_forget() {
+                    warn!(store = %store_name, file = name, error = %e, "clean-up after the forget failed; old copies of forgotten values may stay in the store's free space until the next forget");
+                }
+            }
+        }
         Ok(Outcome::Done)
     }
 

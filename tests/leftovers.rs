@@ -89,6 +89,14 @@ fn forgotten_values_stay_in_no_free_space_of_the_demo_database() {
     let demo = Demo::new(300, |c| c);
     forget_seed_once(&demo);
     assert_none_left(&demo, &[]);
+    // Item 15: a forgotten device gets a random placeholder, never a mask derived from it (`7xx5xx1xx2`).
+    let derived = demo.db_count(
+        "SELECT count(*) FROM contact_attempt WHERE id <= 4 AND dialed_number NOT LIKE 'forgotten-%'",
+    );
+    assert_eq!(
+        derived, 0,
+        "a forgotten dialed_number kept a value derived from it"
+    );
 }
 
 /// An application that reformatted a phone (without `secure_delete`) left the old form in free space, and keeps

@@ -363,8 +363,9 @@ fn postgres_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample()
     let (code, text) =
         crate::store_depth::suppressed(&demo, &["email:Test@Test.com", "genesys2@genesys.com"]);
     assert_eq!(code, 0, "{text}");
-    // The pseudonymised attempts keep their shape.
-    assert!(c(&format!("SELECT count(*) FROM contact_attempt WHERE account_id = '{SAMPLE_ACCOUNT}' AND dialed_number LIKE '%xx%'")) >= 3);
+    // Forgotten attempts get random placeholders, never a mask derived from the number (issue 14, item 15).
+    assert!(c(&format!("SELECT count(*) FROM contact_attempt WHERE account_id = '{SAMPLE_ACCOUNT}' AND dialed_number LIKE 'forgotten-%'")) >= 3);
+    assert_eq!(c(&format!("SELECT count(*) FROM contact_attempt WHERE account_id = '{SAMPLE_ACCOUNT}' AND dialed_number LIKE '%xx%'")), 0);
     // The sample's recordings are gone from disk, the others are still there.
     let recordings_after = std::fs::read_dir(demo.dir.path().join("recordings/2026/01"))
         .expect("recordings")

@@ -154,6 +154,16 @@ pub trait Store: Send {
         )))
     }
 
+    /// Called once a forget or pseudonymisation file has run all its chunks: the store's per-file clean-up
+    /// (the `sqlite` store rebuilds its file, SQL stores may vacuum the tables the file changed), done once per
+    /// file rather than once per chunk. Its failure does not change the file's responses.
+    ///
+    /// # Errors
+    /// [`StoreError`]; the engine logs it.
+    fn finish_forget(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Streams every row matching the batch into `sink`.
     ///
     /// # Errors

@@ -510,6 +510,8 @@ pub(crate) struct SqlStore<B: Backend> {
     matcher: Matcher,
     /// The keyed hash of each key of the current batch.
     digests: HashMap<String, String>,
+    /// The tables (indexes into the mapping) that forgets changed since the last [`Store::finish_forget`].
+    touched: BTreeSet<usize>,
 }
 
 /// What a scan is for, which decides what it reads and whether it locks.
@@ -598,7 +600,25 @@ impl<B: Backend> SqlStore<B> {
             tables: Vec::new(),
             matcher: Matcher::new(config.phones.clone()),
             digests: HashMap::new(),
+            touched: BTreeSet::new(),
         }
+    }
+
+    /// With `vacuum_after_forget`, rewrites the tables forgets changed, without their dead row versions.
+    fn rewrite_touched(&mut self) -> Result<(), StoreError> {
+        let touched = std::mem::take(&mut self.touched);
+        if !self.config.vacuum_after_forget || touched.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = touched
+            .iter()
+            .filter_map(|&i| self.config.tables.get(i).map(|t| t.name.clone()))
+            .collect();
+        let conn = connected(&mut self.conn)?;
+        for name in names {
+            conn.batch(&B::DIALECT.rewrite_table(&name))?;
+        }
+        Ok(())
     }
 
     /// The connection, made (and the mapping read) when there is none.
@@ -734,17 +754,9 @@ impl<B: Backend> SqlStore<B> {
             }
             let conn = connected(&mut store.conn)?;
             conn.batch("COMMIT")?;
-            if store.config.vacuum_after_forget {
-                let touched: Vec<&TableMapping> = store
-                    .config
-                    .tables
-                    .iter()
-                    .zip(&hits_per_table)
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(t, _)| t)
-                    .collect();
-                for table in touched {
-                    conn.batch(&d.rewrite_table(&table.name))?;
+            for (i, n) in hits_per_table.iter().enumerate() {
+                if *n > 0 {
+                    store.touched.insert(i);
                 }
             }
             Ok(found)
@@ -1383,6 +1395,10 @@ impl<B: Backend> Store for SqlStore<B> {
         planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
     ) -> Result<Found, StoreError> {
         SqlStore::pseudonymise(self, batch, planned)
+    }
+
+    fn finish_forget(&mut self) -> Result<(), StoreError> {
+        self.rewrite_touched()
     }
 
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {

@@ -27,6 +27,9 @@ pub struct SqliteStore {
     matcher: Arc<Mutex<Matcher>>,
     /// The keyed hash of each wanted key, for suppression lists.
     digests: Arc<Mutex<HashMap<String, String>>>,
+    /// Whether a forget may have left old values in free space since the last [`SqliteStore::scrub`]: true at
+    /// open, since a crash may have come between a forget's commit and its scrub.
+    unscrubbed: bool,
 }
 
 /// What a forget scan keeps of a matching row.
@@ -135,6 +138,7 @@ impl SqliteStore {
             config: config.clone(),
             matcher,
             digests,
+            unscrubbed: true,
         })
     }
 
@@ -153,11 +157,13 @@ impl SqliteStore {
     /// After a forget that changed rows: rebuild the database file (`VACUUM`) so that no free page and no unused
     /// space inside a page keeps an old copy of a forgotten value, whoever wrote it there (an application that
     /// deletes without `secure_delete`, a page split), then empty the WAL, which holds the old images too.
-    fn scrub(&self) -> Result<(), StoreError> {
+    fn scrub(&mut self) -> Result<(), StoreError> {
         if self.config.vacuum_after_forget {
             self.conn.execute_batch("VACUUM")?;
+            self.checkpoint()?;
         }
-        self.checkpoint()
+        self.unscrubbed = false;
+        Ok(())
     }
 
     fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
@@ -523,9 +529,17 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         if found.iter().any(|n| *n > 0) {
-            self.scrub()?;
+            self.unscrubbed = true;
+            self.checkpoint()?;
         }
         Ok(found)
+    }
+
+    fn finish_forget(&mut self) -> Result<(), StoreError> {
+        if self.unscrubbed {
+            self.scrub()?;
+        }
+        Ok(())
     }
 
     fn pseudonymise(
