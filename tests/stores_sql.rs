@@ -827,6 +827,8 @@ fn mysql_one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
         db.count("SELECT count(*) FROM contact_list WHERE account_id = '30003748347' AND lower(email) LIKE '%test@test.com%'"),
         0
     );
+}
+
 /// Issue 14, item 14: with `vacuum_after_forget = true`, no dead row version in the PostgreSQL table files keeps
 /// a forgotten value after the forget (read from the server's data directory after a `CHECKPOINT`).
 #[test]
