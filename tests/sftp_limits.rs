@@ -737,3 +737,11 @@ fn the_daemon_keeps_its_reserve_of_file_handles_when_sftp_clients_take_their_who
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+#[test]
+fn keepalives_alone_do_not_keep_a_session_past_the_idle_timeout() {
+    let s = Server::start(with_sftp_settings("idle_timeout_seconds = 3"));
+    let seen = paramiko_op(&s, &["keepalive-idle", "8"]);
+    assert_eq!(seen["result"], false, "the session was closed: {seen}");
+    assert!(s.daemon.log_text().contains("past the idle timeout"));
+}

@@ -18,6 +18,7 @@ Loopback only, bounded in time and count. Each command prints one JSON object wi
         completed key exchanges and failures (with the first error).
     attack.py sftp PORT USER KEY OP ARGS...
         one paramiko SFTP operation: put LOCAL REMOTE | put-then-utime LOCAL REMOTE (1.5 s apart, as rclone) |
+        keepalive-idle SECONDS (result: whether the session survived) |
         write LOCAL REMOTE (each write answered before the next) | rename OLD NEW | utime PATH | chmod PATH MODE | put-exclusive LOCAL REMOTE | listdir PATH | stat PATH;
         prints {"ok": ..., "error": ...}.
 """
@@ -223,6 +224,14 @@ def sftp_op(port, user, key, op, *args):
         elif op == "chmod":
             c.chmod(args[0], int(args[1], 8))
             result = None
+        elif op == "keepalive-idle":
+            # Only SSH keepalives for SECONDS, no SFTP request: is the session still open afterwards?
+            transport.set_keepalive(1)
+            c.listdir("/")
+            end = time.time() + float(args[0])
+            while time.time() < end and transport.is_active():
+                time.sleep(0.2)
+            result = transport.is_active()
         elif op == "listdir":
             result = len(c.listdir(args[0]))
         elif op == "stat":

@@ -1,10 +1,15 @@
 //! A guard on the SFTP byte stream: it follows the packet framing (a 4-byte big-endian length, then that many
 //! bytes) and ends the stream when a client announces a packet longer than the cap. russh-sftp refuses such a
 //! packet without allocating it, but carries on reading; a client that breaks the protocol like that is cut off.
+//! It also records when SFTP bytes last arrived ([`Activity`]): SSH keepalives do not count as activity, so a
+//! session that only sends keepalives is still closed at the idle timeout.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Where the guard is in the framing.
@@ -18,11 +23,42 @@ enum Frame {
     Ended,
 }
 
+/// When a connection's SFTP channels last received bytes from the client.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    /// Activity starting now.
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last activity.
+    pub fn idle_for(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
 /// Wraps a stream, ending it when an announced SFTP packet exceeds `max`.
 pub struct PacketGuard<S> {
     inner: S,
     max: u32,
     frame: Frame,
+    activity: Option<Arc<Activity>>,
 }
 
 impl<S> PacketGuard<S> {
@@ -32,7 +68,14 @@ impl<S> PacketGuard<S> {
             inner,
             max,
             frame: Frame::Length([0; 4], 0),
+            activity: None,
         }
+    }
+
+    /// Records in `activity` each time bytes arrive.
+    pub fn with_activity(mut self, activity: Arc<Activity>) -> PacketGuard<S> {
+        self.activity = Some(activity);
+        self
     }
 
     /// Follows `bytes` through the framing; returns how many of them may pass (all, unless a packet over the cap
@@ -91,6 +134,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for PacketGuard<S> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                if let Some(activity) = &this.activity {
+                    activity.touch();
+                }
                 let fresh = buf.filled()[before..].to_vec();
                 let pass = this.follow(&fresh);
                 buf.set_filled(before + pass);

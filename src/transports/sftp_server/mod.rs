@@ -133,6 +133,7 @@ pub struct SftpServer {
     russh: Arc<russh::server::Config>,
     gate: Arc<Gate>,
     handshake_timeout: Duration,
+    idle_timeout: Duration,
     grace: Duration,
 }
 
@@ -361,6 +362,7 @@ impl SftpServer {
                 burst: nonzero(s.connection_burst_per_address),
             }),
             handshake_timeout: Duration::from_secs(s.handshake_timeout_seconds),
+            idle_timeout: Duration::from_secs(s.idle_timeout_seconds),
             grace: Duration::from_secs(s.shutdown_grace_seconds),
         })
     }
@@ -405,7 +407,7 @@ impl SftpServer {
                             continue;
                         }
                     };
-                    let (shared, russh, timeout, gate) = (Arc::clone(&self.shared), Arc::clone(&self.russh), self.handshake_timeout, Arc::clone(&self.gate));
+                    let (shared, russh, timeout, gate, idle) = (Arc::clone(&self.shared), Arc::clone(&self.russh), self.handshake_timeout, Arc::clone(&self.gate), self.idle_timeout);
                     sessions.spawn(async move {
                         let _ = stream.set_nodelay(true);
                         let ticket = Arc::new(ticket);
@@ -416,7 +418,8 @@ impl SftpServer {
                             () = ticket.evicted() => false,
                         };
                         if turn {
-                            serve_connection(stream, peer.ip(), shared, russh, timeout, ticket).await;
+                            let timeouts = Timeouts { handshake: timeout, idle };
+                            serve_connection(stream, peer.ip(), shared, russh, timeouts, ticket).await;
                         } else {
                             debug!(peer = %Peer(peer.ip()), "connection dropped while waiting for its turn under the rate limit");
                         }
@@ -442,20 +445,41 @@ impl SftpServer {
     }
 }
 
+/// How long a connection may take to log in, and stay logged in without SFTP activity.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    handshake: Duration,
+    idle: Duration,
+}
+
+/// Completes when a logged-in connection has had no SFTP activity for `idle` (keepalives do not count).
+async fn idle_watch(activity: &guard::Activity, authenticated: &AtomicBool, idle: Duration) {
+    let step = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(10));
+    loop {
+        tokio::time::sleep(step).await;
+        if authenticated.load(Ordering::SeqCst) && activity.idle_for() >= idle {
+            return;
+        }
+    }
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: IpAddr,
     shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
     ticket: Arc<Ticket>,
 ) {
+    let handshake_timeout = timeouts.handshake;
     let authenticated = Arc::new(AtomicBool::new(false));
+    let activity = guard::Activity::new();
     let handler = SshSession::new(
         shared,
         Some(peer),
         Arc::clone(&authenticated),
         Arc::clone(&ticket),
+        Arc::clone(&activity),
     );
     let started = tokio::select! {
         started = tokio::time::timeout(handshake_timeout, russh::server::run_stream(config, stream, handler)) => started,
@@ -500,6 +524,12 @@ async fn serve_connection(
             debug!(peer = %Peer(peer), reason = why, "connection dropped");
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, "login timeout".into(), "en".into())
+                .await;
+        }
+        () = idle_watch(&activity, &authenticated, timeouts.idle) => {
+            info!(peer = %Peer(peer), "session idle (keepalives aside) past the idle timeout; closed");
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "idle timeout".into(), "en".into())
                 .await;
         }
     }

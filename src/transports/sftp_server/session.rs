@@ -69,6 +69,7 @@ pub struct SshSession {
     account: Option<AccountEntry>,
     authenticated: Arc<AtomicBool>,
     ticket: Arc<Ticket>,
+    activity: Arc<super::guard::Activity>,
     /// Channels accepted and not closed yet, whatever they became (the sftp ones leave `channels`).
     open_channels: HashSet<ChannelId>,
     /// Channels accepted and not yet given to the sftp subsystem.
@@ -77,12 +78,13 @@ pub struct SshSession {
 
 impl SshSession {
     /// A handler for a connection from `peer`, admitted with `ticket`; `authenticated` is set once a login
-    /// succeeds.
+    /// succeeds; `activity` records when its SFTP channels last received bytes.
     pub fn new(
         shared: Arc<Shared>,
         peer: Option<IpAddr>,
         authenticated: Arc<AtomicBool>,
         ticket: Arc<Ticket>,
+        activity: Arc<super::guard::Activity>,
     ) -> SshSession {
         SshSession {
             shared,
@@ -90,6 +92,7 @@ impl SshSession {
             account: None,
             authenticated,
             ticket,
+            activity,
             open_channels: HashSet::new(),
             channels: HashMap::new(),
         }
@@ -135,6 +138,7 @@ impl SshSession {
         crate::metrics::get().sftp_sessions.inc();
         info!(account = %entry.name, method, peer = %self.peer_label(), "login");
         self.account = Some(entry);
+        self.activity.touch();
         self.authenticated.store(true, Ordering::SeqCst);
         Auth::Accept
     }
@@ -267,7 +271,8 @@ impl russh::server::Handler for SshSession {
         let config = russh_sftp::server::Config {
             max_client_packet_len: self.shared.max_packet,
         };
-        let stream = super::guard::PacketGuard::new(channel.into_stream(), self.shared.max_packet);
+        let stream = super::guard::PacketGuard::new(channel.into_stream(), self.shared.max_packet)
+            .with_activity(Arc::clone(&self.activity));
         russh_sftp::server::run_with_config(stream, fs, config).await;
         Ok(())
     }
