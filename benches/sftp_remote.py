@@ -90,6 +90,12 @@ def start_gdprd(binary, work, port, fp, poll):
               f'host_key_fingerprint = "{fp}"\n')
     text = (text[:start] + remote + text[end:]).replace('transport = "sftp-server"', 'transport = "sftp-remote"')
     text = text.replace("127.0.0.1:2222", "127.0.0.1:0")
+    # A remote account has no HTTP front doors (its results leave for the server): drop the demo's section, and
+    # the [http] listener that only it used.
+    start = text.index("[accounts.http]")
+    end = text.index("\n\n", start)
+    text = text[:start] + text[end + 2:]
+    text = text.replace("127.0.0.1:8080", "127.0.0.1:0")
     with open(os.path.join(demo, "gdprd.toml"), "w") as f:
         f.write(text)
     log = open(os.path.join(demo, "daemon.log"), "w")
