@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Says that the running test cannot run and why, straight to the terminal: libtest captures `eprintln!` of a
+/// passing test, and a skipped test must be seen. `./test.sh` counts these `skipping:` lines in its summary.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(std::io::stderr().lock(), "skipping: {test}: {reason}");
+}
+
 /// The binary under test.
 pub fn gdprd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gdprd"))

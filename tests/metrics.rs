@@ -1,17 +1,12 @@
-//! The Prometheus endpoint, scraped with a real HTTP client (curl) while the daemon works.
+//! The Prometheus endpoint, scraped with a real HTTP client (reqwest) while the daemon works.
 
 use crate::harness::{run, seed_forget, today, Demo};
-use std::process::Command;
 use std::time::Duration;
 
 fn scrape(url: &str) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", url])
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
-    (code.to_owned(), body.to_owned())
+    let response = reqwest::blocking::get(url).expect("the metrics endpoint answers");
+    let code = response.status().as_u16().to_string();
+    (code, response.text().expect("a text body"))
 }
 
 fn value(body: &str, series: &str) -> f64 {

@@ -1,4 +1,4 @@
-//! The embedded SFTP server through the real OpenSSH client (`sftp -b`, `ssh`) and `sshpass`: logins, uploads
+//! The embedded SFTP server through the real OpenSSH client (`sftp -b`, `ssh`) and paramiko: logins, uploads
 //! that become results, every refused operation, traversal attempts, account isolation, many clients at once,
 //! and connections that never log in.
 
@@ -74,39 +74,15 @@ impl Server {
         self.sftp_as("demo", &self.key(), batch)
     }
 
-    /// Runs `sftp -b` logging in as `demo` with `password` (through sshpass).
-    fn sftp_password(&self, password: &str, batch: &str) -> Output {
-        self.with_batch(batch, |file| {
-            let mut c = Command::new("sshpass");
-            // `sftp -b` implies batch mode, which never asks for a password; the first value given wins.
-            c.args([
-                "-p",
-                password,
-                "sftp",
-                "-o",
-                "BatchMode=no",
-                "-b",
-                file,
-                "-P",
-                &self.port.to_string(),
-            ])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .args([
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "PreferredAuthentications=password",
-            ])
-            .args(["-o", "NumberOfPasswordPrompts=1", "demo@127.0.0.1"]);
-            c
-        })
+    /// Logs in as `demo` with `password` (paramiko, password authentication only) and lists `dir`.
+    fn password_ls(&self, password: &str, dir: &str) -> Output {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
+        Command::new(paramiko_python())
+            .arg(script)
+            .args(["password-ls", &self.port.to_string(), "demo", password, dir])
+            .output()
+            .expect("paramiko client runs")
     }
 }
 
@@ -207,19 +183,23 @@ fn password_login_works_and_repeated_failures_are_throttled() {
             "[sftp_server]\nauth_failures = 3\nauth_window_seconds = 3600",
         )
     });
-    let out = s.sftp_password("demo", "ls GDPR_Submit\n");
+    let out = s.password_ls("demo", "/");
     assert!(
-        out.status.success(),
+        out.status.success() && text(&out).contains("GDPR_Submit"),
         "the demo password logs in: {}",
         text(&out)
     );
     for _ in 0..3 {
-        let out = s.sftp_password("wrong", "ls\n");
+        let out = s.password_ls("wrong", "/");
         assert!(!out.status.success());
-        assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+        assert!(
+            text(&out).contains("authentication failed"),
+            "{}",
+            text(&out)
+        );
     }
     // The address is now throttled: even the right password and the right key are refused.
-    assert!(!s.sftp_password("demo", "ls\n").status.success());
+    assert!(!s.password_ls("demo", "/").status.success());
     assert!(!s.sftp("ls\n").status.success());
     assert!(s.daemon.log_text().contains("login failed"));
 }

@@ -27,7 +27,7 @@ pub(crate) fn server(var: &str) -> Option<String> {
                 std::env::var_os("CI").is_none(),
                 "CI must set {var} so the database store tests run"
             );
-            eprintln!("skipping: set {var} to run this test against a real server");
+            crate::harness::skip(&format!("set {var} to run this test against a real server"));
             None
         }
     }

@@ -9,6 +9,9 @@
     paramiko_client.py oversized PORT USER KEY
         log in, open the sftp subsystem, announce a 0xFFFFFFFF-byte SFTP packet; print "closed" when the server
         drops the channel, "open" if it is still open after 10 s.
+    paramiko_client.py password-ls PORT USER PASSWORD DIR
+        log in with PASSWORD (password authentication only) and print DIR's names, one a line; exit 1 with
+        "authentication failed: …" when the server refuses the login.
 """
 
 import os
@@ -81,6 +84,24 @@ def oversized(port, user, key):
     transport.close()
 
 
+def password_ls(port, user, password, path):
+    transport = paramiko.Transport(("127.0.0.1", int(port)))
+    try:
+        transport.connect(username=user, password=password)
+    except paramiko.AuthenticationException as e:
+        sys.exit(f"authentication failed: {e}")
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    for name in sorted(sftp.listdir(path)):
+        print(name)
+    sftp.close()
+    transport.close()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"roundtrip": roundtrip, "slow-put": slow_put, "oversized": oversized}[command](*args)
+    {
+        "roundtrip": roundtrip,
+        "slow-put": slow_put,
+        "oversized": oversized,
+        "password-ls": password_ls,
+    }[command](*args)
