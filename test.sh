@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: provisions a Debian machine for the whole suite and runs it, nothing skipped.
 #
-#   ./test.sh [ARGS…]     ARGS go to `cargo test --all-targets` (a filter, `-- --nocapture`, …)
+#   ./test.sh [ARGS…]     ARGS go to `cargo test --all-targets --no-fail-fast` (a filter, `-- --nocapture`, …)
 #
 # 1. installs the system tools the tests drive (the one install list, also CI's: .ci/run calls this script),
 # 2. installs, starts and opens PostgreSQL and MariaDB for the store tests: `postgres://postgres@127.0.0.1:5432/test`
@@ -140,16 +140,15 @@ fi
 # The suite. A test that cannot run writes a `skipping:` line straight to the terminal; they are counted here.
 mkdir -p target
 log=target/test.sh.log
-say "cargo test --all-targets $*"
+say "cargo test --all-targets --no-fail-fast $*"
 set +e
-cargo test --all-targets "$@" 2>&1 | tee "$log"
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+skips=$(grep -o 'skipping: .*' "$log" | sort -u)
 set -e
-skipped=$(grep -o 'skipping: .*' "$log" | sort -u | wc -l)
+skipped=$(printf '%s' "$skips" | grep -c . || true)
 echo
-if [ "$skipped" -gt 0 ]; then
-    grep -o 'skipping: .*' "$log" | sort -u | sed 's/^/    /'
-fi
+[ -z "$skips" ] || printf '%s\n' "$skips" | sed 's/^/    /'
 echo "test.sh: cargo test exited with $status; $skipped skipped (full output: $log)"
 if [ "$status" -ne 0 ]; then
     exit "$status"

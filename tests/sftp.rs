@@ -76,8 +76,7 @@ impl Server {
 
     /// Logs in as `demo` with `password` (paramiko, password authentication only) and lists `dir`.
     fn password_ls(&self, password: &str, dir: &str) -> Output {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/paramiko_client.py");
         Command::new(paramiko_python())
             .arg(script)
             .args(["password-ls", &self.port.to_string(), "demo", password, dir])

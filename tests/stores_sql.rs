@@ -499,6 +499,106 @@ fn postgres_tls_require_connects_and_verify_full_checks_the_certificate() {
     assert!(text.contains("store demo: ERROR: cannot connect"), "{text}");
 }
 
+/// The DNS names and IP addresses a PEM certificate is valid for (its subjectAltName).
+fn certificate_names(pem: &[u8]) -> Vec<String> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_cert::der::oid::AssociatedOid;
+    use x509_cert::der::Decode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem).expect("a PEM certificate");
+    let cert = x509_cert::Certificate::from_der(der.as_ref()).expect("an X.509 certificate");
+    let mut names = Vec::new();
+    for ext in cert.tbs_certificate.extensions.iter().flatten() {
+        if ext.extn_id != SubjectAltName::OID {
+            continue;
+        }
+        let san = SubjectAltName::from_der(ext.extn_value.as_bytes()).expect("subjectAltName");
+        for name in san.0 {
+            match name {
+                GeneralName::DnsName(d) => names.push(d.to_string()),
+                GeneralName::IpAddress(ip) => match <[u8; 4]>::try_from(ip.as_bytes()) {
+                    Ok(v4) => names.push(std::net::Ipv4Addr::from(v4).to_string()),
+                    Err(_) => names.push(format!("{:?}", ip.as_bytes())),
+                },
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn postgres_verify_full_trusts_ca_file_for_the_certificate_s_host_name_only() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    assert!(
+        url.contains("@127.0.0.1:"),
+        "this test reads the certificate of a server on this machine: {url}"
+    );
+    // The server's own (self-signed) certificate is the store's `ca_file`.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let cert_file: String = client
+        .query_one("SHOW ssl_cert_file", &[])
+        .expect("ssl_cert_file")
+        .get(0);
+    let pem = std::fs::read(&cert_file)
+        .unwrap_or_else(|e| panic!("the server's certificate {cert_file}: {e}"));
+    let names = certificate_names(&pem);
+    let name = names
+        .iter()
+        .find(|n| n.parse::<std::net::IpAddr>().is_err())
+        .unwrap_or_else(|| panic!("{cert_file} names no host: {names:?}"))
+        .clone();
+    let ca_dir = tempfile::tempdir().expect("tempdir");
+    let ca = ca_dir.path().join("server-ca.pem");
+    std::fs::write(&ca, &pem).expect("write ca_file");
+    // The platform's roots may hold the server's certificate (Debian links the snakeoil certificate into
+    // /etc/ssl/certs): an empty SSL_CERT_FILE leaves `ca_file` the only root.
+    let no_roots = ca_dir.path().join("no-roots.pem");
+    std::fs::write(&no_roots, "").expect("write");
+    let check = |demo: &Demo| {
+        let out = crate::harness::gdprd()
+            .env("SSL_CERT_FILE", &no_roots)
+            .env_remove("SSL_CERT_DIR")
+            .args(["check-config", demo.config.to_str().expect("utf-8")])
+            .output()
+            .expect("gdprd runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    };
+    let ca_line = format!("ca_file = \"{}\"", ca.display());
+    let (demo, _schema) = postgres_demo(&url, |s| {
+        s.replace(
+            "tls = \"prefer\"",
+            &format!("tls = \"verify-full\"\n{ca_line}"),
+        )
+    });
+
+    // Trusted issuer, but the certificate is not for 127.0.0.1: refused.
+    if !names.iter().any(|n| n == "127.0.0.1") {
+        let (ok, text) = check(&demo);
+        assert!(!ok, "{names:?} does not name 127.0.0.1: {text}");
+        assert!(text.contains("store demo: ERROR: cannot connect"), "{text}");
+        assert!(text.contains("certificate not valid for name"), "{text}");
+    }
+    // The name the certificate is for, reached at 127.0.0.1: the chain and the name check out.
+    let by_name = format!(
+        "{}?hostaddr=127.0.0.1",
+        url.replacen("@127.0.0.1:", &format!("@{name}:"), 1)
+    );
+    edit_config(&demo, &format!("\"{url}\""), &format!("\"{by_name}\""));
+    let (ok, text) = check(&demo);
+    assert!(ok && text.contains("store demo: OK"), "{by_name}: {text}");
+    // Without ca_file nothing vouches for the certificate: refused.
+    edit_config(&demo, &ca_line, "");
+    let (ok, text) = check(&demo);
+    assert!(!ok, "no root but ca_file trusts {cert_file}: {text}");
+    assert!(text.contains("store demo: ERROR: cannot connect"), "{text}");
+    assert!(text.contains("UnknownIssuer"), "{text}");
+}
+
 /// A TCP relay to the database that the test can cut and restore, standing in for an outage.
 struct Relay {
     port: u16,

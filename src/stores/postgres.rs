@@ -40,6 +40,20 @@ fn server_error(e: &postgres::Error) -> String {
     }
 }
 
+/// A connection error with its causes (what TLS refused: `invalid peer certificate: UnknownIssuer`); a server's
+/// refusal stays as [`server_error`] gives it.
+fn connect_error(e: &postgres::Error) -> String {
+    let mut text = server_error(e);
+    if e.as_db_error().is_none() {
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+    }
+    text
+}
+
 /// The TLS connector for `prefer`, `require` (any certificate) and `verify-full` (checked; see [`super::tls`]).
 fn tls(config: &SqlConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let client = if config.tls == TlsMode::VerifyFull {
@@ -100,7 +114,7 @@ impl Backend for PgConn {
                 pg.ssl_mode(SslMode::Require).connect(tls(config)?)
             }
         }
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect: {}", server_error(&e))))?;
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect: {}", connect_error(&e))))?;
         let mut conn = PgConn { client };
         let t = config.statement_timeout_seconds;
         let mut setup = format!("SET statement_timeout = '{t}s'; SET lock_timeout = '{t}s';");
