@@ -62,6 +62,15 @@ impl Secret {
         }
     }
 
+    /// The keyed hash of any bytes, hex.
+    pub fn hmac_bytes(&self, bytes: &[u8]) -> String {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(bytes);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// The keyed hash of any text, hex.
     pub fn hmac(&self, text: &str) -> String {
         // HMAC accepts keys of any length, so this cannot fail.

@@ -17,7 +17,6 @@ use crate::results::{archive, atomic, log};
 use crate::stores::{self, Batch, Scope, Store, StoreError, Target};
 use chrono::Utc;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::{self, Read};
@@ -528,13 +527,11 @@ impl Engine {
             info!(account = %account.name, file = name, seconds_since_written = age.as_secs(), "file ends in the middle of its JSON: an upload still being written; waiting for the rest");
             return Ok(Outcome::Waiting);
         }
-        let sha = hex::encode(Sha256::digest(&bytes));
         let rec = self.ledger.claim(
             &account.name,
             name,
             Some(file_name.kind.as_type()),
-            &sha,
-            bytes.len() as u64,
+            &bytes,
             self.config.limits.batch_size,
         )?;
         atomic::write(&self.claimed_dir(), &format!("{}.json", rec.id), &bytes)
@@ -572,10 +569,7 @@ impl Engine {
         let copy = self.claimed_dir().join(format!("{}.json", rec.id));
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
         let bytes = read_capped(&copy, cap).or_else(|_| read_capped(path, cap));
-        let intact = bytes
-            .as_ref()
-            .ok()
-            .filter(|b| rec.sha256.as_deref() == Some(hex::encode(Sha256::digest(b)).as_str()));
+        let intact = bytes.as_ref().ok().filter(|b| self.ledger.holds(&rec, b));
         info!(account = %account.name, file = name, id = rec.id, "resuming claimed file");
         match intact {
             Some(bytes) => {
@@ -729,7 +723,7 @@ impl Engine {
             let cap = self.config.limits.max_file_bytes.saturating_add(1);
             let bytes =
                 read_capped(&holding, cap).map_err(io_err(format!("cannot read {name}")))?;
-            if rec.sha256.as_deref() == Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
+            if self.ledger.holds(rec, &bytes) {
                 remove_if_present(&holding)
                     .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
             } else {

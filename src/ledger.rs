@@ -113,7 +113,8 @@ pub struct FileRecord {
     pub id: i64,
     /// Where it stands.
     pub state: FileState,
-    /// SHA-256 of the bytes claimed, hex.
+    /// The keyed digest of the bytes claimed (`hmac-sha256:` and hex, see [`Ledger::holds`]); a bare hex SHA-256
+    /// in a file claimed before the upgrade that keyed it.
     pub sha256: Option<String>,
     /// Devices per journal chunk, fixed at claim time.
     pub batch_size: usize,
@@ -184,7 +185,12 @@ const SURVEY_CHUNK: usize = u32::MAX as usize;
 /// The ledger database.
 pub struct Ledger {
     conn: Connection,
+    /// The installation secret, the key of the files' digests.
+    secret: crate::audit::Secret,
 }
+
+/// How a keyed file digest starts in `files.sha256`; a value without it is a legacy, unkeyed SHA-256.
+const KEYED: &str = "hmac-sha256:";
 
 const SCHEMA: &str = r"
 PRAGMA journal_mode = WAL;
@@ -252,15 +258,84 @@ fn now() -> String {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) `state_dir/ledger.db`.
+    /// Opens (creating if needed) `state_dir/ledger.db`, with the installation secret of `state_dir` (created
+    /// if missing) as the key of file digests. Digests an older gdprd stored unkeyed are migrated: a file still in
+    /// work is keyed again from its claimed copy, and a finished file's digest, needed no more, is cleared.
     ///
     /// # Errors
-    /// [`LedgerError::Database`] when it cannot be opened or migrated.
+    /// [`LedgerError::Database`] when it cannot be opened or migrated; [`LedgerError::Lock`] when the secret
+    /// cannot be read.
     pub fn open(state_dir: &Path) -> Result<Ledger, LedgerError> {
+        let secret = crate::audit::Secret::load_or_create(state_dir).map_err(|source| {
+            LedgerError::Lock {
+                dir: state_dir.to_owned(),
+                source,
+            }
+        })?;
         let conn = Connection::open(state_dir.join("ledger.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Ledger { conn })
+        let mut ledger = Ledger { conn, secret };
+        ledger.key_legacy_digests(state_dir)?;
+        Ok(ledger)
+    }
+
+    /// The keyed digest of a file's bytes: HMAC-SHA256 with the installation secret. An unkeyed hash of a small
+    /// file from a known template can be reversed by trying the few devices it may hold.
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        format!("{KEYED}{}", self.secret.hmac_bytes(bytes))
+    }
+
+    /// Whether `bytes` are the bytes claimed as `rec`.
+    pub fn holds(&self, rec: &FileRecord, bytes: &[u8]) -> bool {
+        use sha2::Digest;
+        match rec.sha256.as_deref() {
+            Some(d) if d.starts_with(KEYED) => d == self.digest(bytes),
+            Some(legacy) => legacy == hex::encode(sha2::Sha256::digest(bytes)),
+            None => false,
+        }
+    }
+
+    fn key_legacy_digests(&mut self, state_dir: &Path) -> Result<(), LedgerError> {
+        use sha2::Digest;
+        let legacy: Vec<(i64, String, bool)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, sha256, state = 'claimed' OR removed = 0 FROM files
+                 WHERE sha256 IS NOT NULL AND sha256 NOT LIKE 'hmac-sha256:%'",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for (id, sha, in_work) in &legacy {
+            let copy = std::fs::read(state_dir.join("claimed").join(format!("{id}.json"))).ok();
+            let keyed = copy
+                .filter(|b| hex::encode(sha2::Sha256::digest(b)) == *sha)
+                .map(|b| format!("{KEYED}{}", self.secret.hmac_bytes(&b)));
+            match (keyed, in_work) {
+                (Some(keyed), _) => {
+                    tx.execute(
+                        "UPDATE files SET sha256 = ?2 WHERE id = ?1",
+                        params![id, keyed],
+                    )?;
+                }
+                // Finished and gone from GDPR_Submit: nothing compares its digest again.
+                (None, false) => {
+                    tx.execute("UPDATE files SET sha256 = NULL WHERE id = ?1", [id])?;
+                }
+                // In work without its copy: kept, and compared unkeyed, until it finishes.
+                (None, true) => {}
+            }
+        }
+        tx.commit()?;
+        tracing::info!(
+            files = legacy.len(),
+            "ledger: unkeyed file digests keyed with the installation secret, or cleared"
+        );
+        Ok(())
     }
 
     /// The record of `name` in `account`, if it was ever claimed or rejected.
@@ -298,10 +373,11 @@ impl Ledger {
         account: &str,
         name: &str,
         kind: Option<&str>,
-        sha256: &str,
-        size: u64,
+        bytes: &[u8],
         batch_size: usize,
     ) -> Result<FileRecord, LedgerError> {
+        let sha256 = &self.digest(bytes);
+        let size = bytes.len() as u64;
         let received = now();
         self.conn.execute(
             "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'claimed', ?7)",
@@ -718,11 +794,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut l = Ledger::open(dir.path()).expect("open");
         assert!(l.lookup("a", "f").expect("lookup").is_none());
-        let rec = l
-            .claim("a", "f", Some("FORGET"), "abc", 10, 2)
-            .expect("claim");
+        let rec = l.claim("a", "f", Some("FORGET"), b"abc", 2).expect("claim");
+        assert!(l.holds(&rec, b"abc") && !l.holds(&rec, b"abd"));
         assert!(
-            l.claim("a", "f", None, "abc", 10, 2).is_err(),
+            l.claim("a", "f", None, b"abc", 2).is_err(),
             "a name is claimed once"
         );
         l.plan_step(rec.id, 0, "s", &[1, 0]).expect("plan");
@@ -760,6 +835,59 @@ mod tests {
             l.lookup("a", "f").expect("lookup").expect("some").state,
             FileState::Done
         );
+    }
+
+    #[test]
+    fn file_digests_are_keyed_and_old_ledgers_are_migrated() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = br#"{"requests":[{"type":"FORGET","contacts":[{"phone":"+1 781 555 4821"}]}]}"#;
+        let plain = hex::encode(sha2::Sha256::digest(bytes));
+        {
+            let l = Ledger::open(dir.path()).expect("open");
+            let rec = l.claim("a", "new", None, bytes, 1).expect("claim");
+            let stored = rec.sha256.clone().expect("digest");
+            assert!(stored.starts_with("hmac-sha256:") && !stored.contains(&plain));
+            let other = tempfile::tempdir().expect("tempdir");
+            let elsewhere = Ledger::open(other.path()).expect("open");
+            assert_ne!(elsewhere.digest(bytes), stored, "keyed by the installation");
+            // Rows as an older gdprd wrote them: a file in work with its claimed copy, one without, a finished one.
+            for (id, state, removed) in [(10, "claimed", 0), (11, "claimed", 0), (12, "done", 1)] {
+                l.conn
+                    .execute(
+                        "INSERT INTO files (id, account, name, sha256, state, received_at, removed)
+                         VALUES (?1, 'a', ?1, ?2, ?3, 'then', ?4)",
+                        params![id, plain, state, removed],
+                    )
+                    .expect("legacy row");
+            }
+        }
+        std::fs::create_dir_all(dir.path().join("claimed")).expect("mkdir");
+        std::fs::write(dir.path().join("claimed/10.json"), bytes).expect("copy");
+        let l = Ledger::open(dir.path()).expect("reopen");
+        let digest = |id: i64| -> Option<String> {
+            l.conn
+                .query_row("SELECT sha256 FROM files WHERE id = ?1", [id], |r| r.get(0))
+                .expect("row")
+        };
+        assert_eq!(
+            digest(10),
+            Some(l.digest(bytes)),
+            "keyed from its claimed copy"
+        );
+        assert_eq!(digest(11), Some(plain.clone()), "kept until it finishes");
+        assert_eq!(digest(12), None, "a finished file's digest is cleared");
+        let legacy = l.lookup("a", "11").expect("lookup").expect("row");
+        assert!(l.holds(&legacy, bytes), "a legacy digest still compares");
+        let none: i64 = l
+            .conn
+            .query_row(
+                "SELECT count(*) FROM files WHERE sha256 = ?1",
+                [&plain],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(none, 1);
     }
 
     #[test]

@@ -571,3 +571,40 @@ fn an_upload_that_stays_truncated_or_empty_is_refused_after_the_upload_timeout()
     );
     demo.wait_submit_empty();
 }
+
+#[test]
+fn the_ledger_keeps_a_keyed_digest_of_each_file_never_a_plain_hash() {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let demo = Demo::new(20, |c| c);
+    let name = format!("forget-{}_091500.json", today());
+    let bytes = seed_forget();
+    demo.submit(&name, &bytes);
+    let config = demo.config.to_str().expect("utf-8");
+    let once = crate::harness::run(&["run", "--once", "--config", config]);
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let stored: String = demo
+        .ledger()
+        .query_row("SELECT sha256 FROM files WHERE name = ?1", [&name], |r| {
+            r.get(0)
+        })
+        .expect("digest");
+    let key = hex::decode(
+        std::fs::read_to_string(demo.dir.path().join("state/secret.key"))
+            .expect("secret")
+            .trim(),
+    )
+    .expect("hex key");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("key");
+    mac.update(&bytes);
+    assert_eq!(
+        stored,
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes())),
+        "HMAC-SHA256 of the bytes with the installation secret"
+    );
+    assert!(!stored.contains(&hex::encode(Sha256::digest(&bytes))));
+}

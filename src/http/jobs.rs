@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -146,8 +145,7 @@ pub(super) fn create(
                 &account.name,
                 &name,
                 Some(kind.as_type()),
-                &hex::encode(Sha256::digest(&bytes)),
-                bytes.len() as u64,
+                &bytes,
                 config.limits.batch_size,
             )
             .map_err(ApiError::internal)?
