@@ -397,7 +397,7 @@ mod tests {
             Box::new(crate::stores::sqlite::SqliteStore::open("s", &config).expect("store"));
         let ledger = Ledger::open(dir.path()).expect("ledger");
         let rec = ledger
-            .claim("a", "f", Some("FORGET"), "00", 1, 500)
+            .claim("a", "f", Some("FORGET"), b"00", 500)
             .expect("claim");
         let targets = wanted
             .iter()
