@@ -16,6 +16,13 @@ use std::path::{Path, PathBuf};
 
 /// The demo config, as shipped in `fixtures/demo/gdprd.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../fixtures/demo/gdprd.toml");
+/// The file `gdprd demo` writes beside its config. Only a config with it beside may use the demo's published
+/// password and token; `check-config` and `run` refuse them anywhere else.
+pub const MARKER: &str = "gdprd-demo.marker";
+/// The demo account's SFTP password, published in the README.
+pub const DEMO_PASSWORD: &str = "demo";
+/// The demo account's HTTP bearer token, published in the README.
+pub const DEMO_TOKEN: &str = "demo-http-token";
 /// The account id of the seed's sample requests.
 pub const SAMPLE_ACCOUNT: &str = "30003748347";
 /// Another tenant's account id: its rows share devices with the sample but must never be touched.
@@ -687,6 +694,14 @@ pub fn lay_out(dir: &Path, rows: u64, sftp_port: u16, http_port: u16) -> Result<
             .replace("127.0.0.1:8080", &format!("127.0.0.1:{http_port}"));
         std::fs::write(&config, text)
             .map_err(io_err(format!("cannot write {}", config.display())))?;
+    }
+    let marker = dir.join(MARKER);
+    if !marker.exists() {
+        std::fs::write(
+            &marker,
+            "Written by `gdprd demo`: the config beside it may use the demo's published password and token.\n",
+        )
+        .map_err(io_err(format!("cannot write {}", marker.display())))?;
     }
     let key = dir.join("demo_ed25519");
     if !key.exists() {

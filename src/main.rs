@@ -156,8 +156,9 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { config, once } => {
-            let config = Config::load(&config)?;
+        Command::Run { config: path, once } => {
+            let config = Config::load(&path)?;
+            refuse_demo_credentials(&config, &path)?;
             run(config, once)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -628,8 +629,47 @@ fn suppressed(config: &Path, account: &str, devices: &[String]) -> Result<ExitCo
     })
 }
 
+/// Refuses an account whose SFTP password or HTTP token is the demo's published one, unless the config lies in a
+/// folder `gdprd demo` laid out (its marker file beside the config).
+fn refuse_demo_credentials(config: &Config, path: &Path) -> Result<()> {
+    use argon2::PasswordVerifier;
+    use sha2::Digest;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if dir.join(gdprd::demo::MARKER).exists() {
+        return Ok(());
+    }
+    let demo_token = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(gdprd::demo::DEMO_TOKEN.as_bytes()))
+    );
+    for account in &config.accounts {
+        let name = &account.name;
+        let hash = account
+            .sftp
+            .as_ref()
+            .and_then(|s| s.password_hash.as_deref());
+        if let Some(parsed) = hash.and_then(|h| argon2::PasswordHash::new(h).ok()) {
+            if argon2::Argon2::default()
+                .verify_password(gdprd::demo::DEMO_PASSWORD.as_bytes(), &parsed)
+                .is_ok()
+            {
+                bail!("account {name:?}: password_hash is the hash of the demo's published password \"demo\": anyone could log in. Make a new one with `gdprd hash-password`, or remove password_hash to allow keys only");
+            }
+        }
+        if account
+            .http
+            .as_ref()
+            .is_some_and(|h| h.token_hash.eq_ignore_ascii_case(&demo_token))
+        {
+            bail!("account {name:?}: token_hash is the hash of the demo's published token \"demo-http-token\": anyone could call the front doors. Make a new token with `gdprd http-token`");
+        }
+    }
+    Ok(())
+}
+
 fn check_config(path: &Path, offline: bool) -> Result<ExitCode> {
     let config = Config::load(path)?;
+    refuse_demo_credentials(&config, path)?;
     let mut ok = true;
     if offline {
         println!("stores not opened (--offline)");

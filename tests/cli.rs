@@ -244,3 +244,84 @@ fn http_token_prints_a_fresh_token_and_its_hash() {
     assert!(token.len() >= 64, "256 random bits: {token}");
     assert_ne!(read().0, token, "every token is new");
 }
+
+/// Issue 14, item 20: the demo's config installed elsewhere (as docs/operations.md once said) passed
+/// `check-config --offline` with the demo's published password and token. Outside a `gdprd demo` folder,
+/// `check-config` and `run` refuse them, naming the account and what to do.
+#[test]
+fn the_demo_password_and_token_are_refused_outside_the_demo() {
+    let demo = Demo::new(10, |c| c);
+    let out = run(&[
+        "check-config",
+        "--offline",
+        demo.config.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "the demo's own folder may use them");
+
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(&demo.config)
+        .expect("config")
+        .replace(
+            "demo_ed25519.pub",
+            &demo
+                .dir
+                .path()
+                .join("demo_ed25519.pub")
+                .display()
+                .to_string(),
+        );
+    let config = elsewhere.path().join("gdprd.toml");
+    std::fs::write(&config, &text).expect("write");
+    let path = config.to_str().expect("utf-8");
+    for args in [
+        vec!["check-config", "--offline", path],
+        vec!["run", "--once", "--config", path],
+    ] {
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted the demo password");
+        assert!(
+            err.contains("account \"demo\"")
+                && err.contains("password")
+                && err.contains("gdprd hash-password"),
+            "{err}"
+        );
+    }
+
+    // A real password, the demo token still there: refused for the token.
+    let hashed = crate::harness::gdprd()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"a real password 4821\n")?;
+            child.wait_with_output()
+        })
+        .expect("hash-password");
+    let printed = String::from_utf8_lossy(&hashed.stdout).into_owned();
+    let hash = printed.lines().next().unwrap_or_default().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{printed}");
+    let start = text.find("password_hash = \"").expect("password line");
+    let end = start + text[start..].find('\n').expect("line end");
+    let text = format!(
+        "{}password_hash = \"{hash}\"{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&config, &text).expect("write");
+    let out = run(&["check-config", "--offline", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the demo token was accepted");
+    assert!(
+        err.contains("account \"demo\"")
+            && err.contains("token")
+            && err.contains("gdprd http-token"),
+        "{err}"
+    );
+}
