@@ -288,3 +288,39 @@ pub fn responses(log: &Value) -> Vec<String> {
 pub fn successes(responses: &[String]) -> usize {
     responses.iter().filter(|r| *r == "SUCCESS").count()
 }
+
+/// A Python that can import `imports`, from a virtual environment `name` under cargo's temporary folder, made
+/// (or remade, when a moved or broken one cannot run) once and filled with `packages` from PyPI.
+pub fn python_venv(name: &str, packages: &[&str], imports: &str) -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", &format!("import {imports}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready() {
+        let made = Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(
+            made.success(),
+            "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        );
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "-q"])
+            .args(packages)
+            .status()
+            .expect("pip runs");
+        assert!(pip.success(), "pip install {packages:?} failed");
+    }
+    assert!(
+        ready(),
+        "{imports} is not importable from {}",
+        python.display()
+    );
+    python
+}

@@ -909,36 +909,7 @@ fn the_openapi_document_matches_the_served_routes() {
 fn openapi_allows(probes: &[(&str, &str, String)]) -> Vec<bool> {
     static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     let python = PYTHON.get_or_init(|| {
-        let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("jsonschema-venv");
-        let python = venv.join("bin/python");
-        let ready = || {
-            std::process::Command::new(&python)
-                .args(["-c", "import jsonschema"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ready() {
-            let made = std::process::Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 runs");
-            assert!(
-                made.success(),
-                "python3 -m venv failed (apt-get install python3-venv)"
-            );
-            let pip = std::process::Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", "jsonschema"])
-                .status()
-                .expect("pip runs");
-            assert!(pip.success(), "pip install jsonschema failed");
-        }
-        assert!(
-            ready(),
-            "jsonschema is not importable from {}",
-            python.display()
-        );
-        python
+        crate::harness::python_venv("jsonschema-venv", &["jsonschema"], "jsonschema")
     });
     const CHECK: &str = r#"
 import json, sys, jsonschema

@@ -559,39 +559,11 @@ pub(crate) fn paramiko_python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("paramiko-venv");
-            let python = venv.join("bin/python");
-            let ready = || {
-                Command::new(&python)
-                    .args(["-c", "import paramiko, ssh_audit"])
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if !ready() {
-                let made = Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&venv)
-                    .status()
-                    .expect("python3 runs");
-                assert!(
-                    made.success(),
-                    "python3 -m venv failed (Debian: apt-get install python3-venv)"
-                );
-                let pip = Command::new(venv.join("bin/pip"))
-                    .args(["install", "-q", "paramiko", "ssh-audit"])
-                    .status()
-                    .expect("pip runs");
-                assert!(
-                    pip.success(),
-                    "pip install paramiko ssh-audit failed: the second SFTP client and the audit are needed"
-                );
-            }
-            assert!(
-                ready(),
-                "paramiko and ssh_audit are not importable from {}",
-                python.display()
-            );
-            python
+            crate::harness::python_venv(
+                "paramiko-venv",
+                &["paramiko", "ssh-audit"],
+                "paramiko, ssh_audit",
+            )
         })
         .clone()
 }
