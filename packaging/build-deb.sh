@@ -25,7 +25,7 @@ trap 'rm -rf "$stage"' EXIT
 install -D -m 0755 "$binary" "$stage/usr/bin/gdprd"
 install -D -m 0644 systemd/gdprd.service "$stage/lib/systemd/system/gdprd.service"
 install -D -m 0640 packaging/gdprd.toml "$stage/etc/gdprd/gdprd.toml"
-install -D -m 0644 target/assets/gdprd.1.gz "$stage/usr/share/man/man1/gdprd.1.gz"
+for page in target/assets/*.1.gz; do install -D -m 0644 "$page" "$stage/usr/share/man/man1/$(basename "$page")"; done
 install -D -m 0644 target/assets/gdprd.bash "$stage/usr/share/bash-completion/completions/gdprd"
 install -D -m 0644 target/assets/_gdprd "$stage/usr/share/zsh/vendor-completions/_gdprd"
 install -D -m 0644 target/assets/gdprd.fish "$stage/usr/share/fish/vendor_completions.d/gdprd.fish"

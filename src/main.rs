@@ -80,7 +80,7 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
     },
-    /// Write the man page (gdprd.1.gz) and shell completions (bash, zsh, fish) for packaging.
+    /// Write the man pages (gdprd.1.gz and one per subcommand) and shell completions (bash, zsh, fish) for packaging.
     #[command(hide = true)]
     GenerateAssets {
         /// The folder to write them into.
@@ -530,17 +530,12 @@ fn demo_db_server(
 /// `gdprd generate-assets`: the man page, generated from this CLI, and shell completions.
 fn generate_assets(out: &Path) -> Result<ExitCode> {
     use clap::CommandFactory;
-    use std::io::Write;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let command = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(command.clone())
-        .render(&mut page)
-        .context("cannot render the man page")?;
-    let file = std::fs::File::create(out.join("gdprd.1.gz")).context("cannot write gdprd.1.gz")?;
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
-    gz.write_all(&page).context("cannot write gdprd.1.gz")?;
-    gz.finish().context("cannot write gdprd.1.gz")?;
+    // Built first, so the main page's SEE ALSO names each subcommand's page (gdprd-run(1), …), all shipped.
+    let mut built = command.clone().disable_help_subcommand(true);
+    built.build();
+    let pages = write_man_pages(&built, out)?;
     for (shell, name) in [
         (clap_complete::Shell::Bash, "gdprd.bash"),
         (clap_complete::Shell::Zsh, "_gdprd"),
@@ -551,10 +546,32 @@ fn generate_assets(out: &Path) -> Result<ExitCode> {
         clap_complete::generate(shell, &mut command.clone(), "gdprd", &mut file);
     }
     println!(
-        "wrote gdprd.1.gz, gdprd.bash, _gdprd and gdprd.fish into {}",
+        "wrote {} man pages (gdprd.1.gz, gdprd-run.1.gz, …), gdprd.bash, _gdprd and gdprd.fish into {}",
+        pages,
         out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the gzipped man page of `command` and of each of its visible subcommands into `out`; returns how many.
+fn write_man_pages(command: &clap::Command, out: &Path) -> Result<usize> {
+    use std::io::Write;
+    let mut written = 0;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        written += write_man_pages(sub, out)?;
+    }
+    let man = clap_mangen::Man::new(command.clone());
+    let name = format!("{}.gz", man.get_filename());
+    let mut page = Vec::new();
+    man.render(&mut page)
+        .with_context(|| format!("cannot render {name}"))?;
+    let file =
+        std::fs::File::create(out.join(&name)).with_context(|| format!("cannot write {name}"))?;
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+    gz.write_all(&page)
+        .and_then(|()| gz.finish().map(drop))
+        .with_context(|| format!("cannot write {name}"))?;
+    Ok(written + 1)
 }
 
 /// `gdprd status`.

@@ -71,6 +71,36 @@ fn the_deb_installs_the_binary_unit_config_man_page_and_completions() {
         .output()
         .expect("zcat");
     assert!(String::from_utf8_lossy(&man.stdout).contains(".TH gdprd 1"));
+    // Every page the main page refers to is shipped (issue 14 item 21: it named gdprd-run(1) and none was).
+    let main_page = Command::new("zcat")
+        .arg(root.join("usr/share/man/man1/gdprd.1.gz"))
+        .output()
+        .expect("zcat");
+    // roff writes a hyphen as `\-`.
+    let main_page = String::from_utf8_lossy(&main_page.stdout).replace("\\-", "-");
+    let referred: Vec<&str> = main_page
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("gdprd-"))
+        .collect();
+    for page in [
+        "gdprd-run",
+        "gdprd-validate",
+        "gdprd-check-config",
+        "gdprd-status",
+    ] {
+        assert!(referred.contains(&page), "gdprd(1) refers to {page}(1)");
+    }
+    for page in &referred {
+        let file = root.join(format!("usr/share/man/man1/{page}.1.gz"));
+        assert!(
+            file.exists(),
+            "{page}(1), named in gdprd(1), is in the package"
+        );
+    }
+    assert!(
+        !referred.contains(&"gdprd-generate-assets"),
+        "the hidden packaging command gets no page"
+    );
     let completion =
         std::fs::read_to_string(root.join("usr/share/bash-completion/completions/gdprd"))
             .expect("bash");
