@@ -731,6 +731,25 @@ mod tests {
     use super::*;
     use crate::requests::{Device, DeviceKind};
 
+    /// docs/configuration.md shows the demo config, annotated: it must be the same configuration (issue 14 item
+    /// 19: it had fallen behind the fixture, 17 lines short).
+    #[test]
+    fn the_annotated_example_in_the_docs_is_the_demo_config() {
+        let doc = include_str!("../docs/configuration.md");
+        let section = doc
+            .split_once("## An annotated example: the demo")
+            .expect("the section")
+            .1;
+        let block = section
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .expect("a toml block")
+            .0;
+        let shown: toml::Value = toml::from_str(block).expect("the doc's block parses");
+        let shipped: toml::Value = toml::from_str(DEMO_CONFIG).expect("the fixture parses");
+        assert_eq!(shown, shipped);
+    }
+
     #[test]
     fn filler_devices_are_valid_and_distinct_from_the_sample() {
         for i in [0u64, 1, 999_999] {
