@@ -336,8 +336,14 @@ fn one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
             .collect();
         assert_eq!(sample.len(), 4, "{lists}");
         for line in sample {
+            // The random placeholders are hex and may hold any digits ("…529e215552"): look past them.
+            let kept: Vec<&str> = line
+                .split(',')
+                .filter(|cell| !cell.starts_with("forgotten-"))
+                .collect();
+            let kept = kept.join(",");
             assert!(
-                line.contains("forgotten-") && !line.contains("555") && !line.contains("test") && !line.contains("genesys"),
+                line.contains("forgotten-") && !kept.contains("555") && !kept.contains("test") && !kept.contains("genesys"),
                 "batch {batch}: the CSV store forgot every sample contact, the one with a bad SQLite row too: {line}"
             );
         }
