@@ -324,3 +324,17 @@ pub fn python_venv(name: &str, packages: &[&str], imports: &str) -> PathBuf {
     );
     python
 }
+
+/// A loopback port that was free a moment ago, for a server whose port the config must name.
+pub fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `config` with the Prometheus metrics endpoint on 127.0.0.1:`port`.
+pub fn with_metrics(config: &str, port: u16) -> String {
+    format!("{config}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+}

@@ -364,14 +364,8 @@ fn behind_an_untrusted_proxy_bad_tokens_lock_out_only_the_proxy_address() {
 
 #[test]
 fn metrics_answer_split_requests_and_head_and_cap_connections() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let demo = Demo::new(20, |c| {
-        format!("{c}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
-    });
+    let port = crate::harness::spare_port();
+    let demo = Demo::new(20, |c| crate::harness::with_metrics(&c, port));
     let _daemon = demo.start();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     // A request split across TCP packets.
@@ -415,14 +409,10 @@ fn metrics_answer_split_requests_and_head_and_cap_connections() {
 
 #[test]
 fn accept_loops_back_off_when_file_handles_run_out() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::harness::spare_port();
     let demo = demo(20, |c| {
         let c = http_settings("header_timeout_seconds = 60\n")(c);
-        format!("{c}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+        crate::harness::with_metrics(&c, port)
     });
     let daemon = demo.start();
     let api = Api::new(&daemon);

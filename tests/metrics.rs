@@ -17,14 +17,8 @@ fn value(body: &str, series: &str) -> f64 {
 
 #[test]
 fn metrics_count_files_contacts_and_store_calls() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let demo = Demo::new(20, |c| {
-        format!("{c}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
-    });
+    let port = crate::harness::spare_port();
+    let demo = Demo::new(20, |c| crate::harness::with_metrics(&c, port));
     let _daemon = demo.start();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let (code, body) = scrape(&url);

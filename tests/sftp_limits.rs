@@ -31,6 +31,12 @@ fn observed(out: &Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
 }
 
+/// The JSON line a background attack printed (read from its stdout's lines).
+fn report(line: Option<std::io::Result<String>>) -> serde_json::Value {
+    let line = line.and_then(Result::ok).expect("the attack reports");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
 /// Starts an attack in the background.
 fn start_attack(args: &[&str]) -> Child {
     attack(args).spawn().expect("attack.py starts")
@@ -134,13 +140,7 @@ fn one_customer_cannot_take_every_file_handle_and_refused_execs_do_not_use_up_ch
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
         holder.stdout.take().expect("stdout"),
     ));
-    let seen: serde_json::Value = serde_json::from_str(
-        &lines
-            .next()
-            .and_then(Result::ok)
-            .expect("the attack reports"),
-    )
-    .expect("json");
+    let seen: serde_json::Value = report(lines.next());
     assert_eq!(seen["opened"], 16, "{seen}");
     assert!(
         seen["first_error"]
@@ -225,13 +225,7 @@ fn silent_connections_from_four_addresses_never_shut_out_a_customer() {
     std::thread::sleep(Duration::from_secs(1));
     customer_round_trip(&s, "demo", "092000");
     http_job_completes(&s.daemon);
-    let seen: serde_json::Value = serde_json::from_str(
-        &lines
-            .last()
-            .and_then(Result::ok)
-            .expect("the attack reports"),
-    )
-    .expect("json");
+    let seen: serde_json::Value = report(lines.last());
     let _ = flood.wait();
     assert!(
         seen["closed_by_server"].as_u64().unwrap_or(0) > 0,
@@ -318,13 +312,7 @@ fn open_listings_of_a_full_result_folder_do_not_each_copy_it_into_memory() {
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
         holder.stdout.take().expect("stdout"),
     ));
-    let seen: serde_json::Value = serde_json::from_str(
-        &lines
-            .next()
-            .and_then(Result::ok)
-            .expect("the attack reports"),
-    )
-    .expect("json");
+    let seen: serde_json::Value = report(lines.next());
     assert_eq!(seen["opened"], 64, "{seen}");
     let during = rss_kib(pid);
     let _ = holder.wait();
@@ -699,13 +687,7 @@ fn the_daemon_keeps_its_reserve_of_file_handles_when_sftp_clients_take_their_who
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
         holder.stdout.take().expect("stdout"),
     ));
-    let seen: serde_json::Value = serde_json::from_str(
-        &lines
-            .next()
-            .and_then(Result::ok)
-            .expect("the attack reports"),
-    )
-    .expect("json");
+    let seen: serde_json::Value = report(lines.next());
     assert_eq!(seen["opened"], 64, "{seen}");
     // The server's share is used up: another account gets a clear error, not a hung or broken server.
     let seed = fixture("requests/seed-forget.json");

@@ -76,11 +76,7 @@ impl Sshd {
             std::fs::create_dir_all(d.join(sub)).expect("remote folders");
         }
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("spare port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = crate::harness::spare_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
