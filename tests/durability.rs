@@ -172,13 +172,7 @@ fn what_a_crash_leaves_in_the_state_folder_is_gone_after_the_next_start() {
     let demo = Demo::new(20, |c| c);
     let name = format!("forget-{}_040000.json", today());
     demo.submit(&name, &crate::harness::seed_forget());
-    let config = demo.config.to_str().expect("utf-8");
-    let once = crate::harness::run(&["run", "--once", "--config", config]);
-    assert!(
-        once.status.success(),
-        "{}",
-        String::from_utf8_lossy(&once.stderr)
-    );
+    demo.run_once();
     let (id, state, removed): (i64, String, bool) = demo
         .ledger()
         .query_row(

@@ -52,6 +52,22 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// `gdprd run --once` on this demo's config: resumes, processes what is waiting, exits; it must succeed.
+    pub fn run_once(&self) -> Output {
+        let out = run(&[
+            "run",
+            "--once",
+            "--config",
+            self.config.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "run --once: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Lays out a demo with `rows` filler contacts, then lets `tweak` edit its config text. Tests rescan every
     /// second and take files without a settle time unless `tweak` says otherwise.
     pub fn new(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {

@@ -299,17 +299,7 @@ fn a_submission_held_when_a_crash_came_is_settled_at_the_next_start() {
     let demo = Demo::new(20, |c| c);
     let name = format!("forget-{}_082000.json", today());
     demo.submit(&name, &seed_forget());
-    let once = crate::harness::run(&[
-        "run",
-        "--once",
-        "--config",
-        demo.config.to_str().expect("utf-8"),
-    ]);
-    assert!(
-        once.status.success(),
-        "{}",
-        String::from_utf8_lossy(&once.stderr)
-    );
+    demo.run_once();
     let id: i64 = demo
         .ledger()
         .query_row("SELECT id FROM files WHERE name = ?1", [&name], |r| {
@@ -325,13 +315,7 @@ fn a_submission_held_when_a_crash_came_is_settled_at_the_next_start() {
     let holding = demo.submit.join(format!(".gdprd-leaving-{id}.json"));
     set_unremoved();
     std::fs::write(&holding, seed_forget()).expect("holding file");
-    let again = crate::harness::run(&[
-        "run",
-        "--once",
-        "--config",
-        demo.config.to_str().expect("utf-8"),
-    ]);
-    assert!(again.status.success());
+    demo.run_once();
     assert!(!holding.exists(), "the claimed file held there is removed");
     let stem = name.strip_suffix(".json").expect("stem");
     assert!(
@@ -341,13 +325,7 @@ fn a_submission_held_when_a_crash_came_is_settled_at_the_next_start() {
     // The same crash, but what was held is a file that replaced the claimed one: it gets its notice.
     set_unremoved();
     std::fs::write(&holding, b"{\"requests\": []}").expect("holding file");
-    let third = crate::harness::run(&[
-        "run",
-        "--once",
-        "--config",
-        demo.config.to_str().expect("utf-8"),
-    ]);
-    assert!(third.status.success());
+    demo.run_once();
     assert!(!holding.exists());
     let n = notice(&demo, stem);
     assert!(
@@ -580,13 +558,7 @@ fn the_ledger_keeps_a_keyed_digest_of_each_file_never_a_plain_hash() {
     let name = format!("forget-{}_091500.json", today());
     let bytes = seed_forget();
     demo.submit(&name, &bytes);
-    let config = demo.config.to_str().expect("utf-8");
-    let once = crate::harness::run(&["run", "--once", "--config", config]);
-    assert!(
-        once.status.success(),
-        "{}",
-        String::from_utf8_lossy(&once.stderr)
-    );
+    demo.run_once();
     let stored: String = demo
         .ledger()
         .query_row("SELECT sha256 FROM files WHERE name = ?1", [&name], |r| {

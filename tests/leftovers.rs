@@ -1,7 +1,7 @@
 //! Nothing of a forgotten person stays in a SQLite store's files (issue 14, item 14): not in free pages, not in
 //! unused space inside a page, not in the WAL or a rollback journal, whoever wrote it there.
 
-use crate::harness::{run, seed_forget, today, Demo};
+use crate::harness::{seed_forget, today, Demo};
 use rusqlite::Connection;
 
 /// Values that only the sample's forgotten rows hold (no filler row, no other tenant's row has them).
@@ -34,17 +34,7 @@ fn copies_in_files(demo: &Demo, needle: &str) -> usize {
 fn forget_seed_once(demo: &Demo) {
     let name = format!("forget-{}_120000.json", today());
     std::fs::write(demo.submit.join(&name), seed_forget()).expect("submit");
-    let out = run(&[
-        "run",
-        "--once",
-        "--config",
-        demo.config.to_str().expect("utf-8"),
-    ]);
-    assert!(
-        out.status.success(),
-        "run --once: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    demo.run_once();
     let log = demo
         .result
         .join(format!("forget-{}_120000-execution-log.json", today()));
