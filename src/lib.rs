@@ -17,10 +17,12 @@
 //! - [`http`] is the other way in: batched erasure/access jobs and agent privacy requests over HTTP, turned into
 //!   the same claimed files, so the engine, ledger, audit and retention treat them exactly like dropped files;
 //!   [`clock`] is the time it and retention read.
+//! - Shared by the rooms: [`throttle`] (failed logins) and [`backoff`] (every listener's wait after a failed accept).
 
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod daemon;

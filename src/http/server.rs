@@ -4,6 +4,7 @@
 //! connection is accepted (over the cap: `503` and closed at once, so no file handle is held); and accept errors
 //! (`EMFILE` when the process is out of file handles) answered by a capped backoff instead of a hot loop.
 
+use crate::backoff::AcceptBackoff;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -105,34 +106,6 @@ fn refuse(stream: TcpStream, why: &str) {
     let _ = stream.try_write(answer.as_bytes());
 }
 
-/// Waits after failed accepts, doubling from 10 ms to 1 s, and warns at most every 10 s.
-#[derive(Default)]
-struct Backoff {
-    delay: Duration,
-    failures: u64,
-    warned: Option<Instant>,
-}
-
-impl Backoff {
-    fn failed(&mut self, e: &std::io::Error, name: &str) -> Duration {
-        self.failures += 1;
-        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        if self
-            .warned
-            .is_none_or(|w| w.elapsed() >= Duration::from_secs(10))
-        {
-            warn!(endpoint = name, error = %e, failures = self.failures, "cannot accept a connection (out of file handles?); retrying with backoff");
-            self.warned = Some(Instant::now());
-        }
-        self.delay
-    }
-
-    fn succeeded(&mut self) {
-        self.delay = Duration::ZERO;
-        self.failures = 0;
-    }
-}
-
 /// Serves `app` on `listener` within `limits` until `shutdown` completes; requests in flight then finish.
 /// Handlers see the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
@@ -150,7 +123,11 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
-    let mut backoff = Backoff::default();
+    let mut backoff = AcceptBackoff::new(
+        limits.name,
+        Duration::from_millis(10),
+        Duration::from_secs(1),
+    );
     let mut refused: (u64, Option<Instant>) = (0, None);
     tokio::pin!(shutdown);
     loop {
@@ -164,7 +141,7 @@ pub async fn serve(
                 a
             }
             Err(e) => {
-                let wait = backoff.failed(&e, limits.name);
+                let wait = backoff.failed(&e);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => continue,
                     () = &mut shutdown => break,

@@ -17,6 +17,7 @@ pub mod paths;
 pub mod peer;
 pub mod session;
 
+use crate::backoff::AcceptBackoff;
 use crate::config::{Config, Transport};
 use crate::transports::Job;
 use auth::{Credentials, Throttle};
@@ -265,31 +266,6 @@ impl Refusals {
     }
 }
 
-/// How long to wait after a failed accept (for example `EMFILE`: no file handle left): doubling from 50 ms to
-/// 5 s, logged once when it starts and once when accepting works again.
-#[derive(Default)]
-struct AcceptBackoff {
-    failures: u32,
-}
-
-impl AcceptBackoff {
-    fn failed(&mut self, error: &std::io::Error) -> Duration {
-        if self.failures == 0 {
-            warn!(error = %error, "accept failed; backing off until it works again");
-        }
-        self.failures = self.failures.saturating_add(1);
-        let ms = 50u64.saturating_mul(1 << self.failures.min(8).saturating_sub(1));
-        Duration::from_millis(ms.min(5_000))
-    }
-
-    fn succeeded(&mut self) {
-        if self.failures > 0 {
-            info!(failures = self.failures, "accepting connections again");
-            self.failures = 0;
-        }
-    }
-}
-
 impl SftpServer {
     /// A handle that swaps the accounts while the server runs.
     pub fn accounts(&self) -> Accounts {
@@ -377,7 +353,8 @@ impl SftpServer {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut sessions = JoinSet::new();
         let mut refusals = Refusals::default();
-        let mut backoff = AcceptBackoff::default();
+        let mut backoff =
+            AcceptBackoff::new("sftp", Duration::from_millis(50), Duration::from_secs(5));
         let mut sweeps = tokio::time::interval(Duration::from_secs(3600));
         sweeps.tick().await;
         tokio::pin!(shutdown);
