@@ -5,6 +5,7 @@
 //! claimed file resumes from here: completed chunks are not executed again and their responses do not change.
 //! It never holds a device value in clear: the audit trail keeps a keyed hash (see [`crate::audit`]).
 
+use crate::engine::Response;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::io::{Read, Write};
@@ -540,7 +541,7 @@ impl Ledger {
         &mut self,
         id: i64,
         chunk: usize,
-        responses: &[((usize, usize), String)],
+        responses: &[((usize, usize), Response)],
         audit: &[AuditEntry],
     ) -> Result<(), LedgerError> {
         let tx = self.conn.transaction()?;
@@ -553,7 +554,12 @@ impl Ledger {
                 "INSERT OR REPLACE INTO contacts (file_id, request, contact, response) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for ((request, contact), response) in responses {
-                insert.execute(params![id, *request as i64, *contact as i64, response])?;
+                insert.execute(params![
+                    id,
+                    *request as i64,
+                    *contact as i64,
+                    response.to_string()
+                ])?;
             }
         }
         for entry in audit {
@@ -563,21 +569,21 @@ impl Ledger {
         Ok(())
     }
 
-    /// The journaled responses of file `id`, by (request, contact).
+    /// The journaled responses of file `id`, by (request, contact), read back from their text.
     ///
     /// # Errors
     /// [`LedgerError::Database`].
     pub fn responses(
         &self,
         id: i64,
-    ) -> Result<std::collections::HashMap<(usize, usize), String>, LedgerError> {
+    ) -> Result<std::collections::HashMap<(usize, usize), Response>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare("SELECT request, contact, response FROM contacts WHERE file_id = ?1")?;
         let rows = stmt.query_map([id], |r| {
             Ok((
                 (r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize),
-                r.get::<_, String>(2)?,
+                Response::parse(&r.get::<_, String>(2)?),
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -810,14 +816,17 @@ mod tests {
             l.step(rec.id, 0, "s").expect("step"),
             Some((vec![1, 0], true))
         );
-        l.complete_chunk(rec.id, 0, &[((0, 0), "SUCCESS".into())], &[entry()])
+        l.complete_chunk(rec.id, 0, &[((0, 0), Response::Success)], &[entry()])
             .expect("complete");
         assert!(l.chunk_done(rec.id, 0).expect("done"));
         assert!(
             l.complete_chunk(rec.id, 0, &[], &[]).is_err(),
             "a chunk completes once"
         );
-        assert_eq!(l.responses(rec.id).expect("responses")[&(0, 0)], "SUCCESS");
+        assert_eq!(
+            l.responses(rec.id).expect("responses")[&(0, 0)],
+            Response::Success
+        );
         assert_eq!(
             l.unfinished().expect("unfinished"),
             vec![("a".to_owned(), "f".to_owned())]

@@ -10,11 +10,11 @@
 //! with `k` bad ones costs about `2·k·log2(n)` extra runs; a store with no bad row costs nothing extra.
 //!
 //! A forget changes rows in every run that succeeds, so each run journals what it found before it changes
-//! anything ([`forget_step`]): the step's plan only grows, and a restart that runs the step again counts what
+//! anything ([`ForgetStep::run`]): the step's plan only grows, and a restart that runs the step again counts what
 //! the runs before the crash found. An export changes nothing: the failing targets are found by runs whose rows
 //! are thrown away, then the others are exported in one run into the part archive ([`export_step`]).
 
-use super::store_failure;
+use super::response::StoreFailure;
 use crate::ledger::{Ledger, LedgerError};
 use crate::requests::Kind;
 use crate::stores::{Batch, ExportSink, Found, Store, StoreError};
@@ -28,12 +28,12 @@ pub(super) struct StoreOutcome {
     /// Rows found per target of the batch.
     pub(super) found: Vec<u64>,
     /// Per target, why the store could not do its part for it.
-    pub(super) errors: Vec<Option<String>>,
+    pub(super) errors: Vec<Option<StoreFailure>>,
 }
 
 impl StoreOutcome {
     /// Every target of a batch of `n` failed with `error`.
-    pub(super) fn failed(name: &str, n: usize, error: String) -> StoreOutcome {
+    pub(super) fn failed(name: &str, n: usize, error: StoreFailure) -> StoreOutcome {
         StoreOutcome {
             name: name.to_owned(),
             found: vec![0; n],
@@ -105,9 +105,9 @@ fn isolate(
                 } else {
                     warn!(store = %name, error = %e, "a stored row of one contact failed; that contact gets an error response, the others are done");
                 }
-                let text = store_failure(&name, &e);
+                let failure = StoreFailure::from_error(&name, &e);
                 for &t in &subset {
-                    outcome.errors[t] = Some(text.clone());
+                    outcome.errors[t] = Some(failure.clone());
                 }
             }
         }
@@ -115,75 +115,100 @@ fn isolate(
     outcome
 }
 
-/// Runs one store's part of a forget (or pseudonymisation) chunk. Every run journals the rows it found in the
-/// step's plan before it changes anything; a step is marked done only when every target succeeded, so a step
-/// with an error runs again after a restart (a forget is idempotent) and gives the same answers.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forget_step(
-    ledger: &Ledger,
-    kind: Kind,
-    store: Option<&mut Box<dyn Store>>,
-    open_error: Option<&str>,
-    file_id: i64,
-    chunk: usize,
-    name: &str,
-    batch: &Batch,
-) -> Result<StoreOutcome, LedgerError> {
-    let n = batch.targets.len();
-    let prior = ledger.step(file_id, chunk, name)?;
-    if let Some((found, true)) = &prior {
-        return Ok(StoreOutcome {
-            name: name.to_owned(),
-            found: found.clone(),
-            errors: vec![None; n],
-        });
-    }
-    let Some(store) = store else {
-        let why = open_error.unwrap_or("not opened");
-        return Ok(StoreOutcome::failed(
+/// One store's part of one chunk of a forget (or pseudonymisation): what it runs on, and where it is journaled.
+pub(super) struct ForgetStep<'a> {
+    /// The journal of the file.
+    pub(super) ledger: &'a Ledger,
+    /// Forget or pseudonymise.
+    pub(super) kind: Kind,
+    /// The file's ledger id.
+    pub(super) file_id: i64,
+    /// The chunk's index in the file.
+    pub(super) chunk: usize,
+    /// The store's name.
+    pub(super) name: &'a str,
+    /// The chunk's targets.
+    pub(super) batch: &'a Batch,
+}
+
+/// The store a step runs on, or why it could not be opened.
+pub(super) type Opened<'a> = Result<&'a mut dyn Store, &'a str>;
+
+impl ForgetStep<'_> {
+    /// Runs the step on `store`. Every run journals the rows it found in the step's plan before it changes
+    /// anything; a step is marked done only when every target succeeded, so a step with an error runs again
+    /// after a restart (a forget is idempotent) and gives the same answers. A step already done is not run: its
+    /// journaled counts are its outcome.
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the journal fails.
+    pub(super) fn run(&self, store: Opened<'_>) -> Result<StoreOutcome, LedgerError> {
+        let ForgetStep {
+            ledger,
+            kind,
+            file_id,
+            chunk,
             name,
-            n,
-            format!("store {name:?} unavailable: {why}"),
-        ));
-    };
-    // The plan as journaled: what every run so far found, before it changed anything.
-    let mut plan: Option<Vec<u64>> = prior.map(|(p, _)| p).filter(|p| p.len() == n);
-    let began = std::time::Instant::now();
-    let mut run = |store: &mut dyn Store, subset: &[usize], sub: &Batch| {
-        let mut planned = |found: &[u64]| {
-            let mut merged = plan.clone().unwrap_or_else(|| vec![0; n]);
-            for (k, &t) in subset.iter().enumerate() {
-                let f = found.get(k).copied().unwrap_or(0);
-                merged[t] = merged[t].max(f);
+            batch,
+        } = *self;
+        let n = batch.targets.len();
+        let prior = ledger.step(file_id, chunk, name)?;
+        if let Some((found, true)) = &prior {
+            return Ok(StoreOutcome {
+                name: name.to_owned(),
+                found: found.clone(),
+                errors: vec![None; n],
+            });
+        }
+        let store = match store {
+            Ok(store) => store,
+            Err(why) => {
+                return Ok(StoreOutcome::failed(
+                    name,
+                    n,
+                    StoreFailure::unavailable(name, why),
+                ))
             }
-            if plan.as_ref() == Some(&merged) {
-                return Ok(());
-            }
-            ledger
-                .plan_step(file_id, chunk, name, &merged)
-                .map_err(|e| StoreError::Journal(e.to_string()))?;
-            plan = Some(merged);
-            Ok(())
         };
-        match kind {
-            Kind::Pseudonymise => store.pseudonymise(sub, &mut planned),
-            _ => store.forget(sub, &mut planned),
+        // The plan as journaled: what every run so far found, before it changed anything.
+        let mut plan: Option<Vec<u64>> = prior.map(|(p, _)| p).filter(|p| p.len() == n);
+        let began = std::time::Instant::now();
+        let mut run = |store: &mut dyn Store, subset: &[usize], sub: &Batch| {
+            let mut planned = |found: &[u64]| {
+                let mut merged = plan.clone().unwrap_or_else(|| vec![0; n]);
+                for (k, &t) in subset.iter().enumerate() {
+                    let f = found.get(k).copied().unwrap_or(0);
+                    merged[t] = merged[t].max(f);
+                }
+                if plan.as_ref() == Some(&merged) {
+                    return Ok(());
+                }
+                ledger
+                    .plan_step(file_id, chunk, name, &merged)
+                    .map_err(|e| StoreError::Journal(e.to_string()))?;
+                plan = Some(merged);
+                Ok(())
+            };
+            match kind {
+                Kind::Pseudonymise => store.pseudonymise(sub, &mut planned),
+                _ => store.forget(sub, &mut planned),
+            }
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let first = run(&mut *store, &all, batch);
+        let mut outcome = isolate(&mut *store, batch, first, &mut run);
+        crate::metrics::get().store_call(name, kind.prefix(), began.elapsed().as_secs_f64());
+        // A row found before a crash still counts: a SUCCESS never turns into "not found" on a resumed step.
+        if let Some(plan) = &plan {
+            for (f, p) in outcome.found.iter_mut().zip(plan) {
+                *f = (*f).max(*p);
+            }
         }
-    };
-    let all: Vec<usize> = (0..n).collect();
-    let first = run(store.as_mut(), &all, batch);
-    let mut outcome = isolate(store.as_mut(), batch, first, &mut run);
-    crate::metrics::get().store_call(name, kind.prefix(), began.elapsed().as_secs_f64());
-    // A row found before a crash still counts: a SUCCESS never turns into "not found" on a resumed step.
-    if let Some(plan) = &plan {
-        for (f, p) in outcome.found.iter_mut().zip(plan) {
-            *f = (*f).max(*p);
+        if !outcome.any_error() {
+            ledger.finish_step(file_id, chunk, name, &outcome.found)?;
         }
+        Ok(outcome)
     }
-    if !outcome.any_error() {
-        ledger.finish_step(file_id, chunk, name, &outcome.found)?;
-    }
-    Ok(outcome)
 }
 
 /// Receives nothing: the rows of runs that only find out which targets fail.
@@ -263,9 +288,9 @@ pub(super) fn export_step<P: ExportSink>(
         }
         Err(e) => {
             warn!(store = %outcome.name, error = %e, "store failed during export");
-            let text = store_failure(&outcome.name, &e);
+            let failure = StoreFailure::from_error(&outcome.name, &e);
             for &t in &good {
-                outcome.errors[t] = Some(text.clone());
+                outcome.errors[t] = Some(failure.clone());
             }
             Ok((outcome, None))
         }
@@ -366,7 +391,7 @@ mod tests {
     }
 
     /// Runs one forget of the emails `wanted` against a real SQLite store holding `rows`, through
-    /// [`forget_step`] with a real ledger; returns the outcome and each row's cells afterwards.
+    /// [`ForgetStep::run`] with a real ledger; returns the outcome and each row's cells afterwards.
     fn forget_rows(rows: &[Row], wanted: &[usize]) -> (StoreOutcome, Vec<(String, String)>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("s.db");
@@ -421,17 +446,15 @@ mod tests {
                 shortcodes: Vec::new(),
             }],
         };
-        let outcome = forget_step(
-            &ledger,
-            Kind::Forget,
-            Some(&mut store),
-            None,
-            rec.id,
-            0,
-            "s",
-            &batch,
-        )
-        .expect("ledger");
+        let step = ForgetStep {
+            ledger: &ledger,
+            kind: Kind::Forget,
+            file_id: rec.id,
+            chunk: 0,
+            name: "s",
+            batch: &batch,
+        };
+        let outcome = step.run(Ok(store.as_mut())).expect("ledger");
         let cells = conn
             .prepare("SELECT a, name FROM t ORDER BY _rowid_")
             .expect("select")

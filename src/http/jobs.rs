@@ -419,16 +419,17 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
     let contacts: Vec<Value> = lines
         .iter()
         .map(|line| {
-            let response = match (line.contact, &line.error) {
-                (Some(c), _) => responses.get(&(0, c)).cloned().unwrap_or_else(|| {
-                    job.error.clone().unwrap_or_else(|| {
-                        "ERROR: no response was recorded; submit it again".into()
-                    })
-                }),
+            let recorded = line.contact.and_then(|c| responses.get(&(0, c)));
+            let found = recorded.is_some_and(crate::engine::Response::is_found);
+            let response = match (recorded, &line.error) {
+                (Some(r), _) => r.to_string(),
+                (None, _) if line.contact.is_some() => job
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "ERROR: no response was recorded; submit it again".into()),
                 (None, Some(e)) => e.clone(),
                 (None, None) => "ERROR: no response was recorded; submit it again".into(),
             };
-            let found = response == "SUCCESS";
             let mut contact = json!({ "contactFound": found });
             match sidecar.kind.as_str() {
                 "FORGET" => contact["contactDeleted"] = Value::from(found),

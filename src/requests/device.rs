@@ -74,6 +74,16 @@ pub enum DeviceError {
     Ipaddr,
 }
 
+impl DeviceError {
+    /// Every variant, to read a response text back into its error.
+    pub const ALL: [DeviceError; 4] = [
+        DeviceError::Shape,
+        DeviceError::Phone,
+        DeviceError::Email,
+        DeviceError::Ipaddr,
+    ];
+}
+
 impl Device {
     /// Builds a device of `kind` from the value a customer wrote.
     ///

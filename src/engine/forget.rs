@@ -1,0 +1,123 @@
+//! A forget (or pseudonymisation) runs in chunks: each store's step of a chunk is planned in the journal before
+//! it changes anything, and the chunk's responses are journaled when it completes, so a restart resumes at the
+//! first chunk not done. A file of several chunks is surveyed first (see `survey`).
+
+use super::chunk::Chunk;
+use super::isolation::{ForgetStep, Opened};
+use super::{survey, Engine, EngineError, Execution, Outcome};
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use tracing::{info, warn};
+
+/// How often a long forget logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Engine {
+    /// Runs the forget (or pseudonymisation) `ex`, from its first chunk not done; [`Outcome::Interrupted`] when
+    /// a stop came between two chunks.
+    ///
+    /// # Errors
+    /// [`EngineError`] when the journal fails.
+    pub(super) fn forget(&mut self, ex: &Execution<'_>) -> Result<Outcome, EngineError> {
+        let Execution {
+            account,
+            name,
+            kind,
+            rec,
+            plan,
+            ..
+        } = *ex;
+        let chunks = plan.chunks(rec.batch_size);
+        let total = plan.targets.len();
+        let began = std::time::Instant::now();
+        let mut last_report = began;
+        let mut done_here = 0usize;
+        let open_errors: BTreeMap<String, Option<String>> = account
+            .stores
+            .iter()
+            .map(|s| (s.clone(), self.open_store(s)))
+            .collect();
+        // Several chunks: what every store held for each contact before the first one changed anything.
+        let surveyed = if chunks.len() > 1 {
+            let batch = plan.batch(0..total);
+            survey::survey(
+                &self.ledger,
+                kind,
+                &mut self.stores,
+                &account.stores,
+                rec.id,
+                &batch,
+            )?
+        } else {
+            BTreeMap::new()
+        };
+        for (ci, range) in chunks.iter().enumerate() {
+            if self.ledger.chunk_done(rec.id, ci)? {
+                continue;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                info!(account = %account.name, file = name, chunk = ci, "stopping between chunks; the file resumes at the next start");
+                return Ok(Outcome::Interrupted);
+            }
+            let started = Utc::now();
+            let batch = plan.batch(range.clone());
+            let mut per_store = Vec::new();
+            for store_name in &account.stores {
+                let step = ForgetStep {
+                    ledger: &self.ledger,
+                    kind,
+                    file_id: rec.id,
+                    chunk: ci,
+                    name: store_name,
+                    batch: &batch,
+                };
+                let store: Opened<'_> = match self.stores.get_mut(store_name) {
+                    Some(store) => Ok(store.as_mut()),
+                    None => Err(open_errors
+                        .get(store_name)
+                        .and_then(|e| e.as_deref())
+                        .unwrap_or("not opened")),
+                };
+                let mut outcome = step.run(store)?;
+                if let Some(held) = surveyed.get(store_name) {
+                    for (found, held) in outcome.found.iter_mut().zip(&held[range.clone()]) {
+                        *found = (*found).max(*held);
+                    }
+                }
+                per_store.push(outcome);
+            }
+            let (responses, audit) = Chunk {
+                range: range.clone(),
+                per_store: &per_store,
+                with_invalid: ci == 0,
+                started,
+            }
+            .journal(ex);
+            self.ledger.complete_chunk(rec.id, ci, &responses, &audit)?;
+            done_here += range.len();
+            let last = ci + 1 == chunks.len();
+            if chunks.len() > 1 && (last || last_report.elapsed() >= PROGRESS_EVERY) {
+                let secs = began.elapsed().as_secs_f64().max(0.001);
+                info!(
+                    account = %account.name,
+                    file = name,
+                    done = range.end,
+                    total,
+                    per_second = (done_here as f64 / secs).round(),
+                    kind = kind.prefix(),
+                    "forget progress"
+                );
+                last_report = std::time::Instant::now();
+            }
+        }
+        for store_name in &account.stores {
+            if let Some(store) = self.stores.get_mut(store_name) {
+                if let Err(e) = store.finish_forget() {
+                    warn!(store = %store_name, file = name, error = %e, "clean-up after the forget failed; old copies of forgotten values may stay in the store's free space until the next forget");
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}
