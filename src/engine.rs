@@ -37,11 +37,12 @@ mod finish;
 mod forget;
 mod intake;
 mod isolation;
+mod notice;
 mod plan;
 pub mod response;
 mod survey;
-use finish::duplicate;
 use intake::{read_capped, remove_account_leftovers, still_uploading};
+pub use notice::{Refusal, Rejection};
 use plan::Plan;
 pub use response::{Response, ResponseKind, StoreFailure};
 
@@ -258,12 +259,7 @@ impl Engine {
                 return Ok(Outcome::Ignored);
             }
             let lossy = name.to_string_lossy().into_owned();
-            return self.reject(
-                account,
-                &lossy,
-                &path,
-                "ERROR: file name is not valid UTF-8".into(),
-            );
+            return self.reject(account, &lossy, &path, Rejection::NameNotUtf8);
         };
         if is_in_progress(name) {
             return Ok(Outcome::Ignored);
@@ -286,7 +282,7 @@ impl Engine {
                 if meta.is_none() {
                     return Ok(Outcome::Ignored);
                 }
-                return self.reject(account, name, &path, duplicate(name, &rec));
+                return self.reject(account, name, &path, Rejection::duplicate(name, &rec));
             }
             None => {}
         }
@@ -297,12 +293,7 @@ impl Engine {
             return Ok(Outcome::Ignored);
         }
         if !meta.is_file() {
-            return self.reject(
-                account,
-                name,
-                &path,
-                "ERROR: not a regular file (links and special files are not processed)".into(),
-            );
+            return self.reject(account, name, &path, Rejection::NotRegularFile);
         }
         let tz = account.tz();
         let today = Utc::now().with_timezone(&tz).date_naive();
@@ -310,7 +301,7 @@ impl Engine {
         let file_name = match admit_name_within(name, today, &account.timezone, horizon) {
             Admission::InProgress => return Ok(Outcome::Ignored),
             Admission::Waiting(_) => return Ok(Outcome::Waiting),
-            Admission::Reject(reason) => return self.reject(account, name, &path, reason),
+            Admission::Reject(reason) => return self.reject(account, name, &path, reason.into()),
             Admission::Due(f) => f,
         };
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
@@ -372,10 +363,7 @@ impl Engine {
                 let bytes = bytes.clone();
                 self.execute(account, name, path, kind, &rec, &bytes)
             }
-            None => {
-                let error = "ERROR: the claimed copy of this file was lost or changed after it was claimed; resubmit it under a new name";
-                self.finish_refused(account, name, path, &rec, error, None)
-            }
+            None => self.finish_refused(account, name, path, &rec, &Refusal::ClaimedCopyLost, None),
         }
     }
 
@@ -406,7 +394,7 @@ impl Engine {
                     name,
                     path,
                     rec,
-                    &e.to_string(),
+                    &Refusal::File(e),
                     raw.as_deref(),
                 );
             }

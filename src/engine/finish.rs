@@ -2,7 +2,9 @@
 //! submission taken out of `GDPR_Submit`, only if it is still the file that was claimed.
 
 use super::intake::read_capped;
-use super::{io_err, response, Engine, EngineError, Execution, Outcome, Response};
+use super::{
+    io_err, response, Engine, EngineError, Execution, Outcome, Refusal, Rejection, Response,
+};
 use crate::config::AccountConfig;
 use crate::ledger::{AuditEntry, Counts, FileRecord};
 use crate::requests::name::stem;
@@ -18,14 +20,6 @@ use tracing::{info, warn};
 /// The hidden name a finished submission holds while it leaves `GDPR_Submit` (see `Engine::leave_submit`).
 fn holding_name(id: i64) -> String {
     format!(".gdprd-leaving-{id}.json")
-}
-
-/// The notice of a name already submitted.
-pub(super) fn duplicate(name: &str, rec: &FileRecord) -> String {
-    format!(
-        "ERROR: a file named {name} was already submitted (received {}); a name is processed once: submit it again under a new name",
-        rec.received_at
-    )
 }
 
 impl Engine {
@@ -80,9 +74,10 @@ impl Engine {
         name: &str,
         path: &Path,
         rec: &FileRecord,
-        error: &str,
+        refusal: &Refusal,
         raw: Option<&[Value]>,
     ) -> Result<Outcome, EngineError> {
+        let error = &refusal.to_string();
         let log_name = log::log_name(stem(name));
         atomic::write(
             &Self::result_dir(account)?,
@@ -152,7 +147,7 @@ impl Engine {
                     .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
             } else {
                 warn!(account = %account.name, file = name, "the file in GDPR_Submit is not the one claimed: it was replaced while the claimed one ran; it is rejected as a duplicate name");
-                self.reject(account, name, &holding, duplicate(name, rec))?;
+                self.reject(account, name, &holding, Rejection::duplicate(name, rec))?;
             }
         }
         atomic::sync_dir(&account.submit_dir()).map_err(io_err("cannot sync GDPR_Submit"))?;
@@ -169,8 +164,9 @@ impl Engine {
         account: &AccountConfig,
         name: &str,
         path: &Path,
-        reason: String,
+        rejection: Rejection,
     ) -> Result<Outcome, EngineError> {
+        let reason = rejection.to_string();
         // A name rejected again (a duplicate resubmission) gets a notice of its own beside the earlier ones.
         atomic::write_new(
             &Self::result_dir(account)?,

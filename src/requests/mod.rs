@@ -18,12 +18,42 @@ use chrono::NaiveDate;
 pub enum Admission {
     /// An upload in progress (hidden or temporary name): ignored without notice.
     InProgress,
-    /// Not to be executed; the text is the notice's `error`.
-    Reject(String),
+    /// Not to be executed, and why.
+    Reject(NameRejection),
     /// Dated later: left in place until that day.
     Waiting(NaiveDate),
     /// Dated today: to be processed.
     Due(FileName),
+}
+
+/// Why a name is not admitted. The text is the rejection notice's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameRejection {
+    /// Not a submission name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Dated more than the horizon after today.
+    #[error("ERROR: file is dated {date}, more than {max_future_days} days after today ({today}, {tz}): a file may be dated at most {max_future_days} days ahead; submit it again closer to its date, or with today's date")]
+    TooFarAhead {
+        /// The file's date.
+        date: NaiveDate,
+        /// Today in the account's time zone.
+        today: NaiveDate,
+        /// The account's time zone, as named in the message.
+        tz: String,
+        /// The horizon in days.
+        max_future_days: u32,
+    },
+    /// Dated before today.
+    #[error("ERROR: file is dated {date} but today is {today} ({tz}): only files dated today are processed; submit it again with today's date")]
+    Past {
+        /// The file's date.
+        date: NaiveDate,
+        /// Today in the account's time zone.
+        today: NaiveDate,
+        /// The account's time zone, as named in the message.
+        tz: String,
+    },
 }
 
 /// How many days ahead a file may be dated unless configured otherwise (`[limits] max_future_days`): a month,
@@ -49,24 +79,31 @@ pub fn admit_name_within(
     }
     let file_name = match FileName::parse(name) {
         Ok(f) => f,
-        Err(e) => return Admission::Reject(e.to_string()),
+        Err(e) => return Admission::Reject(e.into()),
     };
     match file_name.due(today) {
         Due::Today => Admission::Due(file_name),
         Due::Future
-            if file_name.stamp.date().signed_duration_since(today).num_days()
+            if file_name
+                .stamp
+                .date()
+                .signed_duration_since(today)
+                .num_days()
                 > i64::from(max_future_days) =>
         {
-            Admission::Reject(format!(
-                "ERROR: file is dated {}, more than {max_future_days} days after today ({today}, {tz}): a file may be dated at most {max_future_days} days ahead; submit it again closer to its date, or with today's date",
-                file_name.stamp.date()
-            ))
+            Admission::Reject(NameRejection::TooFarAhead {
+                date: file_name.stamp.date(),
+                today,
+                tz: tz.to_owned(),
+                max_future_days,
+            })
         }
         Due::Future => Admission::Waiting(file_name.stamp.date()),
-        Due::Past => Admission::Reject(format!(
-            "ERROR: file is dated {} but today is {today} ({tz}): only files dated today are processed; submit it again with today's date",
-            file_name.stamp.date()
-        )),
+        Due::Past => Admission::Reject(NameRejection::Past {
+            date: file_name.stamp.date(),
+            today,
+            tz: tz.to_owned(),
+        }),
     }
 }
 
@@ -91,7 +128,8 @@ mod tests {
         );
         match admit_name("forget-20180315_120000.json", today, "UTC") {
             Admission::Reject(e) => assert!(
-                e.contains("dated 2018-03-15 but today is 2026-11-22 (UTC)"),
+                e.to_string()
+                    .contains("dated 2018-03-15 but today is 2026-11-22 (UTC)"),
                 "{e}"
             ),
             other => panic!("{other:?}"),
@@ -107,7 +145,8 @@ mod tests {
         ));
         match admit_name("forget-20991231_000000.json", today, "UTC") {
             Admission::Reject(e) => assert!(
-                e.contains("dated 2099-12-31, more than 31 days after today (2026-11-22, UTC)"),
+                e.to_string()
+                    .contains("dated 2099-12-31, more than 31 days after today (2026-11-22, UTC)"),
                 "{e}"
             ),
             other => panic!("{other:?}"),
