@@ -152,7 +152,7 @@ pub const TABLES: [&str; 7] = [
     "email_suppression",
 ];
 
-pub use crate::stores::TableRows;
+pub use crate::stores::demo_load::TableRows;
 
 /// The rows of the demo database (the same [`create_database`] writes, recordings included under
 /// `files_dir`), table by table as text: what `gdprd demo-db --postgres/--mysql` loads into a server.

@@ -17,7 +17,8 @@
 //! - [`http`] is the other way in: batched erasure/access jobs and agent privacy requests over HTTP, turned into
 //!   the same claimed files, so the engine, ledger, audit and retention treat them exactly like dropped files;
 //!   [`clock`] is the time it and retention read.
-//! - Shared by the rooms: [`throttle`] (failed logins) and [`backoff`] (every listener's wait after a failed accept).
+//! - Shared by the rooms: [`throttle`] (failed logins), [`backoff`] (every listener's wait after a failed accept)
+//!   and [`credentials`] (passwords and tokens read from files or the environment).
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod engine;

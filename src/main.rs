@@ -207,10 +207,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if password.is_empty() {
                 bail!("empty password");
             }
-            println!(
-                "{}",
-                sftp_server::auth::hash_password(password).map_err(anyhow::Error::msg)?
-            );
+            println!("{}", sftp_server::auth::hash_password(password)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -518,7 +515,7 @@ fn demo_db_server(
             }
         }
     }
-    gdprd::stores::load_demo(&config, &ddl, &tables)?;
+    gdprd::stores::demo_load::load_demo(&config, &ddl, &tables)?;
     let total: usize = tables.iter().map(|t| t.2.len()).sum();
     println!(
         "loaded {total} rows ({rows} filler contacts) into {where_}; recordings in {}",

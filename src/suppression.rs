@@ -5,7 +5,7 @@
 
 use crate::audit::Secret;
 use crate::config::Config;
-use crate::requests::{Device, DeviceKind};
+use crate::requests::{Device, DeviceError, DeviceKind};
 use crate::stores::{self, Batch, Scope, StoreError, Target};
 
 /// Why the lookup could not be answered.
@@ -17,6 +17,9 @@ pub enum SuppressionError {
     /// The installation secret could not be read.
     #[error("cannot read the installation secret in the state folder")]
     Secret(#[from] std::io::Error),
+    /// The account names a store that is not in the config.
+    #[error("store {0:?}: not configured")]
+    UnknownStore(String),
     /// A store could not be asked.
     #[error("store {store:?}: {source}")]
     Store {
@@ -32,7 +35,7 @@ pub enum SuppressionError {
 ///
 /// # Errors
 /// The device rule that the value breaks.
-pub fn parse_device(text: &str) -> Result<Device, String> {
+pub fn parse_device(text: &str) -> Result<Device, DeviceError> {
     let (kind, value) = match text.split_once(':') {
         Some(("phone", v)) => (DeviceKind::Phone, v),
         Some(("email", v)) => (DeviceKind::Email, v),
@@ -41,7 +44,7 @@ pub fn parse_device(text: &str) -> Result<Device, String> {
         _ if text.starts_with('+') => (DeviceKind::Phone, text),
         _ => (DeviceKind::Ipaddr, text),
     };
-    Device::new(kind, value).map_err(|e| e.to_string())
+    Device::new(kind, value)
 }
 
 /// For each device, whether a suppression list in one of `account`'s stores holds it.
@@ -83,7 +86,7 @@ pub fn suppressed(
         let store_config = config
             .stores
             .get(name)
-            .ok_or_else(|| failed(StoreError::Mapping("not configured".into())))?;
+            .ok_or_else(|| SuppressionError::UnknownStore(name.clone()))?;
         let mut store = stores::open(name, store_config).map_err(failed)?;
         for (slot, hit) in out
             .iter_mut()

@@ -185,7 +185,7 @@ impl ForgetStep<'_> {
                 }
                 ledger
                     .plan_step(file_id, chunk, name, &merged)
-                    .map_err(|e| StoreError::Journal(e.to_string()))?;
+                    .map_err(|e| StoreError::Journal(Box::new(e)))?;
                 plan = Some(merged);
                 Ok(())
             };
@@ -327,7 +327,7 @@ mod tests {
                 .map(|t| t.key.parse().unwrap_or(0))
                 .collect();
             if keys.iter().any(|k| k % 2 == 1) {
-                return Err(StoreError::Mapping("bad row".into()));
+                return Err(crate::stores::MappingError::RecordingOutside.into());
             }
             let found: Vec<u64> = keys.iter().map(|k| k / 2).collect();
             planned(&found)?;

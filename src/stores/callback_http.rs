@@ -14,18 +14,16 @@
 //! Every call carries `Authorization: Bearer <token>` when a token is configured, and is retried on a broken
 //! connection, `429` and `5xx`, with exponential backoff.
 
+use super::callback_state::{self, CANCELLED};
 use super::matching::Matcher;
-use super::{key_index, Batch, ExportSink, Found, Store, StoreError};
+use super::{
+    key_index, Batch, CallFailure, CallbackError, ExportSink, Found, Store, StoreError, Unreachable,
+};
 use crate::config::CallbackHttpConfig;
 use crate::requests::DeviceKind;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// States in which a callback is deleted at once.
-const DELETABLE: [&str; 3] = ["SCHEDULED", "COMPLETED", "CANCELLED"];
-/// States in which a dialer may be working on a callback: cancelled first.
-const IN_FLIGHT: [&str; 3] = ["PROCESSING", "QUEUED", "ROUTING"];
 
 /// A callback service.
 pub struct CallbackStore {
@@ -58,23 +56,8 @@ impl CallbackStore {
     /// # Errors
     /// [`StoreError::Unavailable`] when the token cannot be read.
     pub fn open(name: &str, config: &CallbackHttpConfig) -> Result<CallbackStore, StoreError> {
-        let token = match (&config.token_file, &config.token_env) {
-            (Some(file), _) => Some(
-                std::fs::read_to_string(file)
-                    .map_err(|e| {
-                        StoreError::Unavailable(format!(
-                            "cannot read token_file {}: {e}",
-                            file.display()
-                        ))
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                StoreError::Unavailable(format!("environment variable {var} is not set"))
-            })?),
-            (None, None) => None,
-        };
+        let token =
+            crate::credentials::token(config.token_file.as_deref(), config.token_env.as_deref())?;
         // rustls (see `super::tls`), trusting the platform's root certificates.
         let roots = super::tls::platform_roots()
             .iter()
@@ -108,10 +91,10 @@ impl CallbackStore {
     /// status and the body parsed as JSON (`Null` when empty or not JSON).
     fn call(
         &self,
-        method: &str,
+        method: &'static str,
         path: &str,
         query: &[(&str, &str)],
-    ) -> Result<(u16, Value), StoreError> {
+    ) -> Result<(u16, Value), Unreachable> {
         let url = self.url(path);
         let mut delay = Duration::from_millis(self.config.retry_delay_ms);
         let mut attempt = 0;
@@ -143,21 +126,24 @@ impl CallbackStore {
                     r.send_empty()
                 }
             };
-            let retry = match result {
+            let failure = match result {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
                     if status != 429 && status < 500 {
                         let body = response.body_mut().read_to_string().unwrap_or_default();
                         return Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)));
                     }
-                    format!("{method} {path}: HTTP {status}")
+                    CallFailure::Status(status)
                 }
-                Err(e) => format!("{method} {path}: {e}"),
+                Err(e) => CallFailure::Transport(Box::new(e)),
             };
             if attempt > self.config.retries {
-                return Err(StoreError::Unavailable(format!(
-                    "callback service: {retry} (after {attempt} tries)"
-                )));
+                return Err(Unreachable::Service {
+                    method,
+                    path: path.to_owned(),
+                    failure,
+                    tries: attempt,
+                });
             }
             tracing::debug!(store = %self.name, attempt, "callback service call failed; retrying");
             std::thread::sleep(delay);
@@ -184,14 +170,14 @@ impl CallbackStore {
                 .collect();
             let (status, body) = self.call("GET", "/callbacks", &query)?;
             if status != 200 {
-                return Err(StoreError::Service(format!(
-                    "callback service: GET /callbacks answered HTTP {status}"
-                )));
+                return Err(CallbackError::Answered {
+                    call: "GET /callbacks",
+                    status,
+                }
+                .into());
             }
             let Value::Array(items) = body else {
-                return Err(StoreError::Service(
-                    "callback service: GET /callbacks did not answer a JSON array".into(),
-                ));
+                return Err(CallbackError::NotAList.into());
             };
             for item in items {
                 let Value::Object(fields) = item else {
@@ -244,21 +230,17 @@ impl CallbackStore {
         match status {
             404 => Ok(None),
             200 => Ok(Some(body.get("state").map(text).unwrap_or_default())),
-            other => Err(StoreError::Service(format!(
-                "callback service: GET /callbacks/{{id}} answered HTTP {other}"
-            ))),
+            status => Err(CallbackError::Answered {
+                call: "GET /callbacks/{id}",
+                status,
+            }
+            .into()),
         }
     }
 
     /// Cancels an in-flight callback and waits until the service says it is cancelled.
-    fn cancel(&self, callback: &Found1) -> Result<(), String> {
+    fn cancel(&self, callback: &Found1) -> Result<(), CallbackError> {
         let path = format!("/callbacks/{}/cancel", encode(&callback.id));
-        let refused = |state: &str| {
-            format!(
-                "callback {} could not be cancelled (state {state})",
-                callback.id
-            )
-        };
         match self.call("POST", &path, &[]) {
             Ok((200..=299, _)) => {}
             Ok((404, _)) => return Ok(()),
@@ -267,46 +249,50 @@ impl CallbackStore {
                     .get("state")
                     .map(text)
                     .unwrap_or_else(|| callback.state.clone());
-                return Err(refused(&state));
+                return Err(CallbackError::NotCancelled {
+                    id: callback.id.clone(),
+                    state,
+                });
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         let mut delay = Duration::from_millis(self.config.retry_delay_ms);
         for _ in 0..=self.config.retries {
             match self.state(&callback.id) {
                 Ok(None) => return Ok(()),
-                Ok(Some(s)) if s == "CANCELLED" => return Ok(()),
+                Ok(Some(s)) if s == CANCELLED => return Ok(()),
                 Ok(Some(_)) | Err(_) => {}
             }
             std::thread::sleep(delay);
             delay = delay.saturating_mul(2);
         }
-        let now = self
+        let state = self
             .state(&callback.id)
             .ok()
             .flatten()
             .unwrap_or_else(|| "unknown".into());
-        Err(format!(
-            "callback {} was not confirmed cancelled (state {now})",
-            callback.id
-        ))
+        Err(CallbackError::NotConfirmed {
+            id: callback.id.clone(),
+            state,
+        })
     }
 
-    fn delete(&self, callback: &Found1) -> Result<(), String> {
+    fn delete(&self, callback: &Found1) -> Result<(), CallbackError> {
         match self.call(
             "DELETE",
             &format!("/callbacks/{}", encode(&callback.id)),
             &[],
         ) {
             Ok((200..=299 | 404, _)) => Ok(()),
-            Ok((status, body)) => Err(format!(
-                "callback {} could not be deleted (HTTP {status}, state {})",
-                callback.id,
-                body.get("state")
+            Ok((status, body)) => Err(CallbackError::NotDeleted {
+                id: callback.id.clone(),
+                status,
+                state: body
+                    .get("state")
                     .map(text)
-                    .unwrap_or_else(|| callback.state.clone())
-            )),
-            Err(e) => Err(e.to_string()),
+                    .unwrap_or_else(|| callback.state.clone()),
+            }),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -334,9 +320,7 @@ impl Store for CallbackStore {
         let (status, body) =
             self.call("GET", "/callbacks", &[("customer_number", "+10000000000")])?;
         if status != 200 || !body.is_array() {
-            return Err(StoreError::Service(format!(
-                "callback service: GET /callbacks answered HTTP {status}, not a JSON array"
-            )));
+            return Err(CallbackError::CheckFailed { status }.into());
         }
         Ok(Vec::new())
     }
@@ -356,13 +340,13 @@ impl Store for CallbackStore {
         planned(&found)?;
         let mut failures = Vec::new();
         for c in &callbacks {
-            let done = if IN_FLIGHT.contains(&c.state.as_str()) {
+            let done = if callback_state::is_in_flight(&c.state) {
                 self.cancel(c).and_then(|()| self.delete(c))
-            } else if DELETABLE.contains(&c.state.as_str()) {
+            } else if callback_state::is_deletable(&c.state) {
                 // It may have moved on since it was listed: a refused delete of a callback now in flight is
                 // cancelled and deleted.
                 self.delete(c).or_else(|first| match self.state(&c.id) {
-                    Ok(Some(s)) if IN_FLIGHT.contains(&s.as_str()) => {
+                    Ok(Some(s)) if callback_state::is_in_flight(&s) => {
                         self.cancel(c).and_then(|()| self.delete(c))
                     }
                     _ => Err(first),
@@ -378,7 +362,7 @@ impl Store for CallbackStore {
         if failures.is_empty() {
             Ok(found)
         } else {
-            Err(StoreError::Service(failures.join("; ")))
+            Err(StoreError::Callbacks(failures))
         }
     }
 

@@ -9,7 +9,8 @@
 
 use super::matching::Matcher;
 use super::{
-    admitted, digest_index, key_index, mark_suppressed, Batch, ExportSink, Found, Store, StoreError,
+    admitted, digest_index, key_index, mark_suppressed, Batch, CsvProblem, ExportSink, Found,
+    MappingError, Store, StoreError,
 };
 use crate::config::{CsvConfig, ForgetMode, TableMapping};
 use crate::requests::DeviceKind;
@@ -37,7 +38,6 @@ struct Layout {
     masked: Vec<usize>,
     /// What a pseudonymisation masks ([`TableMapping::mask_columns`]).
     mask: Vec<usize>,
-    crlf: bool,
 }
 
 impl Layout {
@@ -50,8 +50,9 @@ impl Layout {
             header
                 .iter()
                 .position(|h| h == c.as_bytes())
-                .ok_or_else(|| {
-                    StoreError::Mapping(format!("{} has no column {c:?}", display_name(path)))
+                .ok_or_else(|| MappingError::NoCsvColumn {
+                    file: display_name(path),
+                    column: c.to_owned(),
                 })
         };
         let mut devices = Vec::new();
@@ -82,7 +83,6 @@ impl Layout {
             account: table.account.as_deref().map(position).transpose()?,
             masked,
             mask,
-            crlf: false,
         })
     }
 }
@@ -178,8 +178,7 @@ impl CsvStore {
     ) -> Result<csv::ByteRecord, StoreError> {
         let mut reader = self.reader(path)?;
         let header = reader.byte_headers().map_err(csv_error(path))?.clone();
-        let mut layout = Layout::of(table, &header, path)?;
-        layout.crlf = first_line_ends_in_crlf(path)?;
+        let layout = Layout::of(table, &header, path)?;
         let mut record = csv::ByteRecord::new();
         let (mut keys, mut targets) = (Vec::new(), Vec::new());
         while reader
@@ -224,41 +223,33 @@ impl CsvStore {
             .byte_headers()
             .map_err(csv_error(path))?
             .clone();
+        let terminator = if first_line_ends_in_crlf(path)? {
+            csv::Terminator::CRLF
+        } else {
+            csv::Terminator::Any(b'\n')
+        };
         let file = File::create(&temp)?;
         let digests: HashMap<&str, &str> = batch
             .targets
             .iter()
             .map(|t| (t.key.as_str(), t.digest.as_str()))
             .collect();
-        let delimiter = self.config.delimiter as u8;
-        let mut writer: Option<csv::Writer<BufWriter<File>>> = None;
-        let mut file = Some(file);
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(self.config.delimiter as u8)
+            .terminator(terminator)
+            .flexible(true)
+            .from_writer(BufWriter::with_capacity(1 << 20, file));
+        // The header is written with the first record: a file with a header only is left as it is.
+        let mut started = false;
         let mut changed = false;
         let mut out = csv::ByteRecord::new();
         let mut rng = rand::rng();
         let result = self.scan(table, path, batch, index, &mut |layout, record, hit| {
-            let w = match &mut writer {
-                Some(w) => w,
-                None => {
-                    let terminator = if layout.crlf {
-                        csv::Terminator::CRLF
-                    } else {
-                        csv::Terminator::Any(b'\n')
-                    };
-                    let f = file
-                        .take()
-                        .ok_or_else(|| StoreError::Mapping("writer lost".into()))?;
-                    let w = writer.insert(
-                        csv::WriterBuilder::new()
-                            .delimiter(delimiter)
-                            .terminator(terminator)
-                            .flexible(true)
-                            .from_writer(BufWriter::with_capacity(1 << 20, f)),
-                    );
-                    w.write_byte_record(&header).map_err(csv_error(path))?;
-                    w
-                }
-            };
+            let w = &mut writer;
+            if !started {
+                w.write_byte_record(&header).map_err(csv_error(path))?;
+                started = true;
+            }
             let Some(hit) = hit else {
                 return w.write_byte_record(record).map_err(csv_error(path));
             };
@@ -318,11 +309,6 @@ impl CsvStore {
             std::fs::remove_file(&temp)?;
             return Ok(None);
         }
-        let writer = match writer {
-            Some(w) => w,
-            // A file with a header only cannot have a match.
-            None => return Ok(None),
-        };
         let file = writer
             .into_inner()
             .map_err(|e| StoreError::Io(e.into_error()))?
@@ -356,24 +342,23 @@ fn first_line_ends_in_crlf(path: &Path) -> Result<bool, StoreError> {
 fn csv_error(path: &Path) -> impl Fn(csv::Error) -> StoreError + '_ {
     move |e| match e.into_kind() {
         csv::ErrorKind::Io(io) => StoreError::Io(io),
-        other => StoreError::Mapping(format!(
-            "{}: not readable as CSV: {}",
-            display_name(path),
-            csv_kind(&other)
-        )),
+        other => MappingError::NotCsv {
+            file: display_name(path),
+            problem: csv_problem(&other),
+        }
+        .into(),
     }
 }
 
 /// A CSV error without the record's contents.
-fn csv_kind(kind: &csv::ErrorKind) -> String {
+fn csv_problem(kind: &csv::ErrorKind) -> CsvProblem {
     match kind {
         csv::ErrorKind::Utf8 { pos, .. } | csv::ErrorKind::UnequalLengths { pos, .. } => {
-            format!(
-                "bad record at line {}",
-                pos.as_ref().map_or(0, csv::Position::line)
-            )
+            CsvProblem::BadRecordAt {
+                line: pos.as_ref().map_or(0, csv::Position::line),
+            }
         }
-        _ => "bad record".to_owned(),
+        _ => CsvProblem::BadRecord,
     }
 }
 

@@ -5,7 +5,10 @@
 //! chosen by the `type` of their config ([`crate::config::StoreConfig`]) and built by [`open`].
 
 pub mod callback_http;
+mod callback_state;
 pub mod csv;
+pub mod demo_load;
+mod error;
 pub mod mask;
 pub mod matching;
 mod mysql;
@@ -14,55 +17,14 @@ mod sql;
 pub mod sqlite;
 mod tls;
 
+pub use error::{
+    CallFailure, CallbackError, CsvProblem, DriverError, MappingError, StoreError, Unreachable,
+};
+
 use crate::config::{StoreConfig, TableMapping};
 use crate::requests::DeviceKind;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
-
-/// Why a store could not do its part. The affected contacts get an `ERROR:` response; other stores still run.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database refused a statement or could not be opened.
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// A file the store manages (a recording) could not be removed, or the export could not be written.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The mapping in the config does not fit the database.
-    #[error("mapping error: {0}")]
-    Mapping(String),
-    /// The journal could not record the plan, so nothing was changed.
-    #[error("journal error: {0}")]
-    Journal(String),
-    /// A database server refused a statement. The text holds no stored values.
-    #[error("database error: {0}")]
-    Server(String),
-    /// The database server was busy: a lock it waited for, a statement timeout, a deadlock or a serialisation
-    /// conflict. It says nothing about the rows themselves, and a later try may succeed.
-    #[error("database error: {0}")]
-    Busy(String),
-    /// A service behind a store refused or failed an operation; the text names what and why.
-    #[error("{0}")]
-    Service(String),
-    /// The database server cannot be reached, or the connection broke; a later try reconnects.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl StoreError {
-    /// Whether the error concerns the store as a whole (it cannot be reached, it is busy, the journal failed), so
-    /// that running fewer targets would fail the same way; any other error may come from some rows only.
-    pub fn is_store_wide(&self) -> bool {
-        match self {
-            StoreError::Unavailable(_) | StoreError::Journal(_) | StoreError::Busy(_) => true,
-            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
-            _ => false,
-        }
-    }
-}
 
 /// The limits a request puts on where a device is searched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -148,10 +110,9 @@ pub trait Store: Send {
         planned: &mut dyn FnMut(&[u64]) -> Result<(), StoreError>,
     ) -> Result<Found, StoreError> {
         let _ = (batch, planned);
-        Err(StoreError::Service(format!(
-            "store {:?} cannot pseudonymise (its type does not support masking)",
-            self.name()
-        )))
+        Err(StoreError::CannotPseudonymise {
+            store: self.name().to_owned(),
+        })
     }
 
     /// Called once a forget or pseudonymisation file has run all its chunks: the store's per-file clean-up
@@ -227,24 +188,6 @@ pub fn open(name: &str, config: &StoreConfig) -> Result<Box<dyn Store>, StoreErr
     }
 }
 
-/// One table's rows as text (`None` for NULL): name, columns, rows.
-pub type TableRows = (String, Vec<String>, Vec<Vec<Option<String>>>);
-
-/// Runs the schema `ddl` on the database server `config` names and loads `tables` (name, columns, rows as
-/// text with `None` for NULL) into it: how `gdprd demo-db` fills PostgreSQL and MySQL with the demo data.
-///
-/// # Errors
-/// [`StoreError`]; a `sqlite` config is a [`StoreError::Mapping`].
-pub fn load_demo(config: &StoreConfig, ddl: &str, tables: &[TableRows]) -> Result<(), StoreError> {
-    match config {
-        StoreConfig::Sqlite(_) | StoreConfig::Csv(_) | StoreConfig::CallbackHttp(_) => Err(StoreError::Mapping(
-            "the demo loader fills database servers; sqlite demo databases are made by create_database".into(),
-        )),
-        StoreConfig::Postgres(c) => sql::load_demo::<postgres::PgConn>(c, ddl, tables),
-        StoreConfig::Mysql(c) => sql::load_demo::<mysql::MyConn>(c, ddl, tables),
-    }
-}
-
 /// The targets of a batch by key, for looking up the key a stored value matched.
 pub(crate) fn key_index(batch: &Batch) -> HashMap<String, Vec<usize>> {
     let mut index: HashMap<String, Vec<usize>> = HashMap::new();
@@ -283,13 +226,11 @@ pub(crate) fn admitted(
 
 /// The path of a recording, which must stay inside `root`.
 pub(crate) fn recording_path(root: Option<&Path>, stored: &str) -> Result<PathBuf, StoreError> {
-    let root = root.ok_or_else(|| StoreError::Mapping("a file column needs files_root".into()))?;
+    let root = root.ok_or(MappingError::NoFilesRoot)?;
     let rel = Path::new(stored);
     let inside = !stored.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
     if !inside {
-        return Err(StoreError::Mapping(
-            "a recording path points outside files_root; it was left alone".into(),
-        ));
+        return Err(MappingError::RecordingOutside.into());
     }
     Ok(root.join(rel))
 }

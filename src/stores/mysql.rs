@@ -1,9 +1,8 @@
 //! The `mysql` store: a MySQL or MariaDB database mapped like the `sqlite` store, worked in batched statements
 //! (see [`super::sql`]). Rows are named by their primary key, which must be a single column.
 
-use super::postgres::password;
 use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql};
-use super::StoreError;
+use super::{DriverError, MappingError, StoreError, Unreachable};
 use crate::config::{SqlConfig, TlsMode};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, SslOpts, Value};
@@ -11,42 +10,21 @@ use std::time::Duration;
 
 /// A connection to a MySQL or MariaDB server.
 pub(crate) struct MyConn {
-    conn: Conn,
+    pub(super) conn: Conn,
 }
 
-/// A server message with quoted parts (where MySQL puts values: `Duplicate entry '…'`) left out.
-fn redacted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut quoted = false;
-    for c in message.chars() {
-        if c == '\'' {
-            if !quoted {
-                out.push_str("'…'");
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn error(e: mysql::Error) -> StoreError {
+/// The store error for `e`: the server busy, a refused statement, a bad `url`, or the connection lost.
+pub(super) fn error(e: mysql::Error) -> StoreError {
     match e {
-        mysql::Error::MySqlError(e) => {
-            let text = format!("ERROR {} ({}): {}", e.code, e.state, redacted(&e.message));
-            // Lock wait timeout, deadlock, statement time limit (MySQL, MariaDB): busy, not a row's fault.
-            if matches!(e.code, 1205 | 1213 | 3024 | 1969) {
-                StoreError::Busy(text)
-            } else {
-                StoreError::Server(text)
-            }
+        // Lock wait timeout, deadlock, statement time limit (MySQL, MariaDB): busy, not a row's fault.
+        mysql::Error::MySqlError(ref m) if matches!(m.code, 1205 | 1213 | 3024 | 1969) => {
+            StoreError::Busy(DriverError::Mysql(e))
         }
-        mysql::Error::UrlError(e) => StoreError::Mapping(format!("url: {e}")),
-        mysql::Error::FromValueError(_) | mysql::Error::FromRowError(_) => {
-            StoreError::Server("a value could not be read".into())
-        }
-        other => StoreError::Unavailable(format!("connection lost: {other}")),
+        mysql::Error::MySqlError(_)
+        | mysql::Error::FromValueError(_)
+        | mysql::Error::FromRowError(_) => StoreError::Server(DriverError::Mysql(e)),
+        mysql::Error::UrlError(e) => MappingError::MysqlUrl(e).into(),
+        other => Unreachable::Lost(DriverError::Mysql(other)).into(),
     }
 }
 
@@ -78,10 +56,10 @@ fn params(sql: &Sql) -> mysql::Params {
 }
 
 fn opts(config: &SqlConfig, tls: bool) -> Result<OptsBuilder, StoreError> {
-    let opts = Opts::from_url(&config.url).map_err(|e| StoreError::Mapping(format!("url: {e}")))?;
+    let opts = Opts::from_url(&config.url).map_err(MappingError::MysqlUrl)?;
     let mut b = OptsBuilder::from_opts(opts)
         .tcp_connect_timeout(Some(Duration::from_secs(config.connect_timeout_seconds)));
-    if let Some(pw) = password(config)? {
+    if let Some(pw) = super::sql::password(config)? {
         b = b.pass(Some(pw));
     }
     if tls {
@@ -113,8 +91,7 @@ impl Backend for MyConn {
     const DIALECT: Dialect = Dialect::Mysql;
 
     fn connect(config: &SqlConfig) -> Result<MyConn, StoreError> {
-        let cannot =
-            |e: mysql::Error| StoreError::Unavailable(format!("cannot connect: {}", error(e)));
+        let cannot = |e: mysql::Error| Unreachable::Connect(DriverError::Mysql(e));
         let conn = match config.tls {
             TlsMode::Disable => Conn::new(opts(config, false)?).map_err(cannot)?,
             TlsMode::Prefer => match Conn::new(opts(config, true)?) {
@@ -122,7 +99,7 @@ impl Backend for MyConn {
                 Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) => {
                     Conn::new(opts(config, false)?).map_err(cannot)?
                 }
-                Err(e) => return Err(cannot(e)),
+                Err(e) => return Err(cannot(e).into()),
             },
             TlsMode::Require | TlsMode::VerifyFull => {
                 Conn::new(opts(config, true)?).map_err(cannot)?
@@ -200,47 +177,14 @@ impl Backend for MyConn {
             .map_err(error)?;
         match keys.as_slice() {
             [key] => Ok(RowRef::Key(key.clone())),
-            [] => Err(StoreError::Mapping(format!(
-                "table {table:?} has no primary key: gdprd names the rows it erases by a single-column primary key"
-            ))),
-            _ => Err(StoreError::Mapping(format!(
-                "table {table:?} has a primary key of several columns: gdprd needs a single-column one"
-            ))),
+            [] => Err(MappingError::NoPrimaryKey {
+                table: table.to_owned(),
+            }
+            .into()),
+            _ => Err(MappingError::CompositeKey {
+                table: table.to_owned(),
+            }
+            .into()),
         }
     }
-
-    fn load(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &[Vec<Option<String>>],
-    ) -> Result<(), StoreError> {
-        let d = Dialect::Mysql;
-        let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
-        let marks = format!("({})", vec!["?"; columns.len()].join(", "));
-        for chunk in rows.chunks(500) {
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES {}",
-                d.quote(table),
-                cols.join(", "),
-                vec![marks.as_str(); chunk.len()].join(", ")
-            );
-            let values: Vec<Value> = chunk
-                .iter()
-                .flatten()
-                .map(|cell| match cell {
-                    None => Value::NULL,
-                    // DATETIME takes `2025-06-01 09:00:00`, not RFC 3339's `2025-06-01T09:00:00Z`.
-                    Some(v) if is_rfc3339_utc(v) => Value::from(v[..19].replacen('T', " ", 1)),
-                    Some(v) => Value::from(v.as_str()),
-                })
-                .collect();
-            self.conn.exec_drop(sql, values).map_err(error)?;
-        }
-        Ok(())
-    }
-}
-
-fn is_rfc3339_utc(v: &str) -> bool {
-    v.len() == 20 && v.as_bytes()[10] == b'T' && v.ends_with('Z')
 }

@@ -3,7 +3,7 @@
 //! so tables need no particular key; views and partitioned tables are refused.
 
 use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql};
-use super::StoreError;
+use super::{DriverError, MappingError, StoreError, Unreachable};
 use crate::config::{SqlConfig, TlsMode};
 use postgres::config::SslMode;
 use postgres::fallible_iterator::FallibleIterator;
@@ -13,45 +13,7 @@ use std::time::Duration;
 
 /// A connection to a PostgreSQL server.
 pub(crate) struct PgConn {
-    client: Client,
-}
-
-/// The password from `password_file` or `password_env`, if either is set.
-pub(crate) fn password(config: &SqlConfig) -> Result<Option<String>, StoreError> {
-    if let Some(file) = &config.password_file {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            StoreError::Unavailable(format!("cannot read password_file {}: {e}", file.display()))
-        })?;
-        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
-    }
-    if let Some(var) = &config.password_env {
-        return std::env::var(var).map(Some).map_err(|_| {
-            StoreError::Unavailable(format!("environment variable {var} is not set"))
-        });
-    }
-    Ok(None)
-}
-
-/// An error's text without what the server says about values (`DETAIL`, `HINT`).
-fn server_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-/// A connection error with its causes (what TLS refused: `invalid peer certificate: UnknownIssuer`); a server's
-/// refusal stays as [`server_error`] gives it.
-fn connect_error(e: &postgres::Error) -> String {
-    let mut text = server_error(e);
-    if e.as_db_error().is_none() {
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-    }
-    text
+    pub(super) client: Client,
 }
 
 /// The TLS connector for `prefer`, `require` (any certificate) and `verify-full` (checked; see [`super::tls`]).
@@ -66,7 +28,8 @@ fn tls(config: &SqlConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, S
 }
 
 impl PgConn {
-    fn error(&self, e: &postgres::Error) -> StoreError {
+    /// The store error for `e`: the connection lost, the server busy, or a refused statement.
+    pub(super) fn error(&self, e: postgres::Error) -> StoreError {
         use postgres::error::SqlState;
         const BUSY: [SqlState; 4] = [
             SqlState::QUERY_CANCELED,
@@ -75,11 +38,11 @@ impl PgConn {
             SqlState::T_R_DEADLOCK_DETECTED,
         ];
         if self.client.is_closed() || e.as_db_error().is_none() {
-            StoreError::Unavailable(format!("connection lost: {}", server_error(e)))
+            Unreachable::Lost(DriverError::Postgres(e)).into()
         } else if e.code().is_some_and(|c| BUSY.contains(c)) {
-            StoreError::Busy(server_error(e))
+            StoreError::Busy(DriverError::Postgres(e))
         } else {
-            StoreError::Server(server_error(e))
+            StoreError::Server(DriverError::Postgres(e))
         }
     }
 }
@@ -98,11 +61,8 @@ impl Backend for PgConn {
     const DIALECT: Dialect = Dialect::Postgres;
 
     fn connect(config: &SqlConfig) -> Result<PgConn, StoreError> {
-        let mut pg: postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Mapping(format!("url: {e}")))?;
-        if let Some(pw) = password(config)? {
+        let mut pg: postgres::Config = config.url.parse().map_err(MappingError::PostgresUrl)?;
+        if let Some(pw) = super::sql::password(config)? {
             pg.password(pw);
         }
         pg.connect_timeout(Duration::from_secs(config.connect_timeout_seconds))
@@ -114,7 +74,7 @@ impl Backend for PgConn {
                 pg.ssl_mode(SslMode::Require).connect(tls(config)?)
             }
         }
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect: {}", connect_error(&e))))?;
+        .map_err(|e| Unreachable::Connect(DriverError::Postgres(e)))?;
         let mut conn = PgConn { client };
         let t = config.statement_timeout_seconds;
         let mut setup = format!("SET statement_timeout = '{t}s'; SET lock_timeout = '{t}s';");
@@ -129,7 +89,7 @@ impl Backend for PgConn {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.client.batch_execute(sql).map_err(|e| self.error(&e))
+        self.client.batch_execute(sql).map_err(|e| self.error(e))
     }
 
     fn query(&mut self, sql: &Sql, each: &mut RowFn<'_>) -> Result<(), StoreError> {
@@ -147,14 +107,14 @@ impl Backend for PgConn {
             }
             Ok(Ok(()))
         })();
-        result.map_err(|e: postgres::Error| self.error(&e))?
+        result.map_err(|e: postgres::Error| self.error(e))?
     }
 
     fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
         let params = params(sql);
         self.client
             .execute(sql.text.as_str(), &params)
-            .map_err(|e| self.error(&e))
+            .map_err(|e| self.error(e))
     }
 
     fn uses_index(&mut self, table: &str, predicate: &str) -> Result<bool, StoreError> {
@@ -193,71 +153,18 @@ impl Backend for PgConn {
         })?;
         match kind.as_deref() {
             Some("r") => Ok(RowRef::Ctid),
-            Some("p") => Err(StoreError::Mapping(format!(
-                "table {table:?} is partitioned: map its partitions instead"
-            ))),
-            Some(_) => Err(StoreError::Mapping(format!(
-                "{table:?} is not a plain table (a view?): map the table that holds the data"
-            ))),
-            None => Err(StoreError::Mapping(format!(
-                "table {table:?} does not exist"
-            ))),
-        }
-    }
-
-    fn load(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &[Vec<Option<String>>],
-    ) -> Result<(), StoreError> {
-        use std::io::Write;
-        let d = Dialect::Postgres;
-        let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
-        let copy = format!("COPY {} ({}) FROM STDIN", d.quote(table), cols.join(", "));
-        let mut text = String::new();
-        for row in rows {
-            for (i, cell) in row.iter().enumerate() {
-                if i > 0 {
-                    text.push('\t');
-                }
-                match cell {
-                    None => text.push_str("\\N"),
-                    Some(v) => {
-                        for c in v.chars() {
-                            match c {
-                                '\\' => text.push_str("\\\\"),
-                                '\t' => text.push_str("\\t"),
-                                '\n' => text.push_str("\\n"),
-                                '\r' => text.push_str("\\r"),
-                                c => text.push(c),
-                            }
-                        }
-                    }
-                }
+            Some("p") => Err(MappingError::Partitioned {
+                table: table.to_owned(),
             }
-            text.push('\n');
-        }
-        let mut io = None;
-        let result = self.client.copy_in(copy.as_str()).and_then(|mut w| {
-            match w.write_all(text.as_bytes()) {
-                Ok(()) => w.finish(),
-                Err(e) => {
-                    io = Some(e);
-                    Ok(0)
-                }
+            .into()),
+            Some(_) => Err(MappingError::NotPlainTable {
+                table: table.to_owned(),
             }
-        });
-        if let Some(e) = io {
-            return Err(StoreError::Io(e));
+            .into()),
+            None => Err(MappingError::NoTable {
+                table: table.to_owned(),
+            }
+            .into()),
         }
-        result.map_err(|e| self.error(&e))?;
-        if columns.iter().any(|c| c == "id") {
-            self.batch(&format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT COALESCE(max(id), 0) + 1 FROM {}), false)",
-                d.quote(table)
-            ))?;
-        }
-        Ok(())
     }
 }

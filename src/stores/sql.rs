@@ -9,12 +9,12 @@
 //! Each candidate row is then read by the same [`Matcher`] as the SQLite store, so both kinds of store agree
 //! exactly on what matches.
 
+use super::callback_state::{self, CANCELLED, IN_FLIGHT};
 use super::mask::mask;
 use super::matching::{sql_candidates, Matcher, EMAIL_TRIM, PHONE_TRANSLATIONS, SEVERAL};
-use super::sqlite::{CANCELLED_STATE, IN_FLIGHT_STATES};
 use super::{
     admitted, digest_index, key_index, mark_suppressed, remove_recordings, Batch, ExportSink,
-    Found, Store, StoreError, TableRows,
+    Found, MappingError, Store, StoreError, Unreachable,
 };
 use crate::config::{ForgetMode, SqlConfig, TableMapping};
 use crate::requests::DeviceKind;
@@ -361,28 +361,17 @@ pub(crate) trait Backend: Send + Sized {
 
     /// The columns of the primary key of `table`, or the row reference the server offers for every table.
     fn row_reference(&mut self, table: &str) -> Result<RowRef, StoreError>;
-
-    /// Appends `rows` (text, `None` for NULL) to `table` in bulk: for loading demo data.
-    fn load(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &[Vec<Option<String>>],
-    ) -> Result<(), StoreError>;
 }
 
-/// Runs `ddl` and loads `tables` (name, columns, rows) into a new connection made by `config`.
-pub(crate) fn load_demo<B: Backend>(
-    config: &SqlConfig,
-    ddl: &str,
-    tables: &[TableRows],
-) -> Result<(), StoreError> {
-    let mut conn = B::connect(config)?;
-    conn.batch(ddl)?;
-    for (table, columns, rows) in tables {
-        conn.load(table, columns, rows)?;
-    }
-    Ok(())
+/// The login password from `password_file` or `password_env`, if either is set.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the file cannot be read or the variable is not set.
+pub(crate) fn password(config: &SqlConfig) -> Result<Option<String>, StoreError> {
+    Ok(crate::credentials::password(
+        config.password_file.as_deref(),
+        config.password_env.as_deref(),
+    )?)
 }
 
 /// How a row found by a query is named again by the `UPDATE` or `DELETE` that erases it.
@@ -494,9 +483,10 @@ fn columns<B: Backend>(conn: &mut B, table: &str) -> Result<Vec<ColumnInfo>, Sto
         Ok(())
     })?;
     if out.is_empty() {
-        return Err(StoreError::Mapping(format!(
-            "table {table:?} does not exist (or is not visible to this login)"
-        )));
+        return Err(MappingError::NotVisible {
+            table: table.to_owned(),
+        }
+        .into());
     }
     Ok(out)
 }
@@ -581,7 +571,7 @@ fn mask_scan_columns(table: &TableMapping) -> Vec<&str> {
 /// The open connection, or [`StoreError::Unavailable`] when there is none.
 fn connected<B>(conn: &mut Option<B>) -> Result<&mut B, StoreError> {
     conn.as_mut()
-        .ok_or_else(|| StoreError::Unavailable("not connected".into()))
+        .ok_or_else(|| Unreachable::NotConnected.into())
 }
 
 /// A row a pseudonymisation found: its reference and the current values of [`mask_scan_columns`].
@@ -635,9 +625,7 @@ impl<B: Backend> SqlStore<B> {
             self.tables = tables;
             self.conn = Some(conn);
         }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("not connected".into()))
+        connected(&mut self.conn)
     }
 
     /// Runs `work` on the connection; afterwards a broken connection is dropped (the next use reconnects) and
@@ -1020,11 +1008,7 @@ impl<B: Backend> SqlStore<B> {
             let Some(state) = &table.state else { continue };
             let in_flight: Vec<String> = table_hits
                 .iter()
-                .filter(|h| {
-                    h.state
-                        .as_deref()
-                        .is_some_and(|s| IN_FLIGHT_STATES.contains(&s))
-                })
+                .filter(|h| h.state.as_deref().is_some_and(callback_state::is_in_flight))
                 .map(|h| h.rowref.clone())
                 .collect();
             for refs in in_flight.chunks(ROWS_PER_STATEMENT) {
@@ -1032,13 +1016,12 @@ impl<B: Backend> SqlStore<B> {
                 let mut sql = Sql::new(
                     d,
                     format!(
-                        "UPDATE {} SET {state} = '{CANCELLED_STATE}' WHERE ",
+                        "UPDATE {} SET {state} = '{CANCELLED}' WHERE ",
                         d.quote(&table.name)
                     ),
                 );
                 info.rowref.predicate(&mut sql, refs);
-                let states: Vec<String> =
-                    IN_FLIGHT_STATES.iter().map(|s| (*s).to_owned()).collect();
+                let states: Vec<String> = IN_FLIGHT.iter().map(|s| (*s).to_owned()).collect();
                 sql.push(" AND ").in_list(&d.text(&state), &states, None);
                 conn.execute(&sql)?;
                 cancelled = true;
@@ -1236,8 +1219,9 @@ fn device_expr(
     if let Some(n) = table.normalised.get(col) {
         return Ok(d.quote(n));
     }
-    let column = info.column(col).ok_or_else(|| {
-        StoreError::Mapping(format!("table {:?} has no column {col:?}", table.name))
+    let column = info.column(col).ok_or_else(|| MappingError::NoColumn {
+        table: table.name.clone(),
+        column: col.to_owned(),
     })?;
     Ok(d.normalised(kind, column))
 }
@@ -1249,10 +1233,11 @@ fn check_table(
     info: &TableInfo,
     files_root: bool,
 ) -> Result<(), StoreError> {
-    let at = format!("table {:?}", table.name);
     let column = |c: &str| {
-        info.column(c)
-            .ok_or_else(|| StoreError::Mapping(format!("{at} has no column {c:?}")))
+        info.column(c).ok_or_else(|| MappingError::NoColumn {
+            table: table.name.clone(),
+            column: c.to_owned(),
+        })
     };
     let mapped = table
         .columns()
@@ -1273,16 +1258,19 @@ fn check_table(
                 .column(c)
                 .is_some_and(|i| i.max_len.is_some_and(|n| n < 64))
             {
-                return Err(StoreError::Mapping(format!(
-                    "{at}, column {c:?}: a suppression list keeps 64-character keyed hashes; widen the column"
-                )));
+                return Err(MappingError::NarrowSuppression {
+                    table: table.name.clone(),
+                    column: c.to_owned(),
+                }
+                .into());
             }
         }
     }
     if table.file.is_some() && !files_root {
-        return Err(StoreError::Mapping(format!(
-            "{at} maps a file column: set files_root"
-        )));
+        return Err(MappingError::FileColumnWithoutRoot {
+            table: table.name.clone(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -1304,13 +1292,14 @@ fn writable(
     table: &TableMapping,
     info: &TableInfo,
     name: &str,
-    fix: &str,
+    fix: &'static str,
 ) -> Result<Option<Write>, StoreError> {
     let Some(c) = info.column(name) else {
-        return Err(StoreError::Mapping(format!(
-            "table {:?} has no column {name:?}",
-            table.name
-        )));
+        return Err(MappingError::NoColumn {
+            table: table.name.clone(),
+            column: name.to_owned(),
+        }
+        .into());
     };
     if c.generated {
         return Ok(None);
@@ -1320,10 +1309,12 @@ fn writable(
     } else if c.nullable {
         Ok(Some(Write::Null))
     } else {
-        Err(StoreError::Mapping(format!(
-            "table {:?}, column {name:?}: not a text column and NOT NULL, {fix}",
-            table.name
-        )))
+        Err(MappingError::NotWritable {
+            table: table.name.clone(),
+            column: name.to_owned(),
+            fix,
+        }
+        .into())
     }
 }
 

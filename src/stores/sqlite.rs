@@ -2,8 +2,9 @@
 //! with one scan per table: a SQL function, `gdprd_match`, reads each stored device value the way
 //! [`super::matching`] says and looks it up in the batch's set of keys, in memory.
 
+use super::callback_state::{self, CANCELLED, IN_FLIGHT};
 use super::matching::Matcher;
-use super::{Batch, ExportSink, Found, Store, StoreError};
+use super::{Batch, ExportSink, Found, MappingError, Store, StoreError};
 use crate::config::{ForgetMode, SqliteConfig, TableMapping};
 use crate::requests::DeviceKind;
 use rusqlite::functions::FunctionFlags;
@@ -13,11 +14,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Callback states that a dialer may be working on: cancelled and committed before the forget deletes them.
-pub const IN_FLIGHT_STATES: [&str; 3] = ["PROCESSING", "QUEUED", "ROUTING"];
-/// The state written when an in-flight callback is cancelled.
-pub const CANCELLED_STATE: &str = "CANCELLED";
 
 /// A SQLite database holding personal data.
 pub struct SqliteStore {
@@ -83,7 +79,7 @@ impl SqliteStore {
     /// Opens an existing database; a missing file is an error, not a new empty database.
     ///
     /// # Errors
-    /// [`StoreError::Database`] when it cannot be opened.
+    /// [`StoreError::Server`] when it cannot be opened.
     pub fn open(name: &str, config: &SqliteConfig) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_with_flags(
             &config.path,
@@ -168,17 +164,14 @@ impl SqliteStore {
 
     fn set_wanted(&self, batch: &Batch) -> Result<HashMap<String, Vec<usize>>, StoreError> {
         let index = super::key_index(batch);
-        *self
-            .digests
-            .lock()
-            .map_err(|_| StoreError::Mapping("match state poisoned".into()))? = batch
+        *self.digests.lock().map_err(|_| StoreError::Poisoned)? = batch
             .targets
             .iter()
             .map(|t| (t.key.clone(), t.digest.clone()))
             .collect();
         self.matcher
             .lock()
-            .map_err(|_| StoreError::Mapping("match state poisoned".into()))?
+            .map_err(|_| StoreError::Poisoned)?
             .set_wanted(index.keys().cloned());
         Ok(index)
     }
@@ -191,9 +184,10 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreErr
         .query_map([], |r| r.get::<_, String>(1))?
         .collect::<Result<Vec<_>, _>>()?;
     if cols.is_empty() {
-        return Err(StoreError::Mapping(format!(
-            "table {table:?} does not exist"
-        )));
+        return Err(MappingError::NoTable {
+            table: table.to_owned(),
+        }
+        .into());
     }
     Ok(cols)
 }
@@ -217,14 +211,16 @@ fn row_address(conn: &Connection, table: &str) -> Result<&'static str, StoreErro
         .optional()?;
     match without_rowid {
         None => {
-            return Err(StoreError::Mapping(format!(
-                "table {table:?} does not exist (a view cannot be mapped: map the table that holds the data)"
-            )))
+            return Err(MappingError::NoTableOrView {
+                table: table.to_owned(),
+            }
+            .into())
         }
         Some(true) => {
-            return Err(StoreError::Mapping(format!(
-                "table {table:?} is a WITHOUT ROWID table: gdprd names the rows it changes by their row id; map a table with one"
-            )))
+            return Err(MappingError::WithoutRowid {
+                table: table.to_owned(),
+            }
+            .into())
         }
         Some(false) => {}
     }
@@ -236,9 +232,10 @@ fn row_address(conn: &Connection, table: &str) -> Result<&'static str, StoreErro
         .into_iter()
         .find(|name| !columns.iter().any(|c| c.eq_ignore_ascii_case(name)))
         .ok_or_else(|| {
-            StoreError::Mapping(format!(
-                "table {table:?} has columns named _rowid_, rowid and oid, which hide its row id: gdprd could not name the rows it changes without touching others; rename one of them"
-            ))
+            MappingError::HiddenRowid {
+                table: table.to_owned(),
+            }
+            .into()
         })
 }
 
@@ -443,17 +440,18 @@ impl Store for SqliteStore {
             row_address(&self.conn, &table.name)?;
             for col in table.columns() {
                 if !cols.contains(col) {
-                    return Err(StoreError::Mapping(format!(
-                        "table {:?} has no column {col:?}",
-                        table.name
-                    )));
+                    return Err(MappingError::NoColumn {
+                        table: table.name.clone(),
+                        column: col.clone(),
+                    }
+                    .into());
                 }
             }
             if table.file.is_some() && self.config.files_root.is_none() {
-                return Err(StoreError::Mapping(format!(
-                    "table {:?} maps a file column: set files_root",
-                    table.name
-                )));
+                return Err(MappingError::FileColumnWithoutRoot {
+                    table: table.name.clone(),
+                }
+                .into());
             }
         }
         Ok(Vec::new())
@@ -482,21 +480,17 @@ impl Store for SqliteStore {
             let Some(state) = &table.state else { continue };
             let in_flight: Vec<i64> = table_hits
                 .iter()
-                .filter(|h| {
-                    h.state
-                        .as_deref()
-                        .is_some_and(|s| IN_FLIGHT_STATES.contains(&s))
-                })
+                .filter(|h| h.state.as_deref().is_some_and(callback_state::is_in_flight))
                 .map(|h| h.rowid)
                 .collect();
             if in_flight.is_empty() {
                 continue;
             }
             fill_rows(&tx, in_flight.into_iter())?;
-            let states = IN_FLIGHT_STATES.map(|s| format!("'{s}'")).join(", ");
+            let states = IN_FLIGHT.map(|s| format!("'{s}'")).join(", ");
             tx.execute(
                 &format!(
-                    "UPDATE {} SET {} = '{CANCELLED_STATE}' WHERE {} IN (SELECT id FROM temp.gdprd_rows) AND {} IN ({states})",
+                    "UPDATE {} SET {} = '{CANCELLED}' WHERE {} IN (SELECT id FROM temp.gdprd_rows) AND {} IN ({states})",
                     quote(&table.name),
                     quote(state),
                     row_address(&tx, &table.name)?,
@@ -587,10 +581,7 @@ impl Store for SqliteStore {
         let index = self.set_wanted(batch)?;
         let digests = super::digest_index(batch);
         let mut out = vec![false; batch.targets.len()];
-        let mut matcher = self
-            .matcher
-            .lock()
-            .map_err(|_| StoreError::Mapping("match state poisoned".into()))?;
+        let mut matcher = self.matcher.lock().map_err(|_| StoreError::Poisoned)?;
         for table in self.config.tables.iter().filter(|t| t.suppression) {
             let devices = table.device_columns();
             let cols: Vec<String> = devices.iter().map(|(_, c)| quote(c)).collect();

@@ -6,7 +6,7 @@
 //! the store's `ca_file`, and its host name; `prefer` and `require` encrypt without checking who answers, as
 //! libpq's `sslmode` does (the handshake's signatures are still checked, so the session key is the server's).
 
-use super::StoreError;
+use super::{MappingError, StoreError, Unreachable};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -50,17 +50,21 @@ pub(crate) fn platform_bundle() -> Option<PathBuf> {
 /// [`StoreError::Unavailable`] when the file cannot be read, [`StoreError::Mapping`] when it holds no
 /// readable certificate.
 pub(crate) fn ca_file_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, StoreError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        StoreError::Unavailable(format!("cannot read ca_file {}: {e}", path.display()))
+    let pem = std::fs::read(path).map_err(|source| Unreachable::CaFile {
+        path: path.to_owned(),
+        source,
     })?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Mapping(format!("ca_file {}: {e}", path.display())))?;
+        .map_err(|source| MappingError::CaFilePem {
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(StoreError::Mapping(format!(
-            "ca_file {}: no PEM certificate in it",
-            path.display()
-        )));
+        return Err(MappingError::CaFileEmpty {
+            path: path.to_owned(),
+        }
+        .into());
     }
     Ok(certs)
 }
@@ -76,9 +80,10 @@ pub(crate) fn verifying(ca_file: Option<&Path>) -> Result<ClientConfig, StoreErr
     roots.add_parsable_certificates(platform_roots().iter().cloned());
     if let Some(path) = ca_file {
         for cert in ca_file_certs(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| StoreError::Mapping(format!("ca_file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|source| MappingError::CaFileRoot {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })?;
         }
     }
     Ok(builder()?
@@ -100,7 +105,7 @@ pub(crate) fn unverified() -> Result<ClientConfig, StoreError> {
 fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, StoreError> {
     ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Unavailable(format!("TLS: {e}")))
+        .map_err(|e| Unreachable::Tls(e).into())
 }
 
 /// Accepts any certificate, but checks that the handshake is signed by the key in it.

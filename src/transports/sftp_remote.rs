@@ -20,11 +20,13 @@
 
 use super::Job;
 use crate::config::{AccountConfig, Config, RemoteConfig};
+use crate::credentials::CredentialError;
 use crate::requests::name::{is_in_progress, stem};
 use crate::results::{atomic, log as names};
 use rand::Rng;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
+use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::SftpSession;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +64,131 @@ struct Record {
     /// same name but with another size or time was put there after it was taken, and is not removed with it.
     #[serde(default)]
     taken: BTreeMap<String, (u64, u32)>,
+}
+
+/// Why an account's link to its server broke or could not be made; the account logs it and reconnects.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The server did not complete the SSH handshake within `timeout_seconds`.
+    #[error("timed out connecting")]
+    Timeout,
+    /// The server's host key is neither in `known_hosts` nor the pinned fingerprint.
+    #[error("the server's host key {fingerprint} is not the one configured (known_hosts or host_key_fingerprint): refusing to log in; if the key was changed on purpose, pin the new fingerprint")]
+    HostKey {
+        /// The SHA-256 fingerprint the server showed.
+        fingerprint: String,
+    },
+    /// The SSH connection could not be made.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] russh::Error),
+    /// The SSH session failed while logging in.
+    #[error("{0}")]
+    Ssh(#[from] russh::Error),
+    /// The `key_file` could not be read.
+    #[error("cannot read key_file {}: {source}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: russh::keys::Error,
+    },
+    /// The password could not be read.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// The server refused the login.
+    #[error("the server refused the login of {user:?}")]
+    LoginRefused {
+        /// The user name.
+        user: String,
+    },
+    /// The server would not open a session channel.
+    #[error("cannot open a channel: {0}")]
+    Channel(#[source] russh::Error),
+    /// The server refused the `sftp` subsystem.
+    #[error("the server has no sftp subsystem: {0}")]
+    Subsystem(#[source] russh::Error),
+    /// The SFTP session could not start.
+    #[error("cannot start SFTP: {0}")]
+    Sftp(#[source] SftpError),
+    /// What crossed the connection could not be recorded in the state folder.
+    #[error("cannot record the transfer state: {0}")]
+    State(#[source] std::io::Error),
+    /// The remote `GDPR_Submit` could not be listed.
+    #[error("cannot list {path}: {source}")]
+    List {
+        /// The remote folder.
+        path: String,
+        /// What the server said.
+        source: SftpError,
+    },
+    /// A remote submission could not be opened.
+    #[error("cannot open {name}: {source}")]
+    Open {
+        /// The file's name.
+        name: String,
+        /// What the server said.
+        source: SftpError,
+    },
+    /// A local file could not be written, synced or read.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Local {
+        /// What was done: `write`, `sync`, `read`.
+        action: &'static str,
+        /// The local file.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A transfer stopped part-way.
+    #[error("{direction} of {name} broke off: {source}")]
+    BrokeOff {
+        /// `download` or `upload`.
+        direction: &'static str,
+        /// The file's name.
+        name: String,
+        /// Why it stopped.
+        source: std::io::Error,
+    },
+    /// A downloaded submission could not be moved into the local `GDPR_Submit`.
+    #[error("cannot move {name} into GDPR_Submit: {source}")]
+    MoveIn {
+        /// The file's name.
+        name: String,
+        /// Why it could not be moved.
+        source: std::io::Error,
+    },
+    /// A result could not be created in the remote `GDPR_Result`.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The remote file.
+        path: String,
+        /// What the server said.
+        source: SftpError,
+    },
+    /// An uploaded result could not be renamed into place.
+    #[error("cannot rename {name} into GDPR_Result: {source}")]
+    Rename {
+        /// The result's name.
+        name: String,
+        /// What the server said.
+        source: SftpError,
+    },
+    /// A result whose local copy retention deleted could not be removed from the server.
+    #[error("cannot remove the expired result {name}: {source}")]
+    RemoveResult {
+        /// The result's name.
+        name: String,
+        /// What the server said.
+        source: SftpError,
+    },
+    /// An answered submission could not be removed from the remote `GDPR_Submit`.
+    #[error("cannot remove {name} from the remote GDPR_Submit: {source}")]
+    RemoveSubmission {
+        /// The submission's name.
+        name: String,
+        /// What the server said.
+        source: SftpError,
+    },
 }
 
 /// One account's link to its server.
@@ -117,21 +244,7 @@ struct Session {
     sftp: SftpSession,
 }
 
-fn secret(remote: &RemoteConfig) -> Result<Option<String>, String> {
-    if let Some(file) = &remote.password_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read password_file {}: {e}", file.display()))?;
-        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
-    }
-    if let Some(var) = &remote.password_env {
-        return std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("environment variable {var} is not set"));
-    }
-    Ok(None)
-}
-
-async fn connect(remote: &RemoteConfig) -> Result<Session, String> {
+async fn connect(remote: &RemoteConfig) -> Result<Session, RemoteError> {
     let seen = Arc::new(Mutex::new(None));
     let client = Client {
         remote: remote.clone(),
@@ -145,52 +258,54 @@ async fn connect(remote: &RemoteConfig) -> Result<Session, String> {
     let timeout = Duration::from_secs(remote.timeout_seconds);
     let connecting = client::connect(config, (remote.host.as_str(), remote.port), client);
     let mut handle = match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => return Err("timed out connecting".into()),
+        Err(_) => return Err(RemoteError::Timeout),
         Ok(Ok(h)) => h,
         Ok(Err(russh::Error::UnknownKey)) => {
-            let fp = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
-            return Err(format!(
-                "the server's host key {fp} is not the one configured (known_hosts or host_key_fingerprint): refusing to log in; if the key was changed on purpose, pin the new fingerprint"
-            ));
+            let fingerprint = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+            return Err(RemoteError::HostKey { fingerprint });
         }
-        Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+        Ok(Err(e)) => return Err(RemoteError::Connect(e)),
     };
     let user = remote.user.clone();
     let authenticated = if let Some(key_file) = &remote.key_file {
-        let key = russh::keys::load_secret_key(key_file, None)
-            .map_err(|e| format!("cannot read key_file {}: {e}", key_file.display()))?;
-        let hash = handle
-            .best_supported_rsa_hash()
-            .await
-            .map_err(|e| e.to_string())?
-            .flatten();
+        let key = russh::keys::load_secret_key(key_file, None).map_err(|source| {
+            RemoteError::KeyFile {
+                path: key_file.clone(),
+                source,
+            }
+        })?;
+        let hash = handle.best_supported_rsa_hash().await?.flatten();
         handle
             .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .success()
     } else {
-        let password = secret(remote)?.unwrap_or_default();
+        let password = crate::credentials::password(
+            remote.password_file.as_deref(),
+            remote.password_env.as_deref(),
+        )?
+        .unwrap_or_default();
         handle
             .authenticate_password(user, password)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .success()
     };
     if !authenticated {
-        return Err(format!("the server refused the login of {:?}", remote.user));
+        return Err(RemoteError::LoginRefused {
+            user: remote.user.clone(),
+        });
     }
     let channel = handle
         .channel_open_session()
         .await
-        .map_err(|e| format!("cannot open a channel: {e}"))?;
+        .map_err(RemoteError::Channel)?;
     channel
         .request_subsystem(true, "sftp")
         .await
-        .map_err(|e| format!("the server has no sftp subsystem: {e}"))?;
+        .map_err(RemoteError::Subsystem)?;
     let sftp = SftpSession::new(channel.into_stream())
         .await
-        .map_err(|e| format!("cannot start SFTP: {e}"))?;
+        .map_err(RemoteError::Sftp)?;
     sftp.set_timeout(remote.timeout_seconds.max(30));
     Ok(Session {
         _handle: handle,
@@ -212,8 +327,9 @@ fn is_result_of(name: &str, result: &str) -> bool {
 }
 
 impl Link {
-    fn save(&self) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(&self.record).map_err(|e| e.to_string())?;
+    fn save(&self) -> Result<(), RemoteError> {
+        let bytes =
+            serde_json::to_vec_pretty(&self.record).map_err(|e| RemoteError::State(e.into()))?;
         let (dir, name) = (
             self.state_file.parent().unwrap_or(Path::new(".")),
             self.state_file
@@ -223,7 +339,7 @@ impl Link {
         );
         atomic::write(dir, &name, &bytes)
             .map(|_| ())
-            .map_err(|e| format!("cannot record the transfer state: {e}"))
+            .map_err(RemoteError::State)
     }
 
     fn local_results(&self) -> Vec<(String, u64)> {
@@ -248,13 +364,16 @@ impl Link {
         &mut self,
         session: &Session,
         seen: &mut HashMap<String, (u64, u32)>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RemoteError> {
         let submit = remote_join(&self.remote.path, "GDPR_Submit");
         let listing = session
             .sftp
             .read_dir(submit.clone())
             .await
-            .map_err(|e| format!("cannot list {submit}: {e}"))?;
+            .map_err(|source| RemoteError::List {
+                path: submit.clone(),
+                source,
+            })?;
         let mut now: HashMap<String, (u64, u32)> = HashMap::new();
         for entry in listing {
             let name = entry.file_name();
@@ -286,7 +405,7 @@ impl Link {
         submit: &str,
         name: &str,
         identity: (u64, u32),
-    ) -> Result<(), String> {
+    ) -> Result<(), RemoteError> {
         let size = identity.0;
         self.record
             .downloaded
@@ -295,24 +414,41 @@ impl Link {
         let local_dir = self.account.submit_dir();
         let temp = local_dir.join(format!(".{name}.gdprd-download"));
         let copied = async {
-            let mut remote = session
-                .sftp
-                .open(remote_join(submit, name))
-                .await
-                .map_err(|e| format!("cannot open {name}: {e}"))?;
-            let mut local = tokio::fs::File::create(&temp)
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+            let mut remote =
+                session
+                    .sftp
+                    .open(remote_join(submit, name))
+                    .await
+                    .map_err(|source| RemoteError::Open {
+                        name: name.to_owned(),
+                        source,
+                    })?;
+            let mut local =
+                tokio::fs::File::create(&temp)
+                    .await
+                    .map_err(|source| RemoteError::Local {
+                        action: "write",
+                        path: temp.clone(),
+                        source,
+                    })?;
             // At most one byte over the size limit: the engine refuses a file that is too large, with a notice.
             let mut limited = tokio::io::AsyncReadExt::take(&mut remote, self.cap + 1);
             let n = tokio::io::copy(&mut limited, &mut local)
                 .await
-                .map_err(|e| format!("download of {name} broke off: {e}"))?;
+                .map_err(|source| RemoteError::BrokeOff {
+                    direction: "download",
+                    name: name.to_owned(),
+                    source,
+                })?;
             local
                 .sync_all()
                 .await
-                .map_err(|e| format!("cannot sync {}: {e}", temp.display()))?;
-            Ok::<u64, String>(n)
+                .map_err(|source| RemoteError::Local {
+                    action: "sync",
+                    path: temp.clone(),
+                    source,
+                })?;
+            Ok::<u64, RemoteError>(n)
         }
         .await;
         let n = match copied {
@@ -334,7 +470,10 @@ impl Link {
         }
         std::fs::rename(&temp, local_dir.join(name))
             .and_then(|()| atomic::sync_dir(&local_dir))
-            .map_err(|e| format!("cannot move {name} into GDPR_Submit: {e}"))?;
+            .map_err(|source| RemoteError::MoveIn {
+                name: name.to_owned(),
+                source,
+            })?;
         self.record
             .downloaded
             .insert(name.to_owned(), Fetch::Downloaded);
@@ -350,7 +489,7 @@ impl Link {
 
     /// Uploads local results not yet on the server, removes what retention deleted locally, and removes the
     /// remote submissions whose results are all in place.
-    async fn deliver(&mut self, session: &Session) -> Result<(), String> {
+    async fn deliver(&mut self, session: &Session) -> Result<(), RemoteError> {
         let result_dir = remote_join(&self.remote.path, "GDPR_Result");
         let local = self.local_results();
         for (name, size) in &local {
@@ -362,20 +501,29 @@ impl Link {
             let target = remote_join(&result_dir, name);
             let upload = async {
                 // Streamed: an export archive can be large.
-                let mut local = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let mut file = session
-                    .sftp
-                    .create(temp.clone())
-                    .await
-                    .map_err(|e| format!("cannot create {temp}: {e}"))?;
+                let mut local =
+                    tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|source| RemoteError::Local {
+                            action: "read",
+                            path: path.clone(),
+                            source,
+                        })?;
+                let mut file = session.sftp.create(temp.clone()).await.map_err(|source| {
+                    RemoteError::Create {
+                        path: temp.clone(),
+                        source,
+                    }
+                })?;
+                let broke_off = |source| RemoteError::BrokeOff {
+                    direction: "upload",
+                    name: name.clone(),
+                    source,
+                };
                 tokio::io::copy(&mut local, &mut file)
                     .await
-                    .map_err(|e| format!("upload of {name} broke off: {e}"))?;
-                file.shutdown()
-                    .await
-                    .map_err(|e| format!("upload of {name} broke off: {e}"))?;
+                    .map_err(broke_off)?;
+                file.shutdown().await.map_err(broke_off)?;
                 if session
                     .sftp
                     .rename(temp.clone(), target.clone())
@@ -388,9 +536,12 @@ impl Link {
                         .sftp
                         .rename(temp.clone(), target.clone())
                         .await
-                        .map_err(|e| format!("cannot rename {name} into GDPR_Result: {e}"))?;
+                        .map_err(|source| RemoteError::Rename {
+                            name: name.clone(),
+                            source,
+                        })?;
                 }
-                Ok::<(), String>(())
+                Ok::<(), RemoteError>(())
             }
             .await;
             if let Err(e) = upload {
@@ -417,7 +568,7 @@ impl Link {
                 Ok(()) => {}
                 Err(russh_sftp::client::error::Error::Status(s))
                     if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile => {}
-                Err(e) => return Err(format!("cannot remove the expired result {name}: {e}")),
+                Err(source) => return Err(RemoteError::RemoveResult { name, source }),
             }
             self.record.uploaded.remove(&name);
             self.save()?;
@@ -425,7 +576,11 @@ impl Link {
         self.finish(session, &local).await
     }
 
-    async fn finish(&mut self, session: &Session, local: &[(String, u64)]) -> Result<(), String> {
+    async fn finish(
+        &mut self,
+        session: &Session,
+        local: &[(String, u64)],
+    ) -> Result<(), RemoteError> {
         let submit = remote_join(&self.remote.path, "GDPR_Submit");
         let taken: Vec<(String, Fetch)> = self
             .record
@@ -474,11 +629,7 @@ impl Link {
                 Ok(()) => {}
                 Err(russh_sftp::client::error::Error::Status(s))
                     if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile => {}
-                Err(e) => {
-                    return Err(format!(
-                        "cannot remove {name} from the remote GDPR_Submit: {e}"
-                    ))
-                }
+                Err(source) => return Err(RemoteError::RemoveSubmission { name, source }),
             }
             self.record.downloaded.remove(&name);
             self.record.taken.remove(&name);
@@ -493,7 +644,7 @@ impl Link {
         &mut self,
         session: &Session,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RemoteError> {
         let poll = Duration::from_secs(self.remote.poll_seconds);
         // A file seen for the first time is looked at again after the settle time, not a whole poll later.
         let settle = self.settle.clamp(Duration::from_secs(1), poll);

@@ -39,26 +39,35 @@ impl Credentials {
 /// the key type are not supported).
 ///
 /// # Errors
-/// The line number and parse error of the first bad line.
-pub fn parse_authorized_keys(text: &str) -> Result<Vec<PublicKey>, String> {
+/// [`KeyLineError`]: the line number and parse error of the first bad line.
+pub fn parse_authorized_keys(text: &str) -> Result<Vec<PublicKey>, KeyLineError> {
     text.lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .map(|(n, l)| PublicKey::from_openssh(l).map_err(|e| format!("line {n}: {e}")))
+        .map(|(line, l)| PublicKey::from_openssh(l).map_err(|source| KeyLineError { line, source }))
         .collect()
+}
+
+/// A line of an `authorized_keys` text that is not a public key.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {source}")]
+pub struct KeyLineError {
+    /// The line's number, from 1.
+    pub line: usize,
+    /// Why it is not a key.
+    pub source: russh::keys::ssh_key::Error,
 }
 
 /// Makes an argon2id hash of `password` for the config's `password_hash`.
 ///
 /// # Errors
 /// The hashing error (none in practice).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// The throttle of failed logins, shared with the HTTP front doors.
@@ -101,6 +110,7 @@ mod tests {
         assert!(c.has_key(&same_other_comment));
         assert!(parse_authorized_keys("ssh-ed25519 garbage")
             .unwrap_err()
+            .to_string()
             .starts_with("line 1:"));
     }
 }

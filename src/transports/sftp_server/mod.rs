@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,20 +47,30 @@ use tracing::{debug, info, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum SftpError {
     /// The host key could not be read or written.
-    #[error("host key {path}: {message}")]
+    #[error("host key {}: {source}", path.display())]
     HostKey {
         /// The key file.
-        path: String,
+        path: PathBuf,
         /// What went wrong.
-        message: String,
+        source: KeyFileError,
     },
-    /// An account's authorised keys could not be read.
-    #[error("account {account}: {message}")]
+    /// An account's `authorized_keys` could not be read.
+    #[error("account {account}: {source}")]
     Keys {
         /// The account.
         account: String,
+        /// The line that is not a key.
+        source: auth::KeyLineError,
+    },
+    /// An account's `authorized_keys_file` could not be read.
+    #[error("account {account}: {}: {source}", path.display())]
+    KeysFile {
+        /// The account.
+        account: String,
+        /// The file.
+        path: PathBuf,
         /// What went wrong.
-        message: String,
+        source: Box<KeyFileError>,
     },
     /// The listening address could not be bound.
     #[error("cannot listen on {address}: {source}")]
@@ -70,6 +80,20 @@ pub enum SftpError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// Why a key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// It could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// It does not hold a usable key.
+    #[error(transparent)]
+    Key(#[from] russh::keys::ssh_key::Error),
+    /// A line of it is not a public key.
+    #[error(transparent)]
+    Line(#[from] auth::KeyLineError),
 }
 
 /// The host key file in the state folder.
@@ -83,23 +107,21 @@ pub fn host_key_path(state_dir: &Path) -> std::path::PathBuf {
 /// [`SftpError::HostKey`].
 pub fn load_or_create_host_key(state_dir: &Path) -> Result<PrivateKey, SftpError> {
     let path = host_key_path(state_dir);
-    let err = |message: String| SftpError::HostKey {
-        path: path.display().to_string(),
-        message,
+    let err = |source: KeyFileError| SftpError::HostKey {
+        path: path.clone(),
+        source,
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => PrivateKey::from_openssh(text).map_err(|e| err(e.to_string())),
+        Ok(text) => PrivateKey::from_openssh(text).map_err(|e| err(e.into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
+            std::fs::create_dir_all(state_dir).map_err(|e| err(e.into()))?;
             let key = PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<[u8; 32]>()));
-            let text = key
-                .to_openssh(LineEnding::LF)
-                .map_err(|e| err(e.to_string()))?;
-            write_private(&path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+            let text = key.to_openssh(LineEnding::LF).map_err(|e| err(e.into()))?;
+            write_private(&path, text.as_bytes()).map_err(|e| err(e.into()))?;
             info!(fingerprint = %fingerprint(&key), "host key created");
             Ok(key)
         }
-        Err(e) => Err(err(e.to_string())),
+        Err(e) => Err(err(e.into())),
     }
 }
 
@@ -172,19 +194,21 @@ fn account_entries(config: &Config) -> Result<HashMap<String, AccountEntry>, Sft
         }
         let mut credentials = Credentials::default();
         if let Some(sftp) = &account.sftp {
-            let err = |message: String| SftpError::Keys {
-                account: account.name.clone(),
-                message,
-            };
-            credentials.keys =
-                auth::parse_authorized_keys(&sftp.authorized_keys.join("\n")).map_err(err)?;
+            credentials.keys = auth::parse_authorized_keys(&sftp.authorized_keys.join("\n"))
+                .map_err(|source| SftpError::Keys {
+                    account: account.name.clone(),
+                    source,
+                })?;
             if let Some(file) = &sftp.authorized_keys_file {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| err(format!("{}: {e}", file.display())))?;
-                credentials.keys.extend(
-                    auth::parse_authorized_keys(&text)
-                        .map_err(|e| err(format!("{}: {e}", file.display())))?,
-                );
+                let in_file = |source: KeyFileError| SftpError::KeysFile {
+                    account: account.name.clone(),
+                    path: file.clone(),
+                    source: Box::new(source),
+                };
+                let text = std::fs::read_to_string(file).map_err(|e| in_file(e.into()))?;
+                credentials
+                    .keys
+                    .extend(auth::parse_authorized_keys(&text).map_err(|e| in_file(e.into()))?);
             }
             credentials.password_hash = sftp.password_hash.clone();
         }
