@@ -13,8 +13,49 @@ pub struct Line {
     pub name: String,
     /// The value as written.
     pub value: String,
-    /// The device the key names, or why the line cannot be run (its response).
-    pub device: Result<(DeviceKind, String), String>,
+    /// The device the key names, or why the line cannot be run (its `Display` is the line's response).
+    pub device: Result<(DeviceKind, String), LineError>,
+}
+
+/// Why one line of a job body cannot be run; the other lines still run. Its `Display` is the line's response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line cannot be read as CSV fields.
+    #[error("ERROR: line {line}: {problem}")]
+    Unreadable {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with its quoting.
+        problem: Quoting,
+    },
+    /// The line is not two non-empty fields.
+    #[error("ERROR: line {line}: expected `lookup key, value` (two fields, neither empty)")]
+    NotKeyAndValue {
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// The lookup key is not one of the account's.
+    #[error("ERROR: unknown lookup key {key:?}; this account knows {}", known.join(", "))]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// The account's keys.
+        known: Vec<String>,
+    },
+}
+
+/// What is wrong with the quoting of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Quoting {
+    /// A `"` opens a field that no `"` closes.
+    #[error("a quoted field is not closed")]
+    NotClosed,
+    /// Something other than a comma follows a closing `"`.
+    #[error("text after a closing quote")]
+    TextAfterQuote,
+    /// A `"` inside a field that does not start with one.
+    #[error("a quote inside an unquoted field")]
+    QuoteInside,
 }
 
 /// Why a whole body is refused.
@@ -68,12 +109,12 @@ pub fn parse_lines(
 fn parse_line(line: usize, raw: &str, account: &HttpAccountConfig) -> Line {
     let fields = match split_fields(raw) {
         Ok(f) => f,
-        Err(why) => {
+        Err(problem) => {
             return Line {
                 line,
                 name: String::new(),
                 value: raw.trim().to_owned(),
-                device: Err(format!("ERROR: line {line}: {why}")),
+                device: Err(LineError::Unreadable { line, problem }),
             }
         }
     };
@@ -82,21 +123,14 @@ fn parse_line(line: usize, raw: &str, account: &HttpAccountConfig) -> Line {
     let value = fields.next().unwrap_or_default();
     let extra = fields.any(|f| !f.is_empty());
     let device = if name.is_empty() || value.is_empty() || extra {
-        Err(format!(
-            "ERROR: line {line}: expected `lookup key, value` (two fields, neither empty)"
-        ))
+        Err(LineError::NotKeyAndValue { line })
     } else {
         match lookup(account, &name) {
             Some(kind) => Ok((kind, normalise(kind, &value, &account.default_country_code))),
-            None => Err(format!(
-                "ERROR: unknown lookup key {name:?}; this account knows {}",
-                account
-                    .lookup_keys
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            None => Err(LineError::UnknownKey {
+                key: name.clone(),
+                known: account.lookup_keys.keys().cloned().collect(),
+            }),
         }
     };
     Line {
@@ -109,7 +143,7 @@ fn parse_line(line: usize, raw: &str, account: &HttpAccountConfig) -> Line {
 
 /// Splits one CSV line into trimmed fields, unquoting `"…"` fields (typographic quotes count as `"`, a doubled
 /// `""` inside quotes is one `"`).
-fn split_fields(raw: &str) -> Result<Vec<String>, &'static str> {
+fn split_fields(raw: &str) -> Result<Vec<String>, Quoting> {
     let normalised: String = raw
         .chars()
         .map(|c| if CURLY_DOUBLE.contains(&c) { '"' } else { c })
@@ -125,7 +159,7 @@ fn split_fields(raw: &str) -> Result<Vec<String>, &'static str> {
             chars.next();
             loop {
                 match chars.next() {
-                    None => return Err("a quoted field is not closed"),
+                    None => return Err(Quoting::NotClosed),
                     Some('"') if chars.peek() == Some(&'"') => {
                         chars.next();
                         field.push('"');
@@ -143,7 +177,7 @@ fn split_fields(raw: &str) -> Result<Vec<String>, &'static str> {
                     return Ok(fields);
                 }
                 Some(',') => fields.push(field),
-                Some(_) => return Err("text after a closing quote"),
+                Some(_) => return Err(Quoting::TextAfterQuote),
             }
         } else {
             loop {
@@ -153,7 +187,7 @@ fn split_fields(raw: &str) -> Result<Vec<String>, &'static str> {
                         return Ok(fields);
                     }
                     Some(',') => break,
-                    Some('"') => return Err("a quote inside an unquoted field"),
+                    Some('"') => return Err(Quoting::QuoteInside),
                     Some(c) => field.push(c),
                 }
             }
@@ -224,7 +258,7 @@ mod tests {
         parse_lines(body.as_bytes(), &account(""), 100)
             .expect("body")
             .into_iter()
-            .map(|l| l.device)
+            .map(|l| l.device.map_err(|e| e.to_string()))
             .collect()
     }
 

@@ -96,7 +96,7 @@ pub(super) fn create(
                 contacts.push(json!({ kind.key(): value }));
                 (Some(contacts.len() - 1), None)
             }
-            Err(e) => (None, Some(e.clone())),
+            Err(e) => (None, Some(e.to_string())),
         };
         side.push(SideLine {
             name: l.name.clone(),
