@@ -199,12 +199,9 @@ fn answer(state: &Mutex<State>, request: &tiny_http::Request) -> (u16, Value) {
 fn demo_with(service: &Service) -> Demo {
     let url = service.url.clone();
     let demo = Demo::new(20, move |c| {
-        c.replace(
-            "stores = [\"demo\", \"lists\"]",
-            "stores = [\"demo\", \"lists\", \"callbacks\"]",
-        ) + &format!(
-            "\n[stores.callbacks]\ntype = \"callback-http\"\nbase_url = \"{url}\"\ntoken_file = \"callback.token\"\nretry_delay_ms = 20\naccount_field = \"tenant\"\n\n[stores.callbacks.phones]\ndefault_country_code = \"1\"\n"
-        )
+        c.push("accounts[demo].stores", "callbacks").merge(&format!(
+            "[stores.callbacks]\ntype = \"callback-http\"\nbase_url = \"{url}\"\ntoken_file = \"callback.token\"\nretry_delay_ms = 20\naccount_field = \"tenant\"\n\n[stores.callbacks.phones]\ndefault_country_code = \"1\"\n"
+        ));
     });
     std::fs::write(demo.dir.path().join("callback.token"), format!("{TOKEN}\n")).expect("token");
     demo

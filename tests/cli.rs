@@ -1,6 +1,6 @@
 //! The command line: `validate` and `check-config`, which operators run before trusting a file or a config.
 
-use crate::harness::{fixture, run, today, Demo};
+use crate::harness::{fixture, run, today, Config, Demo};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -75,23 +75,26 @@ fn validate_gives_per_file_and_per_contact_verdicts() {
 
 #[test]
 fn check_config_accepts_the_demo_and_names_what_is_wrong() {
-    let demo = Demo::new(10, |c| c);
+    let demo = Demo::new(10, |_| {});
     let config = demo.config.to_str().expect("utf-8").to_owned();
     let out = run(&["check-config", &config]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("store demo: OK"));
 
-    let text = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        text.replace("retention_days", "retention_dayz"),
-    )
-    .expect("write");
+    let shipped = Config::read(&demo.config);
+    let mut misnamed = shipped.clone();
+    misnamed.rename("accounts[demo].retention_days", "retention_dayz");
+    misnamed.write(&demo.config);
     let out = run(&["check-config", &config]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `retention_dayz`"));
 
-    std::fs::write(&demo.config, text.replace("agent_notes", "agent_remarks")).expect("write");
+    let mut unmapped = shipped.clone();
+    unmapped.set(
+        "stores.demo.tables[contact_attempt].personal",
+        vec!["agent_remarks"],
+    );
+    unmapped.write(&demo.config);
     let out = run(&["check-config", &config]);
     assert!(!out.status.success());
     assert!(
@@ -103,11 +106,7 @@ fn check_config_accepts_the_demo_and_names_what_is_wrong() {
     let out = run(&["check-config", "--offline", &config]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("stores not opened (--offline)"));
-    std::fs::write(
-        &demo.config,
-        text.replace("retention_days", "retention_dayz"),
-    )
-    .expect("write");
+    misnamed.write(&demo.config);
     assert!(!run(&["check-config", "--offline", &config])
         .status
         .success());
@@ -115,7 +114,7 @@ fn check_config_accepts_the_demo_and_names_what_is_wrong() {
 
 #[test]
 fn the_host_key_is_made_once_and_reused() {
-    let demo = Demo::new(10, |c| c);
+    let demo = Demo::new(10, |_| {});
     let config = demo.config.to_str().expect("utf-8").to_owned();
     let first = run(&["host-key", "--config", &config]);
     assert!(
@@ -250,7 +249,7 @@ fn http_token_prints_a_fresh_token_and_its_hash() {
 /// `check-config` and `run` refuse them, naming the account and what to do.
 #[test]
 fn the_demo_password_and_token_are_refused_outside_the_demo() {
-    let demo = Demo::new(10, |c| c);
+    let demo = Demo::new(10, |_| {});
     let out = run(&[
         "check-config",
         "--offline",
@@ -259,19 +258,17 @@ fn the_demo_password_and_token_are_refused_outside_the_demo() {
     assert!(out.status.success(), "the demo's own folder may use them");
 
     let elsewhere = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(&demo.config)
-        .expect("config")
-        .replace(
-            "demo_ed25519.pub",
-            &demo
-                .dir
-                .path()
-                .join("demo_ed25519.pub")
-                .display()
-                .to_string(),
-        );
+    let mut moved = Config::read(&demo.config);
+    moved.set(
+        "accounts[demo].sftp.authorized_keys_file",
+        demo.dir
+            .path()
+            .join("demo_ed25519.pub")
+            .display()
+            .to_string(),
+    );
     let config = elsewhere.path().join("gdprd.toml");
-    std::fs::write(&config, &text).expect("write");
+    moved.write(&config);
     let path = config.to_str().expect("utf-8");
     for args in [
         vec!["check-config", "--offline", path],
@@ -307,14 +304,8 @@ fn the_demo_password_and_token_are_refused_outside_the_demo() {
     let printed = String::from_utf8_lossy(&hashed.stdout).into_owned();
     let hash = printed.lines().next().unwrap_or_default().trim().to_owned();
     assert!(hash.starts_with("$argon2id$"), "{printed}");
-    let start = text.find("password_hash = \"").expect("password line");
-    let end = start + text[start..].find('\n').expect("line end");
-    let text = format!(
-        "{}password_hash = \"{hash}\"{}",
-        &text[..start],
-        &text[end..]
-    );
-    std::fs::write(&config, &text).expect("write");
+    moved.set("accounts[demo].sftp.password_hash", hash);
+    moved.write(&config);
     let out = run(&["check-config", "--offline", path]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the demo token was accepted");

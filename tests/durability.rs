@@ -1,7 +1,9 @@
 //! Crash and shutdown in the middle of a large forget: after a restart every contact is executed exactly once,
-//! no response changes, and the execution log is complete.
+//! no response changes, and the execution log is complete. The SIGKILL scenario runs against every store that
+//! forgets in chunks: SQLite, the CSV lists, PostgreSQL and MySQL.
 
-use crate::harness::{responses, today, wait_until, Daemon, Demo};
+use crate::harness::{responses, today, wait_until, Config, Daemon, Demo};
+use crate::stores_sql::{mysql_demo_rows, postgres_demo_rows, server, MYSQL_VAR, POSTGRES_VAR};
 use std::time::Duration;
 
 pub(crate) const DEVICES: u64 = 2000;
@@ -35,8 +37,22 @@ pub(crate) fn interrupt(demo: &Demo, name: &str, signal: &str) -> Daemon {
     daemon
 }
 
-/// The execution log holds a SUCCESS for every device, and the ledger one audited execution per device.
-pub(crate) fn assert_log_and_ledger_exactly_once(demo: &Demo, name: &str) {
+/// The answer to a contact of [`large_forget`] that the stores hold (`found`) or not.
+fn answer(found: bool) -> &'static str {
+    if found {
+        "SUCCESS"
+    } else {
+        "SUCCESS: not found"
+    }
+}
+
+/// The execution log answers every device of [`large_forget`] (`SUCCESS`, or `SUCCESS: not found` where
+/// `found(i)` says the stores never held contact `i`), and the ledger holds one audited execution per device.
+pub(crate) fn assert_log_and_ledger_exactly_once(
+    demo: &Demo,
+    name: &str,
+    found: impl Fn(u64) -> bool,
+) {
     let stem = name.strip_suffix(".json").expect("stem");
     // 2,000 devices in 100 chunks: on a machine shared with other builds this takes minutes, not seconds.
     let path = demo.result.join(format!("{stem}-execution-log.json"));
@@ -46,9 +62,10 @@ pub(crate) fn assert_log_and_ledger_exactly_once(demo: &Demo, name: &str) {
     let log = demo.result_json(&format!("{stem}-execution-log.json"));
     let got = responses(&log);
     assert_eq!(got.len() as u64, DEVICES);
+    let want: Vec<&str> = (0..DEVICES).map(|i| answer(found(i))).collect();
     assert!(
-        got.iter().all(|r| r == "SUCCESS"),
-        "every response is SUCCESS, none changed to not found"
+        got == want,
+        "every response is what the stores held, none changed to not found by the resume"
     );
     let ledger = demo.ledger();
     let (entries, distinct): (i64, i64) = ledger
@@ -66,33 +83,21 @@ pub(crate) fn assert_log_and_ledger_exactly_once(demo: &Demo, name: &str) {
     assert_eq!(chunks_done(demo), (DEVICES / BATCH) as i64);
 }
 
-fn assert_completed_exactly_once(demo: &Demo, name: &str) {
-    assert_log_and_ledger_exactly_once(demo, name);
-    let left: i64 = demo
-        .db()
-        .query_row(
-            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
-             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
-            [DEVICES as i64],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(left, 0, "every contact was forgotten");
-    demo.wait_submit_empty();
-}
-
-#[test]
-fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
-    let demo = Demo::new(20_000, |c| {
-        c.replace(
-            "[intake]",
-            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        )
-    });
+/// The one SIGKILL scenario, run against every store: a large forget is killed once a few chunks are journaled,
+/// and the next start resumes it. Every contact is executed, answered and audited exactly once, no answer changes,
+/// no result appears before the end, and progress is logged to the last contact. `demo` is a demo (of
+/// `DEVICES + 500` rows or more) whose account uses the store under test, in chunks of [`BATCH`]; `found(i)` says
+/// whether its stores hold contact `i`; `in_clear` counts the contacts of the forget the store under test still
+/// holds.
+fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once(
+    demo: &Demo,
+    found: impl Fn(u64) -> bool,
+    in_clear: impl Fn() -> i64,
+) {
     let name = format!("forget-{}_020000.json", today());
-    let mut daemon = interrupt(&demo, &name, "KILL");
+    let mut daemon = interrupt(demo, &name, "KILL");
     daemon.wait_exit(Duration::from_secs(10));
-    let at_kill = chunks_done(&demo);
+    let at_kill = chunks_done(demo);
     assert!(
         at_kill < (DEVICES / BATCH) as i64,
         "killed in the middle ({at_kill} chunks done)"
@@ -103,7 +108,9 @@ fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
         .exists());
     drop(daemon);
     let daemon = demo.start();
-    assert_completed_exactly_once(&demo, &name);
+    assert_log_and_ledger_exactly_once(demo, &name, found);
+    assert_eq!(in_clear(), 0, "every contact was forgotten");
+    demo.wait_submit_empty();
     assert!(daemon.log_text().contains("resuming claimed file"));
     // Progress is logged at a steady interval and at the end: contacts done of total, and the rate.
     let log = daemon.log_text();
@@ -119,14 +126,115 @@ fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
     assert!(last.contains("per_second="), "{last}");
 }
 
+/// How many contacts of [`large_forget`] the demo's SQLite store still holds.
+fn sqlite_in_clear(demo: &Demo) -> i64 {
+    demo.db()
+        .query_row(
+            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
+             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
+            [DEVICES as i64],
+            |r| r.get(0),
+        )
+        .expect("count")
+}
+
+/// A demo of 20,000 contacts forgetting in chunks of [`BATCH`]; `edit` changes its config further.
+fn large_demo(edit: impl FnOnce(&mut Config)) -> Demo {
+    Demo::new(20_000, |c| {
+        c.merge(&format!("[limits]\nbatch_size = {BATCH}"));
+        edit(c);
+    })
+}
+
+/// After a stop, the restart finishes the forget: every contact executed once, none left in the SQLite store.
+fn assert_completed_exactly_once(demo: &Demo, name: &str) {
+    assert_log_and_ledger_exactly_once(demo, name, |_| true);
+    assert_eq!(sqlite_in_clear(demo), 0, "every contact was forgotten");
+    demo.wait_submit_empty();
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once_in_sqlite() {
+    // The demo's account as shipped: the SQLite store, and the CSV lists beside it.
+    let demo = large_demo(|_| {});
+    sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once(
+        &demo,
+        |_| true,
+        || sqlite_in_clear(&demo),
+    );
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once_in_csv_lists() {
+    // The lists alone: they hold one filler contact in ten (user0, user10, …); the others are not found.
+    let demo = large_demo(|c| {
+        c.set("accounts[demo].stores", vec!["lists"]);
+    });
+    let lists = demo.dir.path().join("lists/contacts-2025-06.csv");
+    let in_clear = || {
+        let mut reader = csv::Reader::from_path(&lists).expect("the contact list");
+        let mut left = 0;
+        for record in reader.records() {
+            let record = record.expect("a record");
+            let email = record.get(5).expect("email");
+            let in_the_forget = email
+                .strip_prefix("user")
+                .and_then(|r| r.strip_suffix("@example.com"))
+                .and_then(|i| i.parse::<u64>().ok())
+                .is_some_and(|i| i < DEVICES);
+            left += i64::from(in_the_forget);
+        }
+        left
+    };
+    assert_eq!(
+        in_clear(),
+        (DEVICES / 10) as i64,
+        "the lists hold one in ten"
+    );
+    sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once(&demo, |i| i % 10 == 0, in_clear);
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once_in_postgres() {
+    let Some(url) = server(POSTGRES_VAR) else {
+        return;
+    };
+    let (demo, schema) = postgres_demo_rows(&url, DEVICES + 500, |c| {
+        c.merge(&format!("[limits]\nbatch_size = {BATCH}"));
+    });
+    sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once(
+        &demo,
+        |_| true,
+        || {
+            schema.count(&format!(
+                "SELECT count(*) FROM contact_list WHERE email ~ '^user[0-9]+@example.com$' AND substring(email from 5 for position('@' in email) - 5)::int < {DEVICES}"
+            ))
+        },
+    );
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once_in_mysql() {
+    let Some(url) = server(MYSQL_VAR) else {
+        return;
+    };
+    let (demo, db) = mysql_demo_rows(&url, DEVICES + 500, |c| {
+        c.merge(&format!("[limits]\nbatch_size = {BATCH}"));
+    });
+    sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once(
+        &demo,
+        |_| true,
+        || {
+            db.count(&format!(
+                "SELECT count(*) FROM contact_list WHERE email REGEXP '^user[0-9]+@example[.]com$' AND CAST(SUBSTRING(email, 5, LOCATE('@', email) - 5) AS UNSIGNED) < {DEVICES}"
+            ))
+        },
+    );
+}
+
 #[test]
 fn sigterm_stops_at_a_checkpoint_and_exits_zero() {
-    let demo = Demo::new(20_000, |c| {
-        c.replace(
-            "[intake]",
-            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        )
-    });
+    let demo = large_demo(|_| {});
     let name = format!("forget-{}_010000.json", today());
     let mut daemon = interrupt(&demo, &name, "TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
@@ -143,15 +251,8 @@ fn sigterm_stops_at_a_checkpoint_and_exits_zero() {
 
 #[test]
 fn a_stop_that_passes_its_deadline_exits_and_the_journal_resumes_exactly_once() {
-    let demo = Demo::new(20_000, |c| {
-        c.replace(
-            "state_dir = \"state\"",
-            "state_dir = \"state\"\nstop_deadline_seconds = 0",
-        )
-        .replace(
-            "[intake]",
-            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        )
+    let demo = large_demo(|c| {
+        c.insert("stop_deadline_seconds", 0);
     });
     let name = format!("forget-{}_030000.json", today());
     let mut daemon = interrupt(&demo, &name, "TERM");
@@ -169,7 +270,7 @@ fn a_stop_that_passes_its_deadline_exits_and_the_journal_resumes_exactly_once() 
 
 #[test]
 fn what_a_crash_leaves_in_the_state_folder_is_gone_after_the_next_start() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let name = format!("forget-{}_040000.json", today());
     demo.submit(&name, &crate::harness::seed_forget());
     demo.run_once();

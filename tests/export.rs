@@ -24,7 +24,7 @@ fn archive_tables(path: &std::path::Path) -> BTreeMap<String, Vec<Vec<String>>> 
 
 #[test]
 fn seed_export_archive_holds_exactly_the_matching_rows() {
-    let demo = Demo::new(300, |c| c);
+    let demo = Demo::new(300, |_| {});
     let daemon = demo.start();
     let stem = format!("export-{}_090000", today());
     demo.submit(
@@ -114,7 +114,7 @@ fn seed_export_archive_holds_exactly_the_matching_rows() {
 
 #[test]
 fn export_that_finds_nothing_still_gets_an_archive() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let stem = format!("export-{}_080000", today());
     demo.submit(
@@ -131,7 +131,7 @@ fn export_that_finds_nothing_still_gets_an_archive() {
 /// the audit and the archive; an account id written as a number scopes by the digits written.
 #[test]
 fn numbers_in_a_request_are_echoed_with_every_digit() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let stem = format!("export-{}_091000", today());
     let body = br#"{"requests":[{"requestcase":97456596893834123456789,"accountid":30003748347,"type":"EXPORT","contacts":[{"email":"test@test.com"}]}]}"#;

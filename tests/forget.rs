@@ -38,7 +38,7 @@ fn dump(db: &rusqlite::Connection, table: &str) -> Vec<String> {
 
 #[test]
 fn seed_forget_answers_like_the_seed_and_erases_every_sample_record() {
-    let demo = Demo::new(300, |c| c);
+    let demo = Demo::new(300, |_| {});
     // Record what happens to callbacks, to show in-flight ones are cancelled before they are deleted.
     demo.db()
         .execute_batch(
@@ -183,7 +183,7 @@ fn seed_forget_answers_like_the_seed_and_erases_every_sample_record() {
 
 #[test]
 fn a_second_forget_of_the_same_devices_finds_nothing() {
-    let demo = Demo::new(50, |c| c);
+    let demo = Demo::new(50, |_| {});
     let _daemon = demo.start();
     demo.submit(&format!("forget-{}_100000.json", today()), &seed_forget());
     demo.wait_result(&format!("forget-{}_100000-execution-log.json", today()));
@@ -212,10 +212,7 @@ personal = ["name"]
 #[test]
 fn a_failing_store_answers_error_while_the_other_stores_still_run() {
     let demo = Demo::new(20, |c| {
-        c.replace(
-            "stores = [\"demo\", \"lists\"]",
-            "stores = [\"demo\", \"lists\", \"crm\"]",
-        ) + CRM_STORE
+        c.push("accounts[demo].stores", "crm").merge(CRM_STORE);
     });
     let crm = demo.dir.path().join("crm.db");
     // The CRM database lacks its mapped table: every statement against it fails.
@@ -312,10 +309,7 @@ pub(crate) fn forget_seed_with_a_bad_recording(demo: &Demo, spoil: impl FnOnce()
 fn one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
     for batch in [1, 500] {
         let demo = Demo::new(20, |c| {
-            c.replace(
-                "[intake]",
-                &format!("[limits]\nbatch_size = {batch}\n\n[intake]"),
-            )
+            c.merge(&format!("[limits]\nbatch_size = {batch}"));
         });
         forget_seed_with_a_bad_recording(&demo, || {
             demo.db()
@@ -387,10 +381,7 @@ personal = ["name"]
 #[test]
 fn a_column_named_rowid_never_lets_a_forget_touch_a_bystander() {
     let demo = Demo::new(20, |c| {
-        c.replace(
-            "stores = [\"demo\", \"lists\"]",
-            "stores = [\"demo\", \"lists\", \"w\"]",
-        ) + ROWID_STORE
+        c.push("accounts[demo].stores", "w").merge(ROWID_STORE);
     });
     let w = rusqlite::Connection::open(demo.dir.path().join("w.db")).expect("w.db");
     w.execute_batch(
@@ -443,10 +434,7 @@ fn check_config_refuses_a_sqlite_table_whose_row_id_is_hidden_or_missing() {
         ),
     ] {
         let demo = Demo::new(5, |c| {
-            c.replace(
-                "stores = [\"demo\", \"lists\"]",
-                "stores = [\"demo\", \"lists\", \"w\"]",
-            ) + ROWID_STORE
+            c.push("accounts[demo].stores", "w").merge(ROWID_STORE);
         });
         rusqlite::Connection::open(demo.dir.path().join("w.db"))
             .and_then(|c| c.execute_batch(ddl))
@@ -480,10 +468,7 @@ fn the_answers_and_the_audit_do_not_depend_on_the_batch_size() {
     let mut runs = Vec::new();
     for batch in [1, 3, 500] {
         let demo = Demo::new(20, |c| {
-            c.replace(
-                "[intake]",
-                &format!("[limits]\nbatch_size = {batch}\n\n[intake]"),
-            )
+            c.merge(&format!("[limits]\nbatch_size = {batch}"));
         });
         let _daemon = demo.start();
         let name = format!("forget-{}_150000.json", today());

@@ -1,6 +1,9 @@
 //! A demo installation in a temporary folder, the daemon as a child process, and helpers to submit files and
 //! wait for results.
 
+mod config;
+
+pub use config::Config;
 use rusqlite::Connection;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -68,9 +71,9 @@ impl Demo {
         out
     }
 
-    /// Lays out a demo with `rows` filler contacts, then lets `tweak` edit its config text. Tests rescan every
-    /// second and take files without a settle time unless `tweak` says otherwise.
-    pub fn new(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
+    /// Lays out a demo with `rows` filler contacts, then lets `edit` change its config. Tests rescan every second,
+    /// take files without a settle time and listen on spare ports unless `edit` says otherwise.
+    pub fn new(rows: u64, edit: impl FnOnce(&mut Config)) -> Demo {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = run(&[
             "demo",
@@ -86,13 +89,14 @@ impl Demo {
             String::from_utf8_lossy(&out.stderr)
         );
         let config = dir.path().join("gdprd.toml");
-        let text = std::fs::read_to_string(&config).expect("config");
-        let text = text
-            .replace("rescan_seconds = 30", "rescan_seconds = 1")
-            .replace("settle_seconds = 2", "settle_seconds = 0")
-            .replace("127.0.0.1:2222", "127.0.0.1:0")
-            .replace("127.0.0.1:8080", "127.0.0.1:0");
-        std::fs::write(&config, tweak(text)).expect("write config");
+        let mut edited = Config::read(&config);
+        edited
+            .set("intake.rescan_seconds", 1)
+            .set("intake.settle_seconds", 0)
+            .set("sftp_server.listen", "127.0.0.1:0")
+            .set("http.listen", "127.0.0.1:0");
+        edit(&mut edited);
+        edited.write(&config);
         let root = dir.path().join("accounts/demo");
         Demo {
             config,
@@ -101,6 +105,13 @@ impl Demo {
             db: dir.path().join("demo.db"),
             dir,
         }
+    }
+
+    /// Lets `edit` change this demo's config file.
+    pub fn edit_config(&self, edit: impl FnOnce(&mut Config)) {
+        let mut config = Config::read(&self.config);
+        edit(&mut config);
+        config.write(&self.config);
     }
 
     /// Starts the daemon and waits until it says it is ready.
@@ -350,7 +361,7 @@ pub fn spare_port() -> u16 {
         .port()
 }
 
-/// `config` with the Prometheus metrics endpoint on 127.0.0.1:`port`.
-pub fn with_metrics(config: &str, port: u16) -> String {
-    format!("{config}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+/// Serves the Prometheus metrics endpoint on 127.0.0.1:`port`.
+pub fn with_metrics(config: &mut Config, port: u16) {
+    config.merge(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\""));
 }

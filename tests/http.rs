@@ -3,7 +3,7 @@
 //! middle of a job, expiry after retention, the OpenAPI document, and one end-to-end run with `curl`.
 
 use crate::durability::{chunks_done, BATCH, DEVICES};
-use crate::harness::{fixture, wait_until, Daemon, Demo};
+use crate::harness::{fixture, wait_until, Config, Daemon, Demo};
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -13,25 +13,21 @@ use std::time::Duration;
 pub(crate) const TOKEN: &str = "demo-http-token";
 pub(crate) const OTHER_TOKEN: &str = "other-http-token";
 
-/// The demo plus a second account, `other`, with its own token; `tweak` edits the config further.
-pub(crate) fn demo(rows: u64, tweak: impl FnOnce(String) -> String) -> Demo {
+/// The demo plus a second account, `other`, with its own token; `edit` changes the config further.
+pub(crate) fn demo(rows: u64, edit: impl FnOnce(&mut Config)) -> Demo {
     Demo::new(rows, |c| {
         let hash = hex::encode(Sha256::digest(OTHER_TOKEN.as_bytes()));
-        let other = format!(
-            "\n[[accounts]]\nname = \"other\"\nroot = \"accounts/other\"\nstores = [\"demo\"]\n\n[accounts.http]\ntoken_hash = \"sha256:{hash}\"\n\n# Contact lists"
-        );
-        tweak(c.replacen("\n# Contact lists", &other, 1))
+        c.merge(&format!(
+            "[[accounts]]\nname = \"other\"\nroot = \"accounts/other\"\nstores = [\"demo\"]\n\n[accounts.http]\ntoken_hash = \"sha256:{hash}\""
+        ));
+        edit(c);
     })
 }
 
-/// A config edit adding `settings` (lines, each ending in `\n`) to `[http]`.
-pub(crate) fn http_settings(settings: &'static str) -> impl FnOnce(String) -> String {
+/// A config edit adding `settings` (TOML lines) to `[http]`.
+pub(crate) fn http_settings(settings: &'static str) -> impl FnOnce(&mut Config) {
     move |c| {
-        c.replacen(
-            "listen = \"127.0.0.1:0\"\n\n[[accounts]]",
-            &format!("listen = \"127.0.0.1:0\"\n{settings}\n[[accounts]]"),
-            1,
-        )
+        c.extend("http", settings);
     }
 }
 
@@ -189,7 +185,7 @@ fn ledger_name(demo: &Demo, id: i64) -> String {
 
 #[test]
 fn the_seeds_erasure_bodies_run_like_files() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     // The seed's body as printed: typographic quotes, a trailing comma; none of them is in the demo store.
@@ -272,7 +268,7 @@ fn the_seeds_erasure_bodies_run_like_files() {
 
 #[test]
 fn an_access_job_links_the_archive_the_drop_folder_would_write() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     let id = api.job(
@@ -444,7 +440,7 @@ fn a_malformed_job_id_without_a_token_gets_401_before_404() {
 
 #[test]
 fn a_405_answer_has_the_json_error_body_of_every_refusal() {
-    let demo = demo(10, |c| c);
+    let demo = demo(10, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     for (method, path) in [
@@ -547,7 +543,7 @@ fn submissions_are_rate_limited_per_account() {
 
 #[test]
 fn the_seeds_agent_requests() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     let access = std::fs::read_to_string(fixture("http/seed-lcm-access.json")).expect("fixture");
@@ -684,10 +680,7 @@ fn the_seeds_agent_requests() {
 #[test]
 fn a_restart_in_the_middle_of_a_job_resumes_it_exactly_once() {
     let demo = demo(20_000, |c| {
-        c.replace(
-            "[intake]",
-            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        )
+        c.merge(&format!("[limits]\nbatch_size = {BATCH}"));
     });
     let mut daemon = demo.start();
     let api = Api::new(&daemon);
@@ -716,13 +709,13 @@ fn a_restart_in_the_middle_of_a_job_resumes_it_exactly_once() {
         .iter()
         .all(|d| **d == true));
     let name = ledger_name(&demo, id);
-    crate::durability::assert_log_and_ledger_exactly_once(&demo, &name);
+    crate::durability::assert_log_and_ledger_exactly_once(&demo, &name, |_| true);
     assert!(daemon.log_text().contains("resuming claimed file"));
 }
 
 #[test]
 fn after_retention_a_jobs_urls_answer_gone() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     let erasure = api.job("gdpr_erasure", "EMAIL,test@test.com");
@@ -810,7 +803,7 @@ fn the_openapi_document_matches_the_served_routes() {
         "docs/openapi.json and the router disagree"
     );
     // And the running server answers each documented route (401 without a token), and nothing else.
-    let demo = demo(10, |c| c);
+    let demo = demo(10, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     for (method, path) in &documented {
@@ -948,7 +941,7 @@ print(json.dumps(answers))
 
 #[test]
 fn curl_end_to_end() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     let api = Api::new(&daemon);
     let out = std::process::Command::new("bash")

@@ -177,7 +177,7 @@ fn slow_headers_idle_connections_and_trickled_bodies_are_dropped() {
 
 #[test]
 fn eleven_hundred_idle_connections_leave_file_handles_for_others() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     limit_handles(&daemon, 1024);
     let api = Api::from_address(&daemon, honest());
@@ -215,7 +215,7 @@ fn eleven_hundred_idle_connections_leave_file_handles_for_others() {
 
 #[test]
 fn tokenless_bodies_are_refused_before_they_are_read() {
-    let demo = demo(100, |c| c);
+    let demo = demo(100, |_| {});
     let daemon = demo.start();
     let api = Api::from_address(&daemon, honest());
     let to = address(&api);
@@ -365,7 +365,7 @@ fn behind_an_untrusted_proxy_bad_tokens_lock_out_only_the_proxy_address() {
 #[test]
 fn metrics_answer_split_requests_and_head_and_cap_connections() {
     let port = crate::harness::spare_port();
-    let demo = Demo::new(20, |c| crate::harness::with_metrics(&c, port));
+    let demo = Demo::new(20, |c| crate::harness::with_metrics(c, port));
     let _daemon = demo.start();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     // A request split across TCP packets.
@@ -411,8 +411,8 @@ fn metrics_answer_split_requests_and_head_and_cap_connections() {
 fn accept_loops_back_off_when_file_handles_run_out() {
     let port = crate::harness::spare_port();
     let demo = demo(20, |c| {
-        let c = http_settings("header_timeout_seconds = 60\n")(c);
-        crate::harness::with_metrics(&c, port)
+        http_settings("header_timeout_seconds = 60\n")(c);
+        crate::harness::with_metrics(c, port);
     });
     let daemon = demo.start();
     let api = Api::new(&daemon);

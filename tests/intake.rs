@@ -11,7 +11,7 @@ fn notice(demo: &Demo, stem: &str) -> Value {
 
 #[test]
 fn rejected_names_get_a_notice_and_leave_the_folder() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let cases = [
         (
@@ -54,7 +54,7 @@ fn rejected_names_get_a_notice_and_leave_the_folder() {
 
 #[test]
 fn a_name_already_submitted_is_never_executed_again() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let stem = format!("export-{}_070000", today());
     let body = std::fs::read(fixture("requests/seed-export.json")).expect("fixture");
@@ -83,7 +83,7 @@ fn a_name_already_submitted_is_never_executed_again() {
 
 #[test]
 fn future_files_wait_and_uploads_in_progress_are_ignored() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
         .format("%Y%m%d")
@@ -123,7 +123,7 @@ fn future_files_wait_and_uploads_in_progress_are_ignored() {
 
 #[test]
 fn links_are_rejected_and_never_followed() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let secret = demo.dir.path().join("secret.json");
     std::fs::write(
         &secret,
@@ -149,7 +149,7 @@ fn links_are_rejected_and_never_followed() {
 #[test]
 fn files_dropped_while_the_daemon_was_down_are_processed_at_start() {
     let demo = Demo::new(20, |c| {
-        c.replace("settle_seconds = 0", "settle_seconds = 1")
+        c.set("intake.settle_seconds", 1);
     });
     let name = format!("forget-{}_040000.json", today());
     std::fs::write(demo.submit.join(&name), seed_forget()).expect("write");
@@ -163,10 +163,7 @@ fn files_dropped_while_the_daemon_was_down_are_processed_at_start() {
 fn every_bad_fixture_is_refused_whole_with_its_error() {
     // No wait for truncated files: here they are refused at once (see the upload tests below).
     let demo = Demo::new(20, |c| {
-        c.replace(
-            "[intake]",
-            "[limits]\nmax_file_bytes = 4096\n\n[intake]\nupload_timeout_seconds = 0",
-        )
+        c.merge("[limits]\nmax_file_bytes = 4096\n\n[intake]\nupload_timeout_seconds = 0");
     });
     let _daemon = demo.start();
     // Each file in fixtures/requests/bad is named after the error it produces.
@@ -239,10 +236,7 @@ fn a_file_moved_onto_the_name_of_a_running_file_is_rejected_as_a_duplicate_not_d
     const DEVICES: u64 = 300;
     const BATCH: u64 = 10;
     let demo = Demo::new(20_000, |c| {
-        c.replace(
-            "[intake]",
-            &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-        )
+        c.merge(&format!("[limits]\nbatch_size = {BATCH}"));
     });
     let contacts: Vec<String> = (0..DEVICES)
         .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
@@ -296,7 +290,7 @@ fn a_file_moved_onto_the_name_of_a_running_file_is_rejected_as_a_duplicate_not_d
 
 #[test]
 fn a_submission_held_when_a_crash_came_is_settled_at_the_next_start() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let name = format!("forget-{}_082000.json", today());
     demo.submit(&name, &seed_forget());
     demo.run_once();
@@ -343,7 +337,7 @@ fn a_submission_held_when_a_crash_came_is_settled_at_the_next_start() {
 
 #[test]
 fn a_second_daemon_on_the_same_state_folder_refuses_to_start() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let daemon = demo.start();
     let config = demo.config.to_str().expect("utf-8");
     for args in [
@@ -413,7 +407,7 @@ fn a_second_daemon_on_the_same_state_folder_refuses_to_start() {
 
 #[test]
 fn a_second_rejection_of_a_name_keeps_the_first_notice() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let stem = "forget-20180315_120000";
     let name = format!("{stem}.json");
@@ -456,7 +450,7 @@ fn a_second_rejection_of_a_name_keeps_the_first_notice() {
 
 #[test]
 fn a_file_dated_beyond_the_horizon_is_rejected_not_kept_forever() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let far = "forget-20991231_000000";
     demo.submit(&format!("{far}.json"), &seed_forget());
@@ -490,7 +484,7 @@ fn a_file_dated_beyond_the_horizon_is_rejected_not_kept_forever() {
 fn a_slow_upload_that_pauses_longer_than_the_settle_time_is_waited_for() {
     use std::io::Write;
     let demo = Demo::new(20, |c| {
-        c.replace("settle_seconds = 0", "settle_seconds = 1")
+        c.set("intake.settle_seconds", 1);
     });
     let _daemon = demo.start();
     let name = format!("forget-{}_084500.json", today());
@@ -521,7 +515,7 @@ fn a_slow_upload_that_pauses_longer_than_the_settle_time_is_waited_for() {
 #[test]
 fn an_upload_that_stays_truncated_or_empty_is_refused_after_the_upload_timeout() {
     let demo = Demo::new(20, |c| {
-        c.replace("[intake]", "[intake]\nupload_timeout_seconds = 3")
+        c.insert("intake.upload_timeout_seconds", 3);
     });
     let _daemon = demo.start();
     let truncated = format!("forget-{}_085000", today());
@@ -554,7 +548,7 @@ fn an_upload_that_stays_truncated_or_empty_is_refused_after_the_upload_timeout()
 fn the_ledger_keeps_a_keyed_digest_of_each_file_never_a_plain_hash() {
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let name = format!("forget-{}_091500.json", today());
     let bytes = seed_forget();
     demo.submit(&name, &bytes);

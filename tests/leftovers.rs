@@ -56,7 +56,7 @@ fn assert_none_left(demo: &Demo, extra: &[&str]) {
 
 #[test]
 fn the_demo_database_holds_each_sample_value_only_in_its_row() {
-    let demo = Demo::new(300, |c| c);
+    let demo = Demo::new(300, |_| {});
     for v in FORGOTTEN {
         let live: i64 = demo.db_count(&format!(
             "SELECT (SELECT count(*) FROM contact_list WHERE company = '{v}' OR address = '{v}' OR email = '{v}')
@@ -76,7 +76,7 @@ fn the_demo_database_holds_each_sample_value_only_in_its_row() {
 
 #[test]
 fn forgotten_values_stay_in_no_free_space_of_the_demo_database() {
-    let demo = Demo::new(300, |c| c);
+    let demo = Demo::new(300, |_| {});
     forget_seed_once(&demo);
     assert_none_left(&demo, &[]);
     // Item 15: a forgotten device gets a random placeholder, never a mask derived from it (`7xx5xx1xx2`).
@@ -92,7 +92,7 @@ fn forgotten_values_stay_in_no_free_space_of_the_demo_database() {
 /// An application that reformatted a phone (without `secure_delete`) left the old form in free space, and keeps
 /// its connection open, so its WAL or journal is still there when gdprd forgets.
 fn application_leftovers_are_gone_after_a_forget(journal_mode: &str) {
-    let demo = Demo::new(300, |c| c);
+    let demo = Demo::new(300, |_| {});
     let old_forms = ["781/555/1212 (home)", "TEST2@TEST.COM (old)"];
     {
         let conn = Connection::open(&demo.db).expect("open");

@@ -18,7 +18,7 @@ fn value(body: &str, series: &str) -> f64 {
 #[test]
 fn metrics_count_files_contacts_and_store_calls() {
     let port = crate::harness::spare_port();
-    let demo = Demo::new(20, |c| crate::harness::with_metrics(&c, port));
+    let demo = Demo::new(20, |c| crate::harness::with_metrics(c, port));
     let _daemon = demo.start();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let (code, body) = scrape(&url);
@@ -66,7 +66,7 @@ fn metrics_count_files_contacts_and_store_calls() {
 #[test]
 fn metrics_listen_only_on_loopback() {
     let demo = Demo::new(20, |c| {
-        format!("{c}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n")
+        c.merge("[metrics]\nlisten = \"0.0.0.0:9464\"");
     });
     let out = run(&["check-config", demo.config.to_str().expect("utf-8")]);
     let text = String::from_utf8_lossy(&out.stderr);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[test]
 fn sighup_adds_an_account_and_keeps_an_open_sftp_session() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let daemon = demo.start();
     // An SFTP session opened before the reload, kept open on its standard input.
     let mut session = Command::new("sftp")
@@ -26,14 +26,9 @@ fn sighup_adds_an_account_and_keeps_an_open_sftp_session() {
         daemon.log_text().contains("method=\"publickey\"") || daemon.log_text().contains("login")
     });
 
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    let acme = "\n[[accounts]]\nname = \"acme\"\nroot = \"accounts/acme\"\ntimezone = \"UTC\"\nstores = [\"demo\"]\n";
-    let at = config.find("# Contact lists").expect("stores start");
-    std::fs::write(
-        &demo.config,
-        format!("{}{acme}\n{}", &config[..at], &config[at..]),
-    )
-    .expect("write");
+    demo.edit_config(|c| {
+        c.merge("[[accounts]]\nname = \"acme\"\nroot = \"accounts/acme\"\ntimezone = \"UTC\"\nstores = [\"demo\"]");
+    });
     daemon.signal("HUP");
     wait_until(Duration::from_secs(10), "the reload", || {
         daemon.log_text().contains("configuration reloaded")
@@ -68,14 +63,11 @@ fn sighup_adds_an_account_and_keeps_an_open_sftp_session() {
 
 #[test]
 fn a_broken_config_on_sighup_is_refused_and_the_running_one_goes_on() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let daemon = demo.start();
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        config.replace("stores = [\"demo\", \"lists\"]", "stores = [\"nope\"]"),
-    )
-    .expect("write");
+    demo.edit_config(|c| {
+        c.set("accounts[demo].stores", vec!["nope"]);
+    });
     daemon.signal("HUP");
     wait_until(Duration::from_secs(10), "the refusal", || {
         daemon.log_text().contains("reload refused")

@@ -2,7 +2,7 @@
 //! that become results, every refused operation, traversal attempts, account isolation, many clients at once,
 //! and connections that never log in.
 
-use crate::harness::{fixture, successes, today, wait_until, Daemon, Demo};
+use crate::harness::{fixture, successes, today, wait_until, Config, Daemon, Demo};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,8 +26,8 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn start(tweak: impl FnOnce(String) -> String) -> Server {
-        let demo = Demo::new(20, tweak);
+    pub(crate) fn start(edit: impl FnOnce(&mut Config)) -> Server {
+        let demo = Demo::new(20, edit);
         let daemon = demo.start();
         let port = sftp_port(&daemon.log_text());
         Server { demo, daemon, port }
@@ -121,7 +121,7 @@ pub(crate) fn responses(log: &[u8]) -> Vec<String> {
 
 #[test]
 fn key_login_uploads_a_forget_and_an_export_and_downloads_the_results() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let forget = format!("forget-{}_120000", today());
     let export = format!("export-{}_110000", today());
     let out = s.sftp(&format!(
@@ -177,10 +177,10 @@ fn key_login_uploads_a_forget_and_an_export_and_downloads_the_results() {
 #[test]
 fn password_login_works_and_repeated_failures_are_throttled() {
     let s = Server::start(|c| {
-        c.replace(
-            "[sftp_server]",
-            "[sftp_server]\nauth_failures = 3\nauth_window_seconds = 3600",
-        )
+        c.extend(
+            "sftp_server",
+            "auth_failures = 3\nauth_window_seconds = 3600",
+        );
     });
     let out = s.password_ls("demo", "/");
     assert!(
@@ -205,7 +205,7 @@ fn password_login_works_and_repeated_failures_are_throttled() {
 
 #[test]
 fn a_wrong_key_or_user_is_refused() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let other = s.demo.dir.path().join("other_key");
     let status = Command::new("ssh-keygen")
         .args([
@@ -232,7 +232,7 @@ fn a_wrong_key_or_user_is_refused() {
 
 #[test]
 fn every_operation_outside_the_allowed_ones_is_refused_and_the_server_keeps_serving() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let local = fixture("requests/seed-forget.json");
     let l = local.display();
     std::fs::write(s.demo.result.join("old-execution-log.json"), b"{}").expect("result file");
@@ -282,7 +282,7 @@ fn every_operation_outside_the_allowed_ones_is_refused_and_the_server_keeps_serv
 
 #[test]
 fn shells_commands_and_forwarding_are_refused() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let port = s.port.to_string();
     let key = s.key();
     let ssh = |extra: &[&str]| {
@@ -330,8 +330,9 @@ authorized_keys_file = "demo_ed25519.pub"
 
 #[test]
 fn one_account_never_sees_another_accounts_files() {
-    let s =
-        Server::start(|c| c.replace("[stores.demo]", &format!("{OTHER_ACCOUNT}\n[stores.demo]")));
+    let s = Server::start(|c| {
+        c.merge(OTHER_ACCOUNT);
+    });
     let name = format!("export-{}_100000.json", today());
     let out = s.sftp(&format!(
         "put {} GDPR_Submit/{name}\n",
@@ -364,10 +365,7 @@ fn one_account_never_sees_another_accounts_files() {
 #[test]
 fn fifty_clients_at_once_each_get_their_result() {
     let s = Server::start(|c| {
-        c.replace(
-            "[sftp_server]",
-            "[sftp_server]\nmax_sessions_per_account = 60\nmax_connections_per_address = 60\nmax_connections = 80\nmax_unauthenticated_connections = 60\nconnection_burst_per_address = 60",
-        )
+        c.extend("sftp_server", "max_sessions_per_account = 60\nmax_connections_per_address = 60\nmax_connections = 80\nmax_unauthenticated_connections = 60\nconnection_burst_per_address = 60");
     });
     let seed = fixture("requests/seed-export.json");
     let clients: Vec<_> = (0..50)
@@ -420,10 +418,7 @@ fn fifty_clients_at_once_each_get_their_result() {
 #[test]
 fn a_connection_that_never_logs_in_is_dropped_and_others_are_served() {
     let s = Server::start(|c| {
-        c.replace(
-            "[sftp_server]",
-            "[sftp_server]\nhandshake_timeout_seconds = 2",
-        )
+        c.extend("sftp_server", "handshake_timeout_seconds = 2");
     });
     let mut idle = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
     idle.set_read_timeout(Some(Duration::from_secs(10)))
@@ -446,7 +441,7 @@ fn a_connection_that_never_logs_in_is_dropped_and_others_are_served() {
 
 #[test]
 fn key_exchange_is_strict_and_offers_no_weak_algorithms() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let batch = s.demo.dir.path().join("kex");
     std::fs::write(&batch, "ls\n").expect("batch");
     let out = Command::new("sftp")
@@ -497,7 +492,9 @@ fn key_exchange_is_strict_and_offers_no_weak_algorithms() {
 
 #[test]
 fn uploads_renamed_from_a_temporary_name_are_taken_and_limits_hold() {
-    let s = Server::start(|c| c.replace("[sftp_server]", "[sftp_server]\nmax_upload_bytes = 4096"));
+    let s = Server::start(|c| {
+        c.extend("sftp_server", "max_upload_bytes = 4096");
+    });
     let seed = fixture("requests/seed-export.json");
     let name = format!("export-{}_140000.json", today());
     // The WinSCP/FileZilla way: upload under a temporary name, then rename into place.
@@ -613,7 +610,7 @@ fn start_slow_put(
 
 #[test]
 fn a_second_client_implementation_gets_the_same_service() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let out_dir = s.demo.dir.path().join("paramiko-got");
     std::fs::create_dir(&out_dir).expect("mkdir");
     let name = format!("forget-{}_160000.json", today());
@@ -653,7 +650,7 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn an_sftp_packet_announcing_four_gib_is_refused_without_the_allocation() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let pid = s.daemon.child.id();
     let before = rss_kib(pid);
     for _ in 0..5 {
@@ -677,7 +674,7 @@ fn an_sftp_packet_announcing_four_gib_is_refused_without_the_allocation() {
 #[test]
 fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
     use std::io::Write;
-    let mut s = Server::start(|c| c);
+    let mut s = Server::start(|_| {});
     let name = format!("forget-{}_170000.json", today());
     let (mut client, mut lines) = start_slow_put(&s, &name);
     s.daemon.signal("TERM");
@@ -707,10 +704,7 @@ fn an_upload_in_flight_at_shutdown_finishes_and_is_processed() {
 fn session_connection_and_idle_limits_hold() {
     use std::io::Write;
     let s = Server::start(|c| {
-        c.replace(
-            "[sftp_server]",
-            "[sftp_server]\nmax_sessions_per_account = 1\nmax_connections_per_address = 3\nidle_timeout_seconds = 4",
-        )
+        c.extend("sftp_server", "max_sessions_per_account = 1\nmax_connections_per_address = 3\nidle_timeout_seconds = 4");
     });
     // One session holds the account's only slot, mid-upload.
     let (mut holder, _lines) = start_slow_put(&s, &format!("forget-{}_180000.json", today()));

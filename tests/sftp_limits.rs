@@ -4,7 +4,7 @@
 //! ssh-audit verdict, long names and accept errors. While each attack runs, a customer logs in with the OpenSSH
 //! client, uploads and gets the result, and an HTTP job completes. Attacks run on loopback only, for a few seconds each.
 
-use crate::harness::{fixture, today, wait_until};
+use crate::harness::{fixture, today, wait_until, Config};
 use crate::sftp::{paramiko_python, responses, rss_kib, text, Server, OTHER_ACCOUNT};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -106,8 +106,10 @@ fn http_job_completes(daemon: &crate::harness::Daemon) {
     assert_eq!(response["type"], "ERASURE", "{response}");
 }
 
-fn with_sftp_settings(settings: &str) -> impl FnOnce(String) -> String + '_ {
-    move |c: String| c.replace("[sftp_server]", &format!("[sftp_server]\n{settings}"))
+fn with_sftp_settings(settings: &str) -> impl FnOnce(&mut Config) + '_ {
+    move |c| {
+        c.extend("sftp_server", settings);
+    }
 }
 
 fn fill(folder: &Path, count: usize) {
@@ -119,9 +121,7 @@ fn fill(folder: &Path, count: usize) {
 #[test]
 fn one_customer_cannot_take_every_file_handle_and_refused_execs_do_not_use_up_channels() {
     let s = Server::start(|c| {
-        with_sftp_settings("max_handles_per_account = 16")(
-            c.replace("[stores.demo]", &format!("{OTHER_ACCOUNT}\n[stores.demo]")),
-        )
+        with_sftp_settings("max_handles_per_account = 16")(c.merge(OTHER_ACCOUNT));
     });
     fill(&s.demo.result, 3);
     let port = s.port.to_string();
@@ -161,7 +161,7 @@ fn one_customer_cannot_take_every_file_handle_and_refused_execs_do_not_use_up_ch
 
 #[test]
 fn dheat_finite_field_key_exchanges_are_not_offered_and_new_connections_are_rate_limited() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let port = s.port.to_string();
     let out = attack(&[
         "kex",
@@ -205,7 +205,7 @@ fn dheat_finite_field_key_exchanges_are_not_offered_and_new_connections_are_rate
 
 #[test]
 fn silent_connections_from_four_addresses_never_shut_out_a_customer() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let port = s.port.to_string();
     let mut flood = start_attack(&[
         "idle",
@@ -292,7 +292,7 @@ fn a_listing_of_ten_thousand_files_reaches_openssh_curl_lftp_and_paramiko() {
 
 #[test]
 fn open_listings_of_a_full_result_folder_do_not_each_copy_it_into_memory() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     fill(&s.demo.result, 5_000);
     let pid = s.daemon.child.id();
     let before = rss_kib(pid);
@@ -325,7 +325,7 @@ fn open_listings_of_a_full_result_folder_do_not_each_copy_it_into_memory() {
 
 #[test]
 fn temporary_upload_names_of_rclone_lftp_and_dot_prefixed_clients_are_taken_at_the_rename() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let seed = fixture("requests/seed-export.json");
     let seed = seed.to_str().expect("utf-8");
     // rclone: NAME.RANDOM.partial, renamed after a while (the engine rescans every second meanwhile).
@@ -368,7 +368,7 @@ fn temporary_upload_names_of_rclone_lftp_and_dot_prefixed_clients_are_taken_at_t
 
 #[test]
 fn harmless_attribute_changes_are_accepted_and_ignored() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let seed = fixture("requests/seed-export.json");
     let name = format!("GDPR_Submit/export-{}_094000.json", today());
     // rclone sets the time after the upload, when the engine may already have taken the file.
@@ -409,7 +409,7 @@ fn harmless_attribute_changes_are_accepted_and_ignored() {
 
 #[test]
 fn renames_to_hidden_names_are_refused_and_stale_temporary_uploads_are_swept_at_start() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let waiting = format!(
         "forget-{}_120000.json",
         (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y%m%d")
@@ -518,7 +518,7 @@ fn the_files_waiting_in_gdpr_submit_are_capped_per_account_with_a_clear_error() 
 
 #[test]
 fn a_file_name_holding_a_newline_cannot_forge_a_log_line() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let seed = fixture("requests/seed-forget.json");
     let name = "x\n2026-01-01T00:00:00Z  INFO gdprd: FORGED\u{1b}[31m.json";
     let seen = paramiko_op(
@@ -549,7 +549,7 @@ fn a_file_name_holding_a_newline_cannot_forge_a_log_line() {
 
 #[test]
 fn ssh_audit_finds_no_failure_no_finite_field_diffie_hellman_and_no_dheat_exposure() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let audit = paramiko_python().with_file_name("ssh-audit");
     let out = Command::new(&audit)
         .args(["-n", "-p", &s.port.to_string(), "127.0.0.1"])
@@ -571,7 +571,7 @@ fn ssh_audit_finds_no_failure_no_finite_field_diffie_hellman_and_no_dheat_exposu
 
 #[test]
 fn long_names_and_exclusive_creates_on_a_waiting_name_fail_at_open_with_a_clear_error() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let seed = fixture("requests/seed-forget.json");
     let seed = seed.to_str().expect("utf-8");
     let long = format!("GDPR_Submit/{}.json", "x".repeat(245));
@@ -614,7 +614,7 @@ fn long_names_and_exclusive_creates_on_a_waiting_name_fail_at_open_with_a_clear_
 
 #[test]
 fn accept_errors_back_off_instead_of_logging_ten_times_a_second() {
-    let s = Server::start(|c| c);
+    let s = Server::start(|_| {});
     let pid = s.daemon.child.id();
     let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
@@ -655,7 +655,7 @@ fn accept_errors_back_off_instead_of_logging_ten_times_a_second() {
 #[test]
 fn the_daemon_keeps_its_reserve_of_file_handles_when_sftp_clients_take_their_whole_share() {
     let demo = crate::harness::Demo::new(20, |c| {
-        c.replace("[stores.demo]", &format!("{OTHER_ACCOUNT}\n[stores.demo]"))
+        c.merge(OTHER_ACCOUNT);
     });
     // A file-handle limit of 400 (as a unit without LimitNOFILE might give): 256 reserved, 80 connections, so the
     // SFTP server's share of open files and listings is lowered from 512 to 64.

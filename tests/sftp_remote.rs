@@ -191,18 +191,16 @@ fn remote_demo(sshd: &Sshd, pin: &str) -> Demo {
         .trim()
         .to_owned();
     Demo::new(50, move |c| {
-        let start = c.find("[accounts.sftp]").expect("sftp section");
-        let end = start + c[start..].find("\n\n").expect("section end");
-        let remote = format!(
-            "[accounts.remote]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\nkey_file = \"{d}/client_key\"\n\
-             path = \"{d}/remote\"\npoll_seconds = 1\ntimeout_seconds = 5\n{pin}"
+        c.remove("accounts[demo].sftp");
+        c.set("accounts[demo].transport", "sftp-remote").extend(
+            "accounts[demo]",
+            &format!(
+                "[remote]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\nkey_file = \"{d}/client_key\"\n\
+                 path = \"{d}/remote\"\npoll_seconds = 1\ntimeout_seconds = 5\n{pin}"
+            ),
         );
-        let c = format!("{}{remote}{}", &c[..start], &c[end..])
-            .replace("transport = \"sftp-server\"", "transport = \"sftp-remote\"");
         // No HTTP front doors for a remote account (its results leave for the server).
-        let start = c.find("[accounts.http]").expect("http section");
-        let end = start + c[start..].find("\n\n").expect("section end");
-        format!("{}{}", &c[..start], &c[end..])
+        c.remove("accounts[demo].http");
     })
 }
 
@@ -456,15 +454,9 @@ fn sshd_killed_mid_download_and_mid_upload_still_gives_one_result() {
     const CONTACTS: usize = 150_000;
     let mut sshd = Sshd::start();
     let demo = pinned(&sshd);
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        config.replace(
-            "[intake]",
-            "[limits]\nmax_contacts = 200000\nmax_file_bytes = 52428800\n\n[intake]",
-        ),
-    )
-    .expect("write");
+    demo.edit_config(|c| {
+        c.merge("[limits]\nmax_contacts = 200000\nmax_file_bytes = 52428800");
+    });
     let contacts: Vec<String> = (0..CONTACTS)
         .map(|i| format!(r#"{{"email": "person{i}@example.org"}}"#))
         .collect();
@@ -524,12 +516,9 @@ fn sshd_killed_mid_download_and_mid_upload_still_gives_one_result() {
 fn a_remote_file_replaced_while_it_runs_is_taken_again_not_removed_unread() {
     let sshd = Sshd::start();
     let demo = pinned(&sshd);
-    let text = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        text.replace("[intake]", "[limits]\nbatch_size = 1\n\n[intake]"),
-    )
-    .expect("config");
+    demo.edit_config(|c| {
+        c.merge("[limits]\nbatch_size = 1");
+    });
     let _daemon = demo.start();
     let stem = format!("forget-{}_121500", today());
     let name = format!("{stem}.json");

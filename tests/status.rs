@@ -14,7 +14,7 @@ fn status(demo: &Demo, extra: &[&str]) -> (bool, String) {
 
 #[test]
 fn status_shows_done_rejected_and_waiting_files_with_counts_and_results() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let _daemon = demo.start();
     let done = format!("forget-{}_120000.json", today());
     demo.submit(&done, &seed_forget());

@@ -17,7 +17,7 @@ pub(crate) fn suppressed(demo: &Demo, devices: &[&str]) -> (i32, String) {
 
 #[test]
 fn forget_leaves_keyed_hashes_in_the_suppression_list_and_it_still_suppresses() {
-    let demo = Demo::new(100, |c| c);
+    let demo = Demo::new(100, |_| {});
     // Before: the list holds the address in clear (in another case, too).
     let (code, text) = suppressed(&demo, &["email:test@test.com", "email:nobody@example.org"]);
     assert_eq!(code, 1, "{text}");
@@ -73,7 +73,7 @@ fn forget_leaves_keyed_hashes_in_the_suppression_list_and_it_still_suppresses() 
 
 #[test]
 fn forgotten_attempts_get_random_placeholders_never_masks_and_soft_deleted_rows_are_forgotten() {
-    let demo = Demo::new(100, |c| c);
+    let demo = Demo::new(100, |_| {});
     let before: Vec<(i64, String)> = demo
         .db()
         .prepare("SELECT id, dialed_number FROM contact_attempt WHERE account_id = '30003748347' AND agent <> 'agent1' ORDER BY id")
@@ -130,7 +130,7 @@ fn forgotten_attempts_get_random_placeholders_never_masks_and_soft_deleted_rows_
 #[test]
 fn csv_lists_are_rewritten_safely_and_untouched_lists_stay_byte_for_byte() {
     use std::os::unix::fs::PermissionsExt;
-    let demo = Demo::new(50, |c| c);
+    let demo = Demo::new(50, |_| {});
     let lists = demo.dir.path().join("lists");
     let main = lists.join("contacts-2025-06.csv");
     std::fs::set_permissions(&main, std::fs::Permissions::from_mode(0o640)).expect("chmod");
@@ -203,7 +203,7 @@ fn csv_lists_are_rewritten_safely_and_untouched_lists_stay_byte_for_byte() {
 
 #[test]
 fn a_broken_csv_list_fails_its_store_and_stays_as_it_was() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let broken = demo.dir.path().join("lists/contacts-2025-09.csv");
     // A list whose header lacks a mapped column: the mapping does not fit it.
     let bytes = b"list_id,account_id,first_name,last_name,phone,e-mail,opt_in\nL1,30003748347,A,B,,test@test.com,yes\n";
@@ -285,9 +285,9 @@ fn odd_forms_request(kind: &str) -> Vec<u8> {
 }
 
 /// The mapping of the `odd_forms` table (or `odd-*.csv` lists) appended to a store's config.
-fn odd_forms_mapping(store: &str, section: &str, name: &str, extra: &str) -> String {
+fn odd_forms_mapping(store: &str, section: &str, name: &str) -> String {
     format!(
-        "\n[[stores.{store}.{section}]]\nname = \"{name}\"\nphone = [\"phone\"]\nemail = [\"email\"]\nipaddr = [\"ip\"]\npersonal = [\"note\"]\naccount = \"account_id\"\n{extra}"
+        "\n[[stores.{store}.{section}]]\nname = \"{name}\"\nphone = [\"phone\"]\nemail = [\"email\"]\nipaddr = [\"ip\"]\npersonal = [\"note\"]\naccount = \"account_id\"\n"
     )
 }
 
@@ -375,13 +375,7 @@ fn sqlite_rows(db: &rusqlite::Connection) -> Vec<[String; 4]> {
 fn sqlite_never_matched_extensions_prefixes_two_numbers_fullwidth_wrapped_emails_idn_or_ported_ips()
 {
     let demo = Demo::new(100, |c| {
-        let at = c.find("\n[stores.lists]").expect("lists store");
-        format!(
-            "{}{}{}",
-            &c[..at],
-            odd_forms_mapping("demo", "tables", "odd_forms", ""),
-            &c[at..]
-        )
+        c.merge(&odd_forms_mapping("demo", "tables", "odd_forms"));
     });
     let db = demo.db();
     db.execute_batch("CREATE TABLE odd_forms(id INTEGER PRIMARY KEY, account_id TEXT, phone TEXT, email TEXT, ip TEXT, note TEXT)")
@@ -400,13 +394,7 @@ fn sqlite_never_matched_extensions_prefixes_two_numbers_fullwidth_wrapped_emails
 fn csv_lists_never_matched_extensions_prefixes_two_numbers_fullwidth_wrapped_emails_idn_or_ported_ips(
 ) {
     let demo = Demo::new(100, |c| {
-        let at = c.find("\n[stores.demo]").expect("demo store");
-        format!(
-            "{}{}{}",
-            &c[..at],
-            odd_forms_mapping("lists", "files", "odd-*.csv", ""),
-            &c[at..]
-        )
+        c.merge(&odd_forms_mapping("lists", "files", "odd-*.csv"));
     });
     let path = demo.dir.path().join("lists/odd-1.csv");
     let mut w = csv::Writer::from_path(&path).expect("csv");
@@ -436,8 +424,8 @@ fn postgres_never_matched_the_odd_forms_and_finds_them_through_the_indexes() {
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, schema) = postgres_demo(&url, |s| {
-        s + &odd_forms_mapping("demo", "tables", "odd_forms", "")
+    let (demo, schema) = postgres_demo(&url, |c| {
+        c.merge(&odd_forms_mapping("demo", "tables", "odd_forms"));
     });
     let mut c = schema.client();
     c.batch_execute("CREATE TABLE odd_forms(id serial PRIMARY KEY, account_id text, phone text, email text, ip text, note text)")
@@ -512,8 +500,8 @@ fn mysql_never_matched_the_odd_forms_and_finds_them_through_generated_columns() 
     let Some(url) = server(MYSQL_VAR) else {
         return;
     };
-    let (demo, db) = mysql_demo(&url, |s| {
-        s + &odd_forms_mapping("demo", "tables", "odd_forms", "")
+    let (demo, db) = mysql_demo(&url, |c| {
+        c.merge(&odd_forms_mapping("demo", "tables", "odd_forms"));
     });
     let connect = || {
         let mut c =
@@ -534,7 +522,7 @@ fn mysql_never_matched_the_odd_forms_and_finds_them_through_generated_columns() 
     // check-config names the generated column each device column needs; with them, EXPLAIN finds a key.
     let (ok, text) = check_config(&demo);
     assert!(ok, "{text}");
-    let mut normalised = Vec::new();
+    let mut normalised = toml::Table::new();
     for line in text.lines().filter(|l| l.contains("table \"odd_forms\"")) {
         let col = line
             .split("column \"")
@@ -550,21 +538,12 @@ fn mysql_never_matched_the_odd_forms_and_finds_them_through_generated_columns() 
             "ALTER TABLE odd_forms ADD COLUMN {col}_form VARCHAR(255) AS ({expr}) STORED, ADD INDEX ({col}_form)"
         ))
         .expect("generated column");
-        normalised.push(format!("{col} = \"{col}_form\""));
+        normalised.insert(col.to_owned(), format!("{col}_form").into());
     }
     assert_eq!(normalised.len(), 3, "{text}");
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    std::fs::write(
-        &demo.config,
-        config.replace(
-            "name = \"odd_forms\"\n",
-            &format!(
-                "name = \"odd_forms\"\nnormalised = {{ {} }}\n",
-                normalised.join(", ")
-            ),
-        ),
-    )
-    .expect("config");
+    demo.edit_config(|c| {
+        c.insert("stores.demo.tables[odd_forms].normalised", normalised);
+    });
     let (ok, text) = check_config(&demo);
     assert!(ok && !text.contains("WARNING"), "{text}");
     drop(c);

@@ -6,7 +6,7 @@
 //! under CI (`CI` set) a missing variable fails the test, so CI always runs them. Each test works in a schema
 //! (PostgreSQL) or database (MySQL) of its own, dropped at the end.
 
-use crate::harness::{fixture, responses, run, seed_forget, today, wait_until, Demo};
+use crate::harness::{fixture, responses, run, seed_forget, today, wait_until, Config, Demo};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,7 +57,7 @@ impl PgSchema {
         c
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).expect(sql).get(0)
     }
 }
@@ -99,7 +99,7 @@ impl MyDb {
         c.query_drop(sql).expect(sql);
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         use mysql::prelude::Queryable;
         let mut c =
             mysql::Conn::new(mysql::Opts::from_url(&self.url).expect("url")).expect("connect");
@@ -157,18 +157,15 @@ pub(crate) fn check_config(demo: &Demo) -> (bool, String) {
     )
 }
 
-/// Replaces `from` by `to` in the demo's config.
-pub(crate) fn edit_config(demo: &Demo, from: &str, to: &str) {
-    let config = std::fs::read_to_string(&demo.config).expect("config");
-    assert!(config.contains(from), "{from} is in the config");
-    std::fs::write(&demo.config, config.replace(from, to)).expect("write");
-}
-
-/// A demo whose store is `store_toml` (the fixture's `[stores.demo]` sections, edited by `edit`).
-fn demo_with_store(rows: u64, store_toml: String) -> Demo {
-    Demo::new(rows, move |text| {
-        let at = text.find("[stores.demo]").expect("demo store section");
-        format!("{}{store_toml}", &text[..at])
+/// A demo whose `demo` store is the one in `fixture` (a `[stores.demo]` of fixtures/), with `url`, then changed
+/// by `edit`.
+fn demo_with_store(rows: u64, fixture: &str, url: &str, edit: impl FnOnce(&mut Config)) -> Demo {
+    let mut store = Config::read(&crate::harness::fixture(fixture));
+    store.set("stores.demo.url", url);
+    let store = store.get("stores.demo").clone();
+    Demo::new(rows, move |c| {
+        c.set("stores.demo", store);
+        edit(c);
     })
 }
 
@@ -192,40 +189,52 @@ fn load_postgres(demo: &Demo, url: &str, schema: &str, extra: &[&str]) {
     );
 }
 
-pub(crate) fn postgres_demo(url: &str, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
-    postgres_demo_rows(url, 300, tweak)
+/// A demo whose `demo` store is PostgreSQL at `url`, in a schema of its own with the demo's data; `edit` changes
+/// the config further.
+pub(crate) fn postgres_demo(url: &str, edit: impl FnOnce(&mut Config)) -> (Demo, PgSchema) {
+    postgres_demo_rows(url, 300, edit)
 }
 
-fn postgres_demo_rows(url: &str, rows: u64, tweak: impl Fn(String) -> String) -> (Demo, PgSchema) {
+/// [`postgres_demo`] with `rows` filler contacts.
+pub(crate) fn postgres_demo_rows(
+    url: &str,
+    rows: u64,
+    edit: impl FnOnce(&mut Config),
+) -> (Demo, PgSchema) {
     let schema = PgSchema {
         url: url.to_owned(),
         name: unique_name(),
     };
-    let store = std::fs::read_to_string(fixture("postgres/store.toml"))
-        .expect("fixture")
-        .replace("postgres://postgres@127.0.0.1:5432/test", url)
-        .replace(
-            "schema = \"gdprd_demo\"",
-            &format!("schema = \"{}\"", schema.name),
-        );
-    let demo = demo_with_store(rows, tweak(store));
+    let name = schema.name.clone();
+    let demo = demo_with_store(rows, "postgres/store.toml", url, |c| {
+        c.set("stores.demo.schema", name);
+        edit(c);
+    });
     load_postgres(&demo, url, &schema.name, &["--rows", &rows.to_string()]);
     (demo, schema)
 }
 
-pub(crate) fn mysql_demo(server: &str, tweak: impl Fn(String) -> String) -> (Demo, MyDb) {
+/// A demo whose `demo` store is a MySQL database of its own on `server`, with the demo's data; `edit` changes the
+/// config further.
+pub(crate) fn mysql_demo(server: &str, edit: impl FnOnce(&mut Config)) -> (Demo, MyDb) {
+    mysql_demo_rows(server, 300, edit)
+}
+
+/// [`mysql_demo`] with `rows` filler contacts.
+pub(crate) fn mysql_demo_rows(
+    server: &str,
+    rows: u64,
+    edit: impl FnOnce(&mut Config),
+) -> (Demo, MyDb) {
     let db = MyDb::new(server);
-    let store = std::fs::read_to_string(fixture("mysql/store.toml"))
-        .expect("fixture")
-        .replace("mysql://root@127.0.0.1:3306/test", &db.url);
-    let demo = demo_with_store(300, tweak(store));
+    let demo = demo_with_store(rows, "mysql/store.toml", &db.url, edit);
     let files = demo.dir.path().join("recordings");
     let out = run(&[
         "demo-db",
         "--mysql",
         &db.url,
         "--rows",
-        "300",
+        &rows.to_string(),
         "--files-dir",
         files.to_str().expect("utf-8"),
     ]);
@@ -286,7 +295,7 @@ fn postgres_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample()
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, schema) = postgres_demo(&url, |s| s);
+    let (demo, schema) = postgres_demo(&url, |_| {});
     // A trail of what happens to callbacks, to show in-flight ones are cancelled (committed) before the delete.
     schema
         .client()
@@ -307,7 +316,7 @@ fn postgres_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample()
         .count();
     let (export, forget, files) = run_seed(&demo);
 
-    let sqlite = Demo::new(300, |c| c);
+    let sqlite = Demo::new(300, |_| {});
     let (sqlite_export, sqlite_forget, sqlite_files) = run_seed(&sqlite);
     assert_eq!(
         export, sqlite_export,
@@ -382,12 +391,12 @@ fn mysql_store_answers_the_seed_like_the_sqlite_store_and_erases_the_sample() {
     let Some(url) = server(MYSQL_VAR) else {
         return;
     };
-    let (demo, db) = mysql_demo(&url, |s| s);
+    let (demo, db) = mysql_demo(&url, |_| {});
     let other_before = db.count(&format!(
         "SELECT count(*) FROM contact_list WHERE account_id = '{OTHER_ACCOUNT}'"
     ));
     let (export, forget, files) = run_seed(&demo);
-    let sqlite = Demo::new(300, |c| c);
+    let sqlite = Demo::new(300, |_| {});
     let (sqlite_export, sqlite_forget, sqlite_files) = run_seed(&sqlite);
     assert_eq!(export, sqlite_export);
     assert_eq!(forget, sqlite_forget);
@@ -425,7 +434,7 @@ fn check_config_names_device_columns_without_an_index() {
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, schema) = postgres_demo(&url, |s| s);
+    let (demo, schema) = postgres_demo(&url, |_| {});
     let (ok, text) = check_config(&demo);
     assert!(ok, "{text}");
     assert!(!text.contains("WARNING"), "all indexed, yet: {text}");
@@ -452,7 +461,12 @@ fn check_config_names_device_columns_without_an_index() {
     );
 
     // A mapping that does not fit the schema is an error, with the column named.
-    edit_config(&demo, "\"agent_notes\"", "\"agent_note\"");
+    demo.edit_config(|c| {
+        c.set(
+            "stores.demo.tables[contact_attempt].personal",
+            vec!["agent_note"],
+        );
+    });
     let (ok, text) = check_config(&demo);
     assert!(!ok);
     assert!(
@@ -466,8 +480,8 @@ fn mysql_check_config_warns_about_a_phone_without_a_normalised_column() {
     let Some(url) = server(MYSQL_VAR) else {
         return;
     };
-    let (demo, _db) = mysql_demo(&url, |s| {
-        s.replace("normalised = { dialed_number = \"dialed_digits\" }\n", "")
+    let (demo, _db) = mysql_demo(&url, |c| {
+        c.remove("stores.demo.tables[contact_attempt].normalised");
     });
     let (ok, text) = check_config(&demo);
     assert!(ok, "{text}");
@@ -483,14 +497,17 @@ fn postgres_tls_require_connects_and_verify_full_checks_the_certificate() {
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, _schema) =
-        postgres_demo(&url, |s| s.replace("tls = \"prefer\"", "tls = \"require\""));
+    let (demo, _schema) = postgres_demo(&url, |c| {
+        c.set("stores.demo.tls", "require");
+    });
     let (ok, text) = check_config(&demo);
     assert!(
         ok && text.contains("store demo: OK"),
         "the server must offer TLS for this test: {text}"
     );
-    edit_config(&demo, "tls = \"require\"", "tls = \"verify-full\"");
+    demo.edit_config(|c| {
+        c.set("stores.demo.tls", "verify-full");
+    });
     let (ok, text) = check_config(&demo);
     assert!(
         !ok,
@@ -568,12 +585,9 @@ fn postgres_verify_full_trusts_ca_file_for_the_certificate_s_host_name_only() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success(), text)
     };
-    let ca_line = format!("ca_file = \"{}\"", ca.display());
-    let (demo, _schema) = postgres_demo(&url, |s| {
-        s.replace(
-            "tls = \"prefer\"",
-            &format!("tls = \"verify-full\"\n{ca_line}"),
-        )
+    let (demo, _schema) = postgres_demo(&url, |c| {
+        c.set("stores.demo.tls", "verify-full")
+            .insert("stores.demo.ca_file", ca.display().to_string());
     });
 
     // Trusted issuer, but the certificate is not for 127.0.0.1: refused.
@@ -588,11 +602,15 @@ fn postgres_verify_full_trusts_ca_file_for_the_certificate_s_host_name_only() {
         "{}?hostaddr=127.0.0.1",
         url.replacen("@127.0.0.1:", &format!("@{name}:"), 1)
     );
-    edit_config(&demo, &format!("\"{url}\""), &format!("\"{by_name}\""));
+    demo.edit_config(|c| {
+        c.set("stores.demo.url", by_name.as_str());
+    });
     let (ok, text) = check(&demo);
     assert!(ok && text.contains("store demo: OK"), "{by_name}: {text}");
     // Without ca_file nothing vouches for the certificate: refused.
-    edit_config(&demo, &ca_line, "");
+    demo.edit_config(|c| {
+        c.remove("stores.demo.ca_file");
+    });
     let (ok, text) = check(&demo);
     assert!(!ok, "no root but ca_file trusts {cert_file}: {text}");
     assert!(text.contains("store demo: ERROR: cannot connect"), "{text}");
@@ -657,13 +675,10 @@ fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
         .to_owned();
     let relay = Relay::new(target.clone());
     let relayed = url.replace(&target, &format!("127.0.0.1:{}", relay.port));
-    let (demo, schema) = postgres_demo(&url, |s| {
-        s.replace("postgres://postgres@127.0.0.1:5432/test", &relayed)
-            .replace(&url, &relayed)
-            .replace(
-                "statement_timeout_seconds = 300",
-                "connect_timeout_seconds = 2",
-            )
+    let (demo, schema) = postgres_demo(&url, |c| {
+        c.set("stores.demo.url", relayed);
+        c.remove("stores.demo.statement_timeout_seconds");
+        c.insert("stores.demo.connect_timeout_seconds", 2);
     });
     let daemon = demo.start();
     // The database is down: every contact that needs it gets an error naming the store, and the daemon goes on.
@@ -709,11 +724,8 @@ fn postgres_lock_timeout_changes_nothing_and_a_resubmission_finishes() {
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, schema) = postgres_demo(&url, |s| {
-        s.replace(
-            "statement_timeout_seconds = 300",
-            "statement_timeout_seconds = 1",
-        )
+    let (demo, schema) = postgres_demo(&url, |c| {
+        c.set("stores.demo.statement_timeout_seconds", 1);
     });
     let _daemon = demo.start();
     // Another session holds a lock on a table the forget must change.
@@ -750,38 +762,6 @@ fn postgres_lock_timeout_changes_nothing_and_a_resubmission_finishes() {
     );
 }
 
-#[test]
-fn postgres_sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once() {
-    use crate::durability::{
-        assert_log_and_ledger_exactly_once, chunks_done, interrupt, BATCH, DEVICES,
-    };
-    let Some(url) = server(POSTGRES_VAR) else {
-        return;
-    };
-    let (demo, schema) = postgres_demo_rows(&url, DEVICES + 500, |s| s);
-    edit_config(
-        &demo,
-        "[intake]",
-        &format!("[limits]\nbatch_size = {BATCH}\n\n[intake]"),
-    );
-    let name = format!("forget-{}_020000.json", today());
-    let mut daemon = interrupt(&demo, &name, "KILL");
-    daemon.wait_exit(Duration::from_secs(10));
-    let at_kill = chunks_done(&demo);
-    assert!(
-        at_kill < (DEVICES / BATCH) as i64,
-        "killed in the middle ({at_kill} chunks done)"
-    );
-    drop(daemon);
-    let daemon = demo.start();
-    assert_log_and_ledger_exactly_once(&demo, &name);
-    assert!(daemon.log_text().contains("resuming claimed file"));
-    let left = schema.count(&format!(
-        "SELECT count(*) FROM contact_list WHERE email ~ '^user[0-9]+@example.com$' AND substring(email from 5 for position('@' in email) - 5)::int < {DEVICES}"
-    ));
-    assert_eq!(left, 0, "every contact was forgotten");
-}
-
 /// Runs the seed's forget as a pseudonymisation (a `pseudonymise-…` file) and returns its responses.
 fn pseudonymise_seed(demo: &Demo) -> Vec<String> {
     let _daemon = demo.start();
@@ -807,7 +787,7 @@ fn sorted(rows: impl Iterator<Item = [Option<String>; 3]>) -> Vec<String> {
 
 #[test]
 fn pseudonymisation_masks_alike_in_sqlite_postgres_and_mysql() {
-    let sqlite = Demo::new(300, |c| c);
+    let sqlite = Demo::new(300, |_| {});
     let list = |demo: &Demo| {
         let db = demo.db();
         let mut stmt = db.prepare(SAMPLE_LIST).expect("query");
@@ -838,7 +818,7 @@ fn pseudonymisation_masks_alike_in_sqlite_postgres_and_mysql() {
         "{after:?}"
     );
     if let Some(url) = server(POSTGRES_VAR) {
-        let (demo, schema) = postgres_demo(&url, |s| s);
+        let (demo, schema) = postgres_demo(&url, |_| {});
         let callbacks_pg = schema.count("SELECT count(*) FROM callback");
         assert_eq!(
             pseudonymise_seed(&demo),
@@ -861,7 +841,7 @@ fn pseudonymisation_masks_alike_in_sqlite_postgres_and_mysql() {
     }
     if let Some(url) = server(MYSQL_VAR) {
         use mysql::prelude::Queryable;
-        let (demo, db) = mysql_demo(&url, |s| s);
+        let (demo, db) = mysql_demo(&url, |_| {});
         assert_eq!(
             pseudonymise_seed(&demo),
             answers,
@@ -893,7 +873,7 @@ fn postgres_one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, schema) = postgres_demo(&url, |s| s);
+    let (demo, schema) = postgres_demo(&url, |_| {});
     crate::forget::forget_seed_with_a_bad_recording(&demo, || {
         schema
             .client()
@@ -916,7 +896,7 @@ fn mysql_one_bad_recording_path_fails_only_the_contact_whose_row_it_is() {
     let Some(server) = server(MYSQL_VAR) else {
         return;
     };
-    let (demo, db) = mysql_demo(&server, |s| s);
+    let (demo, db) = mysql_demo(&server, |_| {});
     crate::forget::forget_seed_with_a_bad_recording(&demo, || db.exec(SPOIL_RECORDING));
     assert_eq!(
         db.count(RECORDINGS_IN_CLEAR),
@@ -936,11 +916,8 @@ fn postgres_vacuum_after_forget_leaves_no_dead_row_version_in_the_table_files() 
     let Some(url) = server(POSTGRES_VAR) else {
         return;
     };
-    let (demo, schema) = postgres_demo(&url, |s| {
-        s.replace(
-            "[stores.demo]\n",
-            "[stores.demo]\nvacuum_after_forget = true\n",
-        )
+    let (demo, schema) = postgres_demo(&url, |c| {
+        c.insert("stores.demo.vacuum_after_forget", true);
     });
     let _daemon = demo.start();
     demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
@@ -981,11 +958,8 @@ fn mysql_vacuum_after_forget_rebuilds_the_touched_tables_without_old_row_version
     let Some(server) = server(MYSQL_VAR) else {
         return;
     };
-    let (demo, db) = mysql_demo(&server, |s| {
-        s.replace(
-            "[stores.demo]\n",
-            "[stores.demo]\nvacuum_after_forget = true\n",
-        )
+    let (demo, db) = mysql_demo(&server, |c| {
+        c.insert("stores.demo.vacuum_after_forget", true);
     });
     let mut c = mysql::Conn::new(mysql::Opts::from_url(&db.url).expect("url")).expect("connect");
     let created = |c: &mut mysql::Conn| -> String {

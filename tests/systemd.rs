@@ -67,7 +67,7 @@ fn messages(socket: &UnixDatagram, until: &str, limit: Duration) -> Vec<String> 
 
 #[test]
 fn readiness_watchdog_and_stopping_reach_the_notify_socket() {
-    let demo = Demo::new(20, |c| c);
+    let demo = Demo::new(20, |_| {});
     let path = demo.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path).expect("bind");
     socket
