@@ -29,16 +29,18 @@ struct State {
     fail_next: usize,
 }
 
-/// The callback service; stops when dropped.
+/// The callback service, on axum in a thread of its own; stops when dropped.
 struct Service {
     url: String,
     state: Arc<Mutex<State>>,
-    server: Arc<tiny_http::Server>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        self.server.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -55,8 +57,9 @@ fn digits(s: &str) -> String {
 
 impl Service {
     fn start(callbacks: &[(&str, &str, &str)]) -> Service {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-        let port = server.server_addr().to_ip().expect("ip").port();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
         let state = Arc::new(Mutex::new(State::default()));
         {
             let mut s = state.lock().expect("lock");
@@ -71,24 +74,29 @@ impl Service {
                 );
             }
         }
-        let (srv, st) = (Arc::clone(&server), Arc::clone(&state));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(Arc::clone(&state));
         std::thread::spawn(move || {
-            for request in srv.incoming_requests() {
-                let (status, body) = answer(&st, &request);
-                let response = tiny_http::Response::from_string(body.to_string())
-                    .with_status_code(status)
-                    .with_header(
-                        "Content-Type: application/json"
-                            .parse::<tiny_http::Header>()
-                            .expect("header"),
-                    );
-                let _ = request.respond(response);
-            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("the callback service serves");
+            });
         });
         Service {
             url: format!("http://127.0.0.1:{port}/api/v1"),
             state,
-            server,
+            stop: Some(stop),
         }
     }
 
@@ -115,25 +123,37 @@ fn view(id: &str, c: &Callback) -> Value {
     json!({"id": id, "customer_number": c.number, "state": c.state, "tenant": c.tenant, "desired_time": "2026-01-02T10:00:00Z"})
 }
 
-fn answer(state: &Mutex<State>, request: &tiny_http::Request) -> (u16, Value) {
+/// Answers every request to the service with [`answer`], as JSON.
+async fn serve(
+    axum::extract::State(state): axum::extract::State<Arc<Mutex<State>>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let (status, body) = answer(&state, method.as_str(), auth, &uri.to_string());
+    let status = axum::http::StatusCode::from_u16(status).expect("a status");
+    (status, axum::Json(body)).into_response()
+}
+
+/// The service's answer (status, JSON body) to `method` on `url` (path and query) with the `Authorization` header
+/// `auth`.
+fn answer(state: &Mutex<State>, method: &str, auth: Option<&str>, url: &str) -> (u16, Value) {
     let mut s = state.lock().expect("lock");
-    let auth = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_owned());
-    if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+    if auth != Some(&format!("Bearer {TOKEN}")) {
         return (401, json!({"error": "unauthorized"}));
     }
     if s.fail_next > 0 {
         s.fail_next -= 1;
         return (503, json!({"error": "busy"}));
     }
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (request.method().as_str(), segments.as_slice()) {
+    match (method, segments.as_slice()) {
         ("GET", ["callbacks"]) => {
             s.log.push("list".into());
             let wanted: Vec<String> = query
