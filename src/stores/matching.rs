@@ -326,6 +326,12 @@ impl Scratch {
                     return false;
                 }
                 key.push_str("e:");
+                if s.is_ascii() {
+                    // Most stored emails: lowercased in place, in one pass.
+                    key.push_str(s);
+                    key.make_ascii_lowercase();
+                    return f(key);
+                }
                 let (local, domain) = s.rsplit_once('@').unwrap_or((s, ""));
                 push_lowercase(key, local);
                 if s.len() > local.len() {
@@ -348,6 +354,13 @@ impl Scratch {
                 f(key)
             }
             DeviceKind::Ipaddr => {
+                // Most stored addresses are IPv4 in the standard text form already (the parser refuses
+                // padded parts): the key is the text itself.
+                if stored.len() <= 15 && stored.parse::<std::net::Ipv4Addr>().is_ok() {
+                    key.push_str("i:");
+                    key.push_str(stored);
+                    return f(key);
+                }
                 let s = ip_text(stored);
                 if s.is_empty() {
                     return false;
@@ -808,6 +821,27 @@ mod tests {
                 false
             });
             prop_assert_eq!(stored_keys(DeviceKind::Phone, &s, &us()), slow);
+        }
+
+        #[test]
+        fn the_short_readings_of_plain_ipv4_and_ascii_emails_agree_with_the_full_ones(
+            parts in proptest::array::uniform4(0u16..300),
+            pad in proptest::array::uniform4(0usize..3),
+            email in "[ a-zA-Z0-9@.<>_+-]{1,24}",
+        ) {
+            let ip = parts.iter().zip(pad).map(|(p, z)| format!("{}{p}", "0".repeat(z))).collect::<Vec<_>>().join(".");
+            let full = match ip_text(&ip).parse::<IpAddr>() {
+                Ok(addr) => format!("i:{addr}"),
+                Err(_) => format!("i:{}", ip_text(&ip)),
+            };
+            prop_assert_eq!(stored_keys(DeviceKind::Ipaddr, &ip, &us()), vec![full]);
+            let address = email_address(&email);
+            let expected: Vec<String> = if address.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("e:{}", address.to_lowercase())]
+            };
+            prop_assert_eq!(stored_keys(DeviceKind::Email, &email, &us()), expected);
         }
 
         #[test]
