@@ -1,21 +1,26 @@
 //! The daemon wires the parts together and owns reload and shutdown: one worker thread owns the [`Engine`] and
 //! executes files one at a time; the `local` transport's watcher, a periodic rescan, the embedded SFTP server, the
-//! remote SFTP links and the HTTP front doors (when configured) feed it [`Job`]s; retention runs on the same
-//! schedule. `main`
-//! listens for signals: SIGHUP asks [`run`] to reload the config file (a config that does not load is refused and
-//! the running one stays); on the shutdown future, intake stops (the SFTP server first gives open sessions their
-//! grace period), the file in progress stops at its next journal checkpoint, and `run` returns once the worker has
-//! drained. systemd is told when gdprd is ready, reloading and stopping, and gets watchdog keep-alives.
+//! remote SFTP links and the HTTP front doors (when configured) feed it [`Job`]s through a bounded, de-duplicated
+//! [`queue`]; retention runs on the same schedule.
+//!
+//! One [`CancellationToken`] stops everything, and a [`TaskTracker`] knows when everything has stopped (the shape
+//! of mini-redis: one broadcast, one drain). `main` listens for signals: SIGHUP asks [`run`] to reload the config
+//! file (a config that does not load is refused and the running one stays); SIGTERM or Ctrl-C cancels the token.
+//! Then intake stops (the SFTP server first gives open sessions their grace period, the HTTP front doors finish
+//! the requests in flight), the file in progress stops at its next journal checkpoint, and `run` returns once
+//! every task and the worker have stopped. The remote SFTP links stop on a child token, which a reload also
+//! cancels before it starts the new configuration's. systemd is told when gdprd is ready, reloading and
+//! stopping, and gets watchdog keep-alives until the worker has stopped.
 
 use crate::config::{AccountConfig, Config, Transport};
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::retention;
-use crate::transports::{local, sftp_remote, sftp_server, Job};
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::transports::{local, queue, sftp_remote, sftp_server, Job, JobReceiver, JobSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::Receiver;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 /// Why the daemon could not start or stopped with an error.
@@ -91,20 +96,18 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
 /// A config the worker takes up before its next job.
 type Pending = Arc<std::sync::Mutex<Option<Arc<Config>>>>;
 
-fn worker(
-    mut engine: Engine,
-    mut jobs: UnboundedReceiver<Job>,
-    stop: Arc<AtomicBool>,
-    pending: Pending,
-) {
-    engine.check_stores();
-    let mut accounts = engine.config().accounts.clone();
+/// Handles every file the journal holds claimed and unfinished (those a stop or a crash interrupted, and HTTP
+/// jobs); returns early once `stop` is cancelled.
+fn resume(engine: &mut Engine, accounts: &[AccountConfig], stop: &CancellationToken) {
     match engine.unfinished() {
         Ok(list) => {
             for (account, name) in list {
+                if stop.is_cancelled() {
+                    return;
+                }
                 match accounts.iter().find(|a| a.name == account) {
                     Some(a) => handle(
-                        &mut engine,
+                        engine,
                         a,
                         &Job {
                             account: account.clone(),
@@ -115,20 +118,29 @@ fn worker(
                         warn!(account = %account, file = ?name, "unfinished file of an account no longer configured")
                     }
                 }
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
             }
         }
         Err(e) => error!(error = %e, "cannot list unfinished files"),
     }
-    while let Some(job) = jobs.blocking_recv() {
+}
+
+/// The worker thread: resumes what the journal holds unfinished, then takes jobs one at a time until `stop` is
+/// cancelled or, with every sender gone, the queue is empty. The engine sees the same `stop` and interrupts a
+/// file at its next checkpoint.
+fn worker(
+    mut engine: Engine,
+    mut jobs: JobReceiver,
+    runtime: &tokio::runtime::Handle,
+    stop: &CancellationToken,
+    pending: Pending,
+) {
+    engine.check_stores();
+    let mut accounts = engine.config().accounts.clone();
+    resume(&mut engine, &accounts, stop);
+    while let Some(job) = jobs.next_blocking(runtime, stop) {
         crate::metrics::get()
             .queue
             .set(i64::try_from(jobs.len()).unwrap_or(i64::MAX));
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
         if let Some(config) = pending.lock().ok().and_then(|mut p| p.take()) {
             engine.reload(config);
             accounts = engine.config().accounts.clone();
@@ -137,29 +149,54 @@ fn worker(
         if let Some(account) = accounts.iter().find(|a| a.name == job.account) {
             handle(&mut engine, account, &job);
         }
+        // A name the full queue refused is in GDPR_Submit, where the rescan finds it, or claimed in the
+        // journal (an HTTP job), which is listed again here once the queue has room.
+        if jobs.is_empty() && jobs.take_overflowed() {
+            resume(&mut engine, &accounts, stop);
+        }
     }
 }
 
-/// Starts the remote SFTP links of `config`, stopped by `stop`.
-fn start_remotes(
-    config: &Arc<Config>,
-    tx: &UnboundedSender<Job>,
-    stop: &tokio::sync::watch::Sender<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    config
-        .accounts
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.transport == Transport::SftpRemote)
-        .map(|(i, _)| {
-            tokio::spawn(sftp_remote::run(
-                Arc::clone(config),
-                i,
-                tx.clone(),
-                stop.subscribe(),
-            ))
-        })
-        .collect()
+/// The remote SFTP links of one configuration: a reload stops them (their own child of the shutdown token)
+/// and starts the new configuration's.
+struct Remotes {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Remotes {
+    /// Starts the remote SFTP links of `config`, stopped by `shutdown` or by [`Remotes::stop`].
+    fn start(
+        config: &Arc<Config>,
+        tx: &JobSender,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Remotes {
+        let stop = shutdown.child_token();
+        let tasks = config
+            .accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.transport == Transport::SftpRemote)
+            .map(|(i, _)| {
+                tracker.spawn(sftp_remote::run(
+                    Arc::clone(config),
+                    i,
+                    tx.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Remotes { stop, tasks }
+    }
+
+    /// Stops the links and waits until each has saved its state.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// The folders the `local` watcher watches.
@@ -171,7 +208,7 @@ fn folders(config: &Config) -> Vec<(String, std::path::PathBuf)> {
         .collect()
 }
 
-fn rescan(config: &Config, settle: Duration, jobs: &UnboundedSender<Job>) {
+fn rescan(config: &Config, settle: Duration, jobs: &JobSender) {
     for account in &config.accounts {
         match local::scan(&account.submit_dir(), settle) {
             Ok(names) => {
@@ -245,15 +282,68 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
     Some(Arc::new(new))
 }
 
-/// Runs the daemon until `shutdown` completes (or, with [`RunOptions::once`], until the files present are done).
+/// Rescans every `GDPR_Submit` each `every` (the watcher's safety net) and sweeps retention hourly, until
+/// `stop` is cancelled; a rescan or sweep under way finishes first.
+async fn intake(
+    current: Arc<std::sync::RwLock<Arc<Config>>>,
+    tx: JobSender,
+    settle: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let Ok(config) = current.read().map(|c| Arc::clone(&c)) else {
+            continue;
+        };
+        let tx = tx.clone();
+        let sweep = last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+        if sweep {
+            last_sweep = Some(Instant::now());
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            rescan(&config, settle, &tx);
+            if sweep {
+                for account in &config.accounts {
+                    if let Err(e) = retention::sweep(account, crate::clock::system_now()) {
+                        warn!(account = %account.name, error = %e, "retention sweep failed");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// systemd's watchdog keep-alives at half the interval it asks for, from the runtime that runs intake; never
+/// completes. Without `WATCHDOG_USEC` it only waits.
+async fn keep_alive() {
+    let Some(every) = sd_notify::watchdog_enabled() else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(every / 2);
+    loop {
+        tick.tick().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled (or, with [`RunOptions::once`], until the files present are
+/// done). Every task it starts is tracked; it returns once they and the worker have stopped.
 ///
 /// # Errors
 /// [`DaemonError`] when it cannot start; once started, a failing file is logged, never fatal.
 pub async fn run(
     config: Arc<Config>,
     options: RunOptions,
-    shutdown: impl Future<Output = ()>,
-    mut reloads: UnboundedReceiver<()>,
+    shutdown: CancellationToken,
+    mut reloads: Receiver<()>,
 ) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| EngineError::Io {
         context: format!("cannot create {}", config.state_dir.display()),
@@ -262,16 +352,20 @@ pub async fn run(
     // Held until `run` returns: a second daemon on this state folder refuses to start.
     let _lock = crate::ledger::StateLock::acquire(&config.state_dir)?;
     prepare_accounts(&config)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let engine = Engine::new(Arc::clone(&config), Arc::clone(&stop))?;
-    let (tx, rx) = unbounded_channel();
-    let worker_stop = Arc::clone(&stop);
+    let engine = Engine::new(Arc::clone(&config), shutdown.clone())?;
+    let (tx, rx) = queue::queue(queue::CAPACITY);
     let pending: Pending = Arc::default();
-    let worker_pending = Arc::clone(&pending);
-    let worker = std::thread::Builder::new()
-        .name("gdprd-worker".into())
-        .spawn(move || worker(engine, rx, worker_stop, worker_pending))
-        .map_err(|_| DaemonError::Worker)?;
+    let worker = {
+        let (stop, pending, runtime) = (
+            shutdown.clone(),
+            Arc::clone(&pending),
+            tokio::runtime::Handle::current(),
+        );
+        std::thread::Builder::new()
+            .name("gdprd-worker".into())
+            .spawn(move || worker(engine, rx, &runtime, &stop, pending))
+            .map_err(|_| DaemonError::Worker)?
+    };
     let join = || async move {
         tokio::task::spawn_blocking(move || worker.join())
             .await
@@ -290,23 +384,19 @@ pub async fn run(
         drop(tx);
         return join().await;
     }
+    let tracker = TaskTracker::new();
     let mut watcher = local::watch(folders(&config), tx.clone())?;
-    let (sftp_stop, mut sftp_stopped) = tokio::sync::watch::channel(false);
-    let (sftp, sftp_accounts) = if sftp_server::wanted(&config) {
+    let sftp_accounts = if sftp_server::wanted(&config) {
         let server = sftp_server::SftpServer::bind(&config, tx.clone()).await?;
         let accounts = server.accounts();
-        let task = tokio::spawn(server.run(async move {
-            let _ = sftp_stopped.changed().await;
-        }));
-        (Some(task), Some(accounts))
+        tracker.spawn(server.run(shutdown.clone().cancelled_owned()));
+        Some(accounts)
     } else {
-        (None, None)
+        None
     };
-    let mut remote_stop = tokio::sync::watch::channel(false).0;
-    let mut remotes = start_remotes(&config, &tx, &remote_stop);
+    let mut remotes = Remotes::start(&config, &tx, &shutdown, &tracker);
     let current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
-    let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
-    let http = if config.http.listen.is_some() {
+    if config.http.listen.is_some() {
         let state = crate::http::HttpState::new(Arc::clone(&current), tx.clone())
             .map_err(|e| DaemonError::Http(e.to_string()))?;
         let listener = crate::http::bind(&config)
@@ -315,142 +405,79 @@ pub async fn run(
         if !config.accounts.iter().any(|a| a.http.is_some()) {
             warn!("[http] listens but no account has [accounts.http]: every request is refused");
         }
-        Some(tokio::spawn(crate::http::serve(
+        tracker.spawn(crate::http::serve(
             listener,
             Arc::new(state),
-            async move {
-                let _ = http_stopped.changed().await;
-            },
-        )))
-    } else {
-        None
-    };
-    let metrics = match config.metrics.listen.as_deref().map(str::parse) {
-        Some(Ok(addr)) => Some(
-            crate::metrics::serve(addr)
-                .await
-                .map_err(DaemonError::Metrics)?,
-        ),
-        _ => None,
-    };
-    info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
-    // systemd (Type=notify): ready only now that every listener and watcher is up; a watchdog keep-alive at half
-    // the interval it asks for, from the runtime that runs intake. Without NOTIFY_SOCKET these do nothing.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = sd_notify::watchdog_enabled().map(|every| {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every / 2);
-            loop {
-                tick.tick().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        })
-    });
+            shutdown.clone(),
+        ));
+    }
+    if let Some(Ok(addr)) = config
+        .metrics
+        .listen
+        .as_deref()
+        .map(str::parse::<std::net::SocketAddr>)
+    {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(DaemonError::Metrics)?;
+        tracker.spawn(crate::metrics::serve(listener, shutdown.clone()));
+    }
     let settle = Duration::from_secs(config.intake.settle_seconds);
     let every = Duration::from_secs(config.intake.rescan_seconds);
-    let intake = {
-        let current = Arc::clone(&current);
-        let tx = tx.clone();
-        async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_sweep: Option<Instant> = None;
-            loop {
-                tick.tick().await;
-                let Ok(config2) = current.read().map(|c| Arc::clone(&c)) else {
-                    continue;
-                };
-                let tx2 = tx.clone();
-                let sweep = last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
-                if sweep {
-                    last_sweep = Some(Instant::now());
-                }
-                let _ = tokio::task::spawn_blocking(move || {
-                    rescan(&config2, settle, &tx2);
-                    if sweep {
-                        for account in &config2.accounts {
-                            if let Err(e) = retention::sweep(account, crate::clock::system_now()) {
-                                warn!(account = %account.name, error = %e, "retention sweep failed");
-                            }
-                        }
+    tracker.spawn(intake(
+        Arc::clone(&current),
+        tx.clone(),
+        settle,
+        every,
+        shutdown.clone(),
+    ));
+    info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
+    // systemd (Type=notify): ready only now that every listener and watcher is up; keep-alives from now until
+    // the worker has stopped. Without NOTIFY_SOCKET these do nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let serve = async {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(()) = reloads.recv() => {
+                    let Ok(running) = current.read().map(|c| Arc::clone(&c)) else {
+                        continue;
+                    };
+                    let Some(new) = reload(&running, sftp_accounts.as_ref()) else {
+                        continue;
+                    };
+                    match local::watch(folders(&new), tx.clone()) {
+                        Ok(w) => watcher = w,
+                        Err(e) => warn!(error = %e, "reload: cannot watch the new GDPR_Submit folders; the rescan still picks files up"),
                     }
-                })
-                .await;
+                    remotes.stop().await;
+                    remotes = Remotes::start(&new, &tx, &shutdown, &tracker);
+                    if let Ok(mut p) = pending.lock() {
+                        *p = Some(Arc::clone(&new));
+                    }
+                    if let Ok(mut c) = current.write() {
+                        *c = Arc::clone(&new);
+                    }
+                    rescan(&new, settle, &tx);
+                    info!(accounts = new.accounts.len(), "configuration reloaded");
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
             }
         }
+        info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        // The SFTP server gives open sessions their grace period, the HTTP front doors their requests in flight,
+        // each remote link saves its state; the worker stops at its next checkpoint.
+        tracker.close();
+        tracker.wait().await;
+        drop(watcher);
+        drop(tx);
+        join().await
     };
-    tokio::pin!(shutdown);
-    // Boxed so it can be dropped (with its sender) once intake stops.
-    let mut intake = Box::pin(intake);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            () = &mut intake => break,
-            Some(()) = reloads.recv() => {
-                let Ok(running) = current.read().map(|c| Arc::clone(&c)) else {
-                    continue;
-                };
-                let Some(new) = reload(&running, sftp_accounts.as_ref()) else {
-                    continue;
-                };
-                match local::watch(folders(&new), tx.clone()) {
-                    Ok(w) => watcher = w,
-                    Err(e) => warn!(error = %e, "reload: cannot watch the new GDPR_Submit folders; the rescan still picks files up"),
-                }
-                let _ = remote_stop.send(true);
-                for remote in remotes.drain(..) {
-                    let _ = remote.await;
-                }
-                remote_stop = tokio::sync::watch::channel(false).0;
-                remotes = start_remotes(&new, &tx, &remote_stop);
-                if let Ok(mut p) = pending.lock() {
-                    *p = Some(Arc::clone(&new));
-                }
-                if let Ok(mut c) = current.write() {
-                    *c = Arc::clone(&new);
-                }
-                rescan(&new, settle, &tx);
-                info!(accounts = new.accounts.len(), "configuration reloaded");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-            }
-        }
-    }
-    drop(intake);
-    info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = sftp_stop.send(true);
-    let _ = remote_stop.send(true);
-    let _ = http_stop.send(true);
-    if let Some(mut server) = http {
-        // Requests in flight finish (they only claim and answer); a client that keeps a connection open does
-        // not hold the stop up.
-        if tokio::time::timeout(Duration::from_secs(5), &mut server)
-            .await
-            .is_err()
-        {
-            server.abort();
-            let _ = server.await;
-        }
-    }
-    if let Some(server) = sftp {
-        let _ = server.await;
-    }
-    for remote in remotes {
-        let _ = remote.await;
-    }
-    stop.store(true, Ordering::SeqCst);
-    // Every sender of jobs goes, so the worker's queue ends once it is drained (the SFTP accounts handle holds
-    // the server's sender too).
-    drop(sftp_accounts);
-    drop(watcher);
-    drop(tx);
-    join().await?;
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    if let Some(m) = metrics {
-        m.abort();
-    }
+    let result = tokio::select! {
+        result = serve => result,
+        () = keep_alive() => Ok(()),
+    };
     info!("stopped");
-    Ok(())
+    result
 }

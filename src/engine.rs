@@ -26,9 +26,10 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 mod chunk;
@@ -130,15 +131,16 @@ pub struct Engine {
     ledger: Ledger,
     secret: Secret,
     stores: BTreeMap<String, Box<dyn Store>>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 }
 
 impl Engine {
     /// Opens the ledger and secret in the state folder (creating what is missing). Stores open on first use.
+    /// Once `stop` is cancelled, a file in progress stops at its next checkpoint ([`Outcome::Interrupted`]).
     ///
     /// # Errors
     /// [`EngineError`] when the state folder cannot be prepared.
-    pub fn new(config: Arc<Config>, stop: Arc<AtomicBool>) -> Result<Engine, EngineError> {
+    pub fn new(config: Arc<Config>, stop: CancellationToken) -> Result<Engine, EngineError> {
         for dir in [
             config.state_dir.clone(),
             config.state_dir.join("claimed"),
@@ -435,7 +437,7 @@ mod tests {
         std::fs::create_dir_all(account.submit_dir()).expect("GDPR_Submit");
         let bytes = br#"{"requests":[{"type":"FORGET","contacts":[{"email":"a@b.com"}]}]}"#;
         let mut engine =
-            Engine::new(Arc::clone(&config), Arc::new(AtomicBool::new(false))).expect("engine");
+            Engine::new(Arc::clone(&config), CancellationToken::new()).expect("engine");
         let ledger = Ledger::open(&config.state_dir).expect("ledger");
         // Names made by the HTTP front doors are not drop-folder names: only the recorded type tells.
         for (name, recorded) in [("job-7.json", None), ("job-8.json", Some("ERASE"))] {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
 /// gdprd carries out GDPR forget and export requests dropped as JSON files.
 #[derive(Parser)]
@@ -159,8 +160,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run { config: path, once } => {
             let config = Config::load(&path)?;
             refuse_demo_credentials(&config, &path)?;
-            run(config, once)?;
-            Ok(ExitCode::SUCCESS)
+            run(config, once)
         }
         Command::Validate {
             config,
@@ -258,47 +258,72 @@ fn init_logging(config: &Config) {
     };
 }
 
-fn run(config: Config, once: bool) -> Result<()> {
+/// The exit status after a second signal, or a stop deadline that passed: the file in progress did not reach
+/// a checkpoint, and the journal resumes it at the next start.
+const INTERRUPTED: u8 = 130;
+
+fn run(config: Config, once: bool) -> Result<ExitCode> {
     init_logging(&config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        // SIGHUP reloads the config file.
-        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-        let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
+    let code = runtime.block_on(serve(config, once));
+    // After a forced exit the worker may still be inside a store call: the runtime does not wait for it, and
+    // the process ends with it (the journal resumes the file at the next start).
+    runtime.shutdown_background();
+    code
+}
+
+/// Runs the daemon, the only place that listens for signals: SIGHUP asks for a reload; the first SIGTERM or
+/// Ctrl-C cancels the daemon's token and waits for it to stop; a second signal, or the stop deadline, returns
+/// [`INTERRUPTED`] at once.
+async fn serve(config: Config, once: bool) -> Result<ExitCode> {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    // One reload waiting is enough: a SIGHUP while one waits asks for the same thing.
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let deadline = std::time::Duration::from_secs(config.stop_deadline_seconds);
+    let daemon = daemon::run(
+        Arc::new(config),
+        RunOptions { once },
+        shutdown.clone(),
+        reloads,
+    );
+    tokio::pin!(daemon);
+    loop {
+        tokio::select! {
+            result = &mut daemon => {
+                result?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(()) = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                let _ = reload_tx.send(());
+                let _ = reload.try_send(());
             }
-        });
-        let deadline = std::time::Duration::from_secs(config.stop_deadline_seconds);
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::info!(deadline_seconds = deadline.as_secs(), "signal received; a second signal, or the stop deadline, exits at once");
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = term.recv() => {
-                        eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
-                    }
-                    _ = int.recv() => {
-                        eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
-                    }
-                    () = tokio::time::sleep(deadline) => {
-                        tracing::warn!("stop deadline passed before the file in progress reached a checkpoint; exiting (the journal resumes it at the next start)");
-                        eprintln!("gdprd: stop deadline passed, exiting (the journal resumes at the next start)");
-                    }
-                }
-                std::process::exit(130);
-            });
-        };
-        daemon::run(Arc::new(config), RunOptions { once }, shutdown, reloads).await?;
-        Ok(())
-    })
+        }
+    }
+    tracing::info!(
+        deadline_seconds = deadline.as_secs(),
+        "signal received; a second signal, or the stop deadline, exits at once"
+    );
+    shutdown.cancel();
+    tokio::select! {
+        result = &mut daemon => {
+            result?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        () = tokio::time::sleep(deadline) => {
+            tracing::warn!("stop deadline passed before the file in progress reached a checkpoint; exiting (the journal resumes it at the next start)");
+            eprintln!("gdprd: stop deadline passed, exiting (the journal resumes at the next start)");
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+    }
+    eprintln!("gdprd: second signal, exiting at once (the journal resumes at the next start)");
+    Ok(ExitCode::from(INTERRUPTED))
 }
 
 fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> Result<ExitCode> {
@@ -794,6 +819,5 @@ fn demo(dir: &Path, rows: u64, no_start: bool, sftp_port: u16, http_port: u16) -
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(&layout.config)?;
-    run(config, false)?;
-    Ok(ExitCode::SUCCESS)
+    run(config, false)
 }

@@ -10,9 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// An outcome label.
@@ -177,13 +177,11 @@ fn router() -> axum::Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "only GET /metrics is served\n") })
 }
 
-/// Serves `GET /metrics` on `listen` until the task is dropped.
-///
-/// # Errors
-/// The I/O error binding the address.
-pub async fn serve(listen: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    info!(listen = %listener.local_addr()?, "metrics endpoint listening");
+/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+    if let Ok(listen) = listener.local_addr() {
+        info!(listen = %listen, "metrics endpoint listening");
+    }
     let limits = crate::http::server::Limits {
         name: "metrics",
         header_timeout: Duration::from_secs(5),
@@ -191,10 +189,5 @@ pub async fn serve(listen: SocketAddr) -> std::io::Result<tokio::task::JoinHandl
         max_per_address: MAX_CONNECTIONS,
         uncapped: Vec::new(),
     };
-    Ok(tokio::spawn(crate::http::server::serve(
-        listener,
-        router(),
-        limits,
-        std::future::pending(),
-    )))
+    crate::http::server::serve(listener, router(), limits, shutdown.cancelled_owned()).await;
 }

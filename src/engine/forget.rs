@@ -7,7 +7,6 @@ use super::isolation::{ForgetStep, Opened};
 use super::{survey, Engine, EngineError, Execution, Outcome};
 use chrono::Utc;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use tracing::{info, warn};
 
 /// How often a long forget logs its progress.
@@ -56,7 +55,7 @@ impl Engine {
             if self.ledger.chunk_done(rec.id, ci)? {
                 continue;
             }
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.is_cancelled() {
                 info!(account = %account.name, file = name, chunk = ci, "stopping between chunks; the file resumes at the next start");
                 return Ok(Outcome::Interrupted);
             }

@@ -25,7 +25,7 @@ pub use body::{international, parse_lines, BodyError, Line};
 use crate::config::{AccountConfig, Config};
 use crate::ledger::Ledger;
 use crate::throttle::Throttle;
-use crate::transports::Job;
+use crate::transports::JobSender;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -36,11 +36,10 @@ use axum::{Extension, Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The routes the server answers, as (method, OpenAPI path): what `docs/openapi.json` must document.
@@ -122,7 +121,7 @@ pub(super) struct Caller {
 pub struct HttpState {
     config: Arc<RwLock<Arc<Config>>>,
     ledger: Mutex<Ledger>,
-    jobs: UnboundedSender<Job>,
+    jobs: JobSender,
     buckets: Mutex<HashMap<(String, bool), Bucket>>,
     failures: Mutex<Throttle<Failure>>,
     /// `[http] trusted_proxies` as at start (like the connection caps, they change at a restart).
@@ -138,7 +137,7 @@ impl HttpState {
     /// The ledger cannot be opened.
     pub fn new(
         config: Arc<RwLock<Arc<Config>>>,
-        jobs: UnboundedSender<Job>,
+        jobs: JobSender,
     ) -> Result<HttpState, crate::ledger::LedgerError> {
         let state_dir = config
             .read()
@@ -464,27 +463,30 @@ pub async fn bind(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await
 }
 
-/// Serves the front doors on `listener` until `shutdown` completes; requests in flight then finish. Every hour
+/// Serves the front doors on `listener` until `shutdown` is cancelled; requests in flight then finish. Every hour
 /// (and at start) jobs past their account's retention lose their lines. The connection limits and the header
 /// timeout are those at start; the others reload with the config.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
         info!(address = %addr, "HTTP front doors listening");
     }
     let sweeper = {
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
+        let (state, stop) = (Arc::clone(&state), shutdown.clone());
+        async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
                 let state = Arc::clone(&state);
                 let _ = tokio::task::spawn_blocking(move || jobs::sweep(&state)).await;
             }
-        })
+        }
     };
     let http = state.config().http.clone();
     let limits = server::Limits {
@@ -494,8 +496,10 @@ pub async fn serve(
         max_per_address: http.max_connections_per_address,
         uncapped: state.trusted_proxies.clone(),
     };
-    server::serve(listener, router(state), limits, shutdown).await;
-    sweeper.abort();
+    tokio::join!(
+        server::serve(listener, router(state), limits, shutdown.cancelled_owned()),
+        sweeper
+    );
 }
 
 /// Extractors every handler takes: the state, the caller [`admit`] let in, the headers.

@@ -35,6 +35,10 @@ pub struct Limits {
     pub uncapped: Vec<ipnet::IpNet>,
 }
 
+/// How long requests in flight get to finish once the server stops: a client that keeps a connection open does
+/// not hold the stop up.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// The largest buffer hyper keeps for one connection's headers (its default is about 400 KiB).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -106,7 +110,8 @@ fn refuse(stream: TcpStream, why: &str) {
     let _ = stream.try_write(answer.as_bytes());
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes; requests in flight then finish.
+/// Serves `app` on `listener` within `limits` until `shutdown` completes; requests in flight then get [`DRAIN`]
+/// to finish.
 /// Handlers see the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
@@ -184,5 +189,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        debug!(
+            endpoint = limits.name,
+            "connections still open after the drain; they close with the process"
+        );
+    }
 }

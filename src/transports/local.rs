@@ -3,14 +3,13 @@
 //! is missed while the daemon was down or an event was lost. A rescan takes a file only once it has been left
 //! unchanged for the settle time, so a slow upload is not taken half-written.
 
-use super::Job;
+use super::{Job, JobSender};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
 /// The names in `dir` that are ready: regular files or links (never folders), not hidden or temporary, and
@@ -68,7 +67,7 @@ fn completed(event: &Event) -> Option<&Path> {
 /// The `notify` error when a folder cannot be watched.
 pub fn watch(
     folders: Vec<(String, PathBuf)>,
-    jobs: UnboundedSender<Job>,
+    jobs: JobSender,
 ) -> notify::Result<RecommendedWatcher> {
     let lookup = folders.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {

@@ -18,12 +18,12 @@
 //! with capped exponential backoff and jitter; each account has its own task, so one server's outage never
 //! blocks another account.
 
-use super::Job;
+use super::{Job, JobSender};
+use crate::backoff::{self, Backoff};
 use crate::config::{AccountConfig, Config, RemoteConfig};
 use crate::credentials::CredentialError;
 use crate::requests::name::{is_in_progress, stem};
 use crate::results::{atomic, log as names};
-use rand::Rng;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use russh_sftp::client::error::Error as SftpError;
@@ -34,13 +34,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How often local results are looked for between two listings.
 const RESULT_TICK: Duration = Duration::from_millis(250);
-/// The longest wait between two connection attempts.
+/// The first wait before connecting again.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two connection attempts (before jitter).
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Where a downloaded name stands.
@@ -199,7 +200,7 @@ struct Link {
     record: Record,
     cap: u64,
     settle: Duration,
-    jobs: UnboundedSender<Job>,
+    jobs: JobSender,
 }
 
 /// The server key check: a `known_hosts` file or a pinned fingerprint.
@@ -639,11 +640,11 @@ impl Link {
         Ok(())
     }
 
-    /// Works the account over one connection until it breaks (an error) or `stop` says so (`Ok`).
+    /// Works the account over one connection until it breaks (an error) or `stop` is cancelled (`Ok`).
     async fn work(
         &mut self,
         session: &Session,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Result<(), RemoteError> {
         let poll = Duration::from_secs(self.remote.poll_seconds);
         // A file seen for the first time is looked at again after the settle time, not a whole poll later.
@@ -656,24 +657,15 @@ impl Link {
                 next_listing = Instant::now() + if waiting { settle } else { poll };
             }
             self.deliver(session).await?;
-            tokio::select! {
-                () = tokio::time::sleep(RESULT_TICK) => {}
-                _ = stop.changed() => return Ok(()),
-            }
-            if *stop.borrow() {
+            if !backoff::sleep(stop, RESULT_TICK).await {
                 return Ok(());
             }
         }
     }
 }
 
-/// Runs `config.accounts[index]`'s link until `stop` turns true.
-pub async fn run(
-    config: Arc<Config>,
-    index: usize,
-    jobs: UnboundedSender<Job>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Runs `config.accounts[index]`'s link until `stop` is cancelled.
+pub async fn run(config: Arc<Config>, index: usize, jobs: JobSender, stop: CancellationToken) {
     let Some(account) = config.accounts.get(index).cloned() else {
         return;
     };
@@ -699,33 +691,30 @@ pub async fn run(
         settle: Duration::from_secs(config.intake.settle_seconds),
         jobs,
     };
-    let mut backoff = Duration::from_secs(1);
+    let mut retry = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF).with_jitter();
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return;
         }
         let outcome = match connect(&link.remote).await {
             Ok(session) => {
                 info!(account = %link.account.name, host = %link.remote.host, "connected to the remote SFTP server");
-                backoff = Duration::from_secs(1);
-                let r = link.work(&session, &mut stop).await;
+                retry.reset();
+                let r = link.work(&session, &stop).await;
                 let _ = session.sftp.close().await;
                 r
             }
             Err(e) => Err(e),
         };
+        let wait = retry.next_delay();
         match outcome {
             Ok(()) => return,
             Err(e) => {
-                warn!(account = %link.account.name, error = %e, retry_in = ?backoff, "remote SFTP account: will reconnect")
+                warn!(account = %link.account.name, error = %e, retry_in = ?wait, "remote SFTP account: will reconnect")
             }
         }
-        let jitter =
-            Duration::from_millis(rand::rng().random_range(0..=backoff.as_millis() as u64 / 2));
-        tokio::select! {
-            () = tokio::time::sleep(backoff + jitter) => {}
-            _ = stop.changed() => return,
+        if !backoff::sleep(&stop, wait).await {
+            return;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

@@ -17,7 +17,7 @@
 use super::budget::{HandleBudget, HandlePermit};
 use super::paths::{resolve, Folder, PathError, Place};
 use crate::requests::name::is_in_progress;
-use crate::transports::Job;
+use crate::transports::{Job, JobSender};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
 };
@@ -26,7 +26,6 @@ use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
 
 /// Most bytes one read answers.
@@ -85,7 +84,7 @@ pub struct AccountFs {
     root: PathBuf,
     limits: FsLimits,
     budget: Arc<HandleBudget>,
-    jobs: UnboundedSender<Job>,
+    jobs: JobSender,
     handles: HashMap<String, Entry>,
     recent: VecDeque<(String, FileAttributes)>,
     next: u64,
@@ -236,7 +235,7 @@ impl AccountFs {
         root: PathBuf,
         limits: FsLimits,
         budget: Arc<HandleBudget>,
-        jobs: UnboundedSender<Job>,
+        jobs: JobSender,
     ) -> AccountFs {
         AccountFs {
             account_name,

@@ -19,7 +19,7 @@ pub mod session;
 
 use crate::backoff::AcceptBackoff;
 use crate::config::{Config, Transport};
-use crate::transports::Job;
+use crate::transports::JobSender;
 use auth::{Credentials, Throttle};
 use budget::HandleBudget;
 use fs::FsLimits;
@@ -39,7 +39,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -300,10 +299,7 @@ impl SftpServer {
     ///
     /// # Errors
     /// [`SftpError`].
-    pub async fn bind(
-        config: &Config,
-        jobs: UnboundedSender<Job>,
-    ) -> Result<SftpServer, SftpError> {
+    pub async fn bind(config: &Config, jobs: JobSender) -> Result<SftpServer, SftpError> {
         let s = &config.sftp_server;
         let key = load_or_create_host_key(&config.state_dir)?;
         let accounts = account_entries(config)?;

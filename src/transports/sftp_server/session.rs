@@ -7,7 +7,7 @@ use super::auth::{Credentials, Throttle};
 use super::budget::HandleBudget;
 use super::fs::{AccountFs, FsLimits};
 use super::gate::Ticket;
-use crate::transports::Job;
+use crate::transports::JobSender;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId};
 use std::collections::{HashMap, HashSet};
@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
 /// An account that may log in to the embedded server.
@@ -59,7 +58,7 @@ pub struct Shared {
     /// SFTP packet cap.
     pub max_packet: u32,
     /// Where completed uploads are announced.
-    pub jobs: UnboundedSender<Job>,
+    pub jobs: JobSender,
 }
 
 /// The handler of one connection.
