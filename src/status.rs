@@ -161,21 +161,34 @@ pub fn files(
     Ok(out)
 }
 
+/// Why a `--since` text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinceError {
+    /// It does not start with a whole number.
+    #[error("{0:?}: a number and a unit, like 7d, 12h, 30m")]
+    NoNumber(String),
+    /// Its unit is not one of `d`, `h`, `m`, `s`.
+    #[error("{0:?}: the unit is d, h, m or s")]
+    Unit(String),
+}
+
 /// Reads `7d`, `12h`, `30m` or `90s` as a duration.
 ///
 /// # Errors
-/// What is wrong with the text.
-pub fn parse_since(text: &str) -> Result<chrono::Duration, String> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+/// [`SinceError`]: what is wrong with the text.
+pub fn parse_since(text: &str) -> Result<chrono::Duration, SinceError> {
+    // The last character is the unit (split at a character boundary: `7é` is refused, not a panic).
+    let last = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (number, unit) = text.split_at(last);
     let n: i64 = number
         .parse()
-        .map_err(|_| format!("{text:?}: a number and a unit, like 7d, 12h, 30m"))?;
+        .map_err(|_| SinceError::NoNumber(text.to_owned()))?;
     match unit {
         "d" => Ok(chrono::Duration::days(n)),
         "h" => Ok(chrono::Duration::hours(n)),
         "m" => Ok(chrono::Duration::minutes(n)),
         "s" => Ok(chrono::Duration::seconds(n)),
-        _ => Err(format!("{text:?}: the unit is d, h, m or s")),
+        _ => Err(SinceError::Unit(text.to_owned())),
     }
 }
 
@@ -190,5 +203,7 @@ mod tests {
         assert!(parse_since("7").is_err());
         assert!(parse_since("d").is_err());
         assert!(parse_since("3w").is_err());
+        assert!(parse_since("7é").is_err());
+        assert!(parse_since("").is_err());
     }
 }

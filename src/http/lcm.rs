@@ -30,6 +30,56 @@ pub(super) struct AgentRequest {
     pub devices: Vec<(String, String, DeviceKind, String)>,
 }
 
+/// Why an agent request envelope is refused; its `Display` is the `error` of the answer.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LcmError {
+    /// The body does not parse as JSON.
+    #[error("the body is not JSON: {error} (line {line} column {column})", error = .0, line = .0.line(), column = .0.column())]
+    NotJson(serde_json::Error),
+    /// The body is JSON, but not an object.
+    #[error("the body must be a JSON object with channel, topic, subtopic and message")]
+    NotAnObject,
+    /// The channel is not `LCM`.
+    #[error("channel must be \"LCM\"")]
+    Channel,
+    /// The topic is not `WebService`.
+    #[error("topic must be \"WebService\"")]
+    Topic,
+    /// There is no `message` (or `data`) object.
+    #[error("message must be an object")]
+    Message,
+    /// `source` is there but not a string.
+    #[error("source must be a string")]
+    Source,
+    /// A text field of the message is not a string.
+    #[error("message.{0} must be a string (\"\" when not given)")]
+    NotText(&'static str),
+    /// `IsPseudonymize` is neither a boolean nor `"true"`/`"false"`.
+    #[error("message.IsPseudonymize must be true or false")]
+    IsPseudonymize,
+    /// The `RequestType` does not go with the subtopic.
+    #[error("a {subtopic} has RequestType {expected:?}, not {found:?}")]
+    RequestType {
+        /// The subtopic.
+        subtopic: &'static str,
+        /// The request type it goes with.
+        expected: &'static str,
+        /// The request type sent.
+        found: String,
+    },
+    /// A pseudonymisation request that says not to pseudonymise.
+    #[error("a CreatePseudonymizationRequest with IsPseudonymize false asks for nothing: send a GetDataPrivacyStatusRequest for the data")]
+    NothingAsked,
+    /// The subtopic is not one gdprd answers.
+    #[error(
+        "subtopic must be GetDataPrivacyStatusRequest or CreatePseudonymizationRequest, not {0:?}"
+    )]
+    Subtopic(String),
+    /// No phone number or email address to look up.
+    #[error("the message gives no PhoneNumber, OtherPhoneNumber, EmailID or OtherEmailID: there is nobody to look up")]
+    NoDevice,
+}
+
 /// A field of `message`, matched without regard to case (the seed writes both `CallId` and `callid`).
 fn field<'a>(message: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     message
@@ -55,43 +105,33 @@ const TEXT_FIELDS: [&str; 11] = [
 
 /// A text field; absent and `""` are "not given". Anything but a string (a number, `null`) is refused, as
 /// docs/openapi.json says: a phone number sent as a JSON number has lost its leading zeros.
-fn text(message: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+fn text(message: &Map<String, Value>, name: &'static str) -> Result<Option<String>, LcmError> {
     match field(message, name) {
         None => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(_) => Err(format!(
-            "message.{name} must be a string (\"\" when not given)"
-        )),
+        Some(_) => Err(LcmError::NotText(name)),
     }
 }
 
 /// Reads an envelope. `country_code` is the account's default for phones without `+`.
-pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "the body is not JSON: {e} (line {} column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let envelope = value
-        .as_object()
-        .ok_or("the body must be a JSON object with channel, topic, subtopic and message")?;
+pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, LcmError> {
+    let value: Value = serde_json::from_slice(body).map_err(LcmError::NotJson)?;
+    let envelope = value.as_object().ok_or(LcmError::NotAnObject)?;
     let get = |k: &str| envelope.get(k).and_then(Value::as_str).unwrap_or("");
     if !get("channel").eq_ignore_ascii_case("LCM") {
-        return Err("channel must be \"LCM\"".into());
+        return Err(LcmError::Channel);
     }
     if !get("topic").eq_ignore_ascii_case("WebService") {
-        return Err("topic must be \"WebService\"".into());
+        return Err(LcmError::Topic);
     }
     let message = envelope
         .get("message")
         .or_else(|| envelope.get("data"))
         .and_then(Value::as_object)
-        .ok_or("message must be an object")?;
+        .ok_or(LcmError::Message)?;
     if envelope.get("source").is_some_and(|s| !s.is_string()) {
-        return Err("source must be a string".into());
+        return Err(LcmError::Source);
     }
     for name in TEXT_FIELDS {
         text(message, name)?;
@@ -102,14 +142,16 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Str
         Some(Value::Bool(b)) => Some(*b),
         Some(Value::String(s)) if s == "true" => Some(true),
         Some(Value::String(s)) if s == "false" => Some(false),
-        Some(_) => return Err("message.IsPseudonymize must be true or false".into()),
+        Some(_) => return Err(LcmError::IsPseudonymize),
     };
     let (kinds, reply) = match get("subtopic") {
         "GetDataPrivacyStatusRequest" => {
             if !request_type.is_empty() && !request_type.eq_ignore_ascii_case("Access to PI Data") {
-                return Err(format!(
-                    "a GetDataPrivacyStatusRequest has RequestType \"Access to PI Data\", not {request_type:?}"
-                ));
+                return Err(LcmError::RequestType {
+                    subtopic: "GetDataPrivacyStatusRequest",
+                    expected: "Access to PI Data",
+                    found: request_type,
+                });
             }
             let kinds = if pseudonymise == Some(true) {
                 vec![Kind::Export, Kind::Pseudonymise]
@@ -120,20 +162,18 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Str
         }
         "CreatePseudonymizationRequest" => {
             if !request_type.is_empty() && !request_type.eq_ignore_ascii_case("Pseudonymization") {
-                return Err(format!(
-                    "a CreatePseudonymizationRequest has RequestType \"Pseudonymization\", not {request_type:?}"
-                ));
+                return Err(LcmError::RequestType {
+                    subtopic: "CreatePseudonymizationRequest",
+                    expected: "Pseudonymization",
+                    found: request_type,
+                });
             }
             if pseudonymise == Some(false) {
-                return Err("a CreatePseudonymizationRequest with IsPseudonymize false asks for nothing: send a GetDataPrivacyStatusRequest for the data".into());
+                return Err(LcmError::NothingAsked);
             }
             (vec![Kind::Pseudonymise], "SetPseudonymizationResponse")
         }
-        other => {
-            return Err(format!(
-                "subtopic must be GetDataPrivacyStatusRequest or CreatePseudonymizationRequest, not {other:?}"
-            ))
-        }
+        other => return Err(LcmError::Subtopic(other.to_owned())),
     };
     let mut devices = Vec::new();
     for (name, kind) in [
@@ -148,10 +188,7 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Str
         }
     }
     if devices.is_empty() {
-        return Err(
-            "the message gives no PhoneNumber, OtherPhoneNumber, EmailID or OtherEmailID: there is nobody to look up"
-                .into(),
-        );
+        return Err(LcmError::NoDevice);
     }
     Ok(AgentRequest {
         kinds,
@@ -183,7 +220,7 @@ pub(super) async fn submit(
         Err(e) => {
             return Ok((
                 StatusCode::BAD_REQUEST,
-                Json(envelope("Error", json!({ "error": e }))),
+                Json(envelope("Error", json!({ "error": e.to_string() }))),
             )
                 .into_response())
         }
@@ -305,7 +342,7 @@ mod tests {
         ];
         for (body, want) in cases {
             let e = parse(body.as_bytes(), "1").expect_err("refused");
-            assert!(e.contains(want), "{want}: {e}");
+            assert!(e.to_string().contains(want), "{want}: {e}");
         }
     }
 }
