@@ -548,10 +548,12 @@ pub struct CallbackHttpConfig {
     /// Seconds one call may take (default 10).
     #[serde(default = "default_connect_timeout")]
     pub timeout_seconds: u64,
-    /// Retries of a call that failed on the network, `429` or `5xx` (default 3).
+    /// Retries of a call that failed on the network, `429` or `5xx` (default 3, at most
+    /// [`crate::stores::callback_http::MAX_RETRIES`]).
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// The first retry's delay in milliseconds, doubled for each next one (default 200).
+    /// The first retry's delay in milliseconds, doubled for each next one up to 10 s (default 200, at most
+    /// [`crate::stores::callback_http::MAX_FIRST_DELAY_MS`]).
     #[serde(default = "default_retry_delay")]
     pub retry_delay_ms: u64,
     /// Customer numbers asked in one listing call (default 50).
@@ -1065,6 +1067,19 @@ fn validate(raw: &RawConfig) -> Result<(), String> {
             if c.timeout_seconds == 0 {
                 return Err(format!("store {name:?}: timeout_seconds must be positive"));
             }
+            use crate::stores::callback_http::{MAX_FIRST_DELAY_MS, MAX_RETRIES};
+            if c.retries > MAX_RETRIES {
+                return Err(format!(
+                    "store {name:?}: retries is {}, at most {MAX_RETRIES} (the waits double up to 10 s each)",
+                    c.retries
+                ));
+            }
+            if c.retry_delay_ms > MAX_FIRST_DELAY_MS {
+                return Err(format!(
+                    "store {name:?}: retry_delay_ms is {}, at most {MAX_FIRST_DELAY_MS}",
+                    c.retry_delay_ms
+                ));
+            }
             continue;
         }
         validate_tables(name, store.tables(), store.phones(), names)?;
@@ -1526,6 +1541,22 @@ mod tests {
             let e = err(&text);
             assert!(e.contains(want), "{e} lacks {want}");
         }
+    }
+
+    #[test]
+    fn callback_retries_are_capped() {
+        let with = |keys: &str| {
+            format!("{DEMO}\n[stores.callbacks]\ntype = \"callback-http\"\nbase_url = \"http://127.0.0.1:1\"\n{keys}")
+        };
+        load(&with("retries = 10\nretry_delay_ms = 10000\n")).expect("at the caps");
+        let e = load(&with("retries = 20\n")).expect_err("20 retries");
+        assert!(e.to_string().contains("retries is 20, at most 10"), "{e}");
+        let e = load(&with("retry_delay_ms = 60000\n")).expect_err("a minute");
+        assert!(
+            e.to_string()
+                .contains("retry_delay_ms is 60000, at most 10000"),
+            "{e}"
+        );
     }
 
     #[test]

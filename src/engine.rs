@@ -229,7 +229,7 @@ impl Engine {
         let Some(config) = self.config.stores.get(name) else {
             return Some("not configured".into());
         };
-        match stores::open(name, config) {
+        match stores::open(name, config, &self.stop) {
             Ok(store) => {
                 self.stores.insert(name.to_owned(), store);
                 None
@@ -410,13 +410,12 @@ impl Engine {
             file: &file,
             plan: &plan,
         };
-        match kind {
-            Kind::Forget | Kind::Pseudonymise => {
-                if self.forget(&ex)? == Outcome::Interrupted {
-                    return Ok(Outcome::Interrupted);
-                }
-            }
+        let outcome = match kind {
+            Kind::Forget | Kind::Pseudonymise => self.forget(&ex)?,
             Kind::Export => self.export(&ex)?,
+        };
+        if outcome == Outcome::Interrupted {
+            return Ok(Outcome::Interrupted);
         }
         self.finish_done(&ex, path)
     }

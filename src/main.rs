@@ -714,7 +714,9 @@ fn check_config(path: &Path, offline: bool) -> Result<ExitCode> {
         println!("stores not opened (--offline)");
     }
     for (name, store_config) in config.stores.iter().filter(|_| !offline) {
-        match gdprd::stores::open(name, store_config).and_then(|mut s| s.check()) {
+        match gdprd::stores::open(name, store_config, &CancellationToken::new())
+            .and_then(|mut s| s.check())
+        {
             Ok(warnings) => {
                 println!("store {name}: OK");
                 for w in warnings {

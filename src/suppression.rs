@@ -7,6 +7,7 @@ use crate::audit::Secret;
 use crate::config::Config;
 use crate::requests::{Device, DeviceError, DeviceKind};
 use crate::stores::{self, Batch, Scope, StoreError, Target};
+use tokio_util::sync::CancellationToken;
 
 /// Why the lookup could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +88,8 @@ pub fn suppressed(
             .stores
             .get(name)
             .ok_or_else(|| SuppressionError::UnknownStore(name.clone()))?;
-        let mut store = stores::open(name, store_config).map_err(failed)?;
+        let mut store =
+            stores::open(name, store_config, &CancellationToken::new()).map_err(failed)?;
         for (slot, hit) in out
             .iter_mut()
             .zip(store.suppressed(&batch).map_err(failed)?)

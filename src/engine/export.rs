@@ -4,7 +4,7 @@
 
 use super::chunk::Chunk;
 use super::isolation::{export_step, StoreOutcome};
-use super::{io_err, Engine, EngineError, Execution, StoreFailure};
+use super::{io_err, Engine, EngineError, Execution, Outcome, StoreFailure};
 use crate::requests::name::stem;
 use crate::results::{archive, log};
 use chrono::Utc;
@@ -15,7 +15,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError`] when the journal fails, or a part or the archive cannot be written.
-    pub(super) fn export(&mut self, ex: &Execution<'_>) -> Result<(), EngineError> {
+    pub(super) fn export(&mut self, ex: &Execution<'_>) -> Result<Outcome, EngineError> {
         let Execution {
             account,
             name,
@@ -25,7 +25,7 @@ impl Engine {
             ..
         } = *ex;
         if self.ledger.chunk_done(rec.id, 0)? {
-            return Ok(());
+            return Ok(Outcome::Done);
         }
         let started = Utc::now();
         let prefixes: Vec<[String; 3]> = plan
@@ -94,6 +94,12 @@ impl Engine {
             );
             per_store.push(outcome);
         }
+        if self.stop.is_cancelled() && per_store.iter().any(StoreOutcome::any_error) {
+            // As in a forget's chunk: the stop may be what failed a store; the export runs again at the next
+            // start (its parts are made again then).
+            info!(account = %account.name, file = name, "stopping in an export a store did not finish; the file resumes at the next start");
+            return Ok(Outcome::Interrupted);
+        }
         let archive_name = log::archive_name(stem(name));
         archive::assemble(&Self::result_dir(account)?, &archive_name, &parts)
             .map_err(io_err(format!("cannot write {archive_name}")))?;
@@ -108,6 +114,6 @@ impl Engine {
         }
         .journal(ex);
         self.ledger.complete_chunk(rec.id, 0, &responses, &audit)?;
-        Ok(())
+        Ok(Outcome::Done)
     }
 }

@@ -3,7 +3,7 @@
 //! first chunk not done. A file of several chunks is surveyed first (see `survey`).
 
 use super::chunk::Chunk;
-use super::isolation::{ForgetStep, Opened};
+use super::isolation::{ForgetStep, Opened, StoreOutcome};
 use super::{survey, Engine, EngineError, Execution, Outcome};
 use chrono::Utc;
 use std::collections::BTreeMap;
@@ -85,6 +85,12 @@ impl Engine {
                     }
                 }
                 per_store.push(outcome);
+            }
+            if self.stop.is_cancelled() && per_store.iter().any(StoreOutcome::any_error) {
+                // The stop may be what failed a store (it gave up waiting to try again): the chunk is left to the
+                // next start, which runs its unfinished steps again.
+                info!(account = %account.name, file = name, chunk = ci, "stopping in a chunk a store did not finish; the file resumes at the next start");
+                return Ok(Outcome::Interrupted);
             }
             let (responses, audit) = Chunk {
                 range: range.clone(),

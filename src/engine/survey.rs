@@ -12,7 +12,7 @@
 
 use crate::ledger::{Ledger, LedgerError};
 use crate::requests::Kind;
-use crate::stores::{Batch, Store, StoreError};
+use crate::stores::{Batch, Store, StoreError, Unreachable};
 use std::collections::BTreeMap;
 use tracing::warn;
 
@@ -47,8 +47,13 @@ pub(super) fn survey(
                         Kind::Pseudonymise => store.pseudonymise(batch, &mut stop),
                         _ => store.forget(batch, &mut stop),
                     };
-                    if let (None, Err(e)) = (&seen, result) {
-                        warn!(store = %name, error = %e, "store could not be surveyed; each contact is answered from its own batch");
+                    match (&seen, result) {
+                        // Stopping: the store is surveyed at the next start, before the first chunk.
+                        (None, Err(StoreError::Unavailable(Unreachable::Stopped))) => continue,
+                        (None, Err(e)) => {
+                            warn!(store = %name, error = %e, "store could not be surveyed; each contact is answered from its own batch");
+                        }
+                        _ => {}
                     }
                 }
                 let found = seen.filter(|f| f.len() == n).unwrap_or_default();

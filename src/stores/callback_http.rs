@@ -12,18 +12,29 @@
 //! | `DELETE /callbacks/{id}` | `200`/`204`, `404` when already gone, `409` when the state does not allow it |
 //!
 //! Every call carries `Authorization: Bearer <token>` when a token is configured, and is retried on a broken
-//! connection, `429` and `5xx`, with exponential backoff.
+//! connection, `429` and `5xx`, with capped exponential backoff and jitter ([`crate::backoff`]); a cancel is
+//! confirmed by asking again on the same backoff. Every wait ends when the daemon stops: the store then fails
+//! with [`Unreachable::Stopped`], and the engine leaves the chunk to the next start.
 
 use super::callback_state::{self, CANCELLED};
 use super::matching::Matcher;
 use super::{
     key_index, Batch, CallFailure, CallbackError, ExportSink, Found, Store, StoreError, Unreachable,
 };
+use crate::backoff::{self, Backoff};
 use crate::config::CallbackHttpConfig;
 use crate::requests::DeviceKind;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The longest wait between two tries, before jitter.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+/// The most `retries` a config may ask for: with the longest first delay, about two minutes of waiting.
+pub const MAX_RETRIES: u32 = 10;
+/// The longest first delay (`retry_delay_ms`) a config may ask for.
+pub const MAX_FIRST_DELAY_MS: u64 = 10_000;
 
 /// A callback service.
 pub struct CallbackStore {
@@ -32,6 +43,7 @@ pub struct CallbackStore {
     agent: ureq::Agent,
     token: Option<String>,
     matcher: Matcher,
+    stop: CancellationToken,
 }
 
 /// One callback the service returned, with the targets it answers.
@@ -51,11 +63,16 @@ fn text(v: &Value) -> String {
 }
 
 impl CallbackStore {
-    /// A store for the service at `config.base_url`; nothing is called until it is used.
+    /// A store for the service at `config.base_url`; nothing is called until it is used. Its waits between
+    /// tries end when `stop` is cancelled.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the token cannot be read.
-    pub fn open(name: &str, config: &CallbackHttpConfig) -> Result<CallbackStore, StoreError> {
+    pub fn open(
+        name: &str,
+        config: &CallbackHttpConfig,
+        stop: &CancellationToken,
+    ) -> Result<CallbackStore, StoreError> {
         let token =
             crate::credentials::token(config.token_file.as_deref(), config.token_env.as_deref())?;
         // rustls (see `super::tls`), trusting the platform's root certificates.
@@ -80,7 +97,26 @@ impl CallbackStore {
             agent,
             token,
             matcher: Matcher::new(config.phones.clone()),
+            stop: stop.clone(),
         })
+    }
+
+    /// The backoff between two tries of one call, or two looks at a cancel.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.config.retry_delay_ms),
+            MAX_RETRY_DELAY,
+        )
+        .with_jitter()
+    }
+
+    /// Waits `delay`; [`Unreachable::Stopped`] when the daemon stops first.
+    fn wait(&self, delay: Duration) -> Result<(), Unreachable> {
+        if backoff::sleep_blocking(&self.stop, delay) {
+            Ok(())
+        } else {
+            Err(Unreachable::Stopped)
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -96,7 +132,7 @@ impl CallbackStore {
         query: &[(&str, &str)],
     ) -> Result<(u16, Value), Unreachable> {
         let url = self.url(path);
-        let mut delay = Duration::from_millis(self.config.retry_delay_ms);
+        let mut backoff = self.backoff();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -146,8 +182,7 @@ impl CallbackStore {
                 });
             }
             tracing::debug!(store = %self.name, attempt, "callback service call failed; retrying");
-            std::thread::sleep(delay);
-            delay = delay.saturating_mul(2).min(Duration::from_secs(10));
+            self.wait(backoff.next_delay())?;
         }
     }
 
@@ -256,15 +291,14 @@ impl CallbackStore {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut delay = Duration::from_millis(self.config.retry_delay_ms);
+        let mut backoff = self.backoff();
         for _ in 0..=self.config.retries {
             match self.state(&callback.id) {
                 Ok(None) => return Ok(()),
                 Ok(Some(s)) if s == CANCELLED => return Ok(()),
                 Ok(Some(_)) | Err(_) => {}
             }
-            std::thread::sleep(delay);
-            delay = delay.saturating_mul(2);
+            self.wait(backoff.next_delay())?;
         }
         let state = self
             .state(&callback.id)
@@ -355,6 +389,10 @@ impl Store for CallbackStore {
                 self.delete(c)
             };
             if let Err(e) = done {
+                if self.stop.is_cancelled() {
+                    // Not the callback's doing: the step runs again at the next start.
+                    return Err(Unreachable::Stopped.into());
+                }
                 tracing::warn!(store = %self.name, "a callback could not be forgotten");
                 failures.push(e);
             }

@@ -204,6 +204,9 @@ pub enum Unreachable {
         /// How many times it was tried.
         tries: u32,
     },
+    /// gdprd is stopping: the store gave up waiting to try again. The step runs again at the next start.
+    #[error("stopped: gdprd is shutting down")]
+    Stopped,
 }
 
 /// Why one call to the callback service failed.

@@ -25,6 +25,7 @@ use crate::config::{StoreConfig, TableMapping};
 use crate::requests::DeviceKind;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use tokio_util::sync::CancellationToken;
 
 /// The limits a request puts on where a device is searched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -174,17 +175,24 @@ pub(crate) fn digest_index(batch: &Batch) -> HashMap<&str, Vec<usize>> {
     index
 }
 
-/// Opens the store `name` as configured.
+/// Opens the store `name` as configured. A store that waits between tries (the callback service's) stops
+/// waiting once `stop` is cancelled.
 ///
 /// # Errors
 /// [`StoreError`] when it cannot be opened.
-pub fn open(name: &str, config: &StoreConfig) -> Result<Box<dyn Store>, StoreError> {
+pub fn open(
+    name: &str,
+    config: &StoreConfig,
+    stop: &CancellationToken,
+) -> Result<Box<dyn Store>, StoreError> {
     match config {
         StoreConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteStore::open(name, c)?)),
         StoreConfig::Postgres(c) => Ok(Box::new(sql::SqlStore::<postgres::PgConn>::new(name, c))),
         StoreConfig::Mysql(c) => Ok(Box::new(sql::SqlStore::<mysql::MyConn>::new(name, c))),
         StoreConfig::Csv(c) => Ok(Box::new(csv::CsvStore::open(name, c)?)),
-        StoreConfig::CallbackHttp(c) => Ok(Box::new(callback_http::CallbackStore::open(name, c)?)),
+        StoreConfig::CallbackHttp(c) => {
+            Ok(Box::new(callback_http::CallbackStore::open(name, c, stop)?))
+        }
     }
 }
 
