@@ -33,10 +33,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -93,10 +95,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A token bucket.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// One kind of per-account rate (submissions or reads): governor's token bucket per account, made again when a
+/// reload changes the quota.
+struct Rate {
+    quota: Quota,
+    limiter: DefaultKeyedRateLimiter<String>,
 }
 
 /// What failed authentications are counted against.
@@ -122,7 +125,8 @@ pub struct HttpState {
     config: Arc<RwLock<Arc<Config>>>,
     ledger: Mutex<Ledger>,
     jobs: JobSender,
-    buckets: Mutex<HashMap<(String, bool), Bucket>>,
+    /// The submission rate (`true`) and the read rate (`false`).
+    rates: Mutex<HashMap<bool, Rate>>,
     failures: Mutex<Throttle<Failure>>,
     /// `[http] trusted_proxies` as at start (like the connection caps, they change at a restart).
     trusted_proxies: Vec<ipnet::IpNet>,
@@ -161,7 +165,7 @@ impl HttpState {
             trusted_proxies,
             config,
             jobs,
-            buckets: Mutex::default(),
+            rates: Mutex::default(),
             failures: Mutex::new(Throttle::new(0, Duration::ZERO)),
             expiring: Mutex::default(),
         })
@@ -268,29 +272,37 @@ impl HttpState {
         ))
     }
 
-    /// Takes one token from the account's submission (`submit`) or read bucket, or answers 429.
+    /// Takes one token from the account's submission (`submit`) or read bucket, or answers 429. A submission
+    /// bucket holds `submit_per_minute` and refills over a minute; a read bucket holds ten seconds' worth of
+    /// `reads_per_second`.
     fn rate(&self, account: &str, submit: bool) -> Result<(), ApiError> {
         let config = self.config();
-        let (per_second, burst) = if submit {
-            let per_minute = f64::from(config.http.submit_per_minute);
-            (per_minute / 60.0, per_minute)
+        let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = if submit {
+            Quota::per_minute(nonzero(config.http.submit_per_minute))
         } else {
-            let per_second = f64::from(config.http.reads_per_second);
-            (per_second, per_second * 10.0)
+            let per_second = config.http.reads_per_second;
+            Quota::per_second(nonzero(per_second))
+                .allow_burst(nonzero(per_second.saturating_mul(10)))
         };
-        let mut buckets = self
-            .buckets
+        let mut rates = self
+            .rates
             .lock()
             .map_err(|_| ApiError::internal("rate state poisoned"))?;
-        let bucket = buckets
-            .entry((account.to_owned(), submit))
-            .or_insert(Bucket {
-                tokens: burst,
-                at: Instant::now(),
-            });
-        bucket.tokens = (bucket.tokens + bucket.at.elapsed().as_secs_f64() * per_second).min(burst);
-        bucket.at = Instant::now();
-        if bucket.tokens < 1.0 {
+        let rate = rates.entry(submit).or_insert_with(|| Rate {
+            quota,
+            limiter: RateLimiter::keyed(quota),
+        });
+        if rate.quota != quota {
+            *rate = Rate {
+                quota,
+                limiter: RateLimiter::keyed(quota),
+            };
+        }
+        if rate.limiter.len() > 10_000 {
+            rate.limiter.retain_recent();
+        }
+        if rate.limiter.check_key(&account.to_owned()).is_err() {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 if submit {
@@ -306,7 +318,6 @@ impl HttpState {
                 },
             ));
         }
-        bucket.tokens -= 1.0;
         Ok(())
     }
 }
