@@ -31,7 +31,7 @@ pub enum DaemonError {
     Engine(#[from] EngineError),
     /// The state folder could not be locked: another daemon uses it.
     #[error(transparent)]
-    State(#[from] crate::ledger::LedgerError),
+    State(#[from] crate::journal::JournalError),
     /// An account folder could not be created or read.
     #[error("account {account}: {source}")]
     Account {
@@ -82,7 +82,11 @@ pub fn prepare_accounts(config: &Config) -> Result<(), DaemonError> {
 
 fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
     let file = job.name.to_string_lossy();
-    match engine.handle(account, &job.name) {
+    let handled = match job.claimed {
+        Some(id) => engine.handle_claimed(account, id),
+        None => engine.handle(account, &job.name),
+    };
+    match handled {
         Ok(outcome @ (Outcome::Ignored | Outcome::Waiting)) => {
             debug!(account = %account.name, file = ?file, ?outcome, "nothing to do now");
         }
@@ -112,6 +116,7 @@ fn resume(engine: &mut Engine, accounts: &[AccountConfig], stop: &CancellationTo
                         &Job {
                             account: account.clone(),
                             name: name.into(),
+                            claimed: None,
                         },
                     ),
                     None => {
@@ -216,6 +221,7 @@ fn rescan(config: &Config, settle: Duration, jobs: &JobSender) {
                     let _ = jobs.send(Job {
                         account: account.name.clone(),
                         name,
+                        claimed: None,
                     });
                 }
             }
@@ -350,9 +356,10 @@ pub async fn run(
         source,
     })?;
     // Held until `run` returns: a second daemon on this state folder refuses to start.
-    let _lock = crate::ledger::StateLock::acquire(&config.state_dir)?;
+    let _lock = crate::journal::StateLock::acquire(&config.state_dir)?;
     prepare_accounts(&config)?;
     let engine = Engine::new(Arc::clone(&config), shutdown.clone())?;
+    let journal = engine.journal().clone();
     let (tx, rx) = queue::queue(queue::CAPACITY);
     let pending: Pending = Arc::default();
     let worker = {
@@ -397,8 +404,7 @@ pub async fn run(
     let mut remotes = Remotes::start(&config, &tx, &shutdown, &tracker);
     let current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
     if config.http.listen.is_some() {
-        let state = crate::http::HttpState::new(Arc::clone(&current), tx.clone())
-            .map_err(|e| DaemonError::Http(e.to_string()))?;
+        let state = crate::http::HttpState::new(Arc::clone(&current), journal, tx.clone());
         let listener = crate::http::bind(&config)
             .await
             .map_err(|e| DaemonError::Http(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! The engine executes one submitted file from start to finish, durably.
 //!
 //! For each name found in an account's `GDPR_Submit` it decides (ignore, wait for its date, reject, resume),
-//! claims the file in the [`Ledger`] with a copy in the state folder, parses it, runs every request against the
+//! claims the file in the [`Journal`] (which keeps a copy in the state folder), parses it, runs every request against the
 //! account's stores, and writes the results. A forget runs in chunks of `batch_size` devices; each store's step is
 //! planned in the journal before it changes anything and each chunk's responses are journaled when it completes,
 //! so a restart resumes where it stopped: no chunk runs twice and no response changes. An export is read-only
@@ -14,10 +14,9 @@
 
 use crate::audit::Secret;
 use crate::config::{AccountConfig, Config};
-use crate::ledger::{FileRecord, FileState, Ledger, LedgerError};
+use crate::journal::{Claim, Journal, JournalError, Known};
 use crate::requests::name::is_in_progress;
 use crate::requests::{admit_name_within, parse, Admission, FileName, Kind, RequestFile};
-use crate::results::atomic;
 use crate::results::atomic::remove_if_present;
 use crate::stores::{self, Store};
 use chrono::Utc;
@@ -26,7 +25,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -50,9 +48,9 @@ pub use response::{Response, ResponseKind, StoreFailure};
 /// Why a file could not be handled now. The file stays where it is and is tried again later.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The ledger failed.
+    /// The journal failed.
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    Journal(#[from] JournalError),
     /// Reading the submission or writing a result or state file failed.
     #[error("{context}: {source}")]
     Io {
@@ -92,26 +90,6 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// The ledger id of the file the engine is executing, 0 when idle: the HTTP front doors report such a job
-/// `IN_PROGRESS` before its first chunk completes.
-pub static WORKING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-/// Clears [`WORKING`] when an execution ends, however it ends.
-struct Working;
-
-impl Working {
-    fn start(id: i64) -> Working {
-        WORKING.store(id, Ordering::SeqCst);
-        Working
-    }
-}
-
-impl Drop for Working {
-    fn drop(&mut self) {
-        WORKING.store(0, Ordering::SeqCst);
-    }
-}
-
 /// One file under execution: where it came from, what it asks for, and its plan.
 #[derive(Clone, Copy)]
 struct Execution<'a> {
@@ -119,8 +97,8 @@ struct Execution<'a> {
     /// Its name in `GDPR_Submit`.
     name: &'a str,
     kind: Kind,
-    /// Its claim in the ledger.
-    rec: &'a FileRecord,
+    /// Its claim in the journal.
+    claim: &'a Claim,
     file: &'a RequestFile,
     plan: &'a Plan,
 }
@@ -128,31 +106,23 @@ struct Execution<'a> {
 /// Executes files for every account of a configuration.
 pub struct Engine {
     config: Arc<Config>,
-    ledger: Ledger,
+    journal: Journal,
     secret: Secret,
     stores: BTreeMap<String, Box<dyn Store>>,
     stop: CancellationToken,
 }
 
 impl Engine {
-    /// Opens the ledger and secret in the state folder (creating what is missing). Stores open on first use.
+    /// Opens the journal and secret in the state folder (creating what is missing). Stores open on first use.
     /// Once `stop` is cancelled, a file in progress stops at its next checkpoint ([`Outcome::Interrupted`]).
     ///
     /// # Errors
     /// [`EngineError`] when the state folder cannot be prepared.
     pub fn new(config: Arc<Config>, stop: CancellationToken) -> Result<Engine, EngineError> {
-        for dir in [
-            config.state_dir.clone(),
-            config.state_dir.join("claimed"),
-            config.state_dir.join("work"),
-        ] {
-            std::fs::create_dir_all(&dir)
-                .map_err(io_err(format!("cannot create {}", dir.display())))?;
-        }
-        let ledger = Ledger::open(&config.state_dir)?;
+        let journal = Journal::open(&config.state_dir)?;
         let secret = Secret::load_or_create(&config.state_dir)
             .map_err(io_err("cannot load the installation secret"))?;
-        let mut removed = ledger.remove_leftovers(&config.state_dir)?;
+        let mut removed = journal.remove_leftovers()?;
         for account in &config.accounts {
             removed += remove_account_leftovers(account);
         }
@@ -164,7 +134,7 @@ impl Engine {
         }
         Ok(Engine {
             config,
-            ledger,
+            journal,
             secret,
             stores: BTreeMap::new(),
             stop,
@@ -176,12 +146,17 @@ impl Engine {
         &self.config
     }
 
+    /// The journal the engine records in: the HTTP front doors share it.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Files claimed but not finished, as (account, name), to resume at start.
     ///
     /// # Errors
-    /// [`EngineError::Ledger`].
+    /// [`EngineError::Journal`].
     pub fn unfinished(&self) -> Result<Vec<(String, String)>, EngineError> {
-        Ok(self.ledger.unfinished()?)
+        Ok(self.journal.unfinished()?)
     }
 
     /// Takes up a reloaded configuration for the files that follow. Open stores whose settings changed, or that
@@ -244,7 +219,7 @@ impl Engine {
     /// Handles the name `name` found in `account`'s `GDPR_Submit`.
     ///
     /// # Errors
-    /// [`EngineError`] when the ledger or the file system fails; the file is left for a later try.
+    /// [`EngineError`] when the journal or the file system fails; the file is left for a later try.
     pub fn handle(
         &mut self,
         account: &AccountConfig,
@@ -266,27 +241,28 @@ impl Engine {
         if is_in_progress(name) {
             return Ok(Outcome::Ignored);
         }
-        match self.ledger.lookup(&account.name, name)? {
-            Some(rec) if rec.state == FileState::Claimed => {
-                return self.resume(account, name, &path, rec)
+        match self.journal.admit(&account.name, name)? {
+            Known::Unfinished(claim) => {
+                info!(account = %account.name, file = name, id = claim.id(), "resuming claimed file");
+                return self.run(account, name, &path, &claim);
             }
-            Some(rec) if !rec.removed && rec.state == FileState::Rejected => {
+            Known::Rejected => {
                 remove_if_present(&path)
                     .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
-                self.ledger.mark_removed(&account.name, name)?;
+                self.journal.mark_removed(&account.name, name)?;
                 return Ok(Outcome::Rejected);
             }
-            Some(rec) if !rec.removed => {
-                self.leave_submit(account, name, &path, &rec)?;
+            Known::Finished(claim) => {
+                self.leave_submit(account, name, &path, &claim)?;
                 return Ok(Outcome::Done);
             }
-            Some(rec) => {
+            Known::Taken(rec) => {
                 if meta.is_none() {
                     return Ok(Outcome::Ignored);
                 }
                 return self.reject(account, name, &path, Rejection::duplicate(name, &rec));
             }
-            None => {}
+            Known::New => {}
         }
         let Some(meta) = meta else {
             return Ok(Outcome::Ignored);
@@ -313,17 +289,33 @@ impl Engine {
             info!(account = %account.name, file = name, seconds_since_written = age.as_secs(), "file ends in the middle of its JSON: an upload still being written; waiting for the rest");
             return Ok(Outcome::Waiting);
         }
-        let rec = self.ledger.claim(
+        let claim = self.journal.claim(
             &account.name,
             name,
-            Some(file_name.kind.as_type()),
+            file_name.kind,
             &bytes,
             self.config.limits.batch_size,
         )?;
-        atomic::write(&self.claimed_dir(), &format!("{}.json", rec.id), &bytes)
-            .map_err(io_err("cannot keep a copy of the claimed file"))?;
-        info!(account = %account.name, file = name, id = rec.id, bytes = bytes.len(), "file claimed");
-        self.execute(account, name, &path, file_name.kind, &rec, &bytes)
+        info!(account = %account.name, file = name, id = claim.id(), bytes = bytes.len(), "file claimed");
+        self.execute(account, name, &path, file_name.kind, &claim, &bytes)
+    }
+
+    /// Executes the file `id` that the HTTP front doors claimed for `account`. One that is no longer claimed
+    /// (finished by the resume at start) is ignored.
+    ///
+    /// # Errors
+    /// [`EngineError`] when the journal or the file system fails; the file resumes at the next start.
+    pub fn handle_claimed(
+        &mut self,
+        account: &AccountConfig,
+        id: i64,
+    ) -> Result<Outcome, EngineError> {
+        let Some(claim) = self.journal.claimed(id)? else {
+            return Ok(Outcome::Ignored);
+        };
+        let name = claim.record().name.clone();
+        let path = account.submit_dir().join(&name);
+        self.run(account, &name, &path, &claim)
     }
 
     /// The account's `GDPR_Result`, created again if an operator removed it.
@@ -334,38 +326,28 @@ impl Engine {
         Ok(dir)
     }
 
-    fn claimed_dir(&self) -> PathBuf {
-        self.config.state_dir.join("claimed")
-    }
-
-    fn resume(
+    /// Runs a file claimed before (after a crash, or by the HTTP front doors), read back from its claimed copy.
+    fn run(
         &mut self,
         account: &AccountConfig,
         name: &str,
         path: &Path,
-        rec: FileRecord,
+        claim: &Claim,
     ) -> Result<Outcome, EngineError> {
         // The type recorded at claim time: names made by the HTTP front doors are not drop-folder names.
-        let kind = rec
-            .kind
-            .as_deref()
-            .and_then(Kind::from_type)
+        let kind = claim
+            .kind()
             .or_else(|| FileName::parse(name).ok().map(|f| f.kind))
             .ok_or_else(|| EngineError::UnknownKind {
-                id: rec.id,
-                recorded: rec.kind.clone(),
+                id: claim.id(),
+                recorded: claim.record().kind.clone(),
             })?;
-        let copy = self.claimed_dir().join(format!("{}.json", rec.id));
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
-        let bytes = read_capped(&copy, cap).or_else(|_| read_capped(path, cap));
-        let intact = bytes.as_ref().ok().filter(|b| self.ledger.holds(&rec, b));
-        info!(account = %account.name, file = name, id = rec.id, "resuming claimed file");
-        match intact {
-            Some(bytes) => {
-                let bytes = bytes.clone();
-                self.execute(account, name, path, kind, &rec, &bytes)
+        match claim.read_claimed(path, cap) {
+            Some(bytes) => self.execute(account, name, path, kind, claim, &bytes),
+            None => {
+                self.finish_refused(account, name, path, claim, &Refusal::ClaimedCopyLost, None)
             }
-            None => self.finish_refused(account, name, path, &rec, &Refusal::ClaimedCopyLost, None),
         }
     }
 
@@ -375,10 +357,10 @@ impl Engine {
         name: &str,
         path: &Path,
         kind: Kind,
-        rec: &FileRecord,
+        claim: &Claim,
         bytes: &[u8],
     ) -> Result<Outcome, EngineError> {
-        let _working = Working::start(rec.id);
+        let _executing = claim.executing();
         let limits = self.config.limits.request_limits();
         let file = match parse::parse(bytes, kind, &limits) {
             Ok(file) => file,
@@ -395,7 +377,7 @@ impl Engine {
                     account,
                     name,
                     path,
-                    rec,
+                    claim,
                     &Refusal::File(e),
                     raw.as_deref(),
                 );
@@ -406,7 +388,7 @@ impl Engine {
             account,
             name,
             kind,
-            rec,
+            claim,
             file: &file,
             plan: &plan,
         };
@@ -437,27 +419,27 @@ mod tests {
         let bytes = br#"{"requests":[{"type":"FORGET","contacts":[{"email":"a@b.com"}]}]}"#;
         let mut engine =
             Engine::new(Arc::clone(&config), CancellationToken::new()).expect("engine");
-        let ledger = Ledger::open(&config.state_dir).expect("ledger");
+        let journal = engine.journal().clone();
         // Names made by the HTTP front doors are not drop-folder names: only the recorded type tells.
         for (name, recorded) in [("job-7.json", None), ("job-8.json", Some("ERASE"))] {
             std::fs::write(account.submit_dir().join(name), bytes).expect("file");
-            let rec = ledger
-                .claim(&account.name, name, recorded, bytes, 500)
-                .expect("claim");
+            let claim = journal.claim_recorded_as(&account.name, name, recorded, bytes);
             let err = engine
                 .handle(&account, OsStr::new(name))
                 .expect_err("an unknown type is an error");
             assert!(
-                matches!(err, EngineError::UnknownKind { id, .. } if id == rec.id),
+                matches!(err, EngineError::UnknownKind { id, .. } if id == claim.id()),
                 "{err}"
             );
             assert!(account.submit_dir().join(name).exists(), "the file stays");
-            let now = ledger
-                .lookup(&account.name, name)
-                .expect("lookup")
-                .expect("claimed");
-            assert_eq!(now.state, FileState::Claimed);
-            assert!(ledger.responses(rec.id).expect("responses").is_empty());
+            assert!(
+                matches!(
+                    journal.admit(&account.name, name).expect("admit"),
+                    Known::Unfinished(_)
+                ),
+                "still claimed"
+            );
+            assert!(claim.responses().expect("responses").is_empty());
         }
     }
 }

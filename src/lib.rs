@@ -10,12 +10,13 @@
 //! - [`stores`] are where personal data lives (SQLite, PostgreSQL, MySQL, CSV lists, callback services); they
 //!   forget or export a batch of devices. [`suppression`] answers whether a suppression list holds a device.
 //! - [`results`] are what customers read: execution logs, rejection notices, export archives, written atomically.
-//! - [`ledger`] makes it durable and exactly-once, and keeps the audit trail; [`audit`] hashes devices for it.
+//! - [`journal`] makes it durable and exactly-once: it owns the ledger, the audit trail and the state folder;
+//!   [`audit`] hashes devices for it.
 //! - [`daemon`] wires it all, reloads and owns shutdown; [`config`] is the TOML it runs from; [`retention`]
-//!   deletes old results; [`status`] reads the ledger for care engineers; [`metrics`] counts for Prometheus;
+//!   deletes old results; [`status`] asks the journal for care engineers; [`metrics`] counts for Prometheus;
 //!   [`demo`] lays out a self-contained demo installation.
 //! - [`http`] is the other way in: batched erasure/access jobs and agent privacy requests over HTTP, turned into
-//!   the same claimed files, so the engine, ledger, audit and retention treat them exactly like dropped files;
+//!   the same claimed files, so the engine, journal, audit and retention treat them exactly like dropped files;
 //!   [`clock`] is the time it and retention read.
 //! - Shared by the rooms: [`throttle`] (failed logins), [`backoff`] (every listener's wait after a failed accept)
 //!   and [`credentials`] (passwords and tokens read from files or the environment).
@@ -31,7 +32,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod http;
-pub mod ledger;
+pub mod journal;
 pub mod metrics;
 pub mod requests;
 pub mod results;

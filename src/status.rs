@@ -1,12 +1,12 @@
-//! `gdprd status`: what care engineers need to answer "did my request go through?". It reads the ledger
-//! read-only (safe while the daemon runs: the ledger is in WAL mode) and the accounts' folders: every file
+//! `gdprd status`: what care engineers need to answer "did my request go through?". It asks the journal's
+//! read-only [`Reader`] (safe while the daemon runs) and reads the accounts' folders: every file
 //! received, its state (waiting for its date, processing, done, rejected and why), its per-contact counts and
 //! where its result is. It shows no device: the ledger holds responses, never the devices themselves.
 
 use crate::config::Config;
+use crate::journal::{FileState, JournalError, Reader};
 use crate::requests::{admit_name_within, Admission};
 use crate::results::log as names;
-use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -40,7 +40,7 @@ pub struct FileStatus {
 pub enum StatusError {
     /// The ledger could not be read.
     #[error("cannot read the ledger in the state folder: {0}")]
-    Ledger(#[from] rusqlite::Error),
+    Ledger(#[from] JournalError),
     /// No such account.
     #[error("no account {0:?} in the config")]
     UnknownAccount(String),
@@ -62,68 +62,44 @@ pub fn files(
         }
     }
     let mut out = Vec::new();
-    let ledger = config.state_dir.join("ledger.db");
-    if ledger.exists() {
-        let conn = Connection::open_with_flags(
-            &ledger,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut stmt = conn.prepare(
-            "SELECT f.account, f.name, f.state, f.error, f.received_at, f.finished_at,
-                    sum(c.response = 'SUCCESS'), sum(c.response = 'SUCCESS: not found'),
-                    sum(c.response LIKE 'ERROR%')
-             FROM files f LEFT JOIN contacts c ON c.file_id = f.id
-             WHERE f.received_at >= ?1 AND (?2 IS NULL OR f.account = ?2)
-             GROUP BY f.id ORDER BY f.received_at DESC, f.id DESC",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![since, account], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<i64>>(6)?.unwrap_or(0),
-                r.get::<_, Option<i64>>(7)?.unwrap_or(0),
-                r.get::<_, Option<i64>>(8)?.unwrap_or(0),
-            ))
-        })?;
-        for row in rows {
-            let (acct, name, state, error, received, finished, ok, nf, err) = row?;
-            let results = config
-                .account(&acct)
-                .map(|a| {
-                    let stem = crate::requests::name::stem(&name);
-                    [
-                        names::log_name(stem),
-                        names::archive_name(stem),
-                        names::rejected_name(stem),
-                        names::rejected_name(&name),
-                    ]
-                    .into_iter()
-                    .map(|n| a.result_dir().join(n))
-                    .filter(|p| p.exists())
-                    .collect()
-                })
-                .unwrap_or_default();
-            out.push(FileStatus {
-                account: acct,
-                name,
-                state: match state.as_str() {
-                    "claimed" => "processing".to_owned(),
-                    other => other.to_owned(),
-                },
-                detail: error,
-                received_at: Some(received),
-                finished_at: finished,
-                success: u64::try_from(ok).unwrap_or(0),
-                not_found: u64::try_from(nf).unwrap_or(0),
-                errors: u64::try_from(err).unwrap_or(0),
-                results,
-            });
-        }
+    let received = match Reader::open(&config.state_dir)? {
+        Some(reader) => reader.files(account, since)?,
+        None => Vec::new(),
+    };
+    for file in received {
+        let results = config
+            .account(&file.account)
+            .map(|a| {
+                let stem = crate::requests::name::stem(&file.name);
+                [
+                    names::log_name(stem),
+                    names::archive_name(stem),
+                    names::rejected_name(stem),
+                    names::rejected_name(&file.name),
+                ]
+                .into_iter()
+                .map(|n| a.result_dir().join(n))
+                .filter(|p| p.exists())
+                .collect()
+            })
+            .unwrap_or_default();
+        out.push(FileStatus {
+            account: file.account,
+            name: file.name,
+            state: match file.state {
+                FileState::Claimed => "processing",
+                FileState::Done => "done",
+                FileState::Rejected => "rejected",
+            }
+            .to_owned(),
+            detail: file.error,
+            received_at: Some(file.received_at),
+            finished_at: file.finished_at,
+            success: file.counts.success,
+            not_found: file.counts.not_found,
+            errors: file.counts.errors,
+            results,
+        });
     }
     for a in &config.accounts {
         if account.is_some_and(|want| want != a.name) {

@@ -4,7 +4,7 @@
 use super::isolation::StoreOutcome;
 use super::plan::{Invalid, Position};
 use super::{Execution, Response, StoreFailure};
-use crate::ledger::AuditEntry;
+use crate::journal::AuditEntry;
 use crate::requests::Kind;
 use chrono::Utc;
 use serde_json::Value;

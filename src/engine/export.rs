@@ -19,12 +19,12 @@ impl Engine {
         let Execution {
             account,
             name,
-            rec,
+            claim,
             file,
             plan,
             ..
         } = *ex;
-        if self.ledger.chunk_done(rec.id, 0)? {
+        if claim.chunk_done(0)? {
             return Ok(Outcome::Done);
         }
         let started = Utc::now();
@@ -43,12 +43,11 @@ impl Engine {
             })
             .collect();
         let batch = plan.batch(0..plan.targets.len());
-        let work = self.config.state_dir.join("work");
         let mut parts = Vec::new();
         let mut per_store = Vec::new();
         for (i, store_name) in account.stores.iter().enumerate() {
             let open_error = self.open_store(store_name);
-            let part_path = work.join(format!("{}-{i}.zip", rec.id));
+            let part_path = claim.work_part(i);
             let outcome = match (self.stores.get_mut(store_name), open_error) {
                 (Some(store), None) => {
                     let began = std::time::Instant::now();
@@ -113,7 +112,7 @@ impl Engine {
             started,
         }
         .journal(ex);
-        self.ledger.complete_chunk(rec.id, 0, &responses, &audit)?;
+        claim.complete_chunk(0, &responses, &audit)?;
         Ok(Outcome::Done)
     }
 }

@@ -23,11 +23,11 @@ impl Engine {
             account,
             name,
             kind,
-            rec,
+            claim,
             plan,
             ..
         } = *ex;
-        let chunks = plan.chunks(rec.batch_size);
+        let chunks = plan.chunks(claim.batch_size());
         let total = plan.targets.len();
         let began = std::time::Instant::now();
         let mut last_report = began;
@@ -40,19 +40,12 @@ impl Engine {
         // Several chunks: what every store held for each contact before the first one changed anything.
         let surveyed = if chunks.len() > 1 {
             let batch = plan.batch(0..total);
-            survey::survey(
-                &self.ledger,
-                kind,
-                &mut self.stores,
-                &account.stores,
-                rec.id,
-                &batch,
-            )?
+            survey::survey(claim, kind, &mut self.stores, &account.stores, &batch)?
         } else {
             BTreeMap::new()
         };
         for (ci, range) in chunks.iter().enumerate() {
-            if self.ledger.chunk_done(rec.id, ci)? {
+            if claim.chunk_done(ci)? {
                 continue;
             }
             if self.stop.is_cancelled() {
@@ -64,9 +57,8 @@ impl Engine {
             let mut per_store = Vec::new();
             for store_name in &account.stores {
                 let step = ForgetStep {
-                    ledger: &self.ledger,
+                    claim,
                     kind,
-                    file_id: rec.id,
                     chunk: ci,
                     name: store_name,
                     batch: &batch,
@@ -99,7 +91,7 @@ impl Engine {
                 started,
             }
             .journal(ex);
-            self.ledger.complete_chunk(rec.id, ci, &responses, &audit)?;
+            claim.complete_chunk(ci, &responses, &audit)?;
             done_here += range.len();
             let last = ci + 1 == chunks.len();
             if chunks.len() > 1 && (last || last_report.elapsed() >= PROGRESS_EVERY) {

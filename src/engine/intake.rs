@@ -30,7 +30,7 @@ pub(super) fn remove_account_leftovers(account: &AccountConfig) -> usize {
     for (dir, doomed) in [
         (
             account.result_dir(),
-            &crate::ledger::is_stale_temporary as &dyn Fn(&str) -> bool,
+            &crate::results::atomic::is_stale_temporary as &dyn Fn(&str) -> bool,
         ),
         (account.submit_dir(), &|n: &str| {
             n.starts_with('.') && partial_transfer(n)

@@ -15,7 +15,7 @@
 //! are thrown away, then the others are exported in one run into the part archive ([`export_step`]).
 
 use super::response::StoreFailure;
-use crate::ledger::{Ledger, LedgerError};
+use crate::journal::{Claim, JournalError, Step};
 use crate::requests::Kind;
 use crate::stores::{Batch, ExportSink, Found, Store, StoreError};
 use tracing::warn;
@@ -117,12 +117,10 @@ fn isolate(
 
 /// One store's part of one chunk of a forget (or pseudonymisation): what it runs on, and where it is journaled.
 pub(super) struct ForgetStep<'a> {
-    /// The journal of the file.
-    pub(super) ledger: &'a Ledger,
+    /// The file's claim in the journal.
+    pub(super) claim: &'a Claim,
     /// Forget or pseudonymise.
     pub(super) kind: Kind,
-    /// The file's ledger id.
-    pub(super) file_id: i64,
     /// The chunk's index in the file.
     pub(super) chunk: usize,
     /// The store's name.
@@ -141,19 +139,18 @@ impl ForgetStep<'_> {
     /// journaled counts are its outcome.
     ///
     /// # Errors
-    /// [`LedgerError`] when the journal fails.
-    pub(super) fn run(&self, store: Opened<'_>) -> Result<StoreOutcome, LedgerError> {
+    /// [`JournalError`] when the journal fails.
+    pub(super) fn run(&self, store: Opened<'_>) -> Result<StoreOutcome, JournalError> {
         let ForgetStep {
-            ledger,
+            claim,
             kind,
-            file_id,
             chunk,
             name,
             batch,
         } = *self;
         let n = batch.targets.len();
-        let prior = ledger.step(file_id, chunk, name)?;
-        if let Some((found, true)) = &prior {
+        let prior = claim.step(chunk, name)?;
+        if let Some(Step { found, done: true }) = &prior {
             return Ok(StoreOutcome {
                 name: name.to_owned(),
                 found: found.clone(),
@@ -171,7 +168,7 @@ impl ForgetStep<'_> {
             }
         };
         // The plan as journaled: what every run so far found, before it changed anything.
-        let mut plan: Option<Vec<u64>> = prior.map(|(p, _)| p).filter(|p| p.len() == n);
+        let mut plan: Option<Vec<u64>> = prior.map(|s| s.found).filter(|p| p.len() == n);
         let began = std::time::Instant::now();
         let mut run = |store: &mut dyn Store, subset: &[usize], sub: &Batch| {
             let mut planned = |found: &[u64]| {
@@ -183,8 +180,8 @@ impl ForgetStep<'_> {
                 if plan.as_ref() == Some(&merged) {
                     return Ok(());
                 }
-                ledger
-                    .plan_step(file_id, chunk, name, &merged)
+                claim
+                    .plan_step(chunk, name, &merged)
                     .map_err(|e| StoreError::Journal(Box::new(e)))?;
                 plan = Some(merged);
                 Ok(())
@@ -205,7 +202,7 @@ impl ForgetStep<'_> {
             }
         }
         if !outcome.any_error() {
-            ledger.finish_step(file_id, chunk, name, &outcome.found)?;
+            claim.finish_step(chunk, name, &outcome.found)?;
         }
         Ok(outcome)
     }
@@ -391,7 +388,7 @@ mod tests {
     }
 
     /// Runs one forget of the emails `wanted` against a real SQLite store holding `rows`, through
-    /// [`ForgetStep::run`] with a real ledger; returns the outcome and each row's cells afterwards.
+    /// [`ForgetStep::run`] with a real journal; returns the outcome and each row's cells afterwards.
     fn forget_rows(rows: &[Row], wanted: &[usize]) -> (StoreOutcome, Vec<(String, String)>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("s.db");
@@ -420,9 +417,9 @@ mod tests {
         .expect("config");
         let mut store: Box<dyn Store> =
             Box::new(crate::stores::sqlite::SqliteStore::open("s", &config).expect("store"));
-        let ledger = Ledger::open(dir.path()).expect("ledger");
-        let rec = ledger
-            .claim("a", "f", Some("FORGET"), b"00", 500)
+        let journal = crate::journal::Journal::open(&dir.path().join("state")).expect("journal");
+        let claim = journal
+            .claim("a", "f", Kind::Forget, b"00", 500)
             .expect("claim");
         let targets = wanted
             .iter()
@@ -447,14 +444,13 @@ mod tests {
             }],
         };
         let step = ForgetStep {
-            ledger: &ledger,
+            claim: &claim,
             kind: Kind::Forget,
-            file_id: rec.id,
             chunk: 0,
             name: "s",
             batch: &batch,
         };
-        let outcome = step.run(Ok(store.as_mut())).expect("ledger");
+        let outcome = step.run(Ok(store.as_mut())).expect("journal");
         let cells = conn
             .prepare("SELECT a, name FROM t ORDER BY _rowid_")
             .expect("select")

@@ -2,7 +2,7 @@
 //! notice), or a claimed file refused whole ([`Refusal`], answered by an execution log without results). Each
 //! `Display` is the `error` text the customer reads (see docs/file-format.md); the ledger keeps that text.
 
-use crate::ledger::FileRecord;
+use crate::journal::FileRecord;
 use crate::requests::{FileError, NameRejection};
 
 /// Why a name in `GDPR_Submit` is rejected without being executed.

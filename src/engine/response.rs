@@ -5,7 +5,7 @@
 //! come from the enum ([`Response::kind`]), never from matching the text. The journal keeps the text; reading it
 //! back goes through [`Response::parse`] once, at the journal's boundary.
 
-use crate::ledger::Counts;
+use crate::journal::Counts;
 use crate::requests::{DeviceError, Kind};
 use crate::stores::StoreError;
 use std::fmt;

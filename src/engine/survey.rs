@@ -10,29 +10,28 @@
 //! started counts for it, whichever contact's chunk erased it. A record holding the devices of two contacts counts
 //! for both, as it does when both are in one batch.
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::journal::{Claim, JournalError};
 use crate::requests::Kind;
 use crate::stores::{Batch, Store, StoreError, Unreachable};
 use std::collections::BTreeMap;
 use tracing::warn;
 
-/// Surveys every store of `names` for `batch` (all the targets of file `file_id`), or reads the survey a run
+/// Surveys every store of `names` for `batch` (all the targets of the claimed file), or reads the survey a run
 /// before a restart journaled. Returns the counts per store; a store whose survey failed is left out.
 ///
 /// # Errors
-/// [`LedgerError`] when the journal fails.
+/// [`JournalError`] when the journal fails.
 pub(super) fn survey(
-    ledger: &Ledger,
+    claim: &Claim,
     kind: Kind,
     stores: &mut BTreeMap<String, Box<dyn Store>>,
     names: &[String],
-    file_id: i64,
     batch: &Batch,
-) -> Result<BTreeMap<String, Vec<u64>>, LedgerError> {
+) -> Result<BTreeMap<String, Vec<u64>>, JournalError> {
     let n = batch.targets.len();
     let mut out = BTreeMap::new();
     for name in names {
-        let found = match ledger.survey(file_id, name)? {
+        let found = match claim.survey(name)? {
             Some(found) => found,
             None => {
                 let mut seen: Option<Vec<u64>> = None;
@@ -58,7 +57,7 @@ pub(super) fn survey(
                 }
                 let found = seen.filter(|f| f.len() == n).unwrap_or_default();
                 // An empty survey is journaled too: after a restart the store is not surveyed on changed data.
-                ledger.record_survey(file_id, name, &found)?;
+                claim.record_survey(name, &found)?;
                 found
             }
         };

@@ -1,39 +1,21 @@
 //! Jobs: how a front-door request becomes a claimed file, and how its status, response and archive are read
-//! back. A job's facts live in `STATE/jobs/ID.json` (small: read by every status poll) and its lines, personal
-//! data, in `STATE/jobs/ID.lines.json` (read by the response) until the account's retention has passed.
+//! back. The journal keeps a job's facts ([`JobFacts`], read by every status poll) and its lines, personal data
+//! (read by the response), until the account's retention has passed.
 
 use super::{base_url, blocking, job_id, ApiError, Ctx, HttpState, Line};
 use crate::config::AccountConfig;
-use crate::ledger::{FileState, JobRecord};
+use crate::journal::{FileState, JobFacts, JobRecord};
 use crate::requests::Kind;
-use crate::results::atomic;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::info;
-
-/// What the front doors know of a job besides the ledger: whose it is and what it was.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Sidecar {
-    account: String,
-    /// `api` (a batched job) or `lcm` (an agent request).
-    origin: String,
-    /// `FORGET`, `EXPORT` or `PSEUDONYMISE`.
-    kind: String,
-    created: String,
-    /// Past retention: the lines are gone and the job's URLs answer 410.
-    #[serde(default)]
-    expired: bool,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SideLine {
@@ -43,39 +25,6 @@ struct SideLine {
     contact: Option<usize>,
     /// Its response when it did not.
     error: Option<String>,
-}
-
-fn jobs_dir(state: &HttpState) -> PathBuf {
-    state.config().state_dir.join("jobs")
-}
-
-fn lines_name(id: i64) -> String {
-    format!("{id}.lines.json")
-}
-
-fn write_json(state: &HttpState, name: &str, value: &impl Serialize) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    atomic::write(&jobs_dir(state), name, &bytes)?;
-    Ok(())
-}
-
-fn facts_name(id: i64) -> String {
-    format!("{id}.json")
-}
-
-fn write_sidecar(state: &HttpState, id: i64, sidecar: &Sidecar) -> std::io::Result<()> {
-    write_json(state, &facts_name(id), sidecar)
-}
-
-/// `STATE/jobs/name` read back, or `None` when it is not there.
-fn read_json<T: DeserializeOwned>(state: &HttpState, name: &str) -> std::io::Result<Option<T>> {
-    match std::fs::read(jobs_dir(state).join(name)) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(std::io::Error::other),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Claims a request file of `kind` for `account` made of `lines`, and queues it. Returns the job id.
@@ -134,40 +83,26 @@ pub(super) fn create(
         kind.prefix(),
         now.format("%Y%m%d_%H%M%S")
     );
-    // The copy is in place before the claim makes it visible to the worker; the claim is what makes it durable.
-    let claimed = config.state_dir.join("claimed");
-    let pending = format!("pending-{tag:08x}.json");
-    atomic::write(&claimed, &pending, &bytes).map_err(ApiError::internal)?;
-    let id = {
-        let ledger = state.ledger()?;
-        ledger
-            .claim(
-                &account.name,
-                &name,
-                Some(kind.as_type()),
-                &bytes,
-                config.limits.batch_size,
-            )
-            .map_err(ApiError::internal)?
-            .id
-    };
-    std::fs::rename(claimed.join(&pending), claimed.join(format!("{id}.json")))
-        .and_then(|()| atomic::sync_dir(&claimed))
-        .map_err(ApiError::internal)?;
-    let sidecar = Sidecar {
+    let id = state
+        .journal
+        .submit(&account.name, &name, kind, &bytes, config.limits.batch_size)
+        .map_err(ApiError::internal)?
+        .id();
+    let facts = JobFacts {
         account: account.name.clone(),
         origin: origin.to_owned(),
         kind: kind.as_type().to_owned(),
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         expired: false,
     };
-    // The lines first: a job with facts but no lines would answer 410 too early.
-    write_json(state, &lines_name(id), &side)
-        .and_then(|()| write_sidecar(state, id, &sidecar))
+    state
+        .journal
+        .keep_job(id, &facts, &side)
         .map_err(ApiError::internal)?;
     let _ = state.jobs.send(crate::transports::Job {
         account: account.name.clone(),
         name: name.clone().into(),
+        claimed: Some(id),
     });
     info!(account = %account.name, job = id, file = %name, kind = kind.prefix(), lines = lines.len(), origin, "HTTP request accepted");
     crate::metrics::get().http_job(origin);
@@ -259,34 +194,30 @@ fn past_retention(job: &JobRecord, retention_days: u32, now: DateTime<Utc>) -> b
 }
 
 /// Makes the job a tombstone: the lines (personal data) go, the job's URLs answer 410 from now on.
-fn expire(state: &HttpState, id: i64, mut sidecar: Sidecar) -> std::io::Result<()> {
-    // The hourly sweep and a request may both find the job due: one writes the tombstone.
-    let _one_at_a_time = state
-        .expiring
-        .lock()
-        .map_err(|_| std::io::Error::other("expiry lock poisoned"))?;
-    let already = read_json::<Sidecar>(state, &facts_name(id))?.is_some_and(|s| s.expired);
-    if already {
-        return Ok(());
+fn expire(
+    state: &HttpState,
+    id: i64,
+    facts: &JobFacts,
+) -> Result<(), crate::journal::JournalError> {
+    if state.journal.expire_job(id, facts)? {
+        info!(account = %facts.account, job = id, "HTTP job past retention: its lines are deleted");
     }
-    sidecar.expired = true;
-    write_sidecar(state, id, &sidecar)?;
-    atomic::remove_if_present(&jobs_dir(state).join(lines_name(id)))?;
-    info!(account = %sidecar.account, job = id, "HTTP job past retention: its lines are deleted");
     Ok(())
 }
 
-/// The job `id` of `account`, with its sidecar; 404 for a job that is not this account's, 410 once expired.
+/// The job `id` of `account`, with its facts; 404 for a job that is not this account's, 410 once expired.
 fn find(
     state: &HttpState,
     account: &AccountConfig,
     id: i64,
-) -> Result<(JobRecord, Sidecar), ApiError> {
+) -> Result<(JobRecord, JobFacts), ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such job for this account");
-    let sidecar: Sidecar = read_json(state, &facts_name(id))
+    let facts = state
+        .journal
+        .job_facts(id)
         .map_err(ApiError::internal)?
         .ok_or_else(missing)?;
-    if sidecar.account != account.name {
+    if facts.account != account.name {
         return Err(missing());
     }
     let gone = || {
@@ -298,29 +229,25 @@ fn find(
             ),
         )
     };
-    if sidecar.expired {
+    if facts.expired {
         return Err(gone());
     }
     let job = state
-        .ledger()?
+        .journal
         .job(id)
         .map_err(ApiError::internal)?
         .ok_or_else(missing)?;
     if past_retention(&job, account.retention_days, crate::clock::now()) {
-        expire(state, id, sidecar).map_err(ApiError::internal)?;
+        expire(state, id, &facts).map_err(ApiError::internal)?;
         return Err(gone());
     }
-    Ok((job, sidecar))
+    Ok((job, facts))
 }
 
 /// The status name of a job.
-fn status_name(job: &JobRecord, id: i64) -> &'static str {
+fn status_name(job: &JobRecord) -> &'static str {
     match job.state {
-        FileState::Claimed
-            if job.started || crate::engine::WORKING.load(Ordering::SeqCst) == id =>
-        {
-            "IN_PROGRESS"
-        }
+        FileState::Claimed if job.started => "IN_PROGRESS",
         FileState::Claimed => "SUBMITTED",
         FileState::Done if job.error.is_none() => "SUCCESS",
         _ => "FAILED",
@@ -339,25 +266,25 @@ struct Read {
 async fn read(
     (State(state), Extension(caller), headers): Ctx,
     path: Path<String>,
-) -> Result<(Read, JobRecord, Sidecar), ApiError> {
+) -> Result<(Read, JobRecord, JobFacts), ApiError> {
     let id = job_id(path)?;
     let account = caller.account;
     let base = base_url(&state.config(), &headers);
     let (st, a) = (Arc::clone(&state), account.clone());
-    let (job, sidecar) = blocking(move || find(&st, &a, id)).await?;
+    let (job, facts) = blocking(move || find(&st, &a, id)).await?;
     let read = Read {
         state,
         account,
         id,
         base,
     };
-    Ok((read, job, sidecar))
+    Ok((read, job, facts))
 }
 
 /// `GET /gdpr_jobs/{id}/status`.
 pub(super) async fn status(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
     let (Read { id, base, .. }, job, _) = read(ctx, path).await?;
-    let status = status_name(&job, id);
+    let status = status_name(&job);
     if status == "SUCCESS" {
         let location = format!("{base}/gdpr_jobs/{id}/response");
         return Ok((
@@ -393,11 +320,13 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
             base,
         },
         job,
-        sidecar,
+        facts,
     ) = read(ctx, path).await?;
     let account_name = account.name;
     let (lines, responses) = blocking(move || {
-        let lines: Vec<SideLine> = read_json(&state, &lines_name(id))
+        let lines: Vec<SideLine> = state
+            .journal
+            .job_lines(id)
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::new(
@@ -405,11 +334,11 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
                     format!("the lines of job {id} were deleted"),
                 )
             })?;
-        let responses = state.ledger()?.responses(id).map_err(ApiError::internal)?;
+        let responses = state.journal.responses(id).map_err(ApiError::internal)?;
         Ok((lines, responses))
     })
     .await?;
-    let status = status_name(&job, id);
+    let status = status_name(&job);
     if status == "SUBMITTED" || status == "IN_PROGRESS" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -431,7 +360,7 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
                 (None, None) => "ERROR: no response was recorded; submit it again".into(),
             };
             let mut contact = json!({ "contactFound": found });
-            match sidecar.kind.as_str() {
+            match facts.kind.as_str() {
                 "FORGET" => contact["contactDeleted"] = Value::from(found),
                 "PSEUDONYMISE" => contact["contactPseudonymised"] = Value::from(found),
                 _ => {}
@@ -444,13 +373,13 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
     let mut body = json!({
         "id": id,
         "account": account_name,
-        "type": type_name(&sidecar.kind),
+        "type": type_name(&facts.kind),
         "status": status,
         "timestamp": job.finished_at,
         "executionLog": job.results.first(),
         "contacts": contacts,
     });
-    if sidecar.kind == "EXPORT" && job.error.is_none() {
+    if facts.kind == "EXPORT" && job.error.is_none() {
         body["archive"] = Value::from(format!("{base}/gdpr_jobs/{id}/archive"));
     }
     if let Some(e) = &job.error {
@@ -495,55 +424,28 @@ pub(super) async fn archive(ctx: Ctx, path: Path<String>) -> Result<Response, Ap
     Ok((headers, body).into_response())
 }
 
-/// Expires the sidecars of jobs past retention, and removes copies a crash left between write and claim.
+/// Expires the jobs past retention, and removes copies a crash left between write and claim.
 pub(super) fn sweep(state: &HttpState) {
     let config = state.config();
     let now = crate::clock::now();
-    let Ok(entries) = std::fs::read_dir(config.state_dir.join("jobs")) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        // Facts files only (`ID.json`); `ID.lines.json` goes with them.
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".json"))
-            .and_then(|n| n.parse::<i64>().ok())
-        else {
+    for id in state.journal.job_ids() {
+        let Ok(Some(facts)) = state.journal.job_facts(id) else {
             continue;
         };
-        let Ok(Some(sidecar)) = read_json::<Sidecar>(state, &facts_name(id)) else {
-            continue;
-        };
-        if sidecar.expired {
+        if facts.expired {
             continue;
         }
         let retention = config
-            .account(&sidecar.account)
+            .account(&facts.account)
             .map_or_else(crate::config::default_retention, |a| a.retention_days);
-        let job = state
-            .ledger
-            .lock()
-            .ok()
-            .and_then(|l| l.job(id).ok().flatten());
+        let job = state.journal.job(id).ok().flatten();
         if job.is_some_and(|j| past_retention(&j, retention, now)) {
-            if let Err(e) = expire(state, id, sidecar) {
+            if let Err(e) = expire(state, id, &facts) {
                 tracing::warn!(job = id, error = %e, "cannot expire an HTTP job; tried again in an hour");
             }
         }
     }
-    let claimed = config.state_dir.join("claimed");
-    for entry in std::fs::read_dir(&claimed).into_iter().flatten().flatten() {
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age > std::time::Duration::from_secs(86_400));
-        if stale && entry.file_name().to_string_lossy().starts_with("pending-") {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    state.journal.remove_stale_pending();
 }
 
 #[cfg(test)]
@@ -567,10 +469,10 @@ mod tests {
         assert!(!past_retention(&done("2026-11-21T12:00:01Z"), 3, now));
         assert!(past_retention(&done("2026-11-21T11:59:59Z"), 3, now));
         assert!(!past_retention(&job(FileState::Claimed, None), 3, now));
-        assert_eq!(status_name(&done("2026-11-21T12:00:01Z"), 1), "SUCCESS");
+        assert_eq!(status_name(&done("2026-11-21T12:00:01Z")), "SUCCESS");
         let mut refused = done("2026-11-21T12:00:01Z");
         refused.error = Some("ERROR: x".into());
-        assert_eq!(status_name(&refused, 1), "FAILED");
-        assert_eq!(status_name(&job(FileState::Claimed, None), 1), "SUBMITTED");
+        assert_eq!(status_name(&refused), "FAILED");
+        assert_eq!(status_name(&job(FileState::Claimed, None)), "SUBMITTED");
     }
 }

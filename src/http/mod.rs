@@ -2,12 +2,12 @@
 //! (`POST /accounts/{account}/gdpr_erasure`, `/gdpr_access`, then `GET /gdpr_jobs/{id}/status`, `/response`,
 //! `/archive`) and the agent privacy requests of the seed's contact centre (`POST /lcm`).
 //!
-//! A request that arrives here becomes a request file in gdprd's own format, claimed in the [`Ledger`] with its
-//! copy in the state folder before the client hears `202`, then handed to the worker like a dropped file. So the
-//! engine, stores, journal, audit trail and retention treat it exactly as a file: a restart resumes it, its
+//! A request that arrives here becomes a request file in gdprd's own format, submitted to the [`Journal`] (claimed,
+//! with its copy in the state folder) before the client hears `202`, then its claim is handed to the worker. So
+//! the engine, stores, journal, audit trail and retention treat it exactly as a file: a restart resumes it, its
 //! execution log (and export archive) lands in the account's `GDPR_Result`. A job's lines (the lookup keys and
-//! values as sent) are kept beside it in `STATE/jobs/ID.lines.json` until the account's retention has passed; then
-//! only a tombstone stays and the job's URLs answer `410 Gone`.
+//! values as sent) are kept by the journal beside it until the account's retention has passed; then only a
+//! tombstone stays and the job's URLs answer `410 Gone`.
 //!
 //! Every account opts in with `[accounts.http]` and its bearer token (stored as a SHA-256 hash); one account never
 //! sees another's jobs. The token is checked before any byte of the body is read; bodies and lines are capped,
@@ -23,7 +23,7 @@ pub(crate) mod server;
 pub use body::{international, parse_lines, BodyError, Line};
 
 use crate::config::{AccountConfig, Config};
-use crate::ledger::Ledger;
+use crate::journal::Journal;
 use crate::throttle::Throttle;
 use crate::transports::JobSender;
 use axum::body::Body;
@@ -120,36 +120,22 @@ pub(super) struct Caller {
     pub account: AccountConfig,
 }
 
-/// What the front doors share: the running config, their own ledger connection and the worker's queue.
+/// What the front doors share: the running config, the daemon's journal and the worker's queue.
 pub struct HttpState {
     config: Arc<RwLock<Arc<Config>>>,
-    ledger: Mutex<Ledger>,
+    journal: Journal,
     jobs: JobSender,
     /// The submission rate (`true`) and the read rate (`false`).
     rates: Mutex<HashMap<bool, Rate>>,
     failures: Mutex<Throttle<Failure>>,
     /// `[http] trusted_proxies` as at start (like the connection caps, they change at a restart).
     trusted_proxies: Vec<ipnet::IpNet>,
-    /// Held while a job is turned into a tombstone.
-    expiring: Mutex<()>,
 }
 
 impl HttpState {
-    /// State over the running config `config` (a reload replaces what it holds), sending work to `jobs`.
-    ///
-    /// # Errors
-    /// The ledger cannot be opened.
-    pub fn new(
-        config: Arc<RwLock<Arc<Config>>>,
-        jobs: JobSender,
-    ) -> Result<HttpState, crate::ledger::LedgerError> {
-        let state_dir = config
-            .read()
-            .map(|c| c.state_dir.clone())
-            .unwrap_or_default();
-        for dir in ["jobs", "claimed"] {
-            let _ = std::fs::create_dir_all(state_dir.join(dir));
-        }
+    /// State over the running config `config` (a reload replaces what it holds), recording in `journal` and
+    /// sending the claims to execute to `jobs`.
+    pub fn new(config: Arc<RwLock<Arc<Config>>>, journal: Journal, jobs: JobSender) -> HttpState {
         let trusted_proxies = config
             .read()
             .map(|c| {
@@ -160,22 +146,14 @@ impl HttpState {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(HttpState {
-            ledger: Mutex::new(Ledger::open(&state_dir)?),
+        HttpState {
+            journal,
             trusted_proxies,
             config,
             jobs,
             rates: Mutex::default(),
             failures: Mutex::new(Throttle::new(0, Duration::ZERO)),
-            expiring: Mutex::default(),
-        })
-    }
-
-    /// The front doors' ledger connection.
-    fn ledger(&self) -> Result<std::sync::MutexGuard<'_, Ledger>, ApiError> {
-        self.ledger
-            .lock()
-            .map_err(|_| ApiError::internal("ledger lock poisoned"))
+        }
     }
 
     fn config(&self) -> Arc<Config> {
@@ -516,7 +494,7 @@ pub async fn serve(
 /// Extractors every handler takes: the state, the caller [`admit`] let in, the headers.
 type Ctx = (State<Arc<HttpState>>, Extension<Caller>, HeaderMap);
 
-/// Runs blocking ledger and file work off the async threads.
+/// Runs blocking journal and file work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {

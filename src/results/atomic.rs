@@ -94,6 +94,12 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Whether `name` is a temporary file an atomic write left behind (`.NAME.gdprd-tmp`): a crash came between its
+/// write and its rename, so nothing reads it.
+pub fn is_stale_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".gdprd-tmp")
+}
+
 /// Removes `path`; one already gone is fine.
 ///
 /// # Errors

@@ -82,6 +82,7 @@ pub fn watch(
                 let _ = jobs.send(Job {
                     account: account.clone(),
                     name: name.to_owned(),
+                    claimed: None,
                 });
             }
         }

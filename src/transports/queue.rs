@@ -134,6 +134,7 @@ mod tests {
         Job {
             account: "a".into(),
             name: name.into(),
+            claimed: None,
         }
     }
 

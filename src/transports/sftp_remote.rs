@@ -484,6 +484,7 @@ impl Link {
         let _ = self.jobs.send(Job {
             account: self.account.name.clone(),
             name: name.into(),
+            claimed: None,
         });
         Ok(())
     }

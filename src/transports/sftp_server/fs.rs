@@ -338,6 +338,7 @@ impl AccountFs {
         let _ = self.jobs.send(Job {
             account: self.account_name.clone(),
             name: name.into(),
+            claimed: None,
         });
     }
 

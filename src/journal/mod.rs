@@ -1,0 +1,889 @@
+//! The journal: the one owner of gdprd's durable protocol and of the state folder. The engine, the HTTP front
+//! doors and `gdprd status` ask it; none of them reads its tables, names its files or keeps its counters.
+//!
+//! Three layers, each in its own file:
+//! - [`Ledger`] is the durable record, an object-safe trait: files claimed or rejected (with a keyed digest of
+//!   their bytes), each store's step per chunk of a forget, each contact's response as its chunk completes, and
+//!   the append-only audit trail. [`SqliteLedger`] keeps it in `STATE/ledger.db` (WAL); another database can
+//!   implement the trait (a PostgreSQL ledger shared by several daemons) without touching its callers.
+//! - The state folder's layout (`folder.rs`): the lock `gdprd.lock` ([`StateLock`]), the claimed copies
+//!   `claimed/ID.json`, HTTP copies not yet claimed `claimed/pending-TAG.json`, export parts `work/ID-N.zip`,
+//!   HTTP jobs' facts and lines `jobs/ID.json` and `jobs/ID.lines.json` ([`JobFacts`]), the hidden holding name
+//!   `GDPR_Submit/.gdprd-leaving-ID.json` of a file leaving, and what a crash leaves of them
+//!   ([`Journal::remove_leftovers`]).
+//! - [`Journal`] is the protocol over both, a cheap handle (clones share one ledger) that the worker and the HTTP
+//!   front doors hold:
+//!   - a dropped file: [`Journal::admit`] says what the journal knows of a name ([`Known`]); a new file is taken with
+//!     [`Journal::claim`] (its record first, then its copy: until the copy is written the file is still in
+//!     `GDPR_Submit`), a refused one with [`Journal::reject`];
+//!   - an HTTP request: [`Journal::submit`] writes its copy under a pending name, claims it and renames the copy
+//!     to the claimed name, so the request is durable before its client hears `202`; the worker then takes the
+//!     [`Claim`] with [`Journal::claimed`], not through the crash-recovery path;
+//!   - a [`Claim`] is a claimed file at work: it plans and finishes each store's steps, completes chunks with
+//!     their responses and audit rows, finishes the file, and takes it out of `GDPR_Submit`;
+//!   - read-only queries: [`Journal::job`] (what the front doors report of a job, including whether the worker is
+//!     executing it right now) and [`Reader::files`] (what `gdprd status` lists, without taking the lock).
+//!
+//! It never holds a device value in clear: the audit trail keeps a keyed hash (see [`crate::audit`]).
+
+mod folder;
+mod jobs;
+mod sqlite;
+
+pub use folder::StateLock;
+pub use jobs::JobFacts;
+pub use sqlite::SqliteLedger;
+
+use crate::audit::Secret;
+use crate::engine::Response;
+use crate::requests::Kind;
+use crate::results::atomic;
+use chrono::{DateTime, Utc};
+use folder::StateFolder;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// Why the journal failed. Fatal for the file or request at hand (it is retried later), never for the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The ledger's database refused a statement.
+    #[error("ledger database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored plan could not be read back.
+    #[error("ledger holds an unreadable plan: {0}")]
+    Corrupt(#[source] serde_json::Error),
+    /// Another daemon holds the state folder.
+    #[error("the state folder {} is in use by another gdprd (pid {holder}): a state folder serves one daemon; stop the other one first, or give this one its own state_dir", dir.display())]
+    Locked {
+        /// The state folder.
+        dir: PathBuf,
+        /// What the holder wrote in the lock file (its process id).
+        holder: String,
+    },
+    /// The state folder's lock file could not be opened or locked, or its secret read.
+    #[error("cannot lock the state folder {}: {source}", dir.display())]
+    Lock {
+        /// The state folder.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file of the state folder (or the submission leaving `GDPR_Submit`) could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> JournalError {
+    let context = context.into();
+    move |source| JournalError::Io { context, source }
+}
+
+/// A contact's place in a file: (request, contact), both 0-based.
+pub type Position = (usize, usize);
+
+/// Where a file stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Taken for processing; not finished.
+    Claimed,
+    /// Executed (or refused whole); its execution log is in place.
+    Done,
+    /// Not executed; its rejection notice is in place.
+    Rejected,
+}
+
+/// A file's record in the ledger.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// Ledger id.
+    pub id: i64,
+    /// The account it came to.
+    pub account: String,
+    /// Its name in the account's `GDPR_Submit` (or the name the HTTP front doors made for it).
+    pub name: String,
+    /// Where it stands.
+    pub state: FileState,
+    /// The keyed digest of the bytes claimed (`hmac-sha256:` and hex); a bare hex SHA-256 in a file claimed
+    /// before the upgrade that keyed it.
+    pub sha256: Option<String>,
+    /// Devices per journal chunk, fixed at claim time.
+    pub batch_size: usize,
+    /// Whether the submission has left `GDPR_Submit`.
+    pub removed: bool,
+    /// When it was received.
+    pub received_at: String,
+    /// Why it was rejected or refused.
+    pub error: Option<String>,
+    /// The request type claimed (`FORGET`, `EXPORT`, `PSEUDONYMISE`); none for a rejected name.
+    pub kind: Option<String>,
+}
+
+/// A file to record as claimed (see [`Ledger::claim`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewClaim<'a> {
+    /// The account.
+    pub account: &'a str,
+    /// The file's name.
+    pub name: &'a str,
+    /// Its request type.
+    pub kind: Kind,
+    /// The keyed digest of its bytes.
+    pub digest: &'a str,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Devices per chunk.
+    pub batch_size: usize,
+}
+
+/// A file's record as the HTTP front doors report it.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// Where it stands.
+    pub state: FileState,
+    /// Why it was refused whole or rejected.
+    pub error: Option<String>,
+    /// When it finished (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Its result file names in `GDPR_Result`.
+    pub results: Vec<String>,
+    /// Whether its execution has begun: a journal chunk of it has completed, or the worker is executing it.
+    pub started: bool,
+}
+
+/// The outcome counts of a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Contacts answered `SUCCESS`.
+    pub success: u64,
+    /// Contacts answered `SUCCESS: not found`.
+    pub not_found: u64,
+    /// Contacts answered `ERROR: …`.
+    pub errors: u64,
+}
+
+/// A file as `gdprd status` lists it.
+#[derive(Debug, Clone)]
+pub struct FileSummary {
+    /// The account.
+    pub account: String,
+    /// The file name.
+    pub name: String,
+    /// Where it stands.
+    pub state: FileState,
+    /// Why it was rejected or refused.
+    pub error: Option<String>,
+    /// When it was received (RFC 3339).
+    pub received_at: String,
+    /// When it finished (RFC 3339).
+    pub finished_at: Option<String>,
+    /// The responses journaled so far, counted.
+    pub counts: Counts,
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Account name.
+    pub account: String,
+    /// Submission file name.
+    pub file: String,
+    /// The request's `requestcase`.
+    pub requestcase: Option<String>,
+    /// `phone`, `email`, `ipaddr`, or none for a contact of unknown shape or a file-level event.
+    pub device_type: Option<String>,
+    /// HMAC-SHA256 of the canonical device, hex; none when the device was invalid.
+    pub device_hmac: Option<String>,
+    /// `forget`, `export` or `reject`.
+    pub action: String,
+    /// Rows found per store, as a JSON object.
+    pub stores: String,
+    /// The response given.
+    pub outcome: String,
+    /// When the work on it started.
+    pub started: DateTime<Utc>,
+    /// When it finished.
+    pub finished: DateTime<Utc>,
+}
+
+/// A store's step for one chunk: the rows it found per target before it changed anything, and whether it
+/// committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Rows found per target of the chunk.
+    pub found: Vec<u64>,
+    /// Whether the store committed its change.
+    pub done: bool,
+}
+
+/// The durable record of the protocol: what a database keeps for the [`Journal`]. Every method is one
+/// statement or one transaction; what needs the state folder or the installation secret is the journal's.
+pub trait Ledger: Send + Sync {
+    /// The record of `name` in `account`, if it was ever claimed or rejected.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn lookup(&self, account: &str, name: &str) -> Result<Option<FileRecord>, JournalError>;
+
+    /// The record of file `id`.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn record(&self, id: i64) -> Result<Option<FileRecord>, JournalError>;
+
+    /// Records a file as claimed; its name is then taken for good.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`], including when the name is already recorded.
+    fn claim(&self, file: &NewClaim<'_>) -> Result<FileRecord, JournalError>;
+
+    /// Records a name that was not executed, with the reason, and its audit entry, in one transaction. A name
+    /// already recorded keeps its record; the audit entry is added all the same.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn reject(
+        &self,
+        account: &str,
+        name: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), JournalError>;
+
+    /// Records an audit entry on its own (a file refused whole, say).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn audit(&self, entry: &AuditEntry) -> Result<(), JournalError>;
+
+    /// `store`'s step for `chunk` of file `id`, if one was recorded.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    fn step(&self, id: i64, chunk: usize, store: &str) -> Result<Option<Step>, JournalError>;
+
+    /// Records (or replaces) `store`'s step for `chunk` of file `id`.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    fn record_step(
+        &self,
+        id: i64,
+        chunk: usize,
+        store: &str,
+        step: &Step,
+    ) -> Result<(), JournalError>;
+
+    /// Whether `chunk` of file `id` has completed (its responses are journaled).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn chunk_done(&self, id: i64, chunk: usize) -> Result<bool, JournalError>;
+
+    /// Completes `chunk` of file `id`: its contacts' responses and audit entries, in one transaction; a chunk
+    /// completes once.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`]; then nothing of the chunk is recorded.
+    fn complete_chunk(
+        &self,
+        id: i64,
+        chunk: usize,
+        responses: &[(Position, Response)],
+        audit: &[AuditEntry],
+    ) -> Result<(), JournalError>;
+
+    /// The journaled responses of file `id`, by position.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn responses(&self, id: i64) -> Result<HashMap<Position, Response>, JournalError>;
+
+    /// Marks file `id` done, with its result names, counts and file-level error if it was refused whole.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn finish(
+        &self,
+        id: i64,
+        results: &[String],
+        counts: Counts,
+        error: Option<&str>,
+    ) -> Result<(), JournalError>;
+
+    /// Marks that the submission of `account`/`name` has left `GDPR_Submit`.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn mark_removed(&self, account: &str, name: &str) -> Result<(), JournalError>;
+
+    /// Files claimed but not finished, or finished but not yet out of `GDPR_Submit`, as (account, name), in
+    /// the order they came.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn unfinished(&self) -> Result<Vec<(String, String)>, JournalError>;
+
+    /// File `id` as the HTTP front doors report it (its `started` from the ledger alone), if the ledger has it.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn job(&self, id: i64) -> Result<Option<JobRecord>, JournalError>;
+
+    /// The files of `account` (or every account) received since `since` (RFC 3339), newest first.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError>;
+}
+
+/// The chunk number under which a file's survey is kept as a step (chunks count from 0; this one never runs).
+const SURVEY_CHUNK: usize = u32::MAX as usize;
+
+/// How a keyed file digest starts; a digest without it is a legacy, unkeyed SHA-256.
+const KEYED: &str = "hmac-sha256:";
+
+/// What the journal knows of a name found in `GDPR_Submit` (see [`Journal::admit`]).
+pub enum Known {
+    /// Never claimed nor rejected: a new submission.
+    New,
+    /// Claimed and not finished: a crash came while it ran; it resumes.
+    Unfinished(Claim),
+    /// Rejected, but not yet out of `GDPR_Submit` (a crash came before its removal).
+    Rejected,
+    /// Finished, but not yet out of `GDPR_Submit` (a crash came before its removal).
+    Finished(Claim),
+    /// Finished and gone from `GDPR_Submit`: a file under this name now is a new one under a name already used.
+    Taken(FileRecord),
+}
+
+/// The journal: the protocol over the [`Ledger`] and the state folder. Clones share the same ledger.
+#[derive(Clone)]
+pub struct Journal {
+    ledger: Arc<dyn Ledger>,
+    folder: Arc<StateFolder>,
+    secret: Arc<Secret>,
+    /// The id of the file the worker is executing, 0 when idle.
+    executing: Arc<AtomicI64>,
+}
+
+impl Journal {
+    /// Opens the journal of `state_dir`: its folders and ledger (created if missing), with the installation
+    /// secret (created if missing) as the key of file digests. Digests an older gdprd stored unkeyed are
+    /// migrated: a file still in work is keyed again from its claimed copy, and a finished file's digest, needed
+    /// no more, is cleared.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the folders, the secret or the ledger cannot be prepared.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        let folder = StateFolder::create(state_dir)?;
+        let secret = Secret::load_or_create(state_dir).map_err(|source| JournalError::Lock {
+            dir: state_dir.to_owned(),
+            source,
+        })?;
+        let ledger = SqliteLedger::open(state_dir, &|id, legacy| {
+            use sha2::Digest;
+            let copy = std::fs::read(folder.claimed_copy(id)).ok()?;
+            (hex::encode(sha2::Sha256::digest(&copy)) == legacy)
+                .then(|| format!("{KEYED}{}", secret.hmac_bytes(&copy)))
+        })?;
+        Ok(Journal {
+            ledger: Arc::new(ledger),
+            folder: Arc::new(folder),
+            secret: Arc::new(secret),
+            executing: Arc::default(),
+        })
+    }
+
+    /// The keyed digest of a file's bytes: HMAC-SHA256 with the installation secret. An unkeyed hash of a small
+    /// file from a known template can be reversed by trying the few devices it may hold.
+    fn digest(&self, bytes: &[u8]) -> String {
+        format!("{KEYED}{}", self.secret.hmac_bytes(bytes))
+    }
+
+    /// Whether `bytes` are the bytes claimed as `rec`.
+    fn holds(&self, rec: &FileRecord, bytes: &[u8]) -> bool {
+        use sha2::Digest;
+        match rec.sha256.as_deref() {
+            Some(d) if d.starts_with(KEYED) => d == self.digest(bytes),
+            Some(legacy) => legacy == hex::encode(sha2::Sha256::digest(bytes)),
+            None => false,
+        }
+    }
+
+    fn claim_of(&self, record: FileRecord) -> Claim {
+        Claim {
+            journal: self.clone(),
+            record,
+        }
+    }
+
+    /// What the journal knows of `name` in `account`.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn admit(&self, account: &str, name: &str) -> Result<Known, JournalError> {
+        Ok(match self.ledger.lookup(account, name)? {
+            None => Known::New,
+            Some(rec) if rec.state == FileState::Claimed => Known::Unfinished(self.claim_of(rec)),
+            Some(rec) if !rec.removed && rec.state == FileState::Rejected => Known::Rejected,
+            Some(rec) if !rec.removed => Known::Finished(self.claim_of(rec)),
+            Some(rec) => Known::Taken(rec),
+        })
+    }
+
+    /// Claims the dropped file `name` of `account` (read as `bytes`) and keeps a copy of it in the state folder;
+    /// its name is then taken for good.
+    ///
+    /// # Errors
+    /// [`JournalError`]; a file recorded but without its copy is read again from `GDPR_Submit` when it resumes.
+    pub fn claim(
+        &self,
+        account: &str,
+        name: &str,
+        kind: Kind,
+        bytes: &[u8],
+        batch_size: usize,
+    ) -> Result<Claim, JournalError> {
+        let record = self.ledger.claim(&NewClaim {
+            account,
+            name,
+            kind,
+            digest: &self.digest(bytes),
+            size: bytes.len() as u64,
+            batch_size,
+        })?;
+        self.folder.keep_copy(record.id, bytes)?;
+        Ok(self.claim_of(record))
+    }
+
+    /// Claims a request the HTTP front doors made (`bytes`, named `name`, for `account`). Its copy is in place
+    /// under a pending name before the claim makes it visible, and renamed to its claimed name after: a crash
+    /// in between leaves a pending copy that the next start removes, and the client, who heard no `202`, sends
+    /// it again.
+    ///
+    /// # Errors
+    /// [`JournalError`]; nothing is then claimed.
+    pub fn submit(
+        &self,
+        account: &str,
+        name: &str,
+        kind: Kind,
+        bytes: &[u8],
+        batch_size: usize,
+    ) -> Result<Claim, JournalError> {
+        let pending = self.folder.write_pending(bytes)?;
+        let record = self.ledger.claim(&NewClaim {
+            account,
+            name,
+            kind,
+            digest: &self.digest(bytes),
+            size: bytes.len() as u64,
+            batch_size,
+        });
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = atomic::remove_if_present(&pending);
+                return Err(e);
+            }
+        };
+        self.folder.promote_pending(&pending, record.id)?;
+        Ok(self.claim_of(record))
+    }
+
+    /// The claimed file `id`, to execute, if it is still claimed (a file the HTTP front doors submitted).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn claimed(&self, id: i64) -> Result<Option<Claim>, JournalError> {
+        Ok(self
+            .ledger
+            .record(id)?
+            .filter(|rec| rec.state == FileState::Claimed)
+            .map(|rec| self.claim_of(rec)))
+    }
+
+    /// Records the name `name` of `account` as rejected, with the reason and its audit entry.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn reject(
+        &self,
+        account: &str,
+        name: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), JournalError> {
+        self.ledger.reject(account, name, reason, audit)
+    }
+
+    /// Marks that the submission `name` of `account` has left `GDPR_Submit`.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn mark_removed(&self, account: &str, name: &str) -> Result<(), JournalError> {
+        self.ledger.mark_removed(account, name)
+    }
+
+    /// Files claimed but not finished, or finished but not out of `GDPR_Submit`, as (account, name): resumed
+    /// at start.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn unfinished(&self) -> Result<Vec<(String, String)>, JournalError> {
+        self.ledger.unfinished()
+    }
+
+    /// File `id` as the HTTP front doors report it, if the ledger has it.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn job(&self, id: i64) -> Result<Option<JobRecord>, JournalError> {
+        let executing = self.executing.load(Ordering::SeqCst) == id;
+        Ok(self.ledger.job(id)?.map(|mut job| {
+            job.started |= executing && job.state == FileState::Claimed;
+            job
+        }))
+    }
+
+    /// The journaled responses of file `id`, by position.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn responses(&self, id: i64) -> Result<HashMap<Position, Response>, JournalError> {
+        self.ledger.responses(id)
+    }
+
+    /// Removes what a crash can leave in the state folder that nobody will read again, at start, before
+    /// anything runs: claimed copies (`claimed/ID.json`) of files that are no longer claimed, or that the
+    /// ledger does not know; copies of HTTP requests never claimed (`claimed/pending-*.json`); every export part
+    /// in `work/` (an unfinished export runs again whole); HTTP job lines (`jobs/ID.lines.json`) whose job is
+    /// expired or has no facts file (so no URL can read them); and temporary files of atomic writes. Each of
+    /// these may hold devices in clear. Returns how many files went.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`]; a file that cannot be removed is logged and tried again at the next start.
+    pub fn remove_leftovers(&self) -> Result<usize, JournalError> {
+        self.folder.remove_leftovers(&|id| {
+            Ok(self
+                .ledger
+                .record(id)?
+                .is_some_and(|r| r.state == FileState::Claimed))
+        })
+    }
+}
+
+/// The ledger of a state folder opened read-only, for `gdprd status`: safe while the daemon runs (the ledger is
+/// in WAL mode), and it takes no lock and creates nothing.
+pub struct Reader {
+    ledger: SqliteLedger,
+}
+
+impl Reader {
+    /// Opens the ledger of `state_dir` read-only; `None` when there is none yet (nothing was ever received).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn open(state_dir: &Path) -> Result<Option<Reader>, JournalError> {
+        Ok(SqliteLedger::open_read_only(state_dir)?.map(|ledger| Reader { ledger }))
+    }
+
+    /// The files of `account` (or every account) received since `since` (RFC 3339), newest first.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn files(
+        &self,
+        account: Option<&str>,
+        since: &str,
+    ) -> Result<Vec<FileSummary>, JournalError> {
+        self.ledger.files(account, since)
+    }
+}
+
+/// Where the submission of a finished file stands as it leaves `GDPR_Submit` (see [`Claim::leave_submit`]).
+#[derive(Debug)]
+pub enum Leaving {
+    /// The claimed file is out of `GDPR_Submit` (or was not there).
+    Gone,
+    /// The file under the name was not the one claimed (replaced, or changed in place, while the claimed copy
+    /// ran): a new submission under a used name, now held at this path for its duplicate-name notice.
+    Replaced(PathBuf),
+}
+
+/// A claimed file at work: everything the engine records about it goes through here.
+pub struct Claim {
+    journal: Journal,
+    record: FileRecord,
+}
+
+/// Marks the file the worker executes for the HTTP front doors while it lives (see [`Claim::executing`]).
+pub struct Executing<'a>(&'a AtomicI64);
+
+impl Drop for Executing<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Claim {
+    /// The file's ledger id.
+    pub fn id(&self) -> i64 {
+        self.record.id
+    }
+
+    /// Its record as claimed.
+    pub fn record(&self) -> &FileRecord {
+        &self.record
+    }
+
+    /// The request type recorded at claim time, if it is one gdprd knows.
+    pub fn kind(&self) -> Option<Kind> {
+        self.record.kind.as_deref().and_then(Kind::from_type)
+    }
+
+    /// Devices per chunk, fixed at claim time.
+    pub fn batch_size(&self) -> usize {
+        self.record.batch_size
+    }
+
+    /// Marks this file as the one the worker executes until the guard drops: the HTTP front doors report it
+    /// `IN_PROGRESS` before its first chunk completes.
+    pub fn executing(&self) -> Executing<'_> {
+        let flag = &*self.journal.executing;
+        flag.store(self.record.id, Ordering::SeqCst);
+        Executing(flag)
+    }
+
+    /// The bytes claimed, read back from the claimed copy, or from `submitted` (the file in `GDPR_Submit`) when
+    /// the copy was never written; at most `cap` bytes. `None` when neither holds the bytes claimed.
+    pub fn read_claimed(&self, submitted: &Path, cap: u64) -> Option<Vec<u8>> {
+        let copy = self.journal.folder.claimed_copy(self.record.id);
+        read_capped(&copy, cap)
+            .or_else(|_| read_capped(submitted, cap))
+            .ok()
+            .filter(|bytes| self.journal.holds(&self.record, bytes))
+    }
+
+    /// `store`'s step for `chunk`, if one was recorded.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn step(&self, chunk: usize, store: &str) -> Result<Option<Step>, JournalError> {
+        self.journal.ledger.step(self.record.id, chunk, store)
+    }
+
+    /// Records what `store` found for `chunk` before it changes anything.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn plan_step(&self, chunk: usize, store: &str, found: &[u64]) -> Result<(), JournalError> {
+        let step = Step {
+            found: found.to_vec(),
+            done: false,
+        };
+        self.journal
+            .ledger
+            .record_step(self.record.id, chunk, store, &step)
+    }
+
+    /// Records that `store` committed its step for `chunk`.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn finish_step(
+        &self,
+        chunk: usize,
+        store: &str,
+        found: &[u64],
+    ) -> Result<(), JournalError> {
+        let step = Step {
+            found: found.to_vec(),
+            done: true,
+        };
+        self.journal
+            .ledger
+            .record_step(self.record.id, chunk, store, &step)
+    }
+
+    /// What `store` held for each target before the first chunk changed anything (see
+    /// [`Claim::record_survey`]): `Some(empty)` when the survey failed, `None` when it has not run.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn survey(&self, store: &str) -> Result<Option<Vec<u64>>, JournalError> {
+        Ok(self.step(SURVEY_CHUNK, store)?.map(|s| s.found))
+    }
+
+    /// Records what `store` held for each target before any chunk ran.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn record_survey(&self, store: &str, found: &[u64]) -> Result<(), JournalError> {
+        self.finish_step(SURVEY_CHUNK, store, found)
+    }
+
+    /// Whether `chunk` has completed (its responses are journaled).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn chunk_done(&self, chunk: usize) -> Result<bool, JournalError> {
+        self.journal.ledger.chunk_done(self.record.id, chunk)
+    }
+
+    /// Completes `chunk`: its contacts' responses and audit entries, in one transaction.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`]; then nothing of the chunk is recorded.
+    pub fn complete_chunk(
+        &self,
+        chunk: usize,
+        responses: &[(Position, Response)],
+        audit: &[AuditEntry],
+    ) -> Result<(), JournalError> {
+        self.journal
+            .ledger
+            .complete_chunk(self.record.id, chunk, responses, audit)
+    }
+
+    /// The journaled responses, by position.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn responses(&self) -> Result<HashMap<Position, Response>, JournalError> {
+        self.journal.ledger.responses(self.record.id)
+    }
+
+    /// Records an audit entry of this file (its refusal, say).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), JournalError> {
+        self.journal.ledger.audit(entry)
+    }
+
+    /// Where the `n`th export part of this file is written (`STATE/work/ID-N.zip`).
+    pub fn work_part(&self, n: usize) -> PathBuf {
+        self.journal.folder.work_part(self.record.id, n)
+    }
+
+    /// Marks the file done, with its result names, counts and file-level error if it was refused whole.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn finish(
+        &self,
+        results: &[String],
+        counts: Counts,
+        error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.journal
+            .ledger
+            .finish(self.record.id, results, counts, error)
+    }
+
+    /// Takes the finished file out of `submit_dir` (where it is `path`), reading at most `cap` bytes of it.
+    ///
+    /// Only the file that was claimed leaves. It is first renamed to a hidden holding name of its own
+    /// (`.gdprd-leaving-ID.json`), so that a file put onto the same name meanwhile is never removed in its place,
+    /// and the held file is compared with the claim. A crash after the rename leaves the holding file, which the
+    /// next start settles the same way. A link, a folder or a special file under the name is not the claimed
+    /// file: it is left there, for the next rescan to reject as a duplicate name. Once every file is settled,
+    /// [`Claim::mark_removed`] records it.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn leave_submit(
+        &self,
+        submit_dir: &Path,
+        path: &Path,
+        cap: u64,
+    ) -> Result<Leaving, JournalError> {
+        let name = &self.record.name;
+        let holding = submit_dir.join(folder::holding_name(self.record.id));
+        let held = match std::fs::symlink_metadata(&holding) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::symlink_metadata(path) {
+                    Ok(m) if m.is_file() => {
+                        std::fs::rename(path, &holding)
+                            .map_err(io_err(format!("cannot take {name} out of GDPR_Submit")))?;
+                        true
+                    }
+                    Ok(_) => false,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(io_err(format!("cannot stat {name}"))(e)),
+                }
+            }
+            Err(e) => return Err(io_err(format!("cannot stat {}", holding.display()))(e)),
+        };
+        if !held {
+            return Ok(Leaving::Gone);
+        }
+        let bytes = read_capped(&holding, cap).map_err(io_err(format!("cannot read {name}")))?;
+        if self.journal.holds(&self.record, &bytes) {
+            atomic::remove_if_present(&holding)
+                .map_err(io_err(format!("cannot remove {name} from GDPR_Submit")))?;
+            Ok(Leaving::Gone)
+        } else {
+            Ok(Leaving::Replaced(holding))
+        }
+    }
+
+    /// Records that the submission has left `submit_dir` (synced first), and deletes the claimed copy.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn mark_removed(&self, submit_dir: &Path) -> Result<(), JournalError> {
+        atomic::sync_dir(submit_dir).map_err(io_err("cannot sync GDPR_Submit"))?;
+        self.journal
+            .ledger
+            .mark_removed(&self.record.account, &self.record.name)?;
+        atomic::remove_if_present(&self.journal.folder.claimed_copy(self.record.id))
+            .map_err(io_err("cannot remove the claimed copy"))
+    }
+}
+
+#[cfg(test)]
+impl Journal {
+    /// Claims `name` as another gdprd may have recorded it, with any type or none (a test's old ledger).
+    pub(crate) fn claim_recorded_as(
+        &self,
+        account: &str,
+        name: &str,
+        recorded: Option<&str>,
+        bytes: &[u8],
+    ) -> Claim {
+        sqlite::insert_claimed(
+            self.folder.dir(),
+            account,
+            name,
+            recorded,
+            &self.digest(bytes),
+        );
+        match self.admit(account, name).expect("admit") {
+            Known::Unfinished(claim) => claim,
+            _ => panic!("{name} is claimed"),
+        }
+    }
+}
+
+/// At most `cap` bytes of the file at `path`.
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(cap)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests;

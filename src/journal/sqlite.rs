@@ -1,0 +1,544 @@
+//! The ledger in SQLite: `STATE/ledger.db`, in WAL mode with full syncs, so a claim, a step or a chunk that
+//! returned is on disk. A daemon's ledger has two connections, each behind a mutex: one for every write (and
+//! the reads that decide one), and one for the reads the HTTP front doors poll ([`Ledger::job`],
+//! [`Ledger::responses`]), so that a poll never waits for the worker's writes, nor the worker for a poll (WAL
+//! lets a reader and a writer run at once). `gdprd status` opens its own, read-only.
+
+use super::{
+    AuditEntry, Counts, FileRecord, FileState, FileSummary, JobRecord, JournalError, Ledger,
+    NewClaim, Position, Step, KEYED,
+};
+use crate::engine::Response;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> JournalError {
+        JournalError::Database(Box::new(e))
+    }
+}
+
+/// The ledger's file in the state folder.
+const FILE: &str = "ledger.db";
+
+const SCHEMA: &str = r"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT,
+    sha256 TEXT,
+    size INTEGER,
+    batch_size INTEGER NOT NULL DEFAULT 500,
+    state TEXT NOT NULL,
+    error TEXT,
+    received_at TEXT NOT NULL,
+    finished_at TEXT,
+    removed INTEGER NOT NULL DEFAULT 0,
+    results TEXT,
+    success INTEGER NOT NULL DEFAULT 0,
+    not_found INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account, name)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    chunk INTEGER NOT NULL,
+    store TEXT NOT NULL,
+    planned TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (file_id, chunk, store)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    chunk INTEGER NOT NULL,
+    PRIMARY KEY (file_id, chunk)
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    request INTEGER NOT NULL,
+    contact INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    PRIMARY KEY (file_id, request, contact)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    file TEXT NOT NULL,
+    requestcase TEXT,
+    device_type TEXT,
+    device_hmac TEXT,
+    action TEXT NOT NULL,
+    stores TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+";
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn state_text(state: FileState) -> &'static str {
+    match state {
+        FileState::Claimed => "claimed",
+        FileState::Done => "done",
+        FileState::Rejected => "rejected",
+    }
+}
+
+fn parse_state(s: &str) -> FileState {
+    match s {
+        "done" => FileState::Done,
+        "rejected" => FileState::Rejected,
+        _ => FileState::Claimed,
+    }
+}
+
+/// The columns [`file_record`] reads, in its order.
+const RECORD: &str =
+    "id, account, name, state, sha256, batch_size, removed, received_at, error, kind";
+
+fn file_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        name: r.get(2)?,
+        state: parse_state(&r.get::<_, String>(3)?),
+        sha256: r.get(4)?,
+        batch_size: usize::try_from(r.get::<_, i64>(5)?).unwrap_or(1).max(1),
+        removed: r.get(6)?,
+        received_at: r.get(7)?,
+        error: r.get(8)?,
+        kind: r.get(9)?,
+    })
+}
+
+/// The ledger database.
+pub struct SqliteLedger {
+    conn: Mutex<Connection>,
+    /// For reads that decide nothing (see the module's documentation).
+    reader: Mutex<Connection>,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) `state_dir/ledger.db`. A digest an older gdprd stored unkeyed is handed to
+    /// `rekey` with its file id: its keyed digest replaces it, or, when `rekey` has none (no claimed copy), a
+    /// finished file's digest is cleared (nothing compares it again) and a file in work keeps it until it
+    /// finishes.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`] when it cannot be opened or migrated.
+    pub fn open(
+        state_dir: &Path,
+        rekey: &dyn Fn(i64, &str) -> Option<String>,
+    ) -> Result<SqliteLedger, JournalError> {
+        let conn = Connection::open(state_dir.join(FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
+        let reader = Connection::open(state_dir.join(FILE))?;
+        reader.busy_timeout(std::time::Duration::from_secs(30))?;
+        let ledger = SqliteLedger {
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+        };
+        ledger.key_legacy_digests(rekey)?;
+        Ok(ledger)
+    }
+
+    /// Opens `state_dir/ledger.db` read-only, if it exists.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<SqliteLedger>, JournalError> {
+        let path = state_dir.join(FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(Some(SqliteLedger {
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+        }))
+    }
+
+    /// The connection. A panic that poisoned the mutex cannot have left a transaction open (a dropped
+    /// transaction rolls back), so the connection is taken as it is.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection for reads that decide nothing.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn key_legacy_digests(
+        &self,
+        rekey: &dyn Fn(i64, &str) -> Option<String>,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let legacy: Vec<(i64, String, bool)> = {
+            let mut stmt = conn.prepare(
+                "SELECT id, sha256, state = 'claimed' OR removed = 0 FROM files
+                 WHERE sha256 IS NOT NULL AND sha256 NOT LIKE 'hmac-sha256:%'",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let tx = conn.transaction()?;
+        for (id, sha, in_work) in &legacy {
+            match (rekey(*id, sha), in_work) {
+                (Some(keyed), _) => {
+                    debug_assert!(keyed.starts_with(KEYED));
+                    tx.execute(
+                        "UPDATE files SET sha256 = ?2 WHERE id = ?1",
+                        params![id, keyed],
+                    )?;
+                }
+                // Finished and gone from GDPR_Submit: nothing compares its digest again.
+                (None, false) => {
+                    tx.execute("UPDATE files SET sha256 = NULL WHERE id = ?1", [id])?;
+                }
+                // In work without its copy: kept, and compared unkeyed, until it finishes.
+                (None, true) => {}
+            }
+        }
+        tx.commit()?;
+        tracing::info!(
+            files = legacy.len(),
+            "ledger: unkeyed file digests keyed with the installation secret, or cleared"
+        );
+        Ok(())
+    }
+}
+
+impl Ledger for SqliteLedger {
+    fn lookup(&self, account: &str, name: &str) -> Result<Option<FileRecord>, JournalError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {RECORD} FROM files WHERE account = ?1 AND name = ?2"),
+                params![account, name],
+                file_record,
+            )
+            .optional()?)
+    }
+
+    fn record(&self, id: i64) -> Result<Option<FileRecord>, JournalError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {RECORD} FROM files WHERE id = ?1"),
+                [id],
+                file_record,
+            )
+            .optional()?)
+    }
+
+    fn claim(&self, file: &NewClaim<'_>) -> Result<FileRecord, JournalError> {
+        let received = now();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                file.account,
+                file.name,
+                file.kind.as_type(),
+                file.digest,
+                file.size as i64,
+                file.batch_size as i64,
+                state_text(FileState::Claimed),
+                received
+            ],
+        )?;
+        Ok(FileRecord {
+            id: conn.last_insert_rowid(),
+            account: file.account.to_owned(),
+            name: file.name.to_owned(),
+            state: FileState::Claimed,
+            sha256: Some(file.digest.to_owned()),
+            batch_size: file.batch_size,
+            removed: false,
+            received_at: received,
+            error: None,
+            kind: Some(file.kind.as_type().to_owned()),
+        })
+    }
+
+    fn reject(
+        &self,
+        account: &str,
+        name: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let at = now();
+        tx.execute(
+            "INSERT INTO files (account, name, state, error, received_at, finished_at) VALUES (?1, ?2, 'rejected', ?3, ?4, ?4)
+             ON CONFLICT (account, name) DO NOTHING",
+            params![account, name, reason, at],
+        )?;
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), JournalError> {
+        insert_audit(&self.conn(), entry)
+    }
+
+    fn step(&self, id: i64, chunk: usize, store: &str) -> Result<Option<Step>, JournalError> {
+        let row: Option<(String, bool)> = self
+            .conn()
+            .query_row(
+                "SELECT planned, done FROM steps WHERE file_id = ?1 AND chunk = ?2 AND store = ?3",
+                params![id, chunk as i64, store],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(planned, done)| {
+            serde_json::from_str::<Vec<u64>>(&planned)
+                .map(|found| Step { found, done })
+                .map_err(JournalError::Corrupt)
+        })
+        .transpose()
+    }
+
+    fn record_step(
+        &self,
+        id: i64,
+        chunk: usize,
+        store: &str,
+        step: &Step,
+    ) -> Result<(), JournalError> {
+        let planned = serde_json::to_string(&step.found).map_err(JournalError::Corrupt)?;
+        self.conn().execute(
+            "INSERT INTO steps (file_id, chunk, store, planned, done) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (file_id, chunk, store) DO UPDATE SET planned = excluded.planned, done = excluded.done",
+            params![id, chunk as i64, store, planned, step.done],
+        )?;
+        Ok(())
+    }
+
+    fn chunk_done(&self, id: i64, chunk: usize) -> Result<bool, JournalError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM chunks WHERE file_id = ?1 AND chunk = ?2",
+                params![id, chunk as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    fn complete_chunk(
+        &self,
+        id: i64,
+        chunk: usize,
+        responses: &[(Position, Response)],
+        audit: &[AuditEntry],
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO chunks (file_id, chunk) VALUES (?1, ?2)",
+            params![id, chunk as i64],
+        )?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO contacts (file_id, request, contact, response) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for ((request, contact), response) in responses {
+                insert.execute(params![
+                    id,
+                    *request as i64,
+                    *contact as i64,
+                    response.to_string()
+                ])?;
+            }
+        }
+        for entry in audit {
+            insert_audit(&tx, entry)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn responses(&self, id: i64) -> Result<HashMap<Position, Response>, JournalError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare("SELECT request, contact, response FROM contacts WHERE file_id = ?1")?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((
+                (r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize),
+                Response::parse(&r.get::<_, String>(2)?),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn finish(
+        &self,
+        id: i64,
+        results: &[String],
+        counts: Counts,
+        error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE files SET state = 'done', finished_at = ?2, results = ?3, success = ?4, not_found = ?5, errors = ?6, error = ?7 WHERE id = ?1",
+            params![
+                id,
+                now(),
+                results.join(" "),
+                counts.success as i64,
+                counts.not_found as i64,
+                counts.errors as i64,
+                error
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn mark_removed(&self, account: &str, name: &str) -> Result<(), JournalError> {
+        self.conn().execute(
+            "UPDATE files SET removed = 1 WHERE account = ?1 AND name = ?2",
+            params![account, name],
+        )?;
+        Ok(())
+    }
+
+    fn unfinished(&self) -> Result<Vec<(String, String)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account, name FROM files WHERE state = 'claimed' OR removed = 0 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn job(&self, id: i64) -> Result<Option<JobRecord>, JournalError> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT state, error, finished_at, results,
+                        EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id)
+                 FROM files WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(JobRecord {
+                        state: parse_state(&r.get::<_, String>(0)?),
+                        error: r.get(1)?,
+                        finished_at: r.get(2)?,
+                        results: r
+                            .get::<_, Option<String>>(3)?
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect(),
+                        started: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT f.account, f.name, f.state, f.error, f.received_at, f.finished_at,
+                    sum(c.response = 'SUCCESS'), sum(c.response = 'SUCCESS: not found'),
+                    sum(c.response LIKE 'ERROR%')
+             FROM files f LEFT JOIN contacts c ON c.file_id = f.id
+             WHERE f.received_at >= ?1 AND (?2 IS NULL OR f.account = ?2)
+             GROUP BY f.id ORDER BY f.received_at DESC, f.id DESC",
+        )?;
+        let count = |n: Option<i64>| u64::try_from(n.unwrap_or(0)).unwrap_or(0);
+        let rows = stmt.query_map(params![since, account], |r| {
+            Ok(FileSummary {
+                account: r.get(0)?,
+                name: r.get(1)?,
+                state: parse_state(&r.get::<_, String>(2)?),
+                error: r.get(3)?,
+                received_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                counts: Counts {
+                    success: count(r.get(6)?),
+                    not_found: count(r.get(7)?),
+                    errors: count(r.get(8)?),
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), JournalError> {
+    let ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    conn.prepare_cached(
+        "INSERT INTO audit (account, file, requestcase, device_type, device_hmac, action, stores, outcome, started, finished)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        e.account,
+        e.file,
+        e.requestcase,
+        e.device_type,
+        e.device_hmac,
+        e.action,
+        e.stores,
+        e.outcome,
+        ts(&e.started),
+        ts(&e.finished)
+    ])?;
+    Ok(())
+}
+
+/// Records `name` as claimed with the type `recorded` (any text, or none), through a connection of its own: a
+/// ledger as another gdprd may have written it.
+#[cfg(test)]
+pub(super) fn insert_claimed(
+    state_dir: &Path,
+    account: &str,
+    name: &str,
+    recorded: Option<&str>,
+    digest: &str,
+) {
+    Connection::open(state_dir.join(FILE))
+        .and_then(|conn| {
+            conn.execute(
+                "INSERT INTO files (account, name, kind, sha256, batch_size, state, received_at)
+                 VALUES (?1, ?2, ?3, ?4, 500, 'claimed', ?5)",
+                params![account, name, recorded, digest, now()],
+            )
+        })
+        .expect("a claimed row");
+}
