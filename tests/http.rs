@@ -138,9 +138,11 @@ impl Api {
             if status == "FAILED" {
                 panic!("job {id} failed: {json}");
             }
+            // A hang detector, not a speed check: the resumed 2,000-device job of the restart test takes about
+            // 100 s of a debug build on a loaded 2-core machine; the durability tests allow the same 600 s.
             assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "job {id} did not finish"
+                start.elapsed() < Duration::from_secs(600),
+                "job {id} did not finish within 600 s"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
