@@ -255,7 +255,7 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ("state_dir", new.state_dir != running.state_dir),
         (
             "sftp_server",
-            format!("{:?}", new.sftp_server) != format!("{:?}", running.sftp_server)
+            new.sftp_server != running.sftp_server
                 || sftp_server::wanted(&new) != sftp_server::wanted(running),
         ),
         ("metrics", new.metrics.listen != running.metrics.listen),
@@ -268,14 +268,8 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
                 || new.http.max_connections_per_address != running.http.max_connections_per_address
                 || new.http.trusted_proxies != running.http.trusted_proxies,
         ),
-        (
-            "intake",
-            format!("{:?}", new.intake) != format!("{:?}", running.intake),
-        ),
-        (
-            "log",
-            format!("{:?}", new.log) != format!("{:?}", running.log),
-        ),
+        ("intake", new.intake != running.intake),
+        ("log", new.log != running.log),
     ];
     for (section, changed) in restart_only {
         if changed {
@@ -417,19 +411,14 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    if let Some(Ok(addr)) = config
-        .metrics
-        .listen
-        .as_deref()
-        .map(str::parse::<std::net::SocketAddr>)
-    {
+    if let Some(addr) = config.metrics.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(DaemonError::Metrics)?;
         tracker.spawn(crate::metrics::serve(listener, shutdown.clone()));
     }
-    let settle = Duration::from_secs(config.intake.settle_seconds);
-    let every = Duration::from_secs(config.intake.rescan_seconds);
+    let settle = config.intake.settle_seconds;
+    let every = config.intake.rescan_seconds;
     tracker.spawn(intake(
         Arc::clone(&current),
         tx.clone(),

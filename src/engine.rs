@@ -26,7 +26,6 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -273,10 +272,10 @@ impl Engine {
         if !meta.is_file() {
             return self.reject(account, name, &path, Rejection::NotRegularFile);
         }
-        let tz = account.tz();
+        let tz = account.timezone;
         let today = Utc::now().with_timezone(&tz).date_naive();
         let horizon = self.config.limits.max_future_days;
-        let file_name = match admit_name_within(name, today, &account.timezone, horizon) {
+        let file_name = match admit_name_within(name, today, account.timezone.name(), horizon) {
             Admission::InProgress => return Ok(Outcome::Ignored),
             Admission::Waiting(_) => return Ok(Outcome::Waiting),
             Admission::Reject(reason) => return self.reject(account, name, &path, reason.into()),
@@ -284,7 +283,7 @@ impl Engine {
         };
         let cap = self.config.limits.max_file_bytes.saturating_add(1);
         let bytes = read_capped(&path, cap).map_err(io_err(format!("cannot read {name}")))?;
-        let timeout = Duration::from_secs(self.config.intake.upload_timeout_seconds);
+        let timeout = self.config.intake.upload_timeout_seconds;
         if let Some(age) = still_uploading(&bytes, &meta, timeout) {
             info!(account = %account.name, file = name, seconds_since_written = age.as_secs(), "file ends in the middle of its JSON: an upload still being written; waiting for the rest");
             return Ok(Outcome::Waiting);

@@ -12,7 +12,8 @@
 //! - [`results`] are what customers read: execution logs, rejection notices, export archives, written atomically.
 //! - [`journal`] makes it durable and exactly-once: it owns the ledger, the audit trail and the state folder;
 //!   [`audit`] hashes devices for it.
-//! - [`daemon`] wires it all, reloads and owns shutdown; [`config`] is the TOML it runs from; [`retention`]
+//! - [`daemon`] wires it all, reloads and owns shutdown; [`config`] assembles and loads the TOML it runs
+//!   from (each component's section is typed and checked beside the component); [`retention`]
 //!   deletes old results; [`status`] asks the journal for care engineers; [`metrics`] counts for Prometheus;
 //!   [`demo`] lays out a self-contained demo installation.
 //! - [`http`] is the other way in: batched erasure/access jobs and agent privacy requests over HTTP, turned into

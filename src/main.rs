@@ -282,7 +282,7 @@ async fn serve(config: Config, once: bool) -> Result<ExitCode> {
     // One reload waiting is enough: a SIGHUP while one waits asks for the same thing.
     let (reload, reloads) = tokio::sync::mpsc::channel(1);
     let shutdown = CancellationToken::new();
-    let deadline = std::time::Duration::from_secs(config.stop_deadline_seconds);
+    let deadline = config.stop_deadline_seconds;
     let daemon = daemon::run(
         Arc::new(config),
         RunOptions { once },
@@ -338,7 +338,7 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
                 ),
                 None => config.accounts.first(),
             };
-            let tz = account.map_or_else(|| "UTC".to_owned(), |a| a.timezone.clone());
+            let tz = account.map_or(chrono_tz::UTC, |a| a.timezone);
             (
                 config.limits.request_limits(),
                 tz,
@@ -346,11 +346,9 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
             )
         }
         None if account.is_some() => bail!("--account needs --config"),
-        None => (Limits::default(), "UTC".to_owned(), DEFAULT_MAX_FUTURE_DAYS),
+        None => (Limits::default(), chrono_tz::UTC, DEFAULT_MAX_FUTURE_DAYS),
     };
-    let today = chrono::Utc::now()
-        .with_timezone(&tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC))
-        .date_naive();
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let mut all_valid = true;
     // A progress bar on standard error, drawn only when it is a terminal: bytes read of all the files.
     let total: u64 = files
@@ -372,7 +370,7 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         bar.set_message(name.clone());
-        let (verdict, details) = verdict(path, &name, (today, &tz, horizon), &limits, &bar);
+        let (verdict, details) = verdict(path, &name, (today, tz.name(), horizon), &limits, &bar);
         bar.suspend(|| {
             println!("{name}: {verdict}");
             for line in &details {
@@ -488,8 +486,8 @@ fn demo_db_server(
         schema: None,
         tls: gdprd::config::TlsMode::Prefer,
         ca_file: None,
-        connect_timeout_seconds: 10,
-        statement_timeout_seconds: 3600,
+        connect_timeout_seconds: std::time::Duration::from_secs(10),
+        statement_timeout_seconds: std::time::Duration::from_secs(3600),
         phones: Default::default(),
         files_root: None,
         shared_shortcodes: Vec::new(),

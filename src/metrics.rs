@@ -1,4 +1,4 @@
-//! Metrics for Prometheus, off by default (`[metrics] listen = "127.0.0.1:9464"`): files and contacts by outcome,
+//! Metrics for Prometheus, off by default (`[metrics] listen = "127.0.0.1:9464"`, a [`MetricsConfig`]): files and contacts by outcome,
 //! store call latencies, the queue of names waiting for the worker, open SFTP sessions and failed SFTP logins.
 //! The counters are process-wide ([`get`]); [`serve`] answers `GET /metrics` (and `HEAD`) in the Prometheus text
 //! format on a loopback address, through axum on the same listener as the HTTP front doors
@@ -10,10 +10,57 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsConfig {
+    /// A loopback address (`127.0.0.1:9464`) where `GET /metrics` is served.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[metrics]` as written; [`RawMetricsConfig::validate`] makes the [`MetricsConfig`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetricsConfig {
+    #[serde(default)]
+    listen: Option<String>,
+}
+
+/// Reads `[metrics]` as [`crate::config::Config::load`] does.
+impl<'de> Deserialize<'de> for MetricsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawMetricsConfig::deserialize(d)?
+            .validate()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl RawMetricsConfig {
+    /// Reads the address; the endpoint has no authentication, so it must be a loopback one.
+    ///
+    /// # Errors
+    /// What is wrong, starting `metrics.listen`.
+    pub(crate) fn validate(self) -> Result<MetricsConfig, String> {
+        let Some(listen) = self.listen else {
+            return Ok(MetricsConfig::default());
+        };
+        let addr: SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("metrics.listen {listen:?} is not an address:port"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "metrics.listen {listen:?}: the endpoint has no authentication, so it listens on loopback only (127.0.0.1 or [::1]); put a proxy in front to reach it from elsewhere"
+            ));
+        }
+        Ok(MetricsConfig { listen: Some(addr) })
+    }
+}
 
 /// An outcome label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -105,14 +105,19 @@ pub fn files(
         if account.is_some_and(|want| want != a.name) {
             continue;
         }
-        let today = chrono::Utc::now().with_timezone(&a.tz()).date_naive();
+        let today = chrono::Utc::now().with_timezone(&a.timezone).date_naive();
         let mut waiting: Vec<(String, String)> = std::fs::read_dir(a.submit_dir())
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                match admit_name_within(&name, today, &a.timezone, config.limits.max_future_days) {
+                match admit_name_within(
+                    &name,
+                    today,
+                    a.timezone.name(),
+                    config.limits.max_future_days,
+                ) {
                     Admission::Waiting(date) => Some((name, date.to_string())),
                     _ => None,
                 }

@@ -1,7 +1,7 @@
 //! What the front doors read before anything is claimed: a job's `text/csv` body of `lookup key, value` lines,
 //! and phone numbers written without `+`. No I/O here.
 
-use crate::config::HttpAccountConfig;
+use super::config::HttpAccountConfig;
 use crate::requests::DeviceKind;
 
 /// One line of a job body: the lookup key and value as written, and what became of them.

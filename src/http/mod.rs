@@ -16,6 +16,7 @@
 //! client address (behind a trusted proxy, the address it forwards), per token and per account named.
 
 mod body;
+pub mod config;
 mod jobs;
 mod lcm;
 pub(crate) mod server;
@@ -138,13 +139,7 @@ impl HttpState {
     pub fn new(config: Arc<RwLock<Arc<Config>>>, journal: Journal, jobs: JobSender) -> HttpState {
         let trusted_proxies = config
             .read()
-            .map(|c| {
-                c.http
-                    .trusted_proxies
-                    .iter()
-                    .filter_map(|p| crate::config::parse_network(p))
-                    .collect()
-            })
+            .map(|c| c.http.trusted_proxies.clone())
             .unwrap_or_default();
         HttpState {
             journal,
@@ -180,10 +175,7 @@ impl HttpState {
             .lock()
             .map_err(|_| ApiError::internal("throttle state poisoned"))?;
         // The limits in force now: they reload with the config.
-        failures.set_limits(
-            config.http.auth_failures,
-            Duration::from_secs(config.http.auth_window_seconds),
-        );
+        failures.set_limits(config.http.auth_failures, config.http.auth_window_seconds);
         let too_many = |what: &str| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -313,8 +305,9 @@ fn base_url(config: &Config, headers: &HeaderMap) -> String {
                 && h.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
         })
-        .or(config.http.listen.as_deref())
-        .unwrap_or("localhost");
+        .map(str::to_owned)
+        .or_else(|| config.http.listen.map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
     format!("http://{host}")
 }
 
@@ -382,17 +375,15 @@ async fn admit(
         return Err(too_large());
     }
     let (mut parts, body) = request.into_parts();
-    let seconds = config.http.body_timeout_seconds;
-    let bytes = match tokio::time::timeout(
-        Duration::from_secs(seconds),
-        Limited::new(body, limit).collect(),
-    )
-    .await
-    {
+    let timeout = config.http.body_timeout_seconds;
+    let bytes = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("the body did not arrive within {seconds} seconds"),
+                format!(
+                    "the body did not arrive within {} seconds",
+                    timeout.as_secs()
+                ),
             ))
         }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
@@ -448,7 +439,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
 /// # Errors
 /// The address cannot be bound.
 pub async fn bind(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
-    let listen = config.http.listen.as_deref().unwrap_or("127.0.0.1:0");
+    let listen = config
+        .http
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     tokio::net::TcpListener::bind(listen).await
 }
 
@@ -480,7 +474,7 @@ pub async fn serve(
     let http = state.config().http.clone();
     let limits = server::Limits {
         name: "HTTP front doors",
-        header_timeout: Duration::from_secs(http.header_timeout_seconds),
+        header_timeout: http.header_timeout_seconds,
         max_connections: http.max_connections,
         max_per_address: http.max_connections_per_address,
         uncapped: state.trusted_proxies.clone(),
@@ -529,7 +523,7 @@ mod tests {
     fn the_client_address_is_the_forwarded_one_only_behind_a_trusted_proxy() {
         let proxies: Vec<ipnet::IpNet> = ["127.0.0.1", "10.0.0.0/8"]
             .iter()
-            .filter_map(|p| crate::config::parse_network(p))
+            .filter_map(|p| config::parse_network(p))
             .collect();
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         let forwarded = |v: &str| {

@@ -11,6 +11,63 @@ pub use name::{Due, FileName, Kind, NameError};
 pub use parse::{FileError, Limits, Request, RequestFile};
 
 use chrono::NaiveDate;
+use serde::Deserialize;
+
+/// `[limits]`: caps on what a file may hold and how much work is done between journal checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest submission accepted, in bytes (default 10 MiB).
+    pub max_file_bytes: u64,
+    /// Most contacts in one file (default 10,000).
+    pub max_contacts: usize,
+    /// Deepest JSON nesting accepted (default 16).
+    pub max_depth: usize,
+    /// Devices executed together, then journaled, in a forget (default 500).
+    pub batch_size: usize,
+    /// How many days ahead a file's name may be dated (default 31); a file dated later is rejected.
+    pub max_future_days: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_file_bytes: l.max_file_bytes,
+            max_contacts: l.max_contacts,
+            max_depth: l.max_depth,
+            batch_size: 500,
+            max_future_days: DEFAULT_MAX_FUTURE_DAYS,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The parser's limits.
+    pub fn request_limits(&self) -> Limits {
+        Limits {
+            max_file_bytes: self.max_file_bytes,
+            max_contacts: self.max_contacts,
+            max_depth: self.max_depth,
+        }
+    }
+
+    /// Checks that every cap lets a valid file through.
+    ///
+    /// # Errors
+    /// What is wrong, starting `[limits]:`.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        // A valid file nests 5 levels: the object, requests, a request, contacts, a contact.
+        if self.max_file_bytes == 0
+            || self.max_contacts == 0
+            || self.max_depth < 5
+            || self.batch_size == 0
+        {
+            return Err("[limits]: max_file_bytes, max_contacts and batch_size must be positive, max_depth at least 5".into());
+        }
+        Ok(())
+    }
+}
 
 /// What the name of a file found in `GDPR_Submit` means on `today` (in the account's time zone). The daemon and
 /// `gdprd validate` both decide here.

@@ -17,15 +17,18 @@
 //! with [`Unreachable::Stopped`], and the engine leaves the chunk to the next start.
 
 use super::callback_state::{self, CANCELLED};
+use super::mapping::PhoneConfig;
 use super::matching::Matcher;
 use super::{
     key_index, Batch, CallFailure, CallbackError, ExportSink, Found, Store, StoreError, Unreachable,
 };
 use crate::backoff::{self, Backoff};
-use crate::config::CallbackHttpConfig;
+use crate::config::de;
 use crate::requests::DeviceKind;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +38,91 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 pub const MAX_RETRIES: u32 = 10;
 /// The longest first delay (`retry_delay_ms`) a config may ask for.
 pub const MAX_FIRST_DELAY_MS: u64 = 10_000;
+
+/// A `type = "callback-http"` store: a callback service's REST API .
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackHttpConfig {
+    /// The API's base URL, `https://callbacks.example.com/api/v1`.
+    pub base_url: String,
+    /// File holding the bearer token (its first line).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// How long one call may take (`timeout_seconds`, default 10).
+    #[serde(default = "default_timeout", deserialize_with = "de::seconds")]
+    pub timeout_seconds: Duration,
+    /// Retries of a call that failed on the network, `429` or `5xx` (default 3, at most [`MAX_RETRIES`]).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The first retry's delay in milliseconds, doubled for each next one up to 10 s (default 200, at most
+    /// [`MAX_FIRST_DELAY_MS`]).
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay_ms: u64,
+    /// Customer numbers asked in one listing call (default 50).
+    #[serde(default = "default_numbers_per_request")]
+    pub numbers_per_request: usize,
+    /// The callback field holding the account id that a request's `accountid` must equal.
+    #[serde(default)]
+    pub account_field: Option<String>,
+    /// How the service's customer numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_retry_delay() -> u64 {
+    200
+}
+
+fn default_numbers_per_request() -> usize {
+    50
+}
+
+impl CallbackHttpConfig {
+    /// Checks the URL, the token source and the timeout.
+    ///
+    /// # Errors
+    /// What is wrong, naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+        let scheme = self.base_url.starts_with("http://") || self.base_url.starts_with("https://");
+        if !scheme {
+            return Err(format!(
+                "store {name:?}: base_url must start with http:// or https://"
+            ));
+        }
+        if self.token_file.is_some() && self.token_env.is_some() {
+            return Err(format!(
+                "store {name:?}: set token_file or token_env, not both"
+            ));
+        }
+        if self.timeout_seconds.is_zero() {
+            return Err(format!("store {name:?}: timeout_seconds must be positive"));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(format!(
+                "store {name:?}: retries is {}, at most {MAX_RETRIES} (the waits double up to 10 s each)",
+                self.retries
+            ));
+        }
+        if self.retry_delay_ms > MAX_FIRST_DELAY_MS {
+            return Err(format!(
+                "store {name:?}: retry_delay_ms is {}, at most {MAX_FIRST_DELAY_MS}",
+                self.retry_delay_ms
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A callback service.
 pub struct CallbackStore {
@@ -86,7 +174,7 @@ impl CallbackStore {
             .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
             .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(config.timeout_seconds)))
+            .timeout_global(Some(config.timeout_seconds))
             .http_status_as_error(false)
             .tls_config(tls)
             .build()
@@ -429,5 +517,26 @@ impl Store for CallbackStore {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{load, DEMO};
+
+    #[test]
+    fn callback_retries_are_capped() {
+        let with = |keys: &str| {
+            format!("{DEMO}\n[stores.callbacks]\ntype = \"callback-http\"\nbase_url = \"http://127.0.0.1:1\"\n{keys}")
+        };
+        load(&with("retries = 10\nretry_delay_ms = 10000\n")).expect("at the caps");
+        let e = load(&with("retries = 20\n")).expect_err("20 retries");
+        assert!(e.to_string().contains("retries is 20, at most 10"), "{e}");
+        let e = load(&with("retry_delay_ms = 60000\n")).expect_err("a minute");
+        assert!(
+            e.to_string()
+                .contains("retry_delay_ms is 60000, at most 10000"),
+            "{e}"
+        );
     }
 }

@@ -7,18 +7,74 @@
 //! journal has the plan) renames them into place, each synced, with the original's permissions. Files without a
 //! match are not touched.
 
+use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMapping};
 use super::matching::Matcher;
 use super::{
     admitted, digest_index, key_index, mark_suppressed, Batch, CsvProblem, ExportSink, Found,
     MappingError, Store, StoreError,
 };
-use crate::config::{CsvConfig, ForgetMode, TableMapping};
 use crate::requests::DeviceKind;
 use rand::Rng;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+
+/// A `type = "csv"` store: contact-list files in a folder, each mapped like a table by a file-name pattern.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvConfig {
+    /// The folder holding the lists.
+    pub folder: PathBuf,
+    /// The field delimiter, one ASCII character (default `,`).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// How stored phone numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+    /// One mapping per kind of list: `name` is a file-name pattern (`contacts-*.csv`, with `*` and `?`) and
+    /// columns are header names.
+    pub files: Vec<TableMapping>,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+impl CsvConfig {
+    /// Checks the delimiter and the mappings without opening the folder.
+    ///
+    /// # Errors
+    /// What is wrong, naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+        validate_tables(name, &self.files, &self.phones, Names::FilePatterns)?;
+        let at = format!("store {name:?}");
+        if !self.delimiter.is_ascii()
+            || self.delimiter == '"'
+            || self.delimiter.is_ascii_alphanumeric()
+        {
+            return Err(format!(
+                "{at}: delimiter must be one ASCII punctuation or space character"
+            ));
+        }
+        for t in &self.files {
+            let unsupported = [
+                ("shortcode", t.shortcode.is_some()),
+                ("state", t.state.is_some()),
+                ("file", t.file.is_some()),
+                ("normalised", !t.normalised.is_empty()),
+            ];
+            if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{at}, files {:?}: {key} is not supported in CSV lists",
+                    t.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The suffix of a list being rewritten.
 const TEMP_SUFFIX: &str = ".gdprd-tmp";

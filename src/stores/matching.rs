@@ -19,7 +19,7 @@
 //! cell whose form starts with [`SEVERAL`] holds something the index cannot answer (several numbers, letters
 //! between digits): those rows are always read and checked here.
 
-use crate::config::PhoneConfig;
+use super::mapping::PhoneConfig;
 use crate::requests::DeviceKind;
 use rustc_hash::FxHashSet;
 use std::borrow::Cow;

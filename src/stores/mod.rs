@@ -2,13 +2,15 @@
 //! devices of a file, or of one journal chunk of it) and forgets or exports them in a few batched statements.
 //!
 //! The trait is small: [`Store::forget`] and [`Store::export`], plus a health [`Store::check`]. Stores are
-//! chosen by the `type` of their config ([`crate::config::StoreConfig`]) and built by [`open`].
+//! chosen by the `type` of their config ([`StoreConfig`], a closed enum; each store's config type and its checks
+//! live in the store's file, the table mapping they share in [`mapping`]) and built by [`open`].
 
 pub mod callback_http;
 mod callback_state;
 pub mod csv;
 pub mod demo_load;
 mod error;
+pub mod mapping;
 pub mod mask;
 pub mod matching;
 mod mysql;
@@ -17,12 +19,17 @@ mod sql;
 pub mod sqlite;
 mod tls;
 
+pub use callback_http::CallbackHttpConfig;
+pub use csv::CsvConfig;
 pub use error::{
     CallFailure, CallbackError, CsvProblem, DriverError, MappingError, StoreError, Unreachable,
 };
+pub use mapping::{ForgetMode, PhoneConfig, TableMapping};
+pub use sql::{SqlConfig, TlsMode};
+pub use sqlite::SqliteConfig;
 
-use crate::config::{StoreConfig, TableMapping};
 use crate::requests::DeviceKind;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -175,6 +182,77 @@ pub(crate) fn digest_index(batch: &Batch) -> HashMap<&str, Vec<usize>> {
     index
 }
 
+/// `[stores.NAME]`: one place where personal data lives, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// A SQLite database file.
+    Sqlite(SqliteConfig),
+    /// A PostgreSQL database.
+    Postgres(SqlConfig),
+    /// A MySQL or MariaDB database.
+    Mysql(SqlConfig),
+    /// A folder of CSV contact lists.
+    Csv(CsvConfig),
+    /// A callback service reached over its REST API.
+    #[serde(rename = "callback-http")]
+    CallbackHttp(CallbackHttpConfig),
+}
+
+impl StoreConfig {
+    /// The tables the store maps.
+    pub fn tables(&self) -> &[TableMapping] {
+        match self {
+            StoreConfig::Sqlite(s) => &s.tables,
+            StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.tables,
+            StoreConfig::Csv(c) => &c.files,
+            StoreConfig::CallbackHttp(_) => &[],
+        }
+    }
+
+    /// How the store's phone numbers are written.
+    pub fn phones(&self) -> &PhoneConfig {
+        match self {
+            StoreConfig::Sqlite(s) => &s.phones,
+            StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => &s.phones,
+            StoreConfig::Csv(c) => &c.phones,
+            StoreConfig::CallbackHttp(c) => &c.phones,
+        }
+    }
+
+    /// Makes the store's files and folders absolute with `resolve`.
+    pub(crate) fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
+        match self {
+            StoreConfig::Sqlite(s) => {
+                s.path = resolve(&s.path);
+                s.files_root = s.files_root.as_deref().map(&resolve);
+            }
+            StoreConfig::Csv(c) => c.folder = resolve(&c.folder),
+            StoreConfig::CallbackHttp(c) => c.token_file = c.token_file.as_deref().map(&resolve),
+            StoreConfig::Postgres(s) | StoreConfig::Mysql(s) => {
+                s.files_root = s.files_root.as_deref().map(&resolve);
+                s.password_file = s.password_file.as_deref().map(&resolve);
+                s.ca_file = s.ca_file.as_deref().map(&resolve);
+            }
+        }
+    }
+
+    /// Checks the store's config without I/O (the catalogue is compared by `check-config`).
+    ///
+    /// # Errors
+    /// What is wrong, naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+        match self {
+            StoreConfig::Sqlite(s) => s.validate(name),
+            StoreConfig::Postgres(s) => s.validate(name, sql::Dialect::Postgres),
+            StoreConfig::Mysql(s) => s.validate(name, sql::Dialect::Mysql),
+            StoreConfig::Csv(c) => c.validate(name),
+            StoreConfig::CallbackHttp(c) => c.validate(name),
+        }
+    }
+}
+
+/// Opens the store `name` as configured.
 /// Opens the store `name` as configured. A store that waits between tries (the callback service's) stops
 /// waiting once `stop` is cancelled.
 ///

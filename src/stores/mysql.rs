@@ -1,12 +1,10 @@
 //! The `mysql` store: a MySQL or MariaDB database mapped like the `sqlite` store, worked in batched statements
 //! (see [`super::sql`]). Rows are named by their primary key, which must be a single column.
 
-use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql};
+use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql, SqlConfig, TlsMode};
 use super::{DriverError, MappingError, StoreError, Unreachable};
-use crate::config::{SqlConfig, TlsMode};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, SslOpts, Value};
-use std::time::Duration;
 
 /// A connection to a MySQL or MariaDB server.
 pub(crate) struct MyConn {
@@ -57,8 +55,8 @@ fn params(sql: &Sql) -> mysql::Params {
 
 fn opts(config: &SqlConfig, tls: bool) -> Result<OptsBuilder, StoreError> {
     let opts = Opts::from_url(&config.url).map_err(MappingError::MysqlUrl)?;
-    let mut b = OptsBuilder::from_opts(opts)
-        .tcp_connect_timeout(Some(Duration::from_secs(config.connect_timeout_seconds)));
+    let mut b =
+        OptsBuilder::from_opts(opts).tcp_connect_timeout(Some(config.connect_timeout_seconds));
     if let Some(pw) = super::sql::password(config)? {
         b = b.pass(Some(pw));
     }
@@ -107,7 +105,7 @@ impl Backend for MyConn {
         };
         let mut conn = MyConn { conn };
         let version: Option<String> = conn.conn.query_first("SELECT VERSION()").map_err(error)?;
-        let t = config.statement_timeout_seconds;
+        let t = config.statement_timeout_seconds.as_secs();
         let limit = if version.is_some_and(|v| v.contains("MariaDB")) {
             format!("max_statement_time = {t}")
         } else {

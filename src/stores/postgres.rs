@@ -2,14 +2,12 @@
 //! (see [`super::sql`]). Rows are named by `ctid` between the locking query and the statement that erases them,
 //! so tables need no particular key; views and partitioned tables are refused.
 
-use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql};
+use super::sql::{Backend, Dialect, Param, RowFn, RowRef, Sql, SqlConfig, TlsMode};
 use super::{DriverError, MappingError, StoreError, Unreachable};
-use crate::config::{SqlConfig, TlsMode};
 use postgres::config::SslMode;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
-use std::time::Duration;
 
 /// A connection to a PostgreSQL server.
 pub(crate) struct PgConn {
@@ -65,7 +63,7 @@ impl Backend for PgConn {
         if let Some(pw) = super::sql::password(config)? {
             pg.password(pw);
         }
-        pg.connect_timeout(Duration::from_secs(config.connect_timeout_seconds))
+        pg.connect_timeout(config.connect_timeout_seconds)
             .application_name("gdprd");
         let client = match config.tls {
             TlsMode::Disable => pg.ssl_mode(SslMode::Disable).connect(NoTls),
@@ -76,7 +74,7 @@ impl Backend for PgConn {
         }
         .map_err(|e| Unreachable::Connect(DriverError::Postgres(e)))?;
         let mut conn = PgConn { client };
-        let t = config.statement_timeout_seconds;
+        let t = config.statement_timeout_seconds.as_secs();
         let mut setup = format!("SET statement_timeout = '{t}s'; SET lock_timeout = '{t}s';");
         if let Some(schema) = &config.schema {
             setup.push_str(&format!(

@@ -10,15 +10,149 @@
 //! exactly on what matches.
 
 use super::callback_state::{self, CANCELLED, IN_FLIGHT};
+use super::mapping::{
+    is_identifier, validate_tables, ForgetMode, Names, PhoneConfig, TableMapping,
+};
 use super::mask::mask;
 use super::matching::{sql_candidates, Matcher, EMAIL_TRIM, PHONE_TRANSLATIONS, SEVERAL};
 use super::{
     admitted, digest_index, key_index, mark_suppressed, remove_recordings, Batch, ExportSink,
     Found, MappingError, Store, StoreError, Unreachable,
 };
-use crate::config::{ForgetMode, SqlConfig, TableMapping};
+use crate::config::de;
 use crate::requests::DeviceKind;
+use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A `type = "postgres"` or `type = "mysql"` store: a database server reached over the network.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Connection URL, `postgres://user@host:5432/db` or `mysql://user@host:3306/db`. Put the password in
+    /// `password_file` or `password_env` rather than here; it is never logged either way.
+    pub url: String,
+    /// File holding the password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PostgreSQL schema the tables live in (`search_path`); default: the server's default.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Transport encryption: `disable`, `prefer`, `require` (encrypted, certificate not checked) or
+    /// `verify-full` (certificate checked against the system roots or `ca_file`, and the host name).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the certificate authority for `verify-full`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// How long to wait for a connection (`connect_timeout_seconds`, default 10).
+    #[serde(default = "default_connect_timeout", deserialize_with = "de::seconds")]
+    pub connect_timeout_seconds: Duration,
+    /// How long a statement, or a wait for a row lock, may take before it is cancelled
+    /// (`statement_timeout_seconds`, default 300).
+    #[serde(
+        default = "default_statement_timeout",
+        deserialize_with = "de::seconds"
+    )]
+    pub statement_timeout_seconds: Duration,
+    /// How stored phone numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+    /// Folder that recording paths in `file` columns are relative to; files outside it are never touched.
+    #[serde(default)]
+    pub files_root: Option<PathBuf>,
+    /// Shortcodes shared between customers: their SMS rows are never exported.
+    #[serde(default)]
+    pub shared_shortcodes: Vec<String>,
+    /// Whether a forget file ends by rewriting the tables it changed (PostgreSQL `VACUUM FULL`, MySQL
+    /// `OPTIMIZE TABLE`), so dead row versions holding forgotten values are not kept until autovacuum or purge
+    /// reaches them (default false). See docs/operations.md for what stays in WAL, binlog, replicas and backups.
+    #[serde(default)]
+    pub vacuum_after_forget: bool,
+    /// The tables holding personal data.
+    pub tables: Vec<TableMapping>,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// How a database connection is encrypted.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, plain otherwise (PostgreSQL only; MySQL treats it as `require`).
+    #[default]
+    Prefer,
+    /// TLS, without checking the server's certificate.
+    Require,
+    /// TLS, with the certificate checked against the trusted roots and the host name.
+    VerifyFull,
+}
+
+impl SqlConfig {
+    /// Checks the URL, the password source, the schema, the timeouts and the mappings, for a store spoken to
+    /// in `dialect`.
+    ///
+    /// # Errors
+    /// What is wrong, naming the store `name`.
+    pub(crate) fn validate(&self, name: &str, dialect: Dialect) -> Result<(), String> {
+        let s = self;
+        validate_tables(name, &s.tables, &s.phones, Names::Identifiers)?;
+        let at = format!("store {name:?}");
+        let scheme = match dialect {
+            Dialect::Mysql => "mysql://",
+            Dialect::Postgres => "postgres",
+        };
+        if !s.url.starts_with(scheme) {
+            return Err(format!("{at}: url must start with {scheme}"));
+        }
+        if s.password_file.is_some() && s.password_env.is_some() {
+            return Err(format!("{at}: set password_file or password_env, not both"));
+        }
+        if s.schema.is_some() && dialect == Dialect::Mysql {
+            return Err(format!(
+                "{at}: schema is for postgres; name the database in the url"
+            ));
+        }
+        if let Some(schema) = &s.schema {
+            if !is_identifier(schema) {
+                return Err(format!("{at}: schema must be letters, digits and '_'"));
+            }
+        }
+        if s.statement_timeout_seconds.is_zero() || s.connect_timeout_seconds.is_zero() {
+            return Err(format!("{at}: timeouts must be positive"));
+        }
+        for t in &s.tables {
+            let devices: Vec<&str> = t.device_columns().into_iter().map(|(_, c)| c).collect();
+            for (device, column) in &t.normalised {
+                if !devices.contains(&device.as_str()) {
+                    return Err(format!(
+                        "{at}, table {:?}: normalised names {device:?}, which is not a mapped device column",
+                        t.name
+                    ));
+                }
+                if !is_identifier(column) {
+                    return Err(format!(
+                        "{at}, table {:?}: column names must be letters, digits and '_'",
+                        t.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// How many row references one `UPDATE`/`DELETE` names at most.
 const ROWS_PER_STATEMENT: usize = 5000;

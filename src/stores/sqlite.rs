@@ -1,19 +1,69 @@
-//! The `sqlite` store: a SQLite database mapped by [`crate::config::TableMapping`]s. It works on a whole batch
+//! The `sqlite` store: a SQLite database mapped by [`TableMapping`]s, configured by [`SqliteConfig`]. It works on a whole batch
 //! with one scan per table: a SQL function, `gdprd_match`, reads each stored device value the way
 //! [`super::matching`] says and looks it up in the batch's set of keys, in memory.
 
 use super::callback_state::{self, CANCELLED, IN_FLIGHT};
+use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMapping};
 use super::matching::Matcher;
 use super::{Batch, ExportSink, Found, MappingError, Store, StoreError};
-use crate::config::{ForgetMode, SqliteConfig, TableMapping};
+use crate::config::de;
 use crate::requests::DeviceKind;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A `type = "sqlite"` store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// How stored phone numbers are read.
+    #[serde(default)]
+    pub phones: PhoneConfig,
+    /// Folder that recording paths in `file` columns are relative to; files outside it are never touched.
+    #[serde(default)]
+    pub files_root: Option<PathBuf>,
+    /// Shortcodes shared between customers: their SMS rows are never exported.
+    #[serde(default)]
+    pub shared_shortcodes: Vec<String>,
+    /// How long to wait for a lock held by another writer (`busy_timeout_seconds`, default 10).
+    #[serde(default = "default_busy", deserialize_with = "de::seconds")]
+    pub busy_timeout_seconds: Duration,
+    /// Whether a forget file that changed rows ends by rebuilding the database file (`VACUUM`, then a WAL
+    /// checkpoint) so no copy of a forgotten value stays in free pages or unused page space, whoever left it there
+    /// (default true).
+    #[serde(default = "de::yes")]
+    pub vacuum_after_forget: bool,
+    /// The tables holding personal data.
+    pub tables: Vec<TableMapping>,
+}
+
+fn default_busy() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl SqliteConfig {
+    /// Checks what the mapping can be checked for without opening the database.
+    ///
+    /// # Errors
+    /// What is wrong, naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+        validate_tables(name, &self.tables, &self.phones, Names::Identifiers)?;
+        if let Some(t) = self.tables.iter().find(|t| !t.normalised.is_empty()) {
+            return Err(format!(
+                "store {name:?}, table {:?}: normalised columns are for postgres and mysql stores; a sqlite store matches by scanning",
+                t.name
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A SQLite database holding personal data.
 pub struct SqliteStore {
@@ -85,7 +135,7 @@ impl SqliteStore {
             &config.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(Duration::from_secs(config.busy_timeout_seconds))?;
+        conn.busy_timeout(config.busy_timeout_seconds)?;
         // What a forget deletes or overwrites is zeroed in the file, not left in free space.
         conn.pragma_update(None, "secure_delete", "ON")?;
         // A rollback journal holds the old pages of a transaction: ours is deleted at commit, not kept

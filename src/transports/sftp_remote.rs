@@ -20,7 +20,7 @@
 
 use super::{Job, JobSender};
 use crate::backoff::{self, Backoff};
-use crate::config::{AccountConfig, Config, RemoteConfig};
+use crate::config::{de, AccountConfig, Config};
 use crate::credentials::CredentialError;
 use crate::requests::name::{is_in_progress, stem};
 use crate::results::{atomic, log as names};
@@ -36,6 +36,103 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// `[accounts.remote]`: the SFTP server an `sftp-remote` account's folders live on.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 22).
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Login name.
+    pub user: String,
+    /// Private key file (OpenSSH format, unencrypted).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// File holding the password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The folder on the server holding `GDPR_Submit` and `GDPR_Result` (default: the login folder).
+    #[serde(default = "default_remote_path")]
+    pub path: String,
+    /// An OpenSSH `known_hosts` file naming the server's key.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// The server key's SHA-256 fingerprint, as `ssh-keygen -lf` prints it (`SHA256:…`).
+    #[serde(default)]
+    pub host_key_fingerprint: Option<String>,
+    /// The time between two listings of `GDPR_Submit` (`poll_seconds`, default 30). A file is taken once its
+    /// size and time are the same in two listings.
+    #[serde(default = "default_poll", deserialize_with = "de::seconds")]
+    pub poll_seconds: Duration,
+    /// How long to wait for the connection and login (`timeout_seconds`, default 20).
+    #[serde(default = "default_remote_timeout", deserialize_with = "de::seconds")]
+    pub timeout_seconds: Duration,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_remote_path() -> String {
+    ".".into()
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_remote_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+impl RemoteConfig {
+    /// Makes the key, password and `known_hosts` files absolute with `resolve`.
+    pub(crate) fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
+        self.key_file = self.key_file.as_deref().map(&resolve);
+        self.password_file = self.password_file.as_deref().map(&resolve);
+        self.known_hosts = self.known_hosts.as_deref().map(&resolve);
+    }
+
+    /// Checks that gdprd can log in and knows the server's key; `at` names the account.
+    ///
+    /// # Errors
+    /// What is wrong, starting with `at`.
+    pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
+        let r = self;
+        if r.key_file.is_none() && r.password_file.is_none() && r.password_env.is_none() {
+            return Err(format!(
+                "{at}: [accounts.remote] needs key_file, password_file or password_env"
+            ));
+        }
+        if r.known_hosts.is_none() && r.host_key_fingerprint.is_none() {
+            return Err(format!(
+                "{at}: [accounts.remote] needs known_hosts or host_key_fingerprint: gdprd never logs in to a server it cannot recognise"
+            ));
+        }
+        if let Some(fp) = &r.host_key_fingerprint {
+            if !fp.starts_with("SHA256:") {
+                return Err(format!(
+                    "{at}: host_key_fingerprint is SHA256:… as ssh-keygen -lf prints it"
+                ));
+            }
+        }
+        if r.poll_seconds.is_zero() || r.timeout_seconds.is_zero() {
+            return Err(format!(
+                "{at}: poll_seconds and timeout_seconds must be positive"
+            ));
+        }
+        if r.host.is_empty() || r.user.is_empty() {
+            return Err(format!("{at}: host and user must not be empty"));
+        }
+        Ok(())
+    }
+}
 
 /// How often local results are looked for between two listings.
 const RESULT_TICK: Duration = Duration::from_millis(250);
@@ -252,11 +349,11 @@ async fn connect(remote: &RemoteConfig) -> Result<Session, RemoteError> {
         seen: Arc::clone(&seen),
     };
     let config = Arc::new(client::Config {
-        inactivity_timeout: Some(Duration::from_secs(remote.timeout_seconds.max(60))),
+        inactivity_timeout: Some(remote.timeout_seconds.max(Duration::from_secs(60))),
         keepalive_interval: Some(Duration::from_secs(15)),
         ..Default::default()
     });
-    let timeout = Duration::from_secs(remote.timeout_seconds);
+    let timeout = remote.timeout_seconds;
     let connecting = client::connect(config, (remote.host.as_str(), remote.port), client);
     let mut handle = match tokio::time::timeout(timeout, connecting).await {
         Err(_) => return Err(RemoteError::Timeout),
@@ -307,7 +404,7 @@ async fn connect(remote: &RemoteConfig) -> Result<Session, RemoteError> {
     let sftp = SftpSession::new(channel.into_stream())
         .await
         .map_err(RemoteError::Sftp)?;
-    sftp.set_timeout(remote.timeout_seconds.max(30));
+    sftp.set_timeout(remote.timeout_seconds.as_secs().max(30));
     Ok(Session {
         _handle: handle,
         sftp,
@@ -647,7 +744,7 @@ impl Link {
         session: &Session,
         stop: &CancellationToken,
     ) -> Result<(), RemoteError> {
-        let poll = Duration::from_secs(self.remote.poll_seconds);
+        let poll = self.remote.poll_seconds;
         // A file seen for the first time is looked at again after the settle time, not a whole poll later.
         let settle = self.settle.clamp(Duration::from_secs(1), poll);
         let mut seen = HashMap::new();
@@ -689,7 +786,7 @@ pub async fn run(config: Arc<Config>, index: usize, jobs: JobSender, stop: Cance
         state_file,
         record,
         cap: config.limits.max_file_bytes,
-        settle: Duration::from_secs(config.intake.settle_seconds),
+        settle: config.intake.settle_seconds,
         jobs,
     };
     let mut retry = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF).with_jitter();
@@ -716,6 +813,54 @@ pub async fn run(config: Arc<Config>, index: usize, jobs: JobSender, stop: Cance
         }
         if !backoff::sleep(&stop, wait).await {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{err, load, DEMO};
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn remote_accounts_are_checked() {
+        let remote = DEMO
+            .replace("transport = \"sftp-server\"", "transport = \"sftp-remote\"")
+            .replace(
+                "[accounts.sftp]",
+                "[accounts.remote]\nhost = \"sftp.example.com\"\nuser = \"gdpr\"\nkey_file = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n\n[accounts.sftp]",
+            );
+        // [accounts.sftp] is for the embedded server only: drop it for a remote account.
+        let at = remote.find("[accounts.sftp]").expect("sftp");
+        let end = at + remote[at..].find("\n\n").expect("end");
+        let remote = format!("{}{}", &remote[..at], &remote[end..]);
+        let with_http = remote.clone();
+        // So are HTTP front doors (a remote account's results leave for the server).
+        let at = remote.find("[accounts.http]").expect("http");
+        let end = at + remote[at..].find("\n\n").expect("end");
+        let remote = format!("{}{}", &remote[..at], &remote[end..]);
+        assert!(err(&with_http).contains("an sftp-remote account's results leave"));
+        let c = load(&remote).expect("remote account");
+        let r = c.accounts[0].remote.as_ref().expect("remote");
+        assert_eq!(
+            (r.port, r.poll_seconds, r.path.as_str()),
+            (22, Duration::from_secs(30), ".")
+        );
+        assert_eq!(
+            r.key_file.as_deref(),
+            Some(Path::new("/etc/gdprd/id_ed25519"))
+        );
+        let cases = [
+            (remote.replace("known_hosts = \"known_hosts\"\n", ""), "never logs in to a server it cannot recognise"),
+            (remote.replace("key_file = \"id_ed25519\"\n", ""), "needs key_file, password_file or password_env"),
+            (remote.replace("known_hosts = \"known_hosts\"", "host_key_fingerprint = \"MD5:ab\""), "SHA256:"),
+            (remote.replace("transport = \"sftp-remote\"", "transport = \"local\""), "[accounts.remote] is for transport"),
+            (remote.replace("[accounts.remote]\nhost = \"sftp.example.com\"\nuser = \"gdpr\"\nkey_file = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n", ""), "needs [accounts.remote]"),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
         }
     }
 }

@@ -10,12 +10,15 @@
 
 pub mod auth;
 pub mod budget;
+pub mod config;
 pub mod fs;
 pub mod gate;
 pub mod guard;
 pub mod paths;
 pub mod peer;
 pub mod session;
+
+pub use config::{SftpAccountConfig, SftpServerConfig};
 
 use crate::backoff::AcceptBackoff;
 use crate::config::{Config, Transport};
@@ -303,10 +306,10 @@ impl SftpServer {
         let s = &config.sftp_server;
         let key = load_or_create_host_key(&config.state_dir)?;
         let accounts = account_entries(config)?;
-        let listener = TcpListener::bind(&s.listen)
+        let listener = TcpListener::bind(s.listen)
             .await
             .map_err(|source| SftpError::Bind {
-                address: s.listen.clone(),
+                address: s.listen.to_string(),
                 source,
             })?;
         info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), fingerprint = %fingerprint(&key), "sftp server listening");
@@ -314,7 +317,7 @@ impl SftpServer {
             auth_rejection_time: Duration::from_millis(500),
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: vec![key],
-            inactivity_timeout: Some(Duration::from_secs(s.idle_timeout_seconds)),
+            inactivity_timeout: Some(s.idle_timeout_seconds),
             max_auth_attempts: 6,
             preferred: preferred(s.encrypt_and_mac),
             ..Default::default()
@@ -328,10 +331,7 @@ impl SftpServer {
         let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         let shared = Shared {
             accounts: std::sync::RwLock::new(accounts),
-            throttle: Mutex::new(Throttle::new(
-                s.auth_failures,
-                Duration::from_secs(s.auth_window_seconds),
-            )),
+            throttle: Mutex::new(Throttle::new(s.auth_failures, s.auth_window_seconds)),
             sessions: Mutex::new(HashMap::new()),
             max_sessions: s.max_sessions_per_account,
             max_channels: s.max_channels_per_connection,
@@ -357,9 +357,9 @@ impl SftpServer {
                 per_second: nonzero(s.connections_per_second_per_address),
                 burst: nonzero(s.connection_burst_per_address),
             }),
-            handshake_timeout: Duration::from_secs(s.handshake_timeout_seconds),
-            idle_timeout: Duration::from_secs(s.idle_timeout_seconds),
-            grace: Duration::from_secs(s.shutdown_grace_seconds),
+            handshake_timeout: s.handshake_timeout_seconds,
+            idle_timeout: s.idle_timeout_seconds,
+            grace: s.shutdown_grace_seconds,
         })
     }
 

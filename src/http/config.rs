@@ -1,0 +1,345 @@
+//! `[http]` and `[accounts.http]`: the HTTP front doors' settings, read as written and checked into typed values
+//! once, at load: the listen address is a [`SocketAddr`], the trusted proxies are networks, the timeouts are
+//! [`Duration`]s. Checks that involve other sections (a job's size against `[limits]`, one token per account, no
+//! front doors on an `sftp-remote` account) are made by [`crate::config`].
+
+use crate::config::de;
+use crate::requests::DeviceKind;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// `[http]`: the HTTP front doors. Off unless `listen` is set; each account opts in with `[accounts.http]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Where to listen. gdprd speaks plain HTTP: a non-loopback address needs `plain_http_on_network = true`
+    /// (with TLS terminated by a proxy in front).
+    pub listen: Option<SocketAddr>,
+    /// Allows a non-loopback `listen`; set it only behind a TLS-terminating proxy.
+    pub plain_http_on_network: bool,
+    /// The URL clients reach gdprd at (`https://gdpr.example.com`), used in `Location` headers; default: the
+    /// request's `Host` header over `http://`.
+    pub public_url: Option<String>,
+    /// Largest request body, in bytes (default 2 MiB).
+    pub max_body_bytes: usize,
+    /// Most identifier lines in one job (default 10000).
+    pub max_lines: usize,
+    /// Jobs and agent requests one account may submit per minute (default 60).
+    pub submit_per_minute: u32,
+    /// Status, response and archive reads one account may make per second, with bursts of ten times that
+    /// (default 100).
+    pub reads_per_second: u32,
+    /// Failed authentications from one address within `auth_window_seconds` that block it for the rest of the
+    /// window (default 10).
+    pub auth_failures: u32,
+    /// The throttle window (`auth_window_seconds`, default 60).
+    pub auth_window_seconds: Duration,
+    /// The time a client has to send a request's headers, and that an idle keep-alive connection is kept
+    /// (`header_timeout_seconds`, default 10).
+    pub header_timeout_seconds: Duration,
+    /// The time a client has to send a request's whole body once its headers are in (`body_timeout_seconds`,
+    /// default 30).
+    pub body_timeout_seconds: Duration,
+    /// Open connections in all (default 128); more are answered `503` and closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address (default 16); a trusted proxy's own address is not capped.
+    pub max_connections_per_address: usize,
+    /// Proxies whose `X-Forwarded-For` gdprd believes, written as addresses or networks
+    /// (`["127.0.0.1", "10.0.0.0/8"]`); default none. The failed-login throttle and the logs then see the client
+    /// behind the proxy.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            plain_http_on_network: false,
+            public_url: None,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_lines: 10_000,
+            submit_per_minute: 60,
+            reads_per_second: 100,
+            auth_failures: 10,
+            auth_window_seconds: Duration::from_secs(60),
+            header_timeout_seconds: Duration::from_secs(10),
+            body_timeout_seconds: Duration::from_secs(30),
+            max_connections: 128,
+            max_connections_per_address: 16,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `[http]` as written; [`RawHttpConfig::validate`] makes the [`HttpConfig`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHttpConfig {
+    listen: Option<String>,
+    plain_http_on_network: bool,
+    public_url: Option<String>,
+    max_body_bytes: usize,
+    max_lines: usize,
+    submit_per_minute: u32,
+    reads_per_second: u32,
+    auth_failures: u32,
+    #[serde(deserialize_with = "de::seconds")]
+    auth_window_seconds: Duration,
+    #[serde(deserialize_with = "de::seconds")]
+    header_timeout_seconds: Duration,
+    #[serde(deserialize_with = "de::seconds")]
+    body_timeout_seconds: Duration,
+    max_connections: usize,
+    max_connections_per_address: usize,
+    trusted_proxies: Vec<String>,
+}
+
+impl Default for RawHttpConfig {
+    fn default() -> Self {
+        let d = HttpConfig::default();
+        RawHttpConfig {
+            listen: d.listen.map(|a| a.to_string()),
+            plain_http_on_network: d.plain_http_on_network,
+            public_url: d.public_url,
+            max_body_bytes: d.max_body_bytes,
+            max_lines: d.max_lines,
+            submit_per_minute: d.submit_per_minute,
+            reads_per_second: d.reads_per_second,
+            auth_failures: d.auth_failures,
+            auth_window_seconds: d.auth_window_seconds,
+            header_timeout_seconds: d.header_timeout_seconds,
+            body_timeout_seconds: d.body_timeout_seconds,
+            max_connections: d.max_connections,
+            max_connections_per_address: d.max_connections_per_address,
+            trusted_proxies: d.trusted_proxies.iter().map(IpNet::to_string).collect(),
+        }
+    }
+}
+
+/// Reads `[http]` as [`crate::config::Config::load`] does, without the checks against other sections.
+impl<'de> Deserialize<'de> for HttpConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawHttpConfig::deserialize(d)?
+            .validate()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl RawHttpConfig {
+    /// Checks `[http]` on its own and reads its addresses.
+    ///
+    /// # Errors
+    /// What is wrong, starting `[http]:`.
+    pub(crate) fn validate(self) -> Result<HttpConfig, String> {
+        let h = self;
+        let listen = match &h.listen {
+            None => None,
+            Some(listen) => {
+                let addr: SocketAddr = listen
+                    .parse()
+                    .map_err(|_| format!("[http]: listen {listen:?} is not an address:port"))?;
+                if !addr.ip().is_loopback() && !h.plain_http_on_network {
+                    return Err(format!(
+                        "[http]: listen {listen:?}: gdprd speaks plain HTTP and bearer tokens would cross the network in clear; listen on loopback behind a TLS-terminating proxy, or set plain_http_on_network = true if the proxy is on another host"
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        if let Some(url) = &h.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "[http]: public_url {url:?} must start with http:// or https://"
+                ));
+            }
+        }
+        if h.max_body_bytes == 0
+            || h.max_lines == 0
+            || h.submit_per_minute == 0
+            || h.reads_per_second == 0
+            || h.auth_failures == 0
+        {
+            return Err("[http]: max_body_bytes, max_lines, submit_per_minute, reads_per_second and auth_failures must be positive".into());
+        }
+        if h.header_timeout_seconds.is_zero()
+            || h.body_timeout_seconds.is_zero()
+            || h.max_connections == 0
+            || h.max_connections_per_address == 0
+        {
+            return Err("[http]: header_timeout_seconds, body_timeout_seconds, max_connections and max_connections_per_address must be positive".into());
+        }
+        if h.max_connections_per_address > h.max_connections {
+            return Err(format!(
+                "[http]: max_connections_per_address ({}) is more than max_connections ({})",
+                h.max_connections_per_address, h.max_connections
+            ));
+        }
+        let trusted_proxies = h
+            .trusted_proxies
+            .iter()
+            .map(|proxy| {
+                parse_network(proxy).ok_or_else(|| {
+                    format!(
+                        "[http]: trusted_proxies: {proxy:?} is not an address (10.0.0.7) or a network (10.0.0.0/8)"
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HttpConfig {
+            listen,
+            plain_http_on_network: h.plain_http_on_network,
+            public_url: h.public_url,
+            max_body_bytes: h.max_body_bytes,
+            max_lines: h.max_lines,
+            submit_per_minute: h.submit_per_minute,
+            reads_per_second: h.reads_per_second,
+            auth_failures: h.auth_failures,
+            auth_window_seconds: h.auth_window_seconds,
+            header_timeout_seconds: h.header_timeout_seconds,
+            body_timeout_seconds: h.body_timeout_seconds,
+            max_connections: h.max_connections,
+            max_connections_per_address: h.max_connections_per_address,
+            trusted_proxies,
+        })
+    }
+}
+
+/// An address (`10.0.0.7`) or network (`10.0.0.0/8`) of `[http] trusted_proxies`.
+pub fn parse_network(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `[accounts.http]`: an account's HTTP front doors and the bearer token that opens them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAccountConfig {
+    /// `sha256:<hex>` of the account's bearer token (`gdprd http-token` makes a token and this line).
+    pub token_hash: String,
+    /// Serves `POST /accounts/NAME/gdpr_erasure` and `/gdpr_access` (default true).
+    #[serde(default = "de::yes")]
+    pub jobs: bool,
+    /// Serves `POST /lcm`, the agent privacy requests (default true).
+    #[serde(default = "de::yes")]
+    pub lcm: bool,
+    /// Lookup-key names of job bodies and the device type each holds (`phone`, `email`, `ipaddr`), matched
+    /// without regard to case. Default: `EMAIL` → email, `MobileNumber` and `PhoneNumber` → phone,
+    /// `IPAddress` → ipaddr.
+    #[serde(default = "default_lookup_keys")]
+    pub lookup_keys: BTreeMap<String, String>,
+    /// Country code for phone numbers that arrive without `+` and without it (`0`-prefixed national numbers,
+    /// or fewer digits); empty (default) reads every `+`-less number as already international.
+    #[serde(default)]
+    pub default_country_code: String,
+}
+
+fn default_lookup_keys() -> BTreeMap<String, String> {
+    [
+        ("EMAIL", "email"),
+        ("MobileNumber", "phone"),
+        ("PhoneNumber", "phone"),
+        ("IPAddress", "ipaddr"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+impl HttpAccountConfig {
+    /// Checks the token hash, the lookup keys and the country code; `at` names the account in the message.
+    ///
+    /// # Errors
+    /// What is wrong, starting with `at`.
+    pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
+        let hex = self.token_hash.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{at}: token_hash must be \"sha256:\" and 64 hex digits (`gdprd http-token` makes a token and its hash)"
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (key, kind) in &self.lookup_keys {
+            if DeviceKind::from_key(kind).is_none() {
+                return Err(format!(
+                    "{at}: lookup key {key:?} maps to {kind:?}; use phone, email or ipaddr"
+                ));
+            }
+            if key.trim().is_empty() || !seen.insert(key.to_lowercase()) {
+                return Err(format!(
+                    "{at}: lookup key {key:?} is empty or given twice (keys match without regard to case)"
+                ));
+            }
+        }
+        let cc = &self.default_country_code;
+        if cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+            return Err(format!(
+                "{at}: default_country_code must be 1-3 digits (no + or leading 0) or empty"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token hash's hex digits in lower case, for telling accounts' tokens apart.
+    pub(crate) fn token_digest(&self) -> String {
+        self.token_hash
+            .strip_prefix("sha256:")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{err, load, DEMO};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    #[test]
+    fn http_front_doors_are_checked() {
+        let c = load(DEMO).expect("demo");
+        assert_eq!(
+            c.http.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        let h = c.accounts[0].http.as_ref().expect("demo account has http");
+        assert!(h.jobs && h.lcm);
+        assert_eq!(
+            h.lookup_keys.get("EMAIL").map(String::as_str),
+            Some("email")
+        );
+        let cases = [
+            (DEMO.replace("127.0.0.1:8080", "0.0.0.0:8080"), "plain HTTP"),
+            (DEMO.replace("127.0.0.1:8080", "nowhere"), "not an address:port"),
+            (DEMO.replace("token_hash = \"sha256:", "token_hash = \"md5:"), "64 hex digits"),
+            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"+1\"\n\n# Contact lists"), "default_country_code must be"),
+            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"1\"\nlookup_keys = { Fax = \"fax\" }\n\n# Contact lists"), "use phone, email or ipaddr"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_lines = 0"), "must be positive"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nbody_timeout_seconds = 0"), "body_timeout_seconds"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_connections = 8\nmax_connections_per_address = 9"), "more than max_connections"),
+            (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\ntrusted_proxies = [\"10.0.0.0/33\"]"), "not an address (10.0.0.7) or a network"),
+            (DEMO.replace("[[stores.demo.tables]]\nname = \"contact_attempt\"", "[[stores.demo.tables]]\nname = \"contact_attempt\"\nmask = [\"nope\"]"), "mask names \"nope\""),
+        ];
+        for (text, want) in cases {
+            assert_ne!(text, DEMO, "the case must change the config: {want}");
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+        let open = DEMO.replace("127.0.0.1:8080", "0.0.0.0:8080").replace(
+            "listen = \"0.0.0.0:8080\"",
+            "listen = \"0.0.0.0:8080\"\nplain_http_on_network = true",
+        );
+        assert!(load(&open).is_ok());
+        let proxies = DEMO.replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:8080\"\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]",
+        );
+        let c = load(&proxies).expect("trusted proxies load");
+        assert_eq!(c.http.trusted_proxies.len(), 3);
+        assert_eq!(c.http.max_connections, 128);
+        assert_eq!(c.http.header_timeout_seconds, Duration::from_secs(10));
+    }
+}
