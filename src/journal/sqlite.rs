@@ -8,7 +8,7 @@ use super::{
     AuditEntry, Counts, FileRecord, FileState, FileSummary, JobRecord, JournalError, Ledger,
     NewClaim, Position, Step, KEYED,
 };
-use crate::engine::Response;
+use crate::engine::{Response, ResponseKind};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
@@ -473,31 +473,45 @@ impl Ledger for SqliteLedger {
 
     fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError> {
         let conn = self.conn();
+        // One row per file and distinct response text; the text is classified by `ResponseKind`, here in Rust,
+        // so no rule about what a response says lives in SQL.
         let mut stmt = conn.prepare(
-            "SELECT f.account, f.name, f.state, f.error, f.received_at, f.finished_at,
-                    sum(c.response = 'SUCCESS'), sum(c.response = 'SUCCESS: not found'),
-                    sum(c.response LIKE 'ERROR%')
+            "SELECT f.id, f.account, f.name, f.state, f.error, f.received_at, f.finished_at, c.response, count(c.response)
              FROM files f LEFT JOIN contacts c ON c.file_id = f.id
              WHERE f.received_at >= ?1 AND (?2 IS NULL OR f.account = ?2)
-             GROUP BY f.id ORDER BY f.received_at DESC, f.id DESC",
+             GROUP BY f.id, c.response ORDER BY f.received_at DESC, f.id DESC",
         )?;
-        let count = |n: Option<i64>| u64::try_from(n.unwrap_or(0)).unwrap_or(0);
-        let rows = stmt.query_map(params![since, account], |r| {
-            Ok(FileSummary {
-                account: r.get(0)?,
-                name: r.get(1)?,
-                state: parse_state(&r.get::<_, String>(2)?),
-                error: r.get(3)?,
-                received_at: r.get(4)?,
-                finished_at: r.get(5)?,
-                counts: Counts {
-                    success: count(r.get(6)?),
-                    not_found: count(r.get(7)?),
-                    errors: count(r.get(8)?),
-                },
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![since, account])?;
+        let mut files: Vec<(i64, FileSummary)> = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if files.last().is_none_or(|(last, _)| *last != id) {
+                files.push((
+                    id,
+                    FileSummary {
+                        account: r.get(1)?,
+                        name: r.get(2)?,
+                        state: parse_state(&r.get::<_, String>(3)?),
+                        error: r.get(4)?,
+                        received_at: r.get(5)?,
+                        finished_at: r.get(6)?,
+                        counts: Counts::default(),
+                    },
+                ));
+            }
+            let (Some(text), Some((_, file))) = (r.get::<_, Option<String>>(7)?, files.last_mut())
+            else {
+                continue;
+            };
+            let n = u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0);
+            let counts = &mut file.counts;
+            match ResponseKind::of_text(&text) {
+                ResponseKind::Success => counts.success += n,
+                ResponseKind::NotFound => counts.not_found += n,
+                ResponseKind::Error => counts.errors += n,
+            }
+        }
+        Ok(files.into_iter().map(|(_, file)| file).collect())
     }
 }
 
