@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use crate::http::config::{HttpAccountConfig, HttpConfig};
 pub use crate::metrics::MetricsConfig;
-pub use crate::requests::LimitsConfig;
+pub use crate::requests::{LimitsConfig, RequestRules};
 pub use crate::stores::{
     CallbackHttpConfig, CsvConfig, ForgetMode, PhoneConfig, SqlConfig, SqliteConfig, StoreConfig,
     TableMapping, TlsMode,
@@ -166,6 +166,9 @@ pub struct AccountConfig {
     pub remote: Option<RemoteConfig>,
     /// The account's HTTP front doors; absent means none.
     pub http: Option<HttpAccountConfig>,
+    /// `[accounts.requests]`: what the account requires of each request (default: `accountid` and
+    /// `shortcodes` optional).
+    pub requests: RequestRules,
 }
 
 /// `[[accounts]]` as written; [`RawAccountConfig::validate`] makes the [`AccountConfig`].
@@ -187,6 +190,8 @@ struct RawAccountConfig {
     remote: Option<RemoteConfig>,
     #[serde(default)]
     http: Option<HttpAccountConfig>,
+    #[serde(default)]
+    requests: RequestRules,
 }
 
 fn default_timezone() -> String {
@@ -271,6 +276,7 @@ impl RawAccountConfig {
             sftp: a.sftp,
             remote: a.remote,
             http: a.http,
+            requests: a.requests,
         })
     }
 }

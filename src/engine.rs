@@ -361,7 +361,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let _executing = claim.executing();
         let limits = self.config.limits.request_limits();
-        let file = match parse::parse(bytes, kind, &limits) {
+        let mut file = match parse::parse(bytes, kind, &limits) {
             Ok(file) => file,
             Err(e) => {
                 let raw =
@@ -382,6 +382,7 @@ impl Engine {
                 );
             }
         };
+        account.requests.apply(&mut file);
         let plan = Plan::new(&file, |device| self.secret.device_hmac(device));
         let ex = Execution {
             account,

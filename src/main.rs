@@ -4,7 +4,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use gdprd::config::{Config, LogFormat};
 use gdprd::daemon::{self, RunOptions};
-use gdprd::requests::{admit_name_within, parse, Admission, Limits, DEFAULT_MAX_FUTURE_DAYS};
+use gdprd::requests::{
+    admit_name_within, parse, Admission, Limits, RequestRules, DEFAULT_MAX_FUTURE_DAYS,
+};
 use gdprd::transports::sftp_server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -327,7 +329,7 @@ async fn serve(config: Config, once: bool) -> Result<ExitCode> {
 }
 
 fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> Result<ExitCode> {
-    let (limits, tz, horizon) = match config {
+    let (limits, tz, horizon, rules) = match config {
         Some(path) => {
             let config = Config::load(path)?;
             let account = match account {
@@ -343,10 +345,16 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
                 config.limits.request_limits(),
                 tz,
                 config.limits.max_future_days,
+                account.map(|a| a.requests).unwrap_or_default(),
             )
         }
         None if account.is_some() => bail!("--account needs --config"),
-        None => (Limits::default(), chrono_tz::UTC, DEFAULT_MAX_FUTURE_DAYS),
+        None => (
+            Limits::default(),
+            chrono_tz::UTC,
+            DEFAULT_MAX_FUTURE_DAYS,
+            RequestRules::default(),
+        ),
     };
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let mut all_valid = true;
@@ -370,7 +378,13 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         bar.set_message(name.clone());
-        let (verdict, details) = verdict(path, &name, (today, tz.name(), horizon), &limits, &bar);
+        let (verdict, details) = verdict(
+            path,
+            &name,
+            (today, tz.name(), horizon),
+            (&limits, &rules),
+            &bar,
+        );
         bar.suspend(|| {
             println!("{name}: {verdict}");
             for line in &details {
@@ -391,7 +405,7 @@ fn verdict(
     path: &Path,
     name: &str,
     (today, tz, horizon): (chrono::NaiveDate, &str, u32),
-    limits: &Limits,
+    (limits, rules): (&Limits, &RequestRules),
     bar: &indicatif::ProgressBar,
 ) -> (String, Vec<String>) {
     let (kind, when) = match admit_name_within(name, today, tz, horizon) {
@@ -414,18 +428,30 @@ fn verdict(
         Ok(b) => b,
         Err(e) => return (format!("UNREADABLE: {e}"), vec![]),
     };
-    let file = match parse::parse(&bytes, kind.0, limits) {
+    let mut file = match parse::parse(&bytes, kind.0, limits) {
         Ok(f) => f,
         Err(e) => return (format!("REFUSED: {e}"), vec![]),
     };
+    rules.apply(&mut file);
     let mut details = Vec::new();
+    let mut errors = 0;
     for (r, request) in file.requests.iter().enumerate() {
+        if let Some(e) = request.refused {
+            errors += request.contacts.len();
+            details.push(format!(
+                "request {} ({} contacts): {e}",
+                r + 1,
+                request.contacts.len()
+            ));
+            continue;
+        }
         for (c, contact) in request.contacts.iter().enumerate() {
             if let Err(e) = contact {
                 let key = file.raw_requests[r]["contacts"][c]
                     .as_object()
                     .and_then(|o| o.keys().next().cloned())
                     .unwrap_or_else(|| "?".into());
+                errors += 1;
                 details.push(format!("request {} contact {} ({key}): {e}", r + 1, c + 1));
             }
         }
@@ -445,10 +471,7 @@ fn verdict(
         (format!("{prefix}: {summary}"), details)
     } else {
         (
-            format!(
-                "INVALID: {} of {total} contacts would get an error ({summary})",
-                details.len()
-            ),
+            format!("INVALID: {errors} of {total} contacts would get an error ({summary})"),
             details,
         )
     }

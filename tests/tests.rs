@@ -15,6 +15,7 @@ mod leftovers;
 mod metrics;
 mod packaging;
 mod reload;
+mod seeds;
 mod sftp;
 mod sftp_limits;
 mod sftp_remote;

@@ -96,11 +96,11 @@ impl Chunk<'_> {
         if with_invalid {
             for Invalid {
                 position: (r, c),
-                error,
+                response,
                 device_type,
             } in &plan.invalid
             {
-                responses.push(((*r, *c), Response::Malformed(error.clone())));
+                responses.push(((*r, *c), response.clone()));
                 audit.push(AuditEntry {
                     account: account.name.clone(),
                     file: name.to_owned(),
@@ -109,7 +109,7 @@ impl Chunk<'_> {
                     device_hmac: None,
                     action: action.clone(),
                     stores: "{}".into(),
-                    outcome: error.to_string(),
+                    outcome: response.to_string(),
                     started,
                     finished,
                 });

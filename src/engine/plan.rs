@@ -1,7 +1,8 @@
 //! A file's plan: its valid devices, deduplicated per request, each with every contact it answers, and the
 //! contacts that are not devices. The engine runs the plan's targets in chunks against the stores.
 
-use crate::requests::{Device, DeviceError, RequestFile};
+use super::Response;
+use crate::requests::{Device, RequestFile};
 use crate::stores::{Batch, Scope, Target};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -24,12 +25,13 @@ pub(super) struct Planned {
     pub(super) given: String,
 }
 
-/// A contact that is not a valid device: it is answered without running.
+/// A contact that is not run: not a valid device, or in a request its account's rules refuse. It is answered
+/// without running.
 pub(super) struct Invalid {
     /// Where it is in the file.
     pub(super) position: Position,
-    /// Why it is not a device.
-    pub(super) error: DeviceError,
+    /// Its answer: [`Response::Malformed`] or [`Response::Refused`].
+    pub(super) response: Response,
     /// The key it was given under (`phone`, `email`, `ipaddr`), when it has exactly one of them.
     pub(super) device_type: Option<String>,
 }
@@ -40,7 +42,7 @@ pub(super) struct Plan {
     pub(super) targets: Vec<Planned>,
     /// Each request's scope, by request index.
     pub(super) scopes: Vec<Scope>,
-    /// The contacts that are not devices.
+    /// The contacts that are not run.
     pub(super) invalid: Vec<Invalid>,
 }
 
@@ -59,12 +61,20 @@ impl Plan {
             });
             let mut seen: HashMap<String, usize> = HashMap::new();
             for (c, contact) in request.contacts.iter().enumerate() {
-                let device = match contact {
-                    Ok(d) => d,
-                    Err(e) => {
+                let device = match (contact, request.refused) {
+                    (_, Some(e)) => {
                         plan.invalid.push(Invalid {
                             position: (r, c),
-                            error: e.clone(),
+                            response: Response::Refused(e),
+                            device_type: device_type_of(raw, c),
+                        });
+                        continue;
+                    }
+                    (Ok(d), None) => d,
+                    (Err(e), None) => {
+                        plan.invalid.push(Invalid {
+                            position: (r, c),
+                            response: Response::Malformed(e.clone()),
                             device_type: device_type_of(raw, c),
                         });
                         continue;

@@ -6,7 +6,7 @@
 //! back goes through [`Response::parse`] once, at the journal's boundary.
 
 use crate::journal::Counts;
-use crate::requests::{DeviceError, Kind};
+use crate::requests::{DeviceError, Kind, RuleError};
 use crate::stores::StoreError;
 use std::fmt;
 
@@ -90,6 +90,8 @@ pub enum Response {
     NotFound,
     /// The contact is not a valid device; nothing was done for it.
     Malformed(DeviceError),
+    /// The contact's request breaks its account's `[accounts.requests]` rules; nothing was done for it.
+    Refused(RuleError),
     /// At least one store failed for the contact (even if another found it) during a file of `kind`.
     StoresFailed {
         /// What the file asked for: it says what is left undone.
@@ -111,6 +113,7 @@ impl Response {
             Response::Success => ResponseKind::Success,
             Response::NotFound => ResponseKind::NotFound,
             Response::Malformed(_)
+            | Response::Refused(_)
             | Response::StoresFailed { .. }
             | Response::NotRecorded
             | Response::Recorded(_) => ResponseKind::Error,
@@ -131,10 +134,13 @@ impl Response {
             NOT_RECORDED => return Response::NotRecorded,
             _ => {}
         }
-        DeviceError::ALL
+        if let Some(e) = DeviceError::ALL.into_iter().find(|e| e.to_string() == text) {
+            return Response::Malformed(e);
+        }
+        RuleError::ALL
             .into_iter()
             .find(|e| e.to_string() == text)
-            .map_or_else(|| Response::Recorded(text.to_owned()), Response::Malformed)
+            .map_or_else(|| Response::Recorded(text.to_owned()), Response::Refused)
     }
 }
 
@@ -144,6 +150,7 @@ impl fmt::Display for Response {
             Response::Success => f.write_str(SUCCESS),
             Response::NotFound => f.write_str(NOT_FOUND),
             Response::Malformed(e) => write!(f, "{e}"),
+            Response::Refused(e) => write!(f, "{e}"),
             Response::StoresFailed { kind, failures } => {
                 f.write_str("ERROR: ")?;
                 for failure in failures {
@@ -239,6 +246,7 @@ mod tests {
             Response::Recorded("ERROR: something older".to_owned()),
         ];
         responses.extend(DeviceError::ALL.into_iter().map(Response::Malformed));
+        responses.extend(RuleError::ALL.into_iter().map(Response::Refused));
         for response in responses {
             let text = response.to_string();
             let back = Response::parse(&text);

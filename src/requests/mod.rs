@@ -1,14 +1,16 @@
 //! Requests: everything about a submitted file that needs no I/O. A file's name ([`name`]), its JSON content
-//! ([`parse`]) and the devices it names ([`device`]). What exists here has been validated; downstream code does
-//! not check again.
+//! ([`parse`]), the devices it names ([`device`]) and what an account requires of each request ([`rules`]). What
+//! exists here has been validated; downstream code does not check again.
 
 pub mod device;
 pub mod name;
 pub mod parse;
+pub mod rules;
 
 pub use device::{Device, DeviceError, DeviceKind};
 pub use name::{Due, FileName, Kind, NameError};
 pub use parse::{FileError, Limits, Request, RequestFile};
+pub use rules::{AccountIdRule, RequestRules, RuleError, ShortcodesRule};
 
 use chrono::NaiveDate;
 use serde::Deserialize;

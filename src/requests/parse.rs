@@ -5,6 +5,7 @@
 
 use super::device::{Device, DeviceError};
 use super::name::Kind;
+use super::rules::RuleError;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -103,6 +104,9 @@ pub struct Request {
     pub accountid: Option<String>,
     /// The contacts, each valid or with the error it answers.
     pub contacts: Vec<Result<Device, DeviceError>>,
+    /// Why the account's rules refuse the request, once [`super::RequestRules::apply`] has looked: then every
+    /// contact answers this error and nothing is searched for it.
+    pub refused: Option<RuleError>,
 }
 
 impl RequestFile {
@@ -240,6 +244,7 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
         shortcodes,
         accountid,
         contacts,
+        refused: None,
     })
 }
 
