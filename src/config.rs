@@ -11,9 +11,13 @@
 //! A section whose values need reading (an address, a network) is deserialized as written (`Raw…`) and
 //! validated into its typed form once; nothing downstream parses a setting again.
 
-use crate::http::config::RawHttpConfig;
-use crate::metrics::RawMetricsConfig;
-use crate::transports::sftp_server::config::RawSftpServerConfig;
+use crate::http::config::{HttpConfigError, RawHttpConfig};
+use crate::metrics::{MetricsConfigError, RawMetricsConfig};
+use crate::requests::LimitsConfigError;
+use crate::stores::StoreConfigError;
+use crate::transports::sftp_remote::RemoteConfigError;
+use crate::transports::sftp_server::config::{RawSftpServerConfig, SftpConfigError};
+use crate::transports::IntakeConfigError;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -49,13 +53,121 @@ pub enum ConfigError {
         /// What the TOML reader says, with line and column.
         message: String,
     },
-    /// Well-formed but inconsistent (an unknown store, a bad time zone, …).
-    #[error("config {path}: {message}")]
+    /// Well-formed but inconsistent (an unknown store, a bad time zone, …). The problem's text is part of this
+    /// error's, so it is deliberately not its `source()` (`main` prints the chain, which would say it twice).
+    #[error("config {path}: {problem}")]
     Invalid {
         /// The config file.
         path: PathBuf,
-        /// What is wrong and where.
-        message: String,
+        /// What is wrong and where (boxed: a component's error may hold a large parser error).
+        problem: Box<Invalid>,
+    },
+}
+
+/// What is wrong in a well-formed config: a section's own check (each component's error, from beside the
+/// component) or a check that spans sections.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    /// A `[stores.NAME]` section.
+    #[error(transparent)]
+    Store(#[from] StoreConfigError),
+    /// `[http]` or an `[accounts.http]` section.
+    #[error(transparent)]
+    Http(#[from] HttpConfigError),
+    /// `[sftp_server]` or an `[accounts.sftp]` section.
+    #[error(transparent)]
+    Sftp(#[from] SftpConfigError),
+    /// An `[accounts.remote]` section.
+    #[error(transparent)]
+    Remote(#[from] RemoteConfigError),
+    /// `[intake]`.
+    #[error(transparent)]
+    Intake(#[from] IntakeConfigError),
+    /// `[limits]`.
+    #[error(transparent)]
+    Limits(#[from] LimitsConfigError),
+    /// `[metrics]`.
+    #[error(transparent)]
+    Metrics(#[from] MetricsConfigError),
+    /// An `[[accounts]]` entry on its own, or against the other sections.
+    #[error(transparent)]
+    Account(#[from] AccountConfigError),
+    /// `[http] max_lines` above `[limits] max_contacts`.
+    #[error("[http]: max_lines ({max_lines}) is more than [limits] max_contacts ({max_contacts}): a job that size would be refused whole")]
+    JobAboveLimits {
+        /// `[http] max_lines`.
+        max_lines: usize,
+        /// `[limits] max_contacts`.
+        max_contacts: usize,
+    },
+}
+
+/// What is wrong with one `[[accounts]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountConfigError {
+    /// The name is not 1-64 letters, digits, `-` or `_`.
+    #[error("account {account:?}: name must be 1-64 letters, digits, '-' or '_'")]
+    Name {
+        /// The name as written.
+        account: String,
+    },
+    /// Two accounts have the same name.
+    #[error("account {account:?} is defined twice")]
+    Twice {
+        /// The name.
+        account: String,
+    },
+    /// `timezone` is not an IANA time zone.
+    #[error("account {account:?}: unknown time zone {zone:?} (use an IANA name such as \"Europe/Paris\")")]
+    TimeZone {
+        /// The account.
+        account: String,
+        /// The zone as written.
+        zone: String,
+    },
+    /// `transport = "sftp-server"` without `[accounts.sftp]`.
+    #[error("account {account:?}: transport \"sftp-server\" needs [accounts.sftp] with keys or a password hash")]
+    NoSftpLogin {
+        /// The account.
+        account: String,
+    },
+    /// `transport = "sftp-remote"` without `[accounts.remote]`.
+    #[error("account {account:?}: transport \"sftp-remote\" needs [accounts.remote] with host, user and a key or password")]
+    NoRemote {
+        /// The account.
+        account: String,
+    },
+    /// `[accounts.remote]` on an account of another transport.
+    #[error("account {account:?}: [accounts.remote] is for transport = \"sftp-remote\"")]
+    RemoteNotUsed {
+        /// The account.
+        account: String,
+    },
+    /// `stores = []`.
+    #[error("account {account:?}: stores is empty: name at least one store")]
+    NoStores {
+        /// The account.
+        account: String,
+    },
+    /// A store that `[stores]` does not define.
+    #[error("account {account:?}: unknown store {store:?}")]
+    UnknownStore {
+        /// The account.
+        account: String,
+        /// The store as named.
+        store: String,
+    },
+    /// A bearer token that opens another account too.
+    #[error("account {account:?}, [accounts.http]: the same token opens another account; give every account its own")]
+    TokenShared {
+        /// The account.
+        account: String,
+    },
+    /// HTTP front doors on an `sftp-remote` account.
+    #[error("account {account:?}, [accounts.http]: an sftp-remote account's results leave for the remote server, so HTTP jobs could not answer; use a local or sftp-server account")]
+    HttpOnRemote {
+        /// The account.
+        account: String,
     },
 }
 
@@ -226,45 +338,36 @@ impl<'de> Deserialize<'de> for AccountConfig {
 impl RawAccountConfig {
     /// Checks the account on its own (its name, time zone, transport and the sections that go with it) and
     /// reads its time zone. Whether its stores exist and its token is its own is for [`validate`].
-    fn validate(self) -> Result<AccountConfig, String> {
+    fn validate(self) -> Result<AccountConfig, Invalid> {
+        use AccountConfigError as E;
         let a = self;
+        let account = || a.name.clone();
         if !is_name(&a.name) {
-            return Err(format!(
-                "account {:?}: name must be 1-64 letters, digits, '-' or '_'",
-                a.name
-            ));
+            return Err(E::Name { account: account() }.into());
         }
-        let at = format!("account {:?}", a.name);
-        let timezone = a.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
-            format!(
-                "{at}: unknown time zone {:?} (use an IANA name such as \"Europe/Paris\")",
-                a.timezone
-            )
-        })?;
+        let Ok(timezone) = a.timezone.parse::<chrono_tz::Tz>() else {
+            return Err(E::TimeZone {
+                account: account(),
+                zone: a.timezone,
+            }
+            .into());
+        };
         if a.transport == Transport::SftpServer {
             let Some(sftp) = &a.sftp else {
-                return Err(format!(
-                    "{at}: transport \"sftp-server\" needs [accounts.sftp] with keys or a password hash"
-                ));
+                return Err(E::NoSftpLogin { account: account() }.into());
             };
-            sftp.validate(&at)?;
+            sftp.validate(&a.name)?;
         }
         match (&a.remote, a.transport) {
-            (None, Transport::SftpRemote) => {
-                return Err(format!(
-                    "{at}: transport \"sftp-remote\" needs [accounts.remote] with host, user and a key or password"
-                ))
-            }
+            (None, Transport::SftpRemote) => return Err(E::NoRemote { account: account() }.into()),
             (None, _) => {}
             (Some(_), t) if t != Transport::SftpRemote => {
-                return Err(format!(
-                    "{at}: [accounts.remote] is for transport = \"sftp-remote\""
-                ))
+                return Err(E::RemoteNotUsed { account: account() }.into())
             }
-            (Some(remote), _) => remote.validate(&at)?,
+            (Some(remote), _) => remote.validate(&a.name)?,
         }
         if a.stores.is_empty() {
-            return Err(format!("{at}: stores is empty: name at least one store"));
+            return Err(E::NoStores { account: account() }.into());
         }
         Ok(AccountConfig {
             name: a.name,
@@ -303,9 +406,9 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        let mut config = validate(raw, path).map_err(|message| ConfigError::Invalid {
+        let mut config = validate(raw, path).map_err(|problem| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            problem: Box::new(problem),
         })?;
         let base = path
             .parent()
@@ -351,29 +454,26 @@ fn is_name(s: &str) -> bool {
 
 /// Validates every section into its typed form, then what spans sections: the job size against `[limits]`, one
 /// token per account and no front doors on an `sftp-remote` account, unique account names, stores that exist.
-fn validate(raw: RawConfig, path: &Path) -> Result<Config, String> {
+fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
+    use AccountConfigError as E;
     let metrics = raw.metrics.validate()?;
     let http = raw.http.validate()?;
     if http.max_lines > raw.limits.max_contacts {
-        return Err(format!(
-            "[http]: max_lines ({}) is more than [limits] max_contacts ({}): a job that size would be refused whole",
-            http.max_lines, raw.limits.max_contacts
-        ));
+        return Err(Invalid::JobAboveLimits {
+            max_lines: http.max_lines,
+            max_contacts: raw.limits.max_contacts,
+        });
     }
     let mut hashes = HashSet::new();
     for a in &raw.accounts {
         let Some(h) = &a.http else { continue };
-        let at = format!("account {:?}, [accounts.http]", a.name);
-        h.validate(&at)?;
+        h.validate(&a.name)?;
+        let account = a.name.clone();
         if !hashes.insert(h.token_digest()) {
-            return Err(format!(
-                "{at}: the same token opens another account; give every account its own"
-            ));
+            return Err(E::TokenShared { account }.into());
         }
         if a.transport == Transport::SftpRemote {
-            return Err(format!(
-                "{at}: an sftp-remote account's results leave for the remote server, so HTTP jobs could not answer; use a local or sftp-server account"
-            ));
+            return Err(E::HttpOnRemote { account }.into());
         }
     }
     raw.limits.validate()?;
@@ -384,18 +484,23 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, String> {
     for a in raw.accounts {
         let a = a.validate()?;
         if !names.insert(a.name.clone()) {
-            return Err(format!("account {:?} is defined twice", a.name));
+            return Err(E::Twice { account: a.name }.into());
         }
         if let Some(s) = a.stores.iter().find(|s| !raw.stores.contains_key(*s)) {
-            return Err(format!("account {:?}: unknown store {s:?}", a.name));
+            return Err(E::UnknownStore {
+                store: s.clone(),
+                account: a.name,
+            }
+            .into());
         }
         accounts.push(a);
     }
     for (name, store) in &raw.stores {
         if !is_name(name) {
-            return Err(format!(
-                "store {name:?}: name must be 1-64 letters, digits, '-' or '_'"
-            ));
+            return Err(StoreConfigError::Name {
+                store: name.clone(),
+            }
+            .into());
         }
         store.validate(name)?;
     }

@@ -45,21 +45,36 @@ impl RawMetricsConfig {
     /// Reads the address; the endpoint has no authentication, so it must be a loopback one.
     ///
     /// # Errors
-    /// What is wrong, starting `metrics.listen`.
-    pub(crate) fn validate(self) -> Result<MetricsConfig, String> {
+    /// [`MetricsConfigError`] with the value as written.
+    pub(crate) fn validate(self) -> Result<MetricsConfig, MetricsConfigError> {
         let Some(listen) = self.listen else {
             return Ok(MetricsConfig::default());
         };
-        let addr: SocketAddr = listen
-            .parse()
-            .map_err(|_| format!("metrics.listen {listen:?} is not an address:port"))?;
+        let Ok(addr) = listen.parse::<SocketAddr>() else {
+            return Err(MetricsConfigError::Listen { listen });
+        };
         if !addr.ip().is_loopback() {
-            return Err(format!(
-                "metrics.listen {listen:?}: the endpoint has no authentication, so it listens on loopback only (127.0.0.1 or [::1]); put a proxy in front to reach it from elsewhere"
-            ));
+            return Err(MetricsConfigError::NotLoopback { listen });
         }
         Ok(MetricsConfig { listen: Some(addr) })
     }
+}
+
+/// What is wrong with `[metrics]`, found at load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsConfigError {
+    /// `listen` is not an address and port.
+    #[error("metrics.listen {listen:?} is not an address:port")]
+    Listen {
+        /// The value as written.
+        listen: String,
+    },
+    /// `listen` is not a loopback address.
+    #[error("metrics.listen {listen:?}: the endpoint has no authentication, so it listens on loopback only (127.0.0.1 or [::1]); put a proxy in front to reach it from elsewhere")]
+    NotLoopback {
+        /// The value as written.
+        listen: String,
+    },
 }
 
 /// An outcome label.

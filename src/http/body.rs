@@ -254,11 +254,11 @@ mod tests {
         .expect("account")
     }
 
-    fn devices(body: &str) -> Vec<Result<(DeviceKind, String), String>> {
+    fn devices(body: &str) -> Vec<Result<(DeviceKind, String), LineError>> {
         parse_lines(body.as_bytes(), &account(""), 100)
             .expect("body")
             .into_iter()
-            .map(|l| l.device.map_err(|e| e.to_string()))
+            .map(|l| l.device)
             .collect()
     }
 
@@ -298,28 +298,32 @@ mod tests {
         let d = devices("Fax,123\nEMAIL\n\"EMAIL\",\"a@b.com\" x\n\"EMAIL,a@b.com\nEMAIL,a@b.com,extra\nEMAIL,a\"b@c.com\nEMAIL,ok@b.com");
         assert!(
             d[0].as_ref()
-                .is_err_and(|e| e.contains("unknown lookup key \"Fax\"")),
+                .is_err_and(|e| e.to_string().contains("unknown lookup key \"Fax\"")),
             "{d:?}"
         );
         assert!(
-            d[1].as_ref().is_err_and(|e| e.contains("line 2: expected")),
+            d[1].as_ref()
+                .is_err_and(|e| e.to_string().contains("line 2: expected")),
             "{d:?}"
         );
         assert!(
             d[2].as_ref()
-                .is_err_and(|e| e.contains("after a closing quote")),
+                .is_err_and(|e| e.to_string().contains("after a closing quote")),
             "{d:?}"
         );
         assert!(
-            d[3].as_ref().is_err_and(|e| e.contains("not closed")),
+            d[3].as_ref()
+                .is_err_and(|e| e.to_string().contains("not closed")),
             "{d:?}"
         );
         assert!(
-            d[4].as_ref().is_err_and(|e| e.contains("two fields")),
+            d[4].as_ref()
+                .is_err_and(|e| e.to_string().contains("two fields")),
             "{d:?}"
         );
         assert!(
-            d[5].as_ref().is_err_and(|e| e.contains("quote inside")),
+            d[5].as_ref()
+                .is_err_and(|e| e.to_string().contains("quote inside")),
             "{d:?}"
         );
         assert_eq!(d[6], Ok((DeviceKind::Email, "ok@b.com".into())));

@@ -131,28 +131,27 @@ impl RawHttpConfig {
     /// Checks `[http]` on its own and reads its addresses.
     ///
     /// # Errors
-    /// What is wrong, starting `[http]:`.
-    pub(crate) fn validate(self) -> Result<HttpConfig, String> {
+    /// [`HttpConfigError`] naming the key.
+    pub(crate) fn validate(self) -> Result<HttpConfig, HttpConfigError> {
+        use HttpConfigError as E;
         let h = self;
         let listen = match &h.listen {
             None => None,
             Some(listen) => {
-                let addr: SocketAddr = listen
-                    .parse()
-                    .map_err(|_| format!("[http]: listen {listen:?} is not an address:port"))?;
+                let addr: SocketAddr = listen.parse().map_err(|_| E::Listen {
+                    listen: listen.clone(),
+                })?;
                 if !addr.ip().is_loopback() && !h.plain_http_on_network {
-                    return Err(format!(
-                        "[http]: listen {listen:?}: gdprd speaks plain HTTP and bearer tokens would cross the network in clear; listen on loopback behind a TLS-terminating proxy, or set plain_http_on_network = true if the proxy is on another host"
-                    ));
+                    return Err(E::PlainOnNetwork {
+                        listen: listen.clone(),
+                    });
                 }
                 Some(addr)
             }
         };
         if let Some(url) = &h.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "[http]: public_url {url:?} must start with http:// or https://"
-                ));
+                return Err(E::PublicUrl { url: url.clone() });
             }
         }
         if h.max_body_bytes == 0
@@ -161,29 +160,27 @@ impl RawHttpConfig {
             || h.reads_per_second == 0
             || h.auth_failures == 0
         {
-            return Err("[http]: max_body_bytes, max_lines, submit_per_minute, reads_per_second and auth_failures must be positive".into());
+            return Err(E::ZeroLimit);
         }
         if h.header_timeout_seconds.is_zero()
             || h.body_timeout_seconds.is_zero()
             || h.max_connections == 0
             || h.max_connections_per_address == 0
         {
-            return Err("[http]: header_timeout_seconds, body_timeout_seconds, max_connections and max_connections_per_address must be positive".into());
+            return Err(E::ZeroConnectionLimit);
         }
         if h.max_connections_per_address > h.max_connections {
-            return Err(format!(
-                "[http]: max_connections_per_address ({}) is more than max_connections ({})",
-                h.max_connections_per_address, h.max_connections
-            ));
+            return Err(E::PerAddressAboveTotal {
+                per_address: h.max_connections_per_address,
+                total: h.max_connections,
+            });
         }
         let trusted_proxies = h
             .trusted_proxies
             .iter()
             .map(|proxy| {
-                parse_network(proxy).ok_or_else(|| {
-                    format!(
-                        "[http]: trusted_proxies: {proxy:?} is not an address (10.0.0.7) or a network (10.0.0.0/8)"
-                    )
+                parse_network(proxy).ok_or_else(|| E::TrustedProxy {
+                    proxy: proxy.clone(),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -204,6 +201,83 @@ impl RawHttpConfig {
             trusted_proxies,
         })
     }
+}
+
+/// What is wrong with `[http]` or an `[accounts.http]` section, found at load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpConfigError {
+    /// `listen` is not an address and port.
+    #[error("[http]: listen {listen:?} is not an address:port")]
+    Listen {
+        /// The value as written.
+        listen: String,
+    },
+    /// A non-loopback `listen` without `plain_http_on_network = true`.
+    #[error("[http]: listen {listen:?}: gdprd speaks plain HTTP and bearer tokens would cross the network in clear; listen on loopback behind a TLS-terminating proxy, or set plain_http_on_network = true if the proxy is on another host")]
+    PlainOnNetwork {
+        /// The value as written.
+        listen: String,
+    },
+    /// `public_url` is not an HTTP(S) URL.
+    #[error("[http]: public_url {url:?} must start with http:// or https://")]
+    PublicUrl {
+        /// The value as written.
+        url: String,
+    },
+    /// A size or rate limit is zero.
+    #[error("[http]: max_body_bytes, max_lines, submit_per_minute, reads_per_second and auth_failures must be positive")]
+    ZeroLimit,
+    /// A timeout or connection limit is zero.
+    #[error("[http]: header_timeout_seconds, body_timeout_seconds, max_connections and max_connections_per_address must be positive")]
+    ZeroConnectionLimit,
+    /// `max_connections_per_address` above `max_connections`.
+    #[error("[http]: max_connections_per_address ({per_address}) is more than max_connections ({total})")]
+    PerAddressAboveTotal {
+        /// `max_connections_per_address`.
+        per_address: usize,
+        /// `max_connections`.
+        total: usize,
+    },
+    /// A `trusted_proxies` entry that is neither an address nor a network.
+    #[error(
+        "[http]: trusted_proxies: {proxy:?} is not an address (10.0.0.7) or a network (10.0.0.0/8)"
+    )]
+    TrustedProxy {
+        /// The entry as written.
+        proxy: String,
+    },
+    /// An account's `token_hash` is not `sha256:` and 64 hex digits.
+    #[error("account {account:?}, [accounts.http]: token_hash must be \"sha256:\" and 64 hex digits (`gdprd http-token` makes a token and its hash)")]
+    TokenHash {
+        /// The account.
+        account: String,
+    },
+    /// A lookup key maps to something that is not an identifier gdprd reads.
+    #[error("account {account:?}, [accounts.http]: lookup key {key:?} maps to {target:?}; use phone, email or ipaddr")]
+    LookupTarget {
+        /// The account.
+        account: String,
+        /// The lookup key.
+        key: String,
+        /// What it maps to, as written.
+        target: String,
+    },
+    /// A lookup key is empty or given twice (keys match without regard to case).
+    #[error("account {account:?}, [accounts.http]: lookup key {key:?} is empty or given twice (keys match without regard to case)")]
+    LookupKey {
+        /// The account.
+        account: String,
+        /// The lookup key.
+        key: String,
+    },
+    /// An account's `default_country_code` is not 1-3 digits.
+    #[error("account {account:?}, [accounts.http]: default_country_code must be 1-3 digits (no + or leading 0) or empty")]
+    CountryCode {
+        /// The account.
+        account: String,
+        /// The value as written.
+        value: String,
+    },
 }
 
 /// An address (`10.0.0.7`) or network (`10.0.0.0/8`) of `[http] trusted_proxies`.
@@ -250,35 +324,39 @@ fn default_lookup_keys() -> BTreeMap<String, String> {
 }
 
 impl HttpAccountConfig {
-    /// Checks the token hash, the lookup keys and the country code; `at` names the account in the message.
+    /// Checks the token hash, the lookup keys and the country code of the account `account`.
     ///
     /// # Errors
-    /// What is wrong, starting with `at`.
-    pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
+    /// [`HttpConfigError`] naming the account.
+    pub(crate) fn validate(&self, account: &str) -> Result<(), HttpConfigError> {
+        use HttpConfigError as E;
+        let account = || account.to_owned();
         let hex = self.token_hash.strip_prefix("sha256:").unwrap_or_default();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "{at}: token_hash must be \"sha256:\" and 64 hex digits (`gdprd http-token` makes a token and its hash)"
-            ));
+            return Err(E::TokenHash { account: account() });
         }
         let mut seen = HashSet::new();
         for (key, kind) in &self.lookup_keys {
             if DeviceKind::from_key(kind).is_none() {
-                return Err(format!(
-                    "{at}: lookup key {key:?} maps to {kind:?}; use phone, email or ipaddr"
-                ));
+                return Err(E::LookupTarget {
+                    account: account(),
+                    key: key.clone(),
+                    target: kind.clone(),
+                });
             }
             if key.trim().is_empty() || !seen.insert(key.to_lowercase()) {
-                return Err(format!(
-                    "{at}: lookup key {key:?} is empty or given twice (keys match without regard to case)"
-                ));
+                return Err(E::LookupKey {
+                    account: account(),
+                    key: key.clone(),
+                });
             }
         }
         let cc = &self.default_country_code;
         if cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
-            return Err(format!(
-                "{at}: default_country_code must be 1-3 digits (no + or leading 0) or empty"
-            ));
+            return Err(E::CountryCode {
+                account: account(),
+                value: cc.clone(),
+            });
         }
         Ok(())
     }

@@ -57,18 +57,26 @@ impl LimitsConfig {
     /// Checks that every cap lets a valid file through.
     ///
     /// # Errors
-    /// What is wrong, starting `[limits]:`.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// [`LimitsConfigError`].
+    pub(crate) fn validate(&self) -> Result<(), LimitsConfigError> {
         // A valid file nests 5 levels: the object, requests, a request, contacts, a contact.
         if self.max_file_bytes == 0
             || self.max_contacts == 0
             || self.max_depth < 5
             || self.batch_size == 0
         {
-            return Err("[limits]: max_file_bytes, max_contacts and batch_size must be positive, max_depth at least 5".into());
+            return Err(LimitsConfigError::TooSmall);
         }
         Ok(())
     }
+}
+
+/// What is wrong with `[limits]`, found at load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsConfigError {
+    /// A cap that would refuse every valid file.
+    #[error("[limits]: max_file_bytes, max_contacts and batch_size must be positive, max_depth at least 5")]
+    TooSmall,
 }
 
 /// What the name of a file found in `GDPR_Submit` means on `today` (in the account's time zone). The daemon and

@@ -20,7 +20,8 @@ use super::callback_state::{self, CANCELLED};
 use super::mapping::PhoneConfig;
 use super::matching::Matcher;
 use super::{
-    key_index, Batch, CallFailure, CallbackError, ExportSink, Found, Store, StoreError, Unreachable,
+    key_index, Batch, CallFailure, CallbackError, ExportSink, Found, Store, StoreConfigError,
+    StoreError, Unreachable,
 };
 use crate::backoff::{self, Backoff};
 use crate::config::de;
@@ -92,33 +93,33 @@ impl CallbackHttpConfig {
     /// Checks the URL, the token source and the timeout.
     ///
     /// # Errors
-    /// What is wrong, naming the store `name`.
-    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+    /// [`StoreConfigError`] naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), StoreConfigError> {
+        use StoreConfigError as E;
+        let store = name.to_owned();
         let scheme = self.base_url.starts_with("http://") || self.base_url.starts_with("https://");
         if !scheme {
-            return Err(format!(
-                "store {name:?}: base_url must start with http:// or https://"
-            ));
+            return Err(E::BaseUrl { store });
         }
         if self.token_file.is_some() && self.token_env.is_some() {
-            return Err(format!(
-                "store {name:?}: set token_file or token_env, not both"
-            ));
+            return Err(E::TokenTwice { store });
         }
         if self.timeout_seconds.is_zero() {
-            return Err(format!("store {name:?}: timeout_seconds must be positive"));
+            return Err(E::Timeout { store });
         }
         if self.retries > MAX_RETRIES {
-            return Err(format!(
-                "store {name:?}: retries is {}, at most {MAX_RETRIES} (the waits double up to 10 s each)",
-                self.retries
-            ));
+            return Err(E::Retries {
+                store,
+                retries: self.retries,
+                max: MAX_RETRIES,
+            });
         }
         if self.retry_delay_ms > MAX_FIRST_DELAY_MS {
-            return Err(format!(
-                "store {name:?}: retry_delay_ms is {}, at most {MAX_FIRST_DELAY_MS}",
-                self.retry_delay_ms
-            ));
+            return Err(E::RetryDelay {
+                store,
+                delay_ms: self.retry_delay_ms,
+                max: MAX_FIRST_DELAY_MS,
+            });
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMappi
 use super::matching::Matcher;
 use super::{
     admitted, digest_index, key_index, mark_suppressed, Batch, CsvProblem, ExportSink, Found,
-    MappingError, Store, StoreError,
+    MappingError, Store, StoreConfigError, StoreError,
 };
 use crate::requests::DeviceKind;
 use rand::Rng;
@@ -46,17 +46,17 @@ impl CsvConfig {
     /// Checks the delimiter and the mappings without opening the folder.
     ///
     /// # Errors
-    /// What is wrong, naming the store `name`.
-    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+    /// [`StoreConfigError`] naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), StoreConfigError> {
         validate_tables(name, &self.files, &self.phones, Names::FilePatterns)?;
-        let at = format!("store {name:?}");
         if !self.delimiter.is_ascii()
             || self.delimiter == '"'
             || self.delimiter.is_ascii_alphanumeric()
         {
-            return Err(format!(
-                "{at}: delimiter must be one ASCII punctuation or space character"
-            ));
+            return Err(StoreConfigError::Delimiter {
+                store: name.to_owned(),
+                delimiter: self.delimiter,
+            });
         }
         for t in &self.files {
             let unsupported = [
@@ -65,11 +65,12 @@ impl CsvConfig {
                 ("file", t.file.is_some()),
                 ("normalised", !t.normalised.is_empty()),
             ];
-            if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
-                return Err(format!(
-                    "{at}, files {:?}: {key} is not supported in CSV lists",
-                    t.name
-                ));
+            if let Some(&(key, _)) = unsupported.iter().find(|(_, set)| *set) {
+                return Err(StoreConfigError::CsvUnsupported {
+                    store: name.to_owned(),
+                    list: t.name.clone(),
+                    key,
+                });
             }
         }
         Ok(())

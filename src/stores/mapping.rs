@@ -2,6 +2,7 @@
 //! (`[[stores.NAME.tables]]`, [`TableMapping`]) and how its phone numbers are written ([`PhoneConfig`]), with the
 //! checks that need no I/O. `check-config` later compares a mapping with the store's real catalogue.
 
+use super::StoreConfigError;
 use crate::config::de::yes;
 use crate::requests::DeviceKind;
 use serde::Deserialize;
@@ -156,78 +157,100 @@ pub(crate) enum Names {
     FilePatterns,
 }
 
+/// Checks a store's phone settings and table mappings without I/O.
+///
+/// # Errors
+/// [`StoreConfigError`] naming the store, and the table and column where there is one.
 pub(crate) fn validate_tables(
     store: &str,
     tables: &[TableMapping],
     phones: &PhoneConfig,
     names: Names,
-) -> Result<(), String> {
+) -> Result<(), StoreConfigError> {
+    use StoreConfigError as E;
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let store = || store.to_owned();
     if !digits(&phones.default_country_code) || phones.default_country_code.len() > 3 {
-        return Err(format!(
-            "store {store:?}: phones.default_country_code must be 1-3 digits or empty"
-        ));
+        return Err(E::CountryCode {
+            store: store(),
+            value: phones.default_country_code.clone(),
+        });
     }
     if !digits(&phones.trunk_prefix) || !digits(&phones.international_prefix) {
-        return Err(format!(
-            "store {store:?}: phones.trunk_prefix and phones.international_prefix must be digits"
-        ));
+        return Err(E::PhonePrefix { store: store() });
     }
     if tables.is_empty() {
-        return Err(format!("store {store:?}: no tables mapped"));
+        return Err(E::NoTables { store: store() });
     }
     let mut seen = HashSet::new();
     for t in tables {
-        let at = format!("store {store:?}, table {:?}", t.name);
+        let table = || t.name.clone();
         match names {
             Names::Identifiers if !is_identifier(&t.name) => {
-                return Err(format!("{at}: table names must be letters, digits and '_'"));
+                return Err(E::TableName {
+                    store: store(),
+                    table: table(),
+                });
             }
             Names::FilePatterns
                 if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name.starts_with('.') =>
             {
-                return Err(format!(
-                    "{at}: a file pattern names files in the folder: no '/', not starting with '.'"
-                ));
+                return Err(E::FilePattern {
+                    store: store(),
+                    table: table(),
+                });
             }
             _ => {}
         }
         if !seen.insert(&t.name) {
-            return Err(format!("{at}: mapped twice"));
+            return Err(E::TableTwice {
+                store: store(),
+                table: table(),
+            });
         }
         if t.device_columns().is_empty() {
-            return Err(format!(
-                "{at}: map at least one phone, email or ipaddr column"
-            ));
+            return Err(E::NoDeviceColumn {
+                store: store(),
+                table: table(),
+            });
         }
         if t.suppression && t.forget == ForgetMode::Delete {
-            return Err(format!(
-                "{at}: a suppression list keeps its rows: forget = \"delete\" would let a later import contact the person again"
-            ));
+            return Err(E::SuppressionDeleted {
+                store: store(),
+                table: table(),
+            });
         }
         for c in t.mask.iter().flatten() {
             let mapped = t.device_columns().iter().any(|(_, d)| d == c) || t.personal.contains(c);
             if !mapped {
-                return Err(format!(
-                    "{at}: mask names {c:?}, which is not a mapped device or personal column"
-                ));
+                return Err(E::MaskUnmapped {
+                    store: store(),
+                    table: table(),
+                    column: c.clone(),
+                });
             }
         }
         for c in &t.pseudonymise {
+            let column = c.clone();
             if t.device_columns().iter().any(|(_, d)| d == c) {
-                return Err(format!(
-                    "{at}: pseudonymise names the device column {c:?}: a forget replaces a device with a random placeholder, never a value derived from it (`781-555-1212` masked is `7xx-5xx-1xx2`). Remove {c:?} from pseudonymise; masking belongs to pseudonymisation requests, which mask the columns in `mask`"
-                ));
+                return Err(E::PseudonymiseDevice {
+                    store: store(),
+                    table: table(),
+                    column,
+                });
             }
             if !t.personal.contains(c) {
-                return Err(format!(
-                    "{at}: pseudonymise names {c:?}, which is not a mapped personal column"
-                ));
+                return Err(E::PseudonymiseUnmapped {
+                    store: store(),
+                    table: table(),
+                    column,
+                });
             }
             if t.forget == ForgetMode::Delete {
-                return Err(format!(
-                    "{at}: pseudonymise needs forget = \"anonymise\" (deleted rows are not masked)"
-                ));
+                return Err(E::PseudonymiseDeleted {
+                    store: store(),
+                    table: table(),
+                });
             }
         }
         let mut cols = HashSet::new();
@@ -237,12 +260,18 @@ pub(crate) fn validate_tables(
                 Names::FilePatterns => !c.is_empty() && !c.chars().any(char::is_control),
             };
             if !ok {
-                return Err(format!(
-                    "{at}: column {c:?}: column names must be letters, digits and '_'"
-                ));
+                return Err(E::ColumnName {
+                    store: store(),
+                    table: table(),
+                    column: c.clone(),
+                });
             }
             if !cols.insert(c) {
-                return Err(format!("{at}: column {c:?} is mapped twice"));
+                return Err(E::ColumnTwice {
+                    store: store(),
+                    table: table(),
+                    column: c.clone(),
+                });
             }
         }
     }

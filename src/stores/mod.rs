@@ -7,6 +7,7 @@
 
 pub mod callback_http;
 mod callback_state;
+mod config_error;
 pub mod csv;
 pub mod demo_load;
 mod error;
@@ -20,6 +21,7 @@ pub mod sqlite;
 mod tls;
 
 pub use callback_http::CallbackHttpConfig;
+pub use config_error::StoreConfigError;
 pub use csv::CsvConfig;
 pub use error::{
     CallFailure, CallbackError, CsvProblem, DriverError, MappingError, StoreError, Unreachable,
@@ -240,8 +242,8 @@ impl StoreConfig {
     /// Checks the store's config without I/O (the catalogue is compared by `check-config`).
     ///
     /// # Errors
-    /// What is wrong, naming the store `name`.
-    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+    /// [`StoreConfigError`] naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), StoreConfigError> {
         match self {
             StoreConfig::Sqlite(s) => s.validate(name),
             StoreConfig::Postgres(s) => s.validate(name, sql::Dialect::Postgres),

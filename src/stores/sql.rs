@@ -17,7 +17,7 @@ use super::mask::mask;
 use super::matching::{sql_candidates, Matcher, EMAIL_TRIM, PHONE_TRANSLATIONS, SEVERAL};
 use super::{
     admitted, digest_index, key_index, mark_suppressed, remove_recordings, Batch, ExportSink,
-    Found, MappingError, Store, StoreError, Unreachable,
+    Found, MappingError, Store, StoreConfigError, StoreError, Unreachable,
 };
 use crate::config::de;
 use crate::requests::DeviceKind;
@@ -105,48 +105,55 @@ impl SqlConfig {
     /// in `dialect`.
     ///
     /// # Errors
-    /// What is wrong, naming the store `name`.
-    pub(crate) fn validate(&self, name: &str, dialect: Dialect) -> Result<(), String> {
+    /// [`StoreConfigError`] naming the store `name`.
+    pub(crate) fn validate(&self, name: &str, dialect: Dialect) -> Result<(), StoreConfigError> {
+        use StoreConfigError as E;
         let s = self;
         validate_tables(name, &s.tables, &s.phones, Names::Identifiers)?;
-        let at = format!("store {name:?}");
+        let store = || name.to_owned();
         let scheme = match dialect {
             Dialect::Mysql => "mysql://",
             Dialect::Postgres => "postgres",
         };
         if !s.url.starts_with(scheme) {
-            return Err(format!("{at}: url must start with {scheme}"));
+            return Err(E::UrlScheme {
+                store: store(),
+                scheme,
+            });
         }
         if s.password_file.is_some() && s.password_env.is_some() {
-            return Err(format!("{at}: set password_file or password_env, not both"));
+            return Err(E::PasswordTwice { store: store() });
         }
         if s.schema.is_some() && dialect == Dialect::Mysql {
-            return Err(format!(
-                "{at}: schema is for postgres; name the database in the url"
-            ));
+            return Err(E::MysqlSchema { store: store() });
         }
         if let Some(schema) = &s.schema {
             if !is_identifier(schema) {
-                return Err(format!("{at}: schema must be letters, digits and '_'"));
+                return Err(E::SchemaName {
+                    store: store(),
+                    schema: schema.clone(),
+                });
             }
         }
         if s.statement_timeout_seconds.is_zero() || s.connect_timeout_seconds.is_zero() {
-            return Err(format!("{at}: timeouts must be positive"));
+            return Err(E::Timeouts { store: store() });
         }
         for t in &s.tables {
             let devices: Vec<&str> = t.device_columns().into_iter().map(|(_, c)| c).collect();
             for (device, column) in &t.normalised {
                 if !devices.contains(&device.as_str()) {
-                    return Err(format!(
-                        "{at}, table {:?}: normalised names {device:?}, which is not a mapped device column",
-                        t.name
-                    ));
+                    return Err(E::NormalisedUnmapped {
+                        store: store(),
+                        table: t.name.clone(),
+                        device: device.clone(),
+                    });
                 }
                 if !is_identifier(column) {
-                    return Err(format!(
-                        "{at}, table {:?}: column names must be letters, digits and '_'",
-                        t.name
-                    ));
+                    return Err(E::NormalisedName {
+                        store: store(),
+                        table: t.name.clone(),
+                        column: column.clone(),
+                    });
                 }
             }
         }

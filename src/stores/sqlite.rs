@@ -5,7 +5,7 @@
 use super::callback_state::{self, CANCELLED, IN_FLIGHT};
 use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMapping};
 use super::matching::Matcher;
-use super::{Batch, ExportSink, Found, MappingError, Store, StoreError};
+use super::{Batch, ExportSink, Found, MappingError, Store, StoreConfigError, StoreError};
 use crate::config::de;
 use crate::requests::DeviceKind;
 use rusqlite::functions::FunctionFlags;
@@ -52,14 +52,14 @@ impl SqliteConfig {
     /// Checks what the mapping can be checked for without opening the database.
     ///
     /// # Errors
-    /// What is wrong, naming the store `name`.
-    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+    /// [`StoreConfigError`] naming the store `name`.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), StoreConfigError> {
         validate_tables(name, &self.tables, &self.phones, Names::Identifiers)?;
         if let Some(t) = self.tables.iter().find(|t| !t.normalised.is_empty()) {
-            return Err(format!(
-                "store {name:?}, table {:?}: normalised columns are for postgres and mysql stores; a sqlite store matches by scanning",
-                t.name
-            ));
+            return Err(StoreConfigError::SqliteNormalised {
+                store: name.to_owned(),
+                table: t.name.clone(),
+            });
         }
         Ok(())
     }

@@ -47,13 +47,21 @@ impl IntakeConfig {
     /// Checks that rescans happen.
     ///
     /// # Errors
-    /// What is wrong, starting `[intake]:`.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// [`IntakeConfigError`].
+    pub(crate) fn validate(&self) -> Result<(), IntakeConfigError> {
         if self.rescan_seconds.is_zero() {
-            return Err("[intake]: rescan_seconds must be positive".into());
+            return Err(IntakeConfigError::NoRescan);
         }
         Ok(())
     }
+}
+
+/// What is wrong with `[intake]`, found at load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeConfigError {
+    /// `rescan_seconds = 0`.
+    #[error("[intake]: rescan_seconds must be positive")]
+    NoRescan,
 }
 
 /// How files reach an account.

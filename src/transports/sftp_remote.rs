@@ -99,39 +99,75 @@ impl RemoteConfig {
         self.known_hosts = self.known_hosts.as_deref().map(&resolve);
     }
 
-    /// Checks that gdprd can log in and knows the server's key; `at` names the account.
+    /// Checks that gdprd can log in to the account `account`'s server and knows the server's key.
     ///
     /// # Errors
-    /// What is wrong, starting with `at`.
-    pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
+    /// [`RemoteConfigError`] naming the account.
+    pub(crate) fn validate(&self, account: &str) -> Result<(), RemoteConfigError> {
+        use RemoteConfigError as E;
         let r = self;
+        let account = account.to_owned();
         if r.key_file.is_none() && r.password_file.is_none() && r.password_env.is_none() {
-            return Err(format!(
-                "{at}: [accounts.remote] needs key_file, password_file or password_env"
-            ));
+            return Err(E::NoCredential { account });
         }
         if r.known_hosts.is_none() && r.host_key_fingerprint.is_none() {
-            return Err(format!(
-                "{at}: [accounts.remote] needs known_hosts or host_key_fingerprint: gdprd never logs in to a server it cannot recognise"
-            ));
+            return Err(E::UnknownHost { account });
         }
         if let Some(fp) = &r.host_key_fingerprint {
             if !fp.starts_with("SHA256:") {
-                return Err(format!(
-                    "{at}: host_key_fingerprint is SHA256:… as ssh-keygen -lf prints it"
-                ));
+                return Err(E::Fingerprint {
+                    account,
+                    fingerprint: fp.clone(),
+                });
             }
         }
         if r.poll_seconds.is_zero() || r.timeout_seconds.is_zero() {
-            return Err(format!(
-                "{at}: poll_seconds and timeout_seconds must be positive"
-            ));
+            return Err(E::ZeroDuration { account });
         }
         if r.host.is_empty() || r.user.is_empty() {
-            return Err(format!("{at}: host and user must not be empty"));
+            return Err(E::NoHostOrUser { account });
         }
         Ok(())
     }
+}
+
+/// What is wrong with an account's `[accounts.remote]`, found at load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteConfigError {
+    /// No key and no password.
+    #[error(
+        "account {account:?}: [accounts.remote] needs key_file, password_file or password_env"
+    )]
+    NoCredential {
+        /// The account.
+        account: String,
+    },
+    /// Neither `known_hosts` nor `host_key_fingerprint`.
+    #[error("account {account:?}: [accounts.remote] needs known_hosts or host_key_fingerprint: gdprd never logs in to a server it cannot recognise")]
+    UnknownHost {
+        /// The account.
+        account: String,
+    },
+    /// A fingerprint not written `SHA256:…`.
+    #[error("account {account:?}: host_key_fingerprint is SHA256:… as ssh-keygen -lf prints it")]
+    Fingerprint {
+        /// The account.
+        account: String,
+        /// The value as written.
+        fingerprint: String,
+    },
+    /// `poll_seconds` or `timeout_seconds` is zero.
+    #[error("account {account:?}: poll_seconds and timeout_seconds must be positive")]
+    ZeroDuration {
+        /// The account.
+        account: String,
+    },
+    /// An empty `host` or `user`.
+    #[error("account {account:?}: host and user must not be empty")]
+    NoHostOrUser {
+        /// The account.
+        account: String,
+    },
 }
 
 /// How often local results are looked for between two listings.

@@ -160,15 +160,12 @@ impl RawSftpServerConfig {
     /// Checks `[sftp_server]` and reads its address.
     ///
     /// # Errors
-    /// What is wrong, starting `[sftp_server]:`.
-    pub(crate) fn validate(self) -> Result<SftpServerConfig, String> {
+    /// [`SftpConfigError`] naming the key.
+    pub(crate) fn validate(self) -> Result<SftpServerConfig, SftpConfigError> {
         let s = self;
-        let listen: SocketAddr = s.listen.parse().map_err(|_| {
-            format!(
-                "[sftp_server]: listen {:?} is not an address:port",
-                s.listen
-            )
-        })?;
+        let Ok(listen) = s.listen.parse::<SocketAddr>() else {
+            return Err(SftpConfigError::Listen { listen: s.listen });
+        };
         if s.max_connections == 0
             || s.max_unauthenticated_connections == 0
             || s.connections_per_second_per_address == 0
@@ -177,7 +174,7 @@ impl RawSftpServerConfig {
             || s.max_handles_per_account == 0
             || s.max_open_handles == 0
         {
-            return Err("[sftp_server]: max_connections, max_unauthenticated_connections, connections_per_second_per_address, connection_burst_per_address, max_channels_per_connection, max_handles_per_account and max_open_handles must be positive".into());
+            return Err(SftpConfigError::ZeroLimit);
         }
         Ok(SftpServerConfig {
             listen,
@@ -226,25 +223,62 @@ impl SftpAccountConfig {
         self.authorized_keys_file = self.authorized_keys_file.as_deref().map(resolve);
     }
 
-    /// Checks that someone can log in with what is given and that it reads; `at` names the account.
+    /// Checks that someone can log in to the account `account` with what is given and that it reads.
     ///
     /// # Errors
-    /// What is wrong, starting with `at`.
-    pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
+    /// [`SftpConfigError`] naming the account.
+    pub(crate) fn validate(&self, account: &str) -> Result<(), SftpConfigError> {
+        let account = account.to_owned();
         if self.authorized_keys.is_empty()
             && self.authorized_keys_file.is_none()
             && self.password_hash.is_none()
         {
-            return Err(format!(
-                "{at}: [accounts.sftp] names no key and no password hash: nobody could log in"
-            ));
+            return Err(SftpConfigError::NoLogin { account });
         }
-        super::auth::parse_authorized_keys(&self.authorized_keys.join("\n"))
-            .map_err(|e| format!("{at}: authorized_keys: {e}"))?;
+        if let Err(source) = super::auth::parse_authorized_keys(&self.authorized_keys.join("\n")) {
+            return Err(SftpConfigError::AuthorizedKeys { account, source });
+        }
         if let Some(hash) = &self.password_hash {
-            argon2::PasswordHash::new(hash)
-                .map_err(|e| format!("{at}: password_hash is not an argon2 hash: {e}"))?;
+            if let Err(source) = argon2::PasswordHash::new(hash) {
+                return Err(SftpConfigError::PasswordHash { account, source });
+            }
         }
         Ok(())
     }
+}
+
+/// What is wrong with `[sftp_server]` or an account's `[accounts.sftp]`, found at load.
+#[derive(Debug, thiserror::Error)]
+pub enum SftpConfigError {
+    /// `listen` is not an address and port.
+    #[error("[sftp_server]: listen {listen:?} is not an address:port")]
+    Listen {
+        /// The value as written.
+        listen: String,
+    },
+    /// A connection, channel or handle limit is zero.
+    #[error("[sftp_server]: max_connections, max_unauthenticated_connections, connections_per_second_per_address, connection_burst_per_address, max_channels_per_connection, max_handles_per_account and max_open_handles must be positive")]
+    ZeroLimit,
+    /// No key and no password hash.
+    #[error("account {account:?}: [accounts.sftp] names no key and no password hash: nobody could log in")]
+    NoLogin {
+        /// The account.
+        account: String,
+    },
+    /// An `authorized_keys` line that is not a public key.
+    #[error("account {account:?}: authorized_keys: {source}")]
+    AuthorizedKeys {
+        /// The account.
+        account: String,
+        /// The line and why.
+        source: super::auth::KeyLineError,
+    },
+    /// A `password_hash` that is not an argon2 hash in PHC form.
+    #[error("account {account:?}: password_hash is not an argon2 hash: {source}")]
+    PasswordHash {
+        /// The account.
+        account: String,
+        /// What the hash reader says.
+        source: argon2::password_hash::Error,
+    },
 }
