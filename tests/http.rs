@@ -590,7 +590,12 @@ fn the_seeds_agent_requests() {
     let pseudo = std::fs::read_to_string(fixture("http/seed-lcm-pseudonymization.json"))
         .expect("fixture")
         .replace("14152347172", "16175551212")
-        .replace("\"EmailID\": \"\"", "\"EmailID\": \"genesys@genesys.com\"");
+        .replace("\"EmailID\": \"\"", "\"EmailID\": \"genesys@genesys.com\"")
+        // The LCM key scopes the search as a file's accountid does: the sample's account.
+        .replace(
+            "\"AccountNumber\": \"934|1|475|0|0|44|59\"",
+            &format!("\"AccountNumber\": \"{}\"", gdprd::demo::SAMPLE_ACCOUNT),
+        );
     let r = api.post("/lcm", Some(TOKEN), "application/json", pseudo);
     assert_eq!(r.status(), StatusCode::OK);
     let answer: Value = r.json().expect("json");

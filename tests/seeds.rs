@@ -2,6 +2,7 @@
 //! account's `[accounts.requests]` rules (001), checked in the demo store afterwards.
 
 use crate::harness::{responses, today, Demo};
+use crate::http::{Api, TOKEN};
 use gdprd::demo::{OTHER_ACCOUNT, SAMPLE_ACCOUNT};
 use serde_json::{json, Value};
 
@@ -131,4 +132,133 @@ fn validate_applies_the_accounts_rules() {
         stdout.contains(&format!("request 1 (2 contacts): {NO_ACCOUNTID}")),
         "{stdout}"
     );
+}
+
+/// The seed's pseudonymisation request (003), as shipped in fixtures/http/.
+fn seed_pseudonymisation() -> String {
+    std::fs::read_to_string(crate::harness::fixture(
+        "http/seed-lcm-pseudonymization.json",
+    ))
+    .expect("fixture")
+}
+
+#[test]
+fn an_agents_request_missing_a_mandatory_field_is_refused_naming_it_and_account_number_scopes_the_search(
+) {
+    let demo = crate::http::demo(0, |_| {});
+    let daemon = demo.start();
+    let api = Api::new(&daemon);
+    let files = || demo.ledger_count("SELECT count(*) FROM files");
+    // The seed: every field "Mandatory: Yes". A message with only EmailID was accepted before.
+    let cases = [
+        (
+            r#"{"channel": "LCM", "topic": "WebService", "subtopic": "CreatePseudonymizationRequest", "message": {"EmailID": "test@test.com"}}"#.to_owned(),
+            "message.CustomerName is missing",
+        ),
+        (
+            seed_pseudonymisation().replace("\"OtherEmailID\": \"\",", ""),
+            "message.OtherEmailID is missing",
+        ),
+        (
+            seed_pseudonymisation().replace("\"AgentID\": \"rajat\"", "\"AgentID\": \"\""),
+            "message.AgentID is empty",
+        ),
+    ];
+    for (body, want) in cases {
+        let r = api.post("/lcm", Some(TOKEN), "application/json", body);
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+        let answer: Value = r.json().expect("json");
+        assert_eq!(answer["subtopic"], "Error");
+        let error = answer["message"]["error"].as_str().expect("error");
+        assert!(error.contains(want), "{error} lacks {want}");
+    }
+    assert_eq!(files(), 0, "nothing was claimed");
+
+    // AccountNumber scopes the search as accountid does: only the other tenant's test@test.com is masked.
+    let body = seed_pseudonymisation()
+        .replace("\"EmailID\": \"\"", "\"EmailID\": \"test@test.com\"")
+        .replace(
+            "\"AccountNumber\": \"934|1|475|0|0|44|59\"",
+            &format!("\"AccountNumber\": \"{OTHER_ACCOUNT}\""),
+        );
+    assert!(body.contains(OTHER_ACCOUNT), "{body}");
+    let r = api.post("/lcm", Some(TOKEN), "application/json", body);
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let answer: Value = r.json().expect("json");
+    let id: i64 = answer["message"]["response"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("numeric");
+    let response = api.finished(id);
+    assert_eq!(
+        response["contacts"][1]["contactPseudonymised"], true,
+        "{response}"
+    );
+    assert_eq!(rows(&demo, "test@test.com", OTHER_ACCOUNT), 0, "masked");
+    assert_eq!(
+        demo.db_count(&format!(
+            "SELECT count(*) FROM contact_list WHERE account_id = '{OTHER_ACCOUNT}' AND email = '{}'",
+            gdprd::stores::mask::mask("test@test.com")
+        )),
+        1
+    );
+    assert_eq!(
+        rows(&demo, "test@test.com", SAMPLE_ACCOUNT),
+        1,
+        "the sample account's row is another account's: untouched"
+    );
+}
+
+#[test]
+fn http_jobs_carry_the_accounts_scope_and_its_rules() {
+    let demo = crate::http::demo(0, |c| {
+        c.extend("accounts[demo]", "[requests]\naccountid = \"required\"");
+        c.extend(
+            "accounts[other]",
+            "[requests]\naccountid = \"required\"\nshortcodes = \"required\"",
+        );
+        c.extend(
+            "accounts[other].http",
+            &format!("accountid = \"{SAMPLE_ACCOUNT}\"\nshortcodes = [\"11111\"]"),
+        );
+    });
+    let daemon = demo.start();
+    let api = Api::new(&daemon);
+    // The demo account requires an account id, and its HTTP settings give none: refused before any claim.
+    let r = api.erasure("demo", TOKEN, "EMAIL,test@test.com");
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let answer: Value = r.json().expect("json");
+    let error = answer["error"].as_str().expect("error");
+    assert!(
+        error.contains("requires \"accountid\"") && error.contains("[accounts.http] accountid"),
+        "{error}"
+    );
+    assert_eq!(demo.ledger_count("SELECT count(*) FROM files"), 0);
+    // The other account's jobs search its account id and shortcodes.
+    let r = api.erasure("other", crate::http::OTHER_TOKEN, "EMAIL,test@test.com");
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let id = r.json::<Value>().expect("json")["id"].as_i64().expect("id");
+    let r = api.wait(id, crate::http::OTHER_TOKEN);
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(rows(&demo, "test@test.com", SAMPLE_ACCOUNT), 0);
+    assert_eq!(
+        rows(&demo, "test@test.com", OTHER_ACCOUNT),
+        1,
+        "another account id's row is not searched"
+    );
+    let name: String = demo
+        .ledger()
+        .query_row("SELECT name FROM files WHERE id = ?1", [id], |r| r.get(0))
+        .expect("job");
+    let log: Value = serde_json::from_slice(
+        &std::fs::read(demo.dir.path().join(format!(
+            "accounts/other/GDPR_Result/{}-execution-log.json",
+            name.trim_end_matches(".json")
+        )))
+        .expect("log"),
+    )
+    .expect("json");
+    assert_eq!(log["requests"][0]["accountid"], SAMPLE_ACCOUNT);
+    assert_eq!(log["requests"][0]["shortcodes"], json!(["11111"]));
 }

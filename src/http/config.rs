@@ -309,6 +309,14 @@ pub struct HttpAccountConfig {
     /// or fewer digits); empty (default) reads every `+`-less number as already international.
     #[serde(default)]
     pub default_country_code: String,
+    /// The SMS shortcodes every HTTP request of the account searches (jobs carry none of their own); default
+    /// none: SMS records are then not searched, as for a file without `shortcodes`.
+    #[serde(default)]
+    pub shortcodes: Vec<String>,
+    /// The account id the account's batched jobs search with, as a file's `accountid`; default none (every
+    /// account of a shared store). An agent request's `AccountNumber` takes its place.
+    #[serde(default)]
+    pub accountid: Option<String>,
 }
 
 fn default_lookup_keys() -> BTreeMap<String, String> {

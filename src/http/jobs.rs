@@ -5,7 +5,7 @@
 use super::{base_url, blocking, job_id, ApiError, Ctx, HttpState, Line};
 use crate::config::AccountConfig;
 use crate::journal::{FileState, JobFacts, JobRecord};
-use crate::requests::Kind;
+use crate::requests::{Kind, RuleError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -27,16 +27,53 @@ struct SideLine {
     error: Option<String>,
 }
 
-/// Claims a request file of `kind` for `account` made of `lines`, and queues it. Returns the job id.
+/// What a front-door request asks for besides its lines.
+pub(super) struct NewJob<'a> {
+    /// Forget, export or pseudonymise.
+    pub kind: Kind,
+    /// `api` (a batched job) or `lcm` (an agent request): part of the file's name.
+    pub origin: &'a str,
+    /// The request case (an agent request's call id).
+    pub requestcase: Option<&'a str>,
+    /// The account whose records are searched (an agent request's `AccountNumber`; for jobs,
+    /// `[accounts.http] accountid`).
+    pub accountid: Option<&'a str>,
+}
+
+/// Claims a request file for `account` made of `lines` as `job` says, and queues it. Returns the job id. The
+/// request carries the account's HTTP shortcode scope (`[accounts.http] shortcodes`) and is checked against its
+/// `[accounts.requests]` rules first: a job they would refuse is answered `400`, and nothing is claimed.
 pub(super) fn create(
     state: &HttpState,
     account: &AccountConfig,
-    kind: Kind,
-    origin: &str,
-    requestcase: Option<&str>,
+    job: &NewJob<'_>,
     lines: &[Line],
 ) -> Result<i64, ApiError> {
+    let NewJob {
+        kind,
+        origin,
+        requestcase,
+        accountid,
+    } = *job;
     let config = state.config();
+    let shortcodes = account
+        .http
+        .as_ref()
+        .map(|h| h.shortcodes.clone())
+        .unwrap_or_default();
+    if let Err(e) = account.requests.check(accountid, &shortcodes) {
+        let fix = match e {
+            RuleError::AccountIdMissing => "[accounts.http] accountid",
+            RuleError::ShortcodesMissing => "[accounts.http] shortcodes",
+        };
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}; for HTTP requests the account's {fix} gives it",
+                e.to_string().trim_start_matches("ERROR: ")
+            ),
+        ));
+    }
     let mut contacts = Vec::new();
     let mut side = Vec::with_capacity(lines.len());
     for l in lines {
@@ -71,6 +108,12 @@ pub(super) fn create(
     let mut request = serde_json::Map::new();
     if let Some(case) = requestcase.filter(|c| !c.is_empty()) {
         request.insert("requestcase".into(), Value::from(case));
+    }
+    if !shortcodes.is_empty() {
+        request.insert("shortcodes".into(), Value::from(shortcodes));
+    }
+    if let Some(id) = accountid.filter(|a| !a.is_empty()) {
+        request.insert("accountid".into(), Value::from(id));
     }
     request.insert("type".into(), Value::from(kind.as_type()));
     request.insert("contacts".into(), Value::Array(contacts));
@@ -171,7 +214,17 @@ async fn submit(
         ApiError::new(status, e.to_string())
     })?;
     let base = base_url(&config, &headers);
-    let id = blocking(move || create(&state, &account, kind, "api", None, &lines)).await?;
+    let id = blocking(move || {
+        let accountid = account.http.as_ref().and_then(|h| h.accountid.clone());
+        let job = NewJob {
+            kind,
+            origin: "api",
+            requestcase: None,
+            accountid: accountid.as_deref(),
+        };
+        create(&state, &account, &job, &lines)
+    })
+    .await?;
     let location = format!("{base}/gdpr_jobs/{id}/status");
     Ok((
         StatusCode::ACCEPTED,

@@ -1,10 +1,13 @@
 //! `POST /lcm`: the agent privacy requests of the seed's contact centre, in its message envelope
 //! (`channel`, `topic`, `subtopic`, `message`). `GetDataPrivacyStatusRequest` ("Access to PI Data") becomes an
 //! export, `CreatePseudonymizationRequest` ("Pseudonymization") a pseudonymisation; an access request with
-//! `IsPseudonymize: true` becomes both, the export first. Empty strings mean "not given"; phone numbers arrive
-//! without `+` and are read with the account's default country code. The customer's name, the agent's comments
-//! and ids are not personal data gdprd searches by: they are not kept (the call id becomes the request case).
+//! `IsPseudonymize: true` becomes both, the export first. Every field the seed marks "Mandatory: Yes" must be
+//! there ([`MANDATORY`]); empty strings mean "not given" only where the seed's own samples send them. Phone
+//! numbers arrive without `+` and are read with the account's default country code; `AccountNumber` scopes the
+//! search as a file's `accountid` does. The customer's name, the agent's comments and ids are not personal data
+//! gdprd searches by: they are not kept (the call id becomes the request case).
 
+use super::jobs::NewJob;
 use super::{blocking, ApiError, Ctx, Line};
 use crate::requests::{DeviceKind, Kind};
 use axum::body::Bytes;
@@ -28,6 +31,8 @@ pub(super) struct AgentRequest {
     pub agent: Option<String>,
     /// (field name, value as sent, device kind, normalised value).
     pub devices: Vec<(String, String, DeviceKind, String)>,
+    /// `AccountNumber`: the account whose records are searched, as a file's `accountid`.
+    pub account_number: String,
 }
 
 /// Why an agent request envelope is refused; its `Display` is the `error` of the answer.
@@ -75,9 +80,12 @@ pub(super) enum LcmError {
         "subtopic must be GetDataPrivacyStatusRequest or CreatePseudonymizationRequest, not {0:?}"
     )]
     Subtopic(String),
-    /// No phone number or email address to look up.
-    #[error("the message gives no PhoneNumber, OtherPhoneNumber, EmailID or OtherEmailID: there is nobody to look up")]
-    NoDevice,
+    /// A field the seed marks mandatory is not in the message.
+    #[error("message.{0} is missing: the seed marks every field of the message mandatory (send \"\" for OtherPhoneNumber, EmailID, OtherEmailID and AgentComments when there is nothing to give)")]
+    Missing(&'static str),
+    /// A mandatory field that must hold a value is empty.
+    #[error("message.{0} is empty: it is mandatory and must be given")]
+    Empty(&'static str),
 }
 
 /// A field of `message`, matched without regard to case (the seed writes both `CallId` and `callid`).
@@ -103,6 +111,22 @@ const TEXT_FIELDS: [&str; 11] = [
     "RequestType",
 ];
 
+/// The text fields the seed marks "Mandatory: Yes" (with `IsPseudonymize`, a boolean), each with whether it may
+/// be `""` ("not given"): only where the seed's own samples send an empty string. `CustomerID` is in the samples
+/// but not in the seed's table of parameters: it stays optional.
+pub(super) const MANDATORY: [(&str, bool); 10] = [
+    ("CustomerName", false),
+    ("PhoneNumber", false),
+    ("OtherPhoneNumber", true),
+    ("EmailID", true),
+    ("OtherEmailID", true),
+    ("AgentComments", true),
+    ("AccountNumber", false),
+    ("CallId", false),
+    ("AgentID", false),
+    ("RequestType", false),
+];
+
 /// A text field; absent and `""` are "not given". Anything but a string (a number, `null`) is refused, as
 /// docs/openapi.json says: a phone number sent as a JSON number has lost its leading zeros.
 fn text(message: &Map<String, Value>, name: &'static str) -> Result<Option<String>, LcmError> {
@@ -112,6 +136,11 @@ fn text(message: &Map<String, Value>, name: &'static str) -> Result<Option<Strin
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
         Some(_) => Err(LcmError::NotText(name)),
     }
+}
+
+/// A mandatory text field that must hold a value.
+fn given(message: &Map<String, Value>, name: &'static str) -> Result<String, LcmError> {
+    text(message, name)?.ok_or(LcmError::Empty(name))
 }
 
 /// Reads an envelope. `country_code` is the account's default for phones without `+`.
@@ -136,24 +165,32 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Lcm
     for name in TEXT_FIELDS {
         text(message, name)?;
     }
-    let request_type = text(message, "RequestType")?.unwrap_or_default();
+    for (name, may_be_empty) in MANDATORY {
+        if field(message, name).is_none() {
+            return Err(LcmError::Missing(name));
+        }
+        if !may_be_empty {
+            given(message, name)?;
+        }
+    }
+    let request_type = given(message, "RequestType")?;
     let pseudonymise = match field(message, "IsPseudonymize") {
-        None => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(Value::String(s)) if s == "true" => Some(true),
-        Some(Value::String(s)) if s == "false" => Some(false),
+        None => return Err(LcmError::Missing("IsPseudonymize")),
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "true" => true,
+        Some(Value::String(s)) if s == "false" => false,
         Some(_) => return Err(LcmError::IsPseudonymize),
     };
     let (kinds, reply) = match get("subtopic") {
         "GetDataPrivacyStatusRequest" => {
-            if !request_type.is_empty() && !request_type.eq_ignore_ascii_case("Access to PI Data") {
+            if !request_type.eq_ignore_ascii_case("Access to PI Data") {
                 return Err(LcmError::RequestType {
                     subtopic: "GetDataPrivacyStatusRequest",
                     expected: "Access to PI Data",
                     found: request_type,
                 });
             }
-            let kinds = if pseudonymise == Some(true) {
+            let kinds = if pseudonymise {
                 vec![Kind::Export, Kind::Pseudonymise]
             } else {
                 vec![Kind::Export]
@@ -161,14 +198,14 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Lcm
             (kinds, "SetDataPrivacyStatusResponse")
         }
         "CreatePseudonymizationRequest" => {
-            if !request_type.is_empty() && !request_type.eq_ignore_ascii_case("Pseudonymization") {
+            if !request_type.eq_ignore_ascii_case("Pseudonymization") {
                 return Err(LcmError::RequestType {
                     subtopic: "CreatePseudonymizationRequest",
                     expected: "Pseudonymization",
                     found: request_type,
                 });
             }
-            if pseudonymise == Some(false) {
+            if !pseudonymise {
                 return Err(LcmError::NothingAsked);
             }
             (vec![Kind::Pseudonymise], "SetPseudonymizationResponse")
@@ -187,15 +224,13 @@ pub(super) fn parse(body: &[u8], country_code: &str) -> Result<AgentRequest, Lcm
             devices.push((name.to_owned(), value, kind, device));
         }
     }
-    if devices.is_empty() {
-        return Err(LcmError::NoDevice);
-    }
     Ok(AgentRequest {
         kinds,
         reply,
         call_id: text(message, "CallId")?,
         agent: text(message, "AgentID")?,
         devices,
+        account_number: given(message, "AccountNumber")?,
     })
 }
 
@@ -238,11 +273,18 @@ pub(super) async fn submit(
         .collect();
     let kinds = request.kinds.clone();
     let call_id = request.call_id.clone();
+    let account_number = request.account_number.clone();
     let ids = blocking(move || {
         kinds
             .iter()
             .map(|kind| {
-                super::jobs::create(&state, &account, *kind, "lcm", call_id.as_deref(), &lines)
+                let job = NewJob {
+                    kind: *kind,
+                    origin: "lcm",
+                    requestcase: call_id.as_deref(),
+                    accountid: Some(&account_number),
+                };
+                super::jobs::create(&state, &account, &job, &lines)
             })
             .collect::<Result<Vec<i64>, ApiError>>()
     })
@@ -277,6 +319,7 @@ mod tests {
         assert_eq!(r.kinds, vec![Kind::Export]);
         assert_eq!(r.reply, "SetDataPrivacyStatusResponse");
         assert_eq!(r.call_id.as_deref(), Some("934|1|475|0|0|44|59"));
+        assert_eq!(r.account_number, "934|1|475|0|0|44|59");
         assert_eq!(
             r.devices,
             vec![(
@@ -322,7 +365,37 @@ mod tests {
             ),
             (
                 ACCESS.replace("\"14152347172\"", "\"\""),
-                "nobody to look up",
+                "message.PhoneNumber is empty: it is mandatory",
+            ),
+            (
+                ACCESS.replace("\"AccountNumber\": \"934|1|475|0|0|44|59\",", ""),
+                "message.AccountNumber is missing",
+            ),
+            (
+                ACCESS.replace(
+                    "\"AccountNumber\": \"934|1|475|0|0|44|59\"",
+                    "\"AccountNumber\": \" \"",
+                ),
+                "message.AccountNumber is empty",
+            ),
+            (
+                ACCESS.replace("\"AgentComments\": \"\",", ""),
+                "message.AgentComments is missing",
+            ),
+            (
+                ACCESS.replace(", \"IsPseudonymize\": false", ""),
+                "message.IsPseudonymize is missing",
+            ),
+            (
+                ACCESS.replace("\"callid\": \"934|1|475|0|0|44|59\",", ""),
+                "message.CallId is missing",
+            ),
+            (
+                ACCESS.replace(
+                    "\"RequestType\": \"Access to PI Data\"",
+                    "\"RequestType\": \"\"",
+                ),
+                "message.RequestType is empty",
             ),
             (ACCESS.replace("\"14152347172\"", "[1]"), "must be a string"),
             (ACCESS.replace("false", "\"maybe\""), "IsPseudonymize"),
@@ -341,6 +414,7 @@ mod tests {
             ),
         ];
         for (body, want) in cases {
+            assert_ne!(body, ACCESS, "the case must change the request: {want}");
             let e = parse(body.as_bytes(), "1").expect_err("refused");
             assert!(e.to_string().contains(want), "{want}: {e}");
         }
