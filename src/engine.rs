@@ -10,7 +10,8 @@
 //! The rooms, in the order a file goes through them: `intake` (reading a dropped file), `plan` (its devices as
 //! targets), `forget` and `export` (running them; `survey` and `isolation` inside a forget), `chunk` (what a
 //! completed chunk journals), [`response`] (each contact's answer, whose text is the wire text) and `finish`
-//! (the execution log, and the submission leaving `GDPR_Submit`).
+//! (the execution log, and the submission leaving `GDPR_Submit`). Beside them, [`preview`] says what a file
+//! would do without doing it.
 
 use crate::audit::Secret;
 use crate::config::{AccountConfig, Config};
@@ -37,6 +38,7 @@ mod intake;
 mod isolation;
 mod notice;
 mod plan;
+pub mod preview;
 pub mod response;
 mod survey;
 use intake::{read_capped, remove_account_leftovers, still_uploading};

@@ -106,6 +106,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a request file would do, without doing it: per store and table the rows it would erase, delete,
+    /// mask or export, the callbacks it would cancel and the recordings it would delete, and every contact's
+    /// would-be response. Read-only (a read snapshot of each store, no lock kept, no ledger entry, nothing in
+    /// GDPR_Result); safe while the daemon runs. No personal data is printed: contacts by position and type.
+    Preview {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The account whose stores are asked (default: the account whose GDPR_Submit holds FILE, else the
+        /// config's only account).
+        #[arg(long)]
+        account: Option<String>,
+        /// JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// The request file (`forget-…json`, `export-…json`, `pseudonymise-…json`; another name is read by its
+        /// requests' `type`).
+        file: PathBuf,
+    },
     /// Ask whether suppression lists hold devices (in clear, or as the keyed hash a forget leaves). Exit status
     /// 0 when every device is suppressed, 1 when one is not.
     Suppressed {
@@ -182,6 +201,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             account,
             devices,
         } => suppressed(&config, &account, &devices),
+        Command::Preview {
+            config,
+            account,
+            json,
+            file,
+        } => preview(&config, account.as_deref(), json, &file),
         Command::HostKey { config } => {
             let config = Config::load(&config)?;
             let key = sftp_server::load_or_create_host_key(&config.state_dir)?;
@@ -656,6 +681,45 @@ fn status(config: &Path, account: Option<&str>, since: &str, json: bool) -> Resu
     }
     if files.is_empty() {
         println!("no file received since {from}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gdprd preview`: what `file` would do in its account's stores, changing nothing.
+fn preview(config: &Path, account: Option<&str>, json: bool, file: &Path) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    let account = match account {
+        Some(name) => config
+            .account(name)
+            .with_context(|| format!("no account {name:?} in the config"))?,
+        None => {
+            let folder = file
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf));
+            let holder = config
+                .accounts
+                .iter()
+                .find(|a| folder.is_some() && a.submit_dir().canonicalize().ok() == folder);
+            match (holder, config.accounts.as_slice()) {
+                (Some(a), _) | (None, [a]) => a,
+                _ => bail!("the config has several accounts: name one with --account"),
+            }
+        }
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kind = gdprd::engine::preview::kind_of(&name, &bytes, &config.limits.request_limits())
+        .context("the file's name does not say forget, export or pseudonymise, and its requests' type does not either")?;
+    let report =
+        gdprd::engine::preview::preview(&config, account, kind, &bytes, &CancellationToken::new());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,11 @@ pub(super) fn response(kind: Kind, per_store: &[StoreOutcome], target: usize) ->
 
 /// What each store did for a target, for the audit trail: rows found, or `"error"`.
 pub(super) fn stores_json(per_store: &[StoreOutcome], target: usize) -> String {
+    stores_value(per_store, target).to_string()
+}
+
+/// What each store did for a target, as a JSON object: rows found, or `"error"`.
+pub(super) fn stores_value(per_store: &[StoreOutcome], target: usize) -> Value {
     let map: serde_json::Map<String, Value> = per_store
         .iter()
         .map(|s| {
@@ -53,7 +58,7 @@ pub(super) fn stores_json(per_store: &[StoreOutcome], target: usize) -> String {
             (s.name.clone(), v)
         })
         .collect();
-    Value::Object(map).to_string()
+    Value::Object(map)
 }
 
 impl Chunk<'_> {

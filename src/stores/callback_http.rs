@@ -20,12 +20,12 @@ use super::callback_state::{self, CANCELLED};
 use super::mapping::PhoneConfig;
 use super::matching::Matcher;
 use super::{
-    key_index, Batch, CallFailure, CallbackError, ExportSink, Found, Store, StoreConfigError,
-    StoreError, Unreachable,
+    key_index, Action, Batch, CallFailure, CallbackError, ExportSink, Found, Store,
+    StoreConfigError, StoreError, StorePreview, TablePreview, Unreachable,
 };
 use crate::backoff::{self, Backoff};
 use crate::config::de;
-use crate::requests::DeviceKind;
+use crate::requests::{DeviceKind, Kind};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -491,6 +491,27 @@ impl Store for CallbackStore {
         } else {
             Err(StoreError::Callbacks(failures))
         }
+    }
+
+    /// Only the lookup (`GET /callbacks`) is called: nothing is cancelled or deleted.
+    fn preview(&mut self, batch: &Batch, kind: Kind) -> Result<StorePreview, StoreError> {
+        let action = match kind {
+            Kind::Forget => Action::Delete,
+            Kind::Export => Action::Export,
+            Kind::Pseudonymise => {
+                return Err(StoreError::CannotPseudonymise {
+                    store: self.name.clone(),
+                })
+            }
+        };
+        let callbacks = self.find(batch)?;
+        let mut out = StorePreview::new(batch.targets.len());
+        let mut counted = TablePreview::new("callbacks", action);
+        for c in &callbacks {
+            out.row(&mut counted, &c.targets, Some(&c.state), None, None);
+        }
+        out.tables.push(counted);
+        Ok(out)
     }
 
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError> {

@@ -10,10 +10,10 @@
 use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMapping};
 use super::matching::Matcher;
 use super::{
-    admitted, digest_index, key_index, mark_suppressed, Batch, CsvProblem, ExportSink, Found,
-    MappingError, Store, StoreConfigError, StoreError,
+    admitted, digest_index, key_index, mark_suppressed, Action, Batch, CsvProblem, ExportSink,
+    Found, MappingError, Store, StoreConfigError, StoreError, StorePreview, TablePreview,
 };
-use crate::requests::DeviceKind;
+use crate::requests::{DeviceKind, Kind};
 use rand::Rng;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -467,6 +467,28 @@ impl Store for CsvStore {
 
     fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
         self.suppressed_rows(batch)
+    }
+
+    fn preview(&mut self, batch: &Batch, kind: Kind) -> Result<StorePreview, StoreError> {
+        let index = self.prepare(batch);
+        let mut out = StorePreview::new(batch.targets.len());
+        for table in self.config.files.clone() {
+            let Some(action) = Action::of(kind, &table) else {
+                continue;
+            };
+            // Each list is read as it is; none is written, so none changes.
+            for path in self.files(&table)? {
+                let mut counted = TablePreview::new(display_name(&path), action);
+                self.scan(&table, &path, batch, &index, &mut |_, _, hit| {
+                    if let Some(hit) = hit {
+                        out.row(&mut counted, hit.targets, None, None, None);
+                    }
+                    Ok(())
+                })?;
+                out.tables.push(counted);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -47,6 +47,12 @@ pub enum StoreError {
         /// The store's name.
         store: String,
     },
+    /// The store's type cannot count what a request would do without doing it.
+    #[error("store {store:?} cannot preview a request (its type does not support it)")]
+    CannotPreview {
+        /// The store's name.
+        store: String,
+    },
     /// The state a store shares with its SQL functions was left poisoned by a panic.
     #[error("internal error: the match state was poisoned")]
     Poisoned,

@@ -1,7 +1,8 @@
 //! Stores: the places where personal data lives. A store receives a [`Batch`] of canonical devices (all the
 //! devices of a file, or of one journal chunk of it) and forgets or exports them in a few batched statements.
 //!
-//! The trait is small: [`Store::forget`] and [`Store::export`], plus a health [`Store::check`]. Stores are
+//! The trait is small: [`Store::forget`] and [`Store::export`], plus a health [`Store::check`] and a read-only
+//! [`Store::preview`] that counts what a request would do. Stores are
 //! chosen by the `type` of their config ([`StoreConfig`], a closed enum; each store's config type and its checks
 //! live in the store's file, the table mapping they share in [`mapping`]) and built by [`open`].
 
@@ -16,6 +17,7 @@ pub mod mask;
 pub mod matching;
 mod mysql;
 mod postgres;
+pub mod preview;
 mod sql;
 pub mod sqlite;
 mod tls;
@@ -27,10 +29,11 @@ pub use error::{
     CallFailure, CallbackError, CsvProblem, DriverError, MappingError, StoreError, Unreachable,
 };
 pub use mapping::{ForgetMode, PhoneConfig, TableMapping};
+pub use preview::{Action, StorePreview, TablePreview};
 pub use sql::{SqlConfig, TlsMode};
 pub use sqlite::SqliteConfig;
 
-use crate::requests::DeviceKind;
+use crate::requests::{DeviceKind, Kind};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -140,6 +143,19 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError`]; the caller discards the archive.
     fn export(&mut self, batch: &Batch, sink: &mut dyn ExportSink) -> Result<Found, StoreError>;
+
+    /// Counts what a request of `kind` (forget, pseudonymise or export) would do for the batch, changing nothing:
+    /// the same scan as the request, in a read snapshot, without locking a row or calling anything that changes
+    /// (see [`preview`]). Stores that cannot say so.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read; the request itself would then fail in this store too.
+    fn preview(&mut self, batch: &Batch, kind: Kind) -> Result<StorePreview, StoreError> {
+        let _ = (batch, kind);
+        Err(StoreError::CannotPreview {
+            store: self.name().to_owned(),
+        })
+    }
 
     /// For each target of the batch, whether a suppression list of this store holds it, in clear or (after a
     /// forget) as its keyed hash ([`Target::digest`]). Stores without suppression lists hold nobody.

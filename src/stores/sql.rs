@@ -16,11 +16,12 @@ use super::mapping::{
 use super::mask::mask;
 use super::matching::{sql_candidates, Matcher, EMAIL_TRIM, PHONE_TRANSLATIONS, SEVERAL};
 use super::{
-    admitted, digest_index, key_index, mark_suppressed, remove_recordings, Batch, ExportSink,
-    Found, MappingError, Store, StoreConfigError, StoreError, Unreachable,
+    admitted, digest_index, key_index, mark_suppressed, remove_recordings, Action, Batch,
+    ExportSink, Found, MappingError, Store, StoreConfigError, StoreError, StorePreview,
+    TablePreview, Unreachable,
 };
 use crate::config::de;
-use crate::requests::DeviceKind;
+use crate::requests::{DeviceKind, Kind};
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -654,6 +655,8 @@ enum ScanFor {
     Mask,
     /// Reads the exported cells.
     Export,
+    /// Reads what a preview counts; locks nothing.
+    Preview,
 }
 
 /// What a forget keeps of a matching row.
@@ -1049,7 +1052,7 @@ impl<B: Backend> SqlStore<B> {
         let masked_columns: Vec<&str> = match scan_for {
             ScanFor::Forget => table.pseudonymise.iter().map(String::as_str).collect(),
             ScanFor::Mask => mask_scan_columns(table),
-            ScanFor::Export => Vec::new(),
+            ScanFor::Export | ScanFor::Preview => Vec::new(),
         };
         let opt = |c: &Option<String>| {
             c.as_deref()
@@ -1102,7 +1105,7 @@ impl<B: Backend> SqlStore<B> {
         if !any {
             return Ok(());
         }
-        if !export {
+        if matches!(scan_for, ScanFor::Forget | ScanFor::Mask) {
             sql.push(" FOR UPDATE");
         }
         let mut targets = Vec::new();
@@ -1290,6 +1293,40 @@ impl<B: Backend> SqlStore<B> {
                     Ok(())
                 })?;
             }
+            Ok(out)
+        })
+    }
+
+    /// Counts what a request of `kind` would do, in a read-only snapshot that locks nothing.
+    pub(crate) fn preview(
+        &mut self,
+        batch: &Batch,
+        kind: Kind,
+    ) -> Result<StorePreview, StoreError> {
+        let (index, candidates) = self.prepare(batch);
+        self.with_connection(|store| {
+            let d = B::DIALECT;
+            let mut out = StorePreview::new(batch.targets.len());
+            connected(&mut store.conn)?.batch(d.begin_snapshot())?;
+            let root = store.config.files_root.clone();
+            let shared = store.config.shared_shortcodes.clone();
+            for i in 0..store.config.tables.len() {
+                let Some(action) = Action::of(kind, &store.config.tables[i]) else {
+                    continue;
+                };
+                let mut counted = TablePreview::new(store.config.tables[i].name.clone(), action);
+                store.scan(i, batch, &index, &candidates, ScanFor::Preview, &mut |m| {
+                    if action == Action::Export
+                        && m.shortcode.is_some_and(|s| shared.iter().any(|c| c == s))
+                    {
+                        return Ok(());
+                    }
+                    out.row(&mut counted, m.targets, m.state, m.file, root.as_deref());
+                    Ok(())
+                })?;
+                out.tables.push(counted);
+            }
+            connected(&mut store.conn)?.batch("COMMIT")?;
             Ok(out)
         })
     }
@@ -1539,6 +1576,10 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn suppressed(&mut self, batch: &Batch) -> Result<Vec<bool>, StoreError> {
         SqlStore::suppressed(self, batch)
+    }
+
+    fn preview(&mut self, batch: &Batch, kind: Kind) -> Result<StorePreview, StoreError> {
+        SqlStore::preview(self, batch, kind)
     }
 }
 

@@ -5,9 +5,12 @@
 use super::callback_state::{self, CANCELLED, IN_FLIGHT};
 use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMapping};
 use super::matching::Matcher;
-use super::{Batch, ExportSink, Found, MappingError, Store, StoreConfigError, StoreError};
+use super::{
+    Action, Batch, ExportSink, Found, MappingError, Store, StoreConfigError, StoreError,
+    StorePreview, TablePreview,
+};
 use crate::config::de;
-use crate::requests::DeviceKind;
+use crate::requests::{DeviceKind, Kind};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -649,6 +652,39 @@ impl Store for SqliteStore {
                 }
             }
         }
+        Ok(out)
+    }
+
+    fn preview(&mut self, batch: &Batch, kind: Kind) -> Result<StorePreview, StoreError> {
+        let index = self.set_wanted(batch)?;
+        let mut out = StorePreview::new(batch.targets.len());
+        // A deferred transaction: one read snapshot for every table, a shared lock only while it reads.
+        let tx = self.conn.transaction()?;
+        let root = self.config.files_root.as_deref();
+        let shared = &self.config.shared_shortcodes;
+        for table in &self.config.tables {
+            let Some(action) = Action::of(kind, table) else {
+                continue;
+            };
+            let mut counted = TablePreview::new(&table.name, action);
+            scan(&tx, table, batch, &index, false, &mut |m| {
+                if action == Action::Export
+                    && m.shortcode.as_ref().is_some_and(|s| shared.contains(s))
+                {
+                    return Ok(());
+                }
+                out.row(
+                    &mut counted,
+                    m.targets,
+                    m.state.as_deref(),
+                    m.file.as_deref(),
+                    root,
+                );
+                Ok(())
+            })?;
+            out.tables.push(counted);
+        }
+        tx.finish()?;
         Ok(out)
     }
 
