@@ -14,6 +14,7 @@ mod intake;
 mod leftovers;
 mod metrics;
 mod packaging;
+mod preview;
 mod reload;
 mod seeds;
 mod sftp;

@@ -81,11 +81,17 @@ pub struct PreviewCounts {
     pub errors: u64,
 }
 
-/// What a request file named `name` asks for: its name's prefix (`forget-`, `export-`, `pseudonymise-`), else
-/// its first request's `type`.
+/// What a request file named `name` asks for: its name's prefix (`forget-`, `export-`, `pseudonymise-`, with or
+/// without a valid date after it), else its first request's `type`.
 pub fn kind_of(name: &str, bytes: &[u8], limits: &Limits) -> Option<Kind> {
     if let Ok(named) = FileName::parse(name) {
         return Some(named.kind);
+    }
+    let prefixed = [Kind::Forget, Kind::Export, Kind::Pseudonymise]
+        .into_iter()
+        .find(|k| name.starts_with(&format!("{}-", k.prefix())));
+    if prefixed.is_some() {
+        return prefixed;
     }
     let value = parse::parse_json(bytes, limits).ok()?;
     let first = value.get("requests")?.get(0)?;

@@ -2,7 +2,7 @@
 //! back. The journal keeps a job's facts ([`JobFacts`], read by every status poll) and its lines, personal data
 //! (read by the response), until the account's retention has passed.
 
-use super::{base_url, blocking, job_id, ApiError, Ctx, HttpState, Line};
+use super::{base_url, blocking, job_id, ApiError, Caller, Ctx, HttpState, Line};
 use crate::config::AccountConfig;
 use crate::journal::{FileState, JobFacts, JobRecord};
 use crate::requests::{Kind, RuleError};
@@ -40,22 +40,21 @@ pub(super) struct NewJob<'a> {
     pub accountid: Option<&'a str>,
 }
 
-/// Claims a request file for `account` made of `lines` as `job` says, and queues it. Returns the job id. The
-/// request carries the account's HTTP shortcode scope (`[accounts.http] shortcodes`) and is checked against its
-/// `[accounts.requests]` rules first: a job they would refuse is answered `400`, and nothing is claimed.
-pub(super) fn create(
-    state: &HttpState,
+/// The request file for `account` made of `lines` as `job` says (one request, a contact per line that names a
+/// device), and what became of each line. The request carries the account's HTTP shortcode scope
+/// (`[accounts.http] shortcodes`) and is checked against its `[accounts.requests]` rules: a job they would refuse,
+/// or a body of which no line names a device, is answered `400`.
+fn request_file(
     account: &AccountConfig,
     job: &NewJob<'_>,
     lines: &[Line],
-) -> Result<i64, ApiError> {
+) -> Result<(Vec<u8>, Vec<SideLine>), ApiError> {
     let NewJob {
         kind,
-        origin,
         requestcase,
         accountid,
+        ..
     } = *job;
-    let config = state.config();
     let shortcodes = account
         .http
         .as_ref()
@@ -119,6 +118,20 @@ pub(super) fn create(
     request.insert("contacts".into(), Value::Array(contacts));
     let bytes =
         serde_json::to_vec_pretty(&json!({ "requests": [request] })).map_err(ApiError::internal)?;
+    Ok((bytes, side))
+}
+
+/// Claims a request file for `account` made of `lines` as `job` says, and queues it. Returns the job id. A job
+/// [`request_file`] refuses is answered `400`, and nothing is claimed.
+pub(super) fn create(
+    state: &HttpState,
+    account: &AccountConfig,
+    job: &NewJob<'_>,
+    lines: &[Line],
+) -> Result<i64, ApiError> {
+    let (kind, origin) = (job.kind, job.origin);
+    let config = state.config();
+    let (bytes, side) = request_file(account, job, lines)?;
     let tag: u32 = rand::random();
     let now = Utc::now();
     let name = format!(
@@ -176,6 +189,83 @@ async fn submit(
     body: Bytes,
     kind: Kind,
 ) -> Result<Response, ApiError> {
+    let (account, lines) = job_lines(&state, caller, &headers, &name, &body)?;
+    let config = state.config();
+    let base = base_url(&config, &headers);
+    let id = blocking(move || {
+        let accountid = account.http.as_ref().and_then(|h| h.accountid.clone());
+        let job = NewJob {
+            kind,
+            origin: "api",
+            requestcase: None,
+            accountid: accountid.as_deref(),
+        };
+        create(&state, &account, &job, &lines)
+    })
+    .await?;
+    let location = format!("{base}/gdpr_jobs/{id}/status");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location.clone())],
+        Json(json!({ "location": location, "id": id })),
+    )
+        .into_response())
+}
+
+/// `POST /accounts/{account}/gdpr_preview`: what an erasure job of the same body would do, answered at once (see
+/// [`crate::engine::preview`]). Nothing is claimed, journaled or written; the lines' values are not echoed.
+pub(super) async fn preview(
+    (State(state), Extension(caller), headers): Ctx,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (account, lines) = job_lines(&state, caller, &headers, &name, &body)?;
+    let config = state.config();
+    let kind = Kind::Forget;
+    let accountid = account.http.as_ref().and_then(|h| h.accountid.clone());
+    let job = NewJob {
+        kind,
+        origin: "api",
+        requestcase: None,
+        accountid: accountid.as_deref(),
+    };
+    let (bytes, side) = request_file(&account, &job, &lines)?;
+    let report = blocking(move || {
+        let stop = tokio_util::sync::CancellationToken::new();
+        Ok(crate::engine::preview::preview(
+            &config, &account, kind, &bytes, &stop,
+        ))
+    })
+    .await?;
+    let per_line: Vec<Value> = lines
+        .iter()
+        .zip(&side)
+        .map(|(line, s)| {
+            let contact = s
+                .contact
+                .and_then(|c| report.contacts.iter().find(|p| p.contact == c + 1));
+            let response = match (contact, &s.error) {
+                (Some(p), _) => p.response.clone(),
+                (None, Some(e)) => e.clone(),
+                (None, None) => report.refused.clone().unwrap_or_default(),
+            };
+            json!({ "line": line.line, "name": line.name, "response": response })
+        })
+        .collect();
+    let mut body = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    body["lines"] = Value::Array(per_line);
+    Ok(Json(body).into_response())
+}
+
+/// The lines of a job body for the account `name` names, once the caller's token opens it, it takes jobs and the
+/// body is `text/csv`.
+fn job_lines(
+    state: &HttpState,
+    caller: Caller,
+    headers: &HeaderMap,
+    name: &str,
+    body: &[u8],
+) -> Result<(AccountConfig, Vec<Line>), ApiError> {
     let account = caller.account;
     if account.name != name {
         return Err(ApiError::new(
@@ -206,32 +296,14 @@ async fn submit(
         ));
     }
     let config = state.config();
-    let lines = super::parse_lines(&body, &http, config.http.max_lines).map_err(|e| {
+    let lines = super::parse_lines(body, &http, config.http.max_lines).map_err(|e| {
         let status = match e {
             super::BodyError::TooManyLines(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
     })?;
-    let base = base_url(&config, &headers);
-    let id = blocking(move || {
-        let accountid = account.http.as_ref().and_then(|h| h.accountid.clone());
-        let job = NewJob {
-            kind,
-            origin: "api",
-            requestcase: None,
-            accountid: accountid.as_deref(),
-        };
-        create(&state, &account, &job, &lines)
-    })
-    .await?;
-    let location = format!("{base}/gdpr_jobs/{id}/status");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location.clone())],
-        Json(json!({ "location": location, "id": id })),
-    )
-        .into_response())
+    Ok((account, lines))
 }
 
 /// Whether a finished job is past its account's retention at `now`.

@@ -1,6 +1,6 @@
 //! The HTTP front doors: the batched asynchronous erasure and access jobs of the seed's marketing platform
 //! (`POST /accounts/{account}/gdpr_erasure`, `/gdpr_access`, then `GET /gdpr_jobs/{id}/status`, `/response`,
-//! `/archive`) and the agent privacy requests of the seed's contact centre (`POST /lcm`).
+//! `/archive`; `POST /accounts/{account}/gdpr_preview` answers at once what an erasure would do) and the agent privacy requests of the seed's contact centre (`POST /lcm`).
 //!
 //! A request that arrives here becomes a request file in gdprd's own format, submitted to the [`Journal`] (claimed,
 //! with its copy in the state folder) before the client hears `202`, then its claim is handed to the worker. So
@@ -46,8 +46,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The routes the server answers, as (method, OpenAPI path): what `docs/openapi.json` must document.
-pub const ROUTES: [(&str, &str); 6] = [
+pub const ROUTES: [(&str, &str); 7] = [
     ("post", "/accounts/{account}/gdpr_erasure"),
+    ("post", "/accounts/{account}/gdpr_preview"),
     ("post", "/accounts/{account}/gdpr_access"),
     ("get", "/gdpr_jobs/{id}/status"),
     ("get", "/gdpr_jobs/{id}/response"),
@@ -409,6 +410,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
             post(jobs::submit_erasure),
         )
         .route("/accounts/{account}/gdpr_access", post(jobs::submit_access))
+        .route("/accounts/{account}/gdpr_preview", post(jobs::preview))
         .route("/gdpr_jobs/{id}/status", get(jobs::status))
         .route("/gdpr_jobs/{id}/response", get(jobs::response))
         .route("/gdpr_jobs/{id}/archive", get(jobs::archive))
