@@ -303,6 +303,52 @@ fn forget_deletes_the_callbacks_cancelling_in_flight_ones_first_and_export_lists
 }
 
 #[test]
+fn a_preview_lists_what_the_forget_would_cancel_and_delete_and_only_looks_up() {
+    let service = Service::start(&sample_callbacks());
+    let demo = demo_with(&service);
+    let seed = crate::preview::seed_file(&demo);
+    let preview = crate::preview::preview_json(&demo, &seed);
+    let store = preview["stores"]
+        .as_array()
+        .expect("stores")
+        .iter()
+        .find(|s| s["store"] == "callbacks")
+        .expect("the callback store")
+        .clone();
+    assert!(store["error"].is_null(), "{store:#}");
+    let table = &store["tables"][0];
+    assert_eq!(table["table"], "callbacks");
+    assert_eq!(table["action"], "delete");
+    assert_eq!(
+        table["rows"], 4,
+        "c1 to c4, not the sloppy match c5: {table:#}"
+    );
+    assert_eq!(
+        table["callbacks_cancelled"], 2,
+        "c2 QUEUED and c3 PROCESSING"
+    );
+    assert_eq!(service.ids().len(), 6, "nothing deleted");
+    let ops = service.log();
+    assert!(
+        !ops.is_empty() && ops.iter().all(|o| o == "list"),
+        "{ops:?}"
+    );
+    let mut states = Vec::new();
+    service.with(|s| {
+        states = s
+            .callbacks
+            .iter()
+            .map(|(id, c)| (id.clone(), c.state.clone()))
+            .collect();
+    });
+    let sample: Vec<(String, String)> = sample_callbacks()
+        .into_iter()
+        .map(|(id, _, state)| (id.to_owned(), state.to_owned()))
+        .collect();
+    assert_eq!(states, sample, "no state changed (nothing cancelled)");
+}
+
+#[test]
 fn a_callback_that_cannot_be_cancelled_is_an_error_naming_its_state_for_its_contact_only() {
     let service = Service::start(&sample_callbacks());
     service.with(|s| {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 type Rows = BTreeMap<String, String>;
 
 /// `gdprd preview --json` of `file` on the demo's config.
-fn preview_json(demo: &Demo, file: &Path) -> Value {
+pub(crate) fn preview_json(demo: &Demo, file: &Path) -> Value {
     let out = run(&[
         "preview",
         "--config",
@@ -32,7 +32,7 @@ fn preview_json(demo: &Demo, file: &Path) -> Value {
 }
 
 /// The seed's sample forget, written beside the demo (not into `GDPR_Submit`).
-fn seed_file(demo: &Demo) -> PathBuf {
+pub(crate) fn seed_file(demo: &Demo) -> PathBuf {
     let path = demo.dir.path().join("seed-forget.json");
     std::fs::write(&path, seed_forget()).expect("write the seed");
     path
@@ -434,4 +434,54 @@ fn http_preview_answers_at_once_with_the_same_auth_and_changes_nothing() {
         body,
     );
     assert_eq!(r.status(), reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[test]
+fn a_pseudonymisation_preview_counts_the_rows_it_would_mask() {
+    let demo = Demo::new(50, |_| {});
+    let text = String::from_utf8(seed_forget())
+        .expect("utf-8")
+        .replace("\"FORGET\"", "\"PSEUDONYMISE\"");
+    let file = demo.dir.path().join("pseudonymise-seed.json");
+    std::fs::write(&file, &text).expect("write");
+    let before = std::fs::read(&demo.db).expect("demo.db");
+    let preview = preview_json(&demo, &file);
+    assert_eq!(preview["type"], "PSEUDONYMISE");
+    let masked = tables(&preview, "demo");
+    assert!(
+        masked.iter().all(|(_, action, _)| action == "mask"),
+        "{masked:?}"
+    );
+    assert!(
+        !masked.iter().any(|(t, _, _)| t == "email_suppression"),
+        "a suppression list is never masked: {masked:?}"
+    );
+    assert_eq!(std::fs::read(&demo.db).expect("demo.db"), before);
+    let rows_before: Vec<Rows> = masked
+        .iter()
+        .map(|(t, _, _)| sqlite_rows(&demo, t))
+        .collect();
+    demo.submit(
+        &format!("pseudonymise-{}_120000.json", today()),
+        text.as_bytes(),
+    );
+    demo.run_once();
+    let log = demo.result_json(&format!(
+        "pseudonymise-{}_120000-execution-log.json",
+        today()
+    ));
+    let previewed: Vec<String> = preview["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["response"].as_str().expect("response").to_owned())
+        .collect();
+    assert_eq!(previewed, responses(&log));
+    for ((table, _, rows), before) in masked.iter().zip(&rows_before) {
+        assert_eq!(
+            changed(before, &sqlite_rows(&demo, table)),
+            *rows,
+            "table {table}"
+        );
+    }
 }
