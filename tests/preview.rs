@@ -485,3 +485,43 @@ fn a_pseudonymisation_preview_counts_the_rows_it_would_mask() {
         );
     }
 }
+
+/// The README's worked example shows the preview of the seed's sample: every line it shows is what the demo prints.
+#[test]
+fn the_readme_shows_what_the_demo_s_preview_prints() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("preview of a FORGET file for account demo")
+        .expect("the README shows a preview");
+    let block = &readme[start
+        ..readme[start..]
+            .find("```")
+            .map_or(readme.len(), |e| start + e)];
+    let demo = Demo::new(50, |_| {});
+    let out = run(&[
+        "preview",
+        "--config",
+        demo.config.to_str().expect("utf-8"),
+        demo.dir
+            .path()
+            .join("samples/seed-forget.json")
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    let shown: Vec<&str> = block.lines().filter(|l| !l.contains('…')).collect();
+    assert!(shown.len() >= 12, "{block}");
+    for line in shown {
+        assert!(
+            lines.contains(&line),
+            "README line {line:?} not printed:\n{printed}"
+        );
+    }
+}
