@@ -6,8 +6,9 @@
 //! (one file per `type`, the shared table mapping in [`crate::stores::mapping`]), `[sftp_server]` and
 //! `[accounts.sftp]` in [`crate::transports::sftp_server::config`], `[accounts.remote]` in
 //! [`crate::transports::sftp_remote`], `[intake]` in [`crate::transports`], `[http]` and `[accounts.http]` in
-//! [`crate::http::config`], `[metrics]` in [`crate::metrics`], `[limits]` in [`crate::requests`]. This file
-//! assembles them: the top-level keys, `[log]`, `[[accounts]]`, the checks that span sections, and loading.
+//! [`crate::http::config`], `[metrics]` in [`crate::metrics`], `[limits]` in [`crate::requests`], `[engine]` in
+//! [`crate::engine`]. This file assembles them: the top-level keys, `[log]`, `[[accounts]]`, the checks that
+//! span sections, and loading.
 //! A section whose values need reading (an address, a network) is deserialized as written (`Raw…`) and
 //! validated into its typed form once; nothing downstream parses a setting again.
 
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::engine::EngineConfig;
 pub use crate::http::config::{HttpAccountConfig, HttpConfig};
 pub use crate::metrics::MetricsConfig;
 pub use crate::requests::{LimitsConfig, RequestRules};
@@ -197,6 +199,8 @@ pub struct Config {
     pub stop_deadline_seconds: Duration,
     /// The HTTP front doors (erasure/access jobs and agent privacy requests), off unless `listen` is set.
     pub http: HttpConfig,
+    /// How many files run at once.
+    pub engine: EngineConfig,
 }
 
 /// The file as written.
@@ -222,6 +226,8 @@ struct RawConfig {
     stop_deadline_seconds: Duration,
     #[serde(default)]
     http: RawHttpConfig,
+    #[serde(default)]
+    engine: EngineConfig,
 }
 
 fn default_stop_deadline() -> Duration {
@@ -516,6 +522,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
         metrics,
         stop_deadline_seconds: raw.stop_deadline_seconds,
         http,
+        engine: raw.engine,
     })
 }
 

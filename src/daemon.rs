@@ -1,16 +1,18 @@
-//! The daemon wires the parts together and owns reload and shutdown: one worker thread owns the [`Engine`] and
-//! executes files one at a time; the `local` transport's watcher, a periodic rescan, the embedded SFTP server, the
-//! remote SFTP links and the HTTP front doors (when configured) feed it [`Job`]s through a bounded, de-duplicated
-//! [`queue`]; retention runs on the same schedule.
+//! The daemon wires the parts together and owns reload and shutdown: `[engine] workers` worker threads, each
+//! with its own [`Engine`] (its own store connections), execute files; the `local` transport's watcher, a
+//! periodic rescan, the embedded SFTP server, the remote SFTP links and the HTTP front doors (when configured)
+//! feed them [`Job`]s through a bounded, de-duplicated [`queue`] that gives a worker a job only when no other
+//! worker holds its account: files of one account run one at a time, in the order they came, and different
+//! accounts run at once. Retention runs on the rescan's schedule.
 //!
 //! One [`CancellationToken`] stops everything, and a [`TaskTracker`] knows when everything has stopped (the shape
 //! of mini-redis: one broadcast, one drain). `main` listens for signals: SIGHUP asks [`run`] to reload the config
 //! file (a config that does not load is refused and the running one stays); SIGTERM or Ctrl-C cancels the token.
 //! Then intake stops (the SFTP server first gives open sessions their grace period, the HTTP front doors finish
-//! the requests in flight), the file in progress stops at its next journal checkpoint, and `run` returns once
-//! every task and the worker have stopped. The remote SFTP links stop on a child token, which a reload also
+//! the requests in flight), each file in progress stops at its next journal checkpoint, and `run` returns once
+//! every task and every worker have stopped. The remote SFTP links stop on a child token, which a reload also
 //! cancels before it starts the new configuration's. systemd is told when gdprd is ready, reloading and
-//! stopping, and gets watchdog keep-alives until the worker has stopped.
+//! stopping, and gets watchdog keep-alives until the workers have stopped.
 
 use crate::config::{AccountConfig, Config, Transport};
 use crate::engine::{Engine, EngineError, Outcome};
@@ -52,8 +54,8 @@ pub enum DaemonError {
     /// The embedded SFTP server could not start.
     #[error(transparent)]
     Sftp(#[from] crate::transports::sftp_server::SftpError),
-    /// The worker thread panicked.
-    #[error("the worker thread stopped unexpectedly")]
+    /// A worker thread panicked.
+    #[error("a worker thread stopped unexpectedly")]
     Worker,
 }
 
@@ -97,31 +99,24 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
     }
 }
 
-/// A config the worker takes up before its next job.
-type Pending = Arc<std::sync::Mutex<Option<Arc<Config>>>>;
+/// The configuration the daemon runs now: a reload replaces it, and each worker takes it up before its next job.
+type Current = Arc<std::sync::RwLock<Arc<Config>>>;
 
-/// Handles every file the journal holds claimed and unfinished (those a stop or a crash interrupted, and HTTP
-/// jobs); returns early once `stop` is cancelled.
-fn resume(engine: &mut Engine, accounts: &[AccountConfig], stop: &CancellationToken) {
+/// Queues every file the journal holds claimed and unfinished (those a stop or a crash interrupted, and HTTP
+/// jobs), in the order they came, for the workers to resume.
+fn queue_unfinished(engine: &Engine, jobs: &JobReceiver) {
+    let accounts = &engine.config().accounts;
     match engine.unfinished() {
         Ok(list) => {
             for (account, name) in list {
-                if stop.is_cancelled() {
-                    return;
-                }
-                match accounts.iter().find(|a| a.name == account) {
-                    Some(a) => handle(
-                        engine,
-                        a,
-                        &Job {
-                            account: account.clone(),
-                            name: name.into(),
-                            claimed: None,
-                        },
-                    ),
-                    None => {
-                        warn!(account = %account, file = ?name, "unfinished file of an account no longer configured")
-                    }
+                if accounts.iter().any(|a| a.name == account) {
+                    jobs.requeue(Job {
+                        account,
+                        name: name.into(),
+                        claimed: None,
+                    });
+                } else {
+                    warn!(account = %account, file = ?name, "unfinished file of an account no longer configured");
                 }
             }
         }
@@ -129,37 +124,78 @@ fn resume(engine: &mut Engine, accounts: &[AccountConfig], stop: &CancellationTo
     }
 }
 
-/// The worker thread: resumes what the journal holds unfinished, then takes jobs one at a time until `stop` is
-/// cancelled or, with every sender gone, the queue is empty. The engine sees the same `stop` and interrupts a
-/// file at its next checkpoint.
+/// A worker thread: takes jobs until `stop` is cancelled or, with every sender gone, the queue is empty. The
+/// queue gives it a job only when no other worker holds the job's account, so files of one account run one at
+/// a time. The engine sees the same `stop` and interrupts a file at its next checkpoint.
 fn worker(
     mut engine: Engine,
-    mut jobs: JobReceiver,
+    jobs: &JobReceiver,
     runtime: &tokio::runtime::Handle,
     stop: &CancellationToken,
-    pending: Pending,
+    current: &Current,
 ) {
-    engine.check_stores();
-    let mut accounts = engine.config().accounts.clone();
-    resume(&mut engine, &accounts, stop);
     while let Some(job) = jobs.next_blocking(runtime, stop) {
         crate::metrics::get()
             .queue
             .set(i64::try_from(jobs.len()).unwrap_or(i64::MAX));
-        if let Some(config) = pending.lock().ok().and_then(|mut p| p.take()) {
+        if let Some(config) = current
+            .read()
+            .ok()
+            .map(|c| Arc::clone(&c))
+            .filter(|c| !Arc::ptr_eq(c, engine.config()))
+        {
             engine.reload(config);
-            accounts = engine.config().accounts.clone();
         }
         // Jobs name their account: one queued before a reload finds it (or finds it gone) all the same.
-        if let Some(account) = accounts.iter().find(|a| a.name == job.account) {
+        let config = Arc::clone(engine.config());
+        if let Some(account) = config.account(&job.account) {
             handle(&mut engine, account, &job);
         }
         // A name the full queue refused is in GDPR_Submit, where the rescan finds it, or claimed in the
         // journal (an HTTP job), which is listed again here once the queue has room.
         if jobs.is_empty() && jobs.take_overflowed() {
-            resume(&mut engine, &accounts, stop);
+            queue_unfinished(&engine, jobs);
         }
+        drop(job);
     }
+}
+
+/// Starts `[engine] workers` worker threads, each with its own engine (its own store connections): the first
+/// checks the stores; what the journal holds unfinished is queued ahead of everything else.
+fn start_workers(
+    engine: Engine,
+    jobs: &JobReceiver,
+    stop: &CancellationToken,
+    current: &Current,
+) -> Result<Vec<std::thread::JoinHandle<()>>, DaemonError> {
+    queue_unfinished(&engine, jobs);
+    let count = engine.config().engine.workers.get();
+    let mut engines = Vec::with_capacity(count);
+    for _ in 1..count {
+        engines.push(engine.sibling());
+    }
+    engines.insert(0, engine);
+    let mut threads = Vec::with_capacity(count);
+    for (i, mut engine) in engines.into_iter().enumerate() {
+        let (jobs, stop, current, runtime) = (
+            jobs.clone(),
+            stop.clone(),
+            Arc::clone(current),
+            tokio::runtime::Handle::current(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("gdprd-worker-{i}"))
+            .spawn(move || {
+                if i == 0 {
+                    engine.check_stores();
+                }
+                worker(engine, &jobs, &runtime, &stop, &current);
+            })
+            .map_err(|_| DaemonError::Worker)?;
+        threads.push(thread);
+    }
+    info!(workers = count, "workers started");
+    Ok(threads)
 }
 
 /// The remote SFTP links of one configuration: a reload stops them (their own child of the shutdown token)
@@ -270,6 +306,7 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ),
         ("intake", new.intake != running.intake),
         ("log", new.log != running.log),
+        ("engine", new.engine != running.engine),
     ];
     for (section, changed) in restart_only {
         if changed {
@@ -335,7 +372,7 @@ async fn keep_alive() {
 }
 
 /// Runs the daemon until `shutdown` is cancelled (or, with [`RunOptions::once`], until the files present are
-/// done). Every task it starts is tracked; it returns once they and the worker have stopped.
+/// done). Every task it starts is tracked; it returns once they and the workers have stopped.
 ///
 /// # Errors
 /// [`DaemonError`] when it cannot start; once started, a failing file is logged, never fatal.
@@ -355,23 +392,24 @@ pub async fn run(
     let engine = Engine::new(Arc::clone(&config), shutdown.clone())?;
     let journal = engine.journal().clone();
     let (tx, rx) = queue::queue(queue::CAPACITY);
-    let pending: Pending = Arc::default();
-    let worker = {
-        let (stop, pending, runtime) = (
-            shutdown.clone(),
-            Arc::clone(&pending),
-            tokio::runtime::Handle::current(),
-        );
-        std::thread::Builder::new()
-            .name("gdprd-worker".into())
-            .spawn(move || worker(engine, rx, &runtime, &stop, pending))
-            .map_err(|_| DaemonError::Worker)?
-    };
+    let current: Current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
+    let workers = start_workers(engine, &rx, &shutdown, &current)?;
+    drop(rx);
     let join = || async move {
-        tokio::task::spawn_blocking(move || worker.join())
-            .await
-            .map_err(|_| DaemonError::Worker)?
-            .map_err(|_| DaemonError::Worker)
+        tokio::task::spawn_blocking(move || {
+            // Every worker is joined, even after one that panicked.
+            let mut panicked = false;
+            for w in workers {
+                panicked |= w.join().is_err();
+            }
+            if panicked {
+                Err(DaemonError::Worker)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .map_err(|_| DaemonError::Worker)?
     };
     if options.once {
         if config
@@ -396,7 +434,6 @@ pub async fn run(
         None
     };
     let mut remotes = Remotes::start(&config, &tx, &shutdown, &tracker);
-    let current = Arc::new(std::sync::RwLock::new(Arc::clone(&config)));
     if config.http.listen.is_some() {
         let state = crate::http::HttpState::new(Arc::clone(&current), journal, tx.clone());
         let listener = crate::http::bind(&config)
@@ -428,7 +465,7 @@ pub async fn run(
     ));
     info!(accounts = config.accounts.len(), state = %config.state_dir.display(), "gdprd ready");
     // systemd (Type=notify): ready only now that every listener and watcher is up; keep-alives from now until
-    // the worker has stopped. Without NOTIFY_SOCKET these do nothing.
+    // the workers have stopped. Without NOTIFY_SOCKET these do nothing.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let serve = async {
         loop {
@@ -447,9 +484,6 @@ pub async fn run(
                     }
                     remotes.stop().await;
                     remotes = Remotes::start(&new, &tx, &shutdown, &tracker);
-                    if let Ok(mut p) = pending.lock() {
-                        *p = Some(Arc::clone(&new));
-                    }
                     if let Ok(mut c) = current.write() {
                         *c = Arc::clone(&new);
                     }
@@ -459,10 +493,10 @@ pub async fn run(
                 }
             }
         }
-        info!("shutting down: intake stopped, the file in progress stops at its next checkpoint");
+        info!("shutting down: intake stopped, the files in progress stop at their next checkpoint");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         // The SFTP server gives open sessions their grace period, the HTTP front doors their requests in flight,
-        // each remote link saves its state; the worker stops at its next checkpoint.
+        // each remote link saves its state; each worker stops at its next checkpoint.
         tracker.close();
         tracker.wait().await;
         drop(watcher);

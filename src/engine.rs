@@ -104,13 +104,39 @@ struct Execution<'a> {
     plan: &'a Plan,
 }
 
-/// Executes files for every account of a configuration.
+/// `[engine]`: how many files run at once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// How many workers execute files at once (`workers`, default: the number of cores, at least 2). Files of
+    /// one account still run one at a time, in name order; different accounts run at once. `0` is refused.
+    pub workers: std::num::NonZeroUsize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        EngineConfig {
+            workers: std::num::NonZeroUsize::new(cores.max(2))
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// The stores that must not run twice at once (`StoreConfig::exclusive`), each with the lock a worker holds while
+/// one of its files uses it. Shared by every worker's engine.
+type StoreLocks = Arc<std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<()>>>>>;
+
+/// Executes files for every account of a configuration. Each worker has its own engine (its own store
+/// connections); the engines of one daemon share the journal, the secret, the stop and the exclusive stores'
+/// locks ([`Engine::sibling`]).
 pub struct Engine {
     config: Arc<Config>,
     journal: Journal,
     secret: Secret,
     stores: BTreeMap<String, Box<dyn Store>>,
     stop: CancellationToken,
+    exclusive: StoreLocks,
 }
 
 impl Engine {
@@ -139,7 +165,43 @@ impl Engine {
             secret,
             stores: BTreeMap::new(),
             stop,
+            exclusive: StoreLocks::default(),
         })
+    }
+
+    /// Another engine for another worker: the same configuration, journal, secret, stop and exclusive stores'
+    /// locks, and its own store connections (opened on first use).
+    pub fn sibling(&self) -> Engine {
+        Engine {
+            config: Arc::clone(&self.config),
+            journal: self.journal.clone(),
+            secret: self.secret.clone(),
+            stores: BTreeMap::new(),
+            stop: self.stop.clone(),
+            exclusive: Arc::clone(&self.exclusive),
+        }
+    }
+
+    /// The locks of the stores of `account` that must not run twice at once ([`StoreConfig::exclusive`]), in
+    /// name order: taken in that order, two workers never wait for each other's.
+    ///
+    /// [`StoreConfig::exclusive`]: crate::stores::StoreConfig::exclusive
+    fn exclusive_locks(&self, account: &AccountConfig) -> Vec<Arc<std::sync::Mutex<()>>> {
+        let mut names: Vec<&String> = account
+            .stores
+            .iter()
+            .filter(|name| self.config.stores.get(*name).is_some_and(|s| s.exclusive()))
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut map = self
+            .exclusive
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        names
+            .into_iter()
+            .map(|name| Arc::clone(map.entry(name.clone()).or_default()))
+            .collect()
     }
 
     /// The configuration the engine runs with.
@@ -362,6 +424,11 @@ impl Engine {
         bytes: &[u8],
     ) -> Result<Outcome, EngineError> {
         let _executing = claim.executing();
+        let locks = self.exclusive_locks(account);
+        let _held: Vec<_> = locks
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .collect();
         let limits = self.config.limits.request_limits();
         let mut file = match parse::parse(bytes, kind, &limits) {
             Ok(file) => file,

@@ -11,7 +11,7 @@
 //!   HTTP jobs' facts and lines `jobs/ID.json` and `jobs/ID.lines.json` ([`JobFacts`]), the hidden holding name
 //!   `GDPR_Submit/.gdprd-leaving-ID.json` of a file leaving, and what a crash leaves of them
 //!   ([`Journal::remove_leftovers`]).
-//! - [`Journal`] is the protocol over both, a cheap handle (clones share one ledger) that the worker and the HTTP
+//! - [`Journal`] is the protocol over both, a cheap handle (clones share one ledger) that the workers and the HTTP
 //!   front doors hold:
 //!   - a dropped file: [`Journal::admit`] says what the journal knows of a name ([`Known`]); a new file is taken with
 //!     [`Journal::claim`] (its record first, then its copy: until the copy is written the file is still in
@@ -21,7 +21,7 @@
 //!     [`Claim`] with [`Journal::claimed`], not through the crash-recovery path;
 //!   - a [`Claim`] is a claimed file at work: it plans and finishes each store's steps, completes chunks with
 //!     their responses and audit rows, finishes the file, and takes it out of `GDPR_Submit`;
-//!   - read-only queries: [`Journal::job`] (what the front doors report of a job, including whether the worker is
+//!   - read-only queries: [`Journal::job`] (what the front doors report of a job, including whether a worker is
 //!     executing it right now) and [`Reader::files`] (what `gdprd status` lists, without taking the lock).
 //!
 //! It never holds a device value in clear: the audit trail keeps a keyed hash (see [`crate::audit`]).
@@ -40,11 +40,10 @@ use crate::requests::Kind;
 use crate::results::atomic;
 use chrono::{DateTime, Utc};
 use folder::StateFolder;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Why the journal failed. Fatal for the file or request at hand (it is retried later), never for the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +153,7 @@ pub struct JobRecord {
     pub finished_at: Option<String>,
     /// Its result file names in `GDPR_Result`.
     pub results: Vec<String>,
-    /// Whether its execution has begun: a journal chunk of it has completed, or the worker is executing it.
+    /// Whether its execution has begun: a journal chunk of it has completed, or a worker is executing it.
     pub started: bool,
 }
 
@@ -370,8 +369,8 @@ pub struct Journal {
     ledger: Arc<dyn Ledger>,
     folder: Arc<StateFolder>,
     secret: Arc<Secret>,
-    /// The id of the file the worker is executing, 0 when idle.
-    executing: Arc<AtomicI64>,
+    /// The ids of the files the workers are executing now.
+    executing: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl Journal {
@@ -547,7 +546,11 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Database`].
     pub fn job(&self, id: i64) -> Result<Option<JobRecord>, JournalError> {
-        let executing = self.executing.load(Ordering::SeqCst) == id;
+        let executing = self
+            .executing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&id);
         Ok(self.ledger.job(id)?.map(|mut job| {
             job.started |= executing && job.state == FileState::Claimed;
             job
@@ -625,12 +628,18 @@ pub struct Claim {
     record: FileRecord,
 }
 
-/// Marks the file the worker executes for the HTTP front doors while it lives (see [`Claim::executing`]).
-pub struct Executing<'a>(&'a AtomicI64);
+/// Marks a file a worker executes for the HTTP front doors while it lives (see [`Claim::executing`]).
+pub struct Executing<'a> {
+    set: &'a Mutex<HashSet<i64>>,
+    id: i64,
+}
 
 impl Drop for Executing<'_> {
     fn drop(&mut self) {
-        self.0.store(0, Ordering::SeqCst);
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
@@ -655,12 +664,17 @@ impl Claim {
         self.record.batch_size
     }
 
-    /// Marks this file as the one the worker executes until the guard drops: the HTTP front doors report it
-    /// `IN_PROGRESS` before its first chunk completes.
+    /// Marks this file as one a worker executes until the guard drops: the HTTP front doors report it
+    /// `IN_PROGRESS` before its first chunk completes. Several workers mark their files at once.
     pub fn executing(&self) -> Executing<'_> {
-        let flag = &*self.journal.executing;
-        flag.store(self.record.id, Ordering::SeqCst);
-        Executing(flag)
+        let set = &*self.journal.executing;
+        set.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.record.id);
+        Executing {
+            set,
+            id: self.record.id,
+        }
     }
 
     /// The bytes claimed, read back from the claimed copy, or from `submitted` (the file in `GDPR_Submit`) when

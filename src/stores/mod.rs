@@ -228,6 +228,13 @@ impl StoreConfig {
         }
     }
 
+    /// Whether the store must not run two files at once, so the workers take turns on it: a `csv` store
+    /// rewrites its files whole (two forgets at once would each write a copy without the other's rows gone).
+    /// Database stores and the callback service take concurrent files (their own transactions and locks).
+    pub fn exclusive(&self) -> bool {
+        matches!(self, StoreConfig::Csv(_))
+    }
+
     /// How the store's phone numbers are written.
     pub fn phones(&self) -> &PhoneConfig {
         match self {
