@@ -1,6 +1,6 @@
 //! Waiting before trying again, one way for all of gdprd: a [`Backoff`] doubles from a first delay up to a cap
 //! (with random jitter where many clients may retry at once against one server), and every wait ends early when
-//! the daemon stops ([`sleep`] in async code, [`sleep_blocking`] on the worker thread). Used by the listeners'
+//! the daemon stops ([`sleep`] in async code, [`sleep_blocking`] on a worker thread). Used by the listeners'
 //! accept loops ([`AcceptBackoff`]), the remote SFTP links' reconnects and the callback store's retries.
 //!
 //! [`AcceptBackoff`] is the wait after a failed accept (for example `EMFILE`: no file handle left), so that no
@@ -78,7 +78,7 @@ impl Wake for Unpark {
     }
 }
 
-/// [`sleep`] for a thread outside the async runtime (a store on the worker thread): parks the thread until
+/// [`sleep`] for a thread outside the async runtime (a store on a worker thread): parks the thread until
 /// `wait` has passed or `stop` is cancelled; returns whether the whole wait passed.
 pub fn sleep_blocking(stop: &CancellationToken, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;

@@ -475,6 +475,19 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::{err, load, DEMO};
+
+    #[test]
+    fn workers_default_to_the_cores_at_least_two_and_zero_is_refused() {
+        let c = load(DEMO).expect("demo config");
+        assert!(c.engine.workers.get() >= 2);
+        let c = load(&format!("{DEMO}\n[engine]\nworkers = 3\n")).expect("three workers");
+        assert_eq!(c.engine.workers.get(), 3);
+        let e = err(&format!("{DEMO}\n[engine]\nworkers = 0\n"));
+        assert!(e.contains("workers") && e.contains("nonzero"), "{e}");
+        let e = err(&format!("{DEMO}\n[engine]\nworker = 2\n"));
+        assert!(e.contains("unknown field `worker`"), "{e}");
+    }
 
     /// Issue 16: a claimed file whose type is unknown is not resumed as a forget, which cannot be undone.
     #[test]

@@ -1,5 +1,5 @@
 //! Metrics for Prometheus, off by default (`[metrics] listen = "127.0.0.1:9464"`, a [`MetricsConfig`]): files and contacts by outcome,
-//! store call latencies, the queue of names waiting for the worker, open SFTP sessions and failed SFTP logins.
+//! store call latencies, the queue of names waiting for a worker, open SFTP sessions and failed SFTP logins.
 //! The counters are process-wide ([`get`]); [`serve`] answers `GET /metrics` (and `HEAD`) in the Prometheus text
 //! format on a loopback address, through axum on the same listener as the HTTP front doors
 //! ([`crate::http::server`]): few connections, short timeouts, and a backoff when accepting fails.
@@ -101,7 +101,7 @@ pub struct Metrics {
     pub contacts: Family<Outcome, Counter>,
     /// Seconds a store took for one batch.
     pub store_seconds: Family<StoreCall, Histogram>,
-    /// Names sent to the worker and not yet handled.
+    /// Names sent to the workers and not yet taken.
     pub queue: Gauge,
     /// Open sessions on the embedded SFTP server.
     pub sftp_sessions: Gauge,
@@ -148,7 +148,7 @@ pub fn get() -> &'static Metrics {
             "Seconds one store call took for one batch",
             store_seconds.clone(),
         );
-        registry.register("queue_depth", "Names waiting for the worker", queue.clone());
+        registry.register("queue_depth", "Names waiting for a worker", queue.clone());
         registry.register(
             "sftp_sessions",
             "Open sessions on the embedded SFTP server",

@@ -24,3 +24,4 @@ mod status;
 mod store_depth;
 mod stores_sql;
 mod systemd;
+mod workers;

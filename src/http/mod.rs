@@ -3,7 +3,7 @@
 //! `/archive`; `POST /accounts/{account}/gdpr_preview` answers at once what an erasure would do) and the agent privacy requests of the seed's contact centre (`POST /lcm`).
 //!
 //! A request that arrives here becomes a request file in gdprd's own format, submitted to the [`Journal`] (claimed,
-//! with its copy in the state folder) before the client hears `202`, then its claim is handed to the worker. So
+//! with its copy in the state folder) before the client hears `202`, then its claim is handed to the workers. So
 //! the engine, stores, journal, audit trail and retention treat it exactly as a file: a restart resumes it, its
 //! execution log (and export archive) lands in the account's `GDPR_Result`. A job's lines (the lookup keys and
 //! values as sent) are kept by the journal beside it until the account's retention has passed; then only a
@@ -122,7 +122,7 @@ pub(super) struct Caller {
     pub account: AccountConfig,
 }
 
-/// What the front doors share: the running config, the daemon's journal and the worker's queue.
+/// What the front doors share: the running config, the daemon's journal and the workers' queue.
 pub struct HttpState {
     config: Arc<RwLock<Arc<Config>>>,
     journal: Journal,

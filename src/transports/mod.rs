@@ -85,7 +85,7 @@ pub struct Job {
     pub account: String,
     /// The file name.
     pub name: OsString,
-    /// The journal id of a file already claimed (a request the HTTP front doors submitted): the worker
+    /// The journal id of a file already claimed (a request the HTTP front doors submitted): a worker
     /// executes that claim instead of looking at a name in `GDPR_Submit`.
     pub claimed: Option<i64>,
 }
