@@ -285,7 +285,7 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// The exit status after a second signal, or a stop deadline that passed: the file in progress did not reach
+/// The exit status after a second signal, or a stop deadline that passed: a file in progress did not reach
 /// a checkpoint, and the journal resumes it at the next start.
 const INTERRUPTED: u8 = 130;
 
@@ -293,7 +293,7 @@ fn run(config: Config, once: bool) -> Result<ExitCode> {
     init_logging(&config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(serve(config, once));
-    // After a forced exit the worker may still be inside a store call: the runtime does not wait for it, and
+    // After a forced exit a worker may still be inside a store call: the runtime does not wait for it, and
     // the process ends with it (the journal resumes the file at the next start).
     runtime.shutdown_background();
     code
