@@ -231,12 +231,7 @@ def main():
     for tool in ("psql",):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (apt-get install postgresql-client)")
-    binary = args.binary
-    if binary is None:
-        print("building: cargo build --release", flush=True)
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
-        binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "release", "gdprd")
-    binary = os.path.abspath(binary)
+    binary = t.built(args.binary)
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
     work = tempfile.mkdtemp(prefix="gdprd-pgbench-")
     figures = []

@@ -119,12 +119,7 @@ def main():
     args = ap.parse_args()
     if args.rows < 2 * PRESENT * 2:
         sys.exit(f"--rows must be at least {4 * PRESENT}")
-    binary = args.binary
-    if binary is None:
-        print("building: cargo build --release", flush=True)
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
-        binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "release", "gdprd")
-    binary = os.path.abspath(binary)
+    binary = t.built(args.binary)
     work = tempfile.mkdtemp(prefix="gdprd-bench-preview-")
     figures = []
     cleanup = []

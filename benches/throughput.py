@@ -271,6 +271,21 @@ def mib(n):
     return n / 2**20
 
 
+def built(binary):
+    """`binary` made absolute, or when None the release build `cargo build --release` makes (CARGO_TARGET_DIR from
+    the environment, else the repo's target/)."""
+    if binary is None:
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+        env = dict(os.environ, CARGO_TARGET_DIR=target)
+        print(f"building: cargo build --release (CARGO_TARGET_DIR={target})", flush=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True, env=env)
+        binary = os.path.join(target, "release", "gdprd")
+    binary = os.path.abspath(binary)
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"{binary} is not an executable")
+    return binary
+
+
 # --- main ------------------------------------------------------------------------------------------------------
 
 
@@ -291,16 +306,7 @@ def main():
     if not os.access(GNU_TIME, os.X_OK):
         sys.exit("GNU time is needed to measure each child's peak RSS (apt-get install time)")
 
-    binary = args.binary
-    if binary is None:
-        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-        env = dict(os.environ, CARGO_TARGET_DIR=target)
-        print(f"building: cargo build --release (CARGO_TARGET_DIR={target})", flush=True)
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True, env=env)
-        binary = os.path.join(target, "release", "gdprd")
-    binary = os.path.abspath(binary)
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"{binary} is not an executable")
+    binary = built(args.binary)
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
     work = tempfile.mkdtemp(prefix="gdprd-bench-")
     figures = []  # (case, gdprd s, gdprd MiB, baseline s, baseline MiB, notes)

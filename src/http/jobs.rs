@@ -40,6 +40,23 @@ pub(super) struct NewJob<'a> {
     pub accountid: Option<&'a str>,
 }
 
+impl<'a> NewJob<'a> {
+    /// A batched job (`api`) of `kind` within `accountid` ([`api_accountid`]).
+    fn api(kind: Kind, accountid: Option<&'a str>) -> NewJob<'a> {
+        NewJob {
+            kind,
+            origin: "api",
+            requestcase: None,
+            accountid,
+        }
+    }
+}
+
+/// The account a batched job of `account` searches: `[accounts.http] accountid`.
+fn api_accountid(account: &AccountConfig) -> Option<String> {
+    account.http.as_ref().and_then(|h| h.accountid.clone())
+}
+
 /// The request file for `account` made of `lines` as `job` says (one request, a contact per line that names a
 /// device), and what became of each line. The request carries the account's HTTP shortcode scope
 /// (`[accounts.http] shortcodes`) and is checked against its `[accounts.requests]` rules: a job they would refuse,
@@ -193,14 +210,13 @@ async fn submit(
     let config = state.config();
     let base = base_url(&config, &headers);
     let id = blocking(move || {
-        let accountid = account.http.as_ref().and_then(|h| h.accountid.clone());
-        let job = NewJob {
-            kind,
-            origin: "api",
-            requestcase: None,
-            accountid: accountid.as_deref(),
-        };
-        create(&state, &account, &job, &lines)
+        let accountid = api_accountid(&account);
+        create(
+            &state,
+            &account,
+            &NewJob::api(kind, accountid.as_deref()),
+            &lines,
+        )
     })
     .await?;
     let location = format!("{base}/gdpr_jobs/{id}/status");
@@ -222,13 +238,8 @@ pub(super) async fn preview(
     let (account, lines) = job_lines(&state, caller, &headers, &name, &body)?;
     let config = state.config();
     let kind = Kind::Forget;
-    let accountid = account.http.as_ref().and_then(|h| h.accountid.clone());
-    let job = NewJob {
-        kind,
-        origin: "api",
-        requestcase: None,
-        accountid: accountid.as_deref(),
-    };
+    let accountid = api_accountid(&account);
+    let job = NewJob::api(kind, accountid.as_deref());
     let (bytes, side) = request_file(&account, &job, &lines)?;
     let report = blocking(move || {
         let stop = tokio_util::sync::CancellationToken::new();
