@@ -3,7 +3,7 @@
 //! order of events is read from the ledger's own timestamps, never from a timed threshold.
 
 use crate::durability::{chunks_done, large_forget, BATCH, DEVICES};
-use crate::harness::{responses, today, wait_until, Demo};
+use crate::harness::{responses, today, wait_until, Config, Demo};
 use rusqlite::OptionalExtension;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,20 +32,30 @@ fn tenants_demo(rows: u64, workers: u64, tenants: &[&str]) -> Demo {
                 recordings.to_str().expect("utf-8").into(),
             );
             c.insert(&format!("stores.{name}"), store);
-            let account: toml::Table = format!(
-                "name = \"{name}\"\nroot = \"accounts/{name}\"\ntimezone = \"UTC\"\ntransport = \"local\"\nstores = [\"{name}\"]\nretention_days = 3"
-            )
-            .parse()
-            .expect("an account");
-            c.push("accounts", account);
+            add_account(c, name, name);
         }
     });
     for name in tenants {
-        for folder in ["GDPR_Submit", "GDPR_Result"] {
-            std::fs::create_dir_all(root(&demo, name).join(folder)).expect("account folder");
-        }
+        make_folders(&demo, name);
     }
     demo
+}
+
+/// Adds account `name` (local transport, folders under `accounts/NAME`) whose one store is `store`.
+fn add_account(c: &mut Config, name: &str, store: &str) {
+    let account: toml::Table = format!(
+        "name = \"{name}\"\nroot = \"accounts/{name}\"\ntimezone = \"UTC\"\ntransport = \"local\"\nstores = [\"{store}\"]\nretention_days = 3"
+    )
+    .parse()
+    .expect("an account");
+    c.push("accounts", account);
+}
+
+/// Makes account `name`'s `GDPR_Submit` and `GDPR_Result`.
+fn make_folders(demo: &Demo, name: &str) {
+    for folder in ["GDPR_Submit", "GDPR_Result"] {
+        std::fs::create_dir_all(root(demo, name).join(folder)).expect("account folder");
+    }
 }
 
 /// Copies the files of folder `from` (one level) into a new folder `to`.
@@ -283,4 +293,49 @@ fn sigkill_in_the_middle_of_parallel_forgets_resumes_every_account_exactly_once(
         assert_eq!(left, 0, "{account}: every contact was forgotten");
     }
     assert!(daemon.log_text().contains("resuming claimed file"));
+}
+
+#[test]
+fn two_accounts_sharing_one_sqlite_store_forget_at_once_without_a_busy_error() {
+    // Both accounts forget in the demo's SQLite store (which rebuilds its file after each forget) at the same
+    // time: each worker's connection waits for the other's transaction instead of failing with "busy".
+    const EACH: u64 = 600;
+    let demo = Demo::new(5_000, |c| {
+        c.merge(&format!(
+            "[limits]\nbatch_size = {BATCH}\n[engine]\nworkers = 2"
+        ));
+        c.set(
+            "accounts[demo].stores",
+            toml::Value::Array(vec!["demo".into()]),
+        );
+        add_account(c, "b", "demo");
+    });
+    make_folders(&demo, "b");
+    let name = format!("forget-{}_030000.json", today());
+    let _daemon = demo.start();
+    submit(&demo, "demo", &name, &small_forget(0, EACH));
+    submit(&demo, "b", &name, &small_forget(EACH, EACH));
+    for account in ["demo", "b"] {
+        let got = wait_log(&demo, account, &name);
+        assert_eq!(got.len() as u64, EACH, "{account}");
+        assert!(
+            got.iter().all(|r| r == "SUCCESS"),
+            "{account}: every contact forgotten, none answered with an error: {:?}",
+            got.iter().find(|r| *r != "SUCCESS")
+        );
+    }
+    let (a, b) = (times(&demo, "demo", &name), times(&demo, "b", &name));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the two files ran at once: {a:?} {b:?}"
+    );
+    assert_eq!(
+        demo.db_count(&format!(
+            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
+             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < {}",
+            2 * EACH
+        )),
+        0,
+        "every contact of both files was forgotten"
+    );
 }

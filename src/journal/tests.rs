@@ -221,3 +221,29 @@ fn audit_is_append_only() {
     assert!(err.to_string().contains("append-only"));
     assert!(conn.execute("UPDATE audit SET outcome = 'x'", []).is_err());
 }
+
+/// Issue 17: several workers execute files at once; each file is reported in progress until its own worker is
+/// done with it (one worker finishing does not end another's).
+#[test]
+fn files_executing_at_once_are_each_reported_in_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = Journal::open(dir.path()).expect("open");
+    let submit = |account: &str| {
+        let claim = j
+            .submit(account, "forget-api-x.json", Kind::Forget, b"{}", 500)
+            .expect("submit");
+        j.claimed(claim.id())
+            .expect("claimed")
+            .expect("still claimed")
+    };
+    let (a, b) = (submit("a"), submit("b"));
+    let started = |id: i64| j.job(id).expect("job").expect("known").started;
+    let running_a = a.executing();
+    let running_b = b.executing();
+    assert!(started(a.id()) && started(b.id()), "both in progress");
+    drop(running_a);
+    assert!(!started(a.id()), "a's worker is done with it");
+    assert!(started(b.id()), "b is still in progress");
+    drop(running_b);
+    assert!(!started(b.id()));
+}
