@@ -12,7 +12,7 @@
 //! A section whose values need reading (an address, a network) is deserialized as written (`Raw…`) and
 //! validated into its typed form once; nothing downstream parses a setting again.
 
-use crate::http::config::{HttpConfigError, RawHttpConfig};
+use crate::http::config::{HttpConfigError, RawHttpAccountConfig, RawHttpConfig};
 use crate::metrics::{MetricsConfigError, RawMetricsConfig};
 use crate::requests::LimitsConfigError;
 use crate::stores::StoreConfigError;
@@ -307,7 +307,7 @@ struct RawAccountConfig {
     #[serde(default)]
     remote: Option<RemoteConfig>,
     #[serde(default)]
-    http: Option<HttpAccountConfig>,
+    http: Option<RawHttpAccountConfig>,
     #[serde(default)]
     requests: RequestRules,
 }
@@ -343,7 +343,8 @@ impl<'de> Deserialize<'de> for AccountConfig {
 
 impl RawAccountConfig {
     /// Checks the account on its own (its name, time zone, transport and the sections that go with it) and
-    /// reads its time zone. Whether its stores exist and its token is its own is for [`validate`].
+    /// reads its time zone and HTTP lookup keys. Whether its stores exist and its token is its own is for
+    /// [`validate`].
     fn validate(self) -> Result<AccountConfig, Invalid> {
         use AccountConfigError as E;
         let a = self;
@@ -375,6 +376,7 @@ impl RawAccountConfig {
         if a.stores.is_empty() {
             return Err(E::NoStores { account: account() }.into());
         }
+        let http = a.http.map(|h| h.validate(&a.name)).transpose()?;
         Ok(AccountConfig {
             name: a.name,
             root: a.root,
@@ -384,7 +386,7 @@ impl RawAccountConfig {
             retention_days: a.retention_days,
             sftp: a.sftp,
             remote: a.remote,
-            http: a.http,
+            http,
             requests: a.requests,
         })
     }
@@ -470,25 +472,23 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
             max_contacts: raw.limits.max_contacts,
         });
     }
-    let mut hashes = HashSet::new();
-    for a in &raw.accounts {
-        let Some(h) = &a.http else { continue };
-        h.validate(&a.name)?;
-        let account = a.name.clone();
-        if !hashes.insert(h.token_digest()) {
-            return Err(E::TokenShared { account }.into());
-        }
-        if a.transport == Transport::SftpRemote {
-            return Err(E::HttpOnRemote { account }.into());
-        }
-    }
     raw.limits.validate()?;
     let sftp_server = raw.sftp_server.validate()?;
     raw.intake.validate()?;
     let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
     let mut accounts = Vec::with_capacity(raw.accounts.len());
     for a in raw.accounts {
         let a = a.validate()?;
+        if let Some(h) = &a.http {
+            let account = a.name.clone();
+            if !hashes.insert(h.token_digest()) {
+                return Err(E::TokenShared { account }.into());
+            }
+            if a.transport == Transport::SftpRemote {
+                return Err(E::HttpOnRemote { account }.into());
+            }
+        }
         if !names.insert(a.name.clone()) {
             return Err(E::Twice { account: a.name }.into());
         }

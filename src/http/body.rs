@@ -1,7 +1,7 @@
 //! What the front doors read before anything is claimed: a job's `text/csv` body of `lookup key, value` lines,
 //! and phone numbers written without `+`. No I/O here.
 
-use super::config::HttpAccountConfig;
+use super::config::{HttpAccountConfig, LookupTarget};
 use crate::requests::DeviceKind;
 
 /// One line of a job body: the lookup key and value as written, and what became of them.
@@ -125,11 +125,13 @@ fn parse_line(line: usize, raw: &str, account: &HttpAccountConfig) -> Line {
     let device = if name.is_empty() || value.is_empty() || extra {
         Err(LineError::NotKeyAndValue { line })
     } else {
-        match lookup(account, &name) {
-            Some(kind) => Ok((kind, normalise(kind, &value, &account.default_country_code))),
+        match account.lookup_keys.get(&name) {
+            Some(&LookupTarget::Device(kind)) => {
+                Ok((kind, normalise(kind, &value, &account.default_country_code)))
+            }
             None => Err(LineError::UnknownKey {
                 key: name.clone(),
-                known: account.lookup_keys.keys().cloned().collect(),
+                known: account.lookup_keys.names().map(str::to_owned).collect(),
             }),
         }
     };
@@ -196,15 +198,6 @@ fn split_fields(raw: &str) -> Result<Vec<String>, Quoting> {
     }
 }
 
-/// The device type an account's lookup key names, matched without regard to case.
-fn lookup(account: &HttpAccountConfig, name: &str) -> Option<DeviceKind> {
-    account
-        .lookup_keys
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| DeviceKind::from_key(v))
-}
-
 /// The value as a request file would carry it: phones get their `+` ([`international`]), others stay.
 pub fn normalise(kind: DeviceKind, value: &str, country_code: &str) -> String {
     match kind {
@@ -247,11 +240,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn account(cc: &str) -> HttpAccountConfig {
-        toml::from_str(&format!(
+        toml::from_str::<crate::http::config::RawHttpAccountConfig>(&format!(
             "token_hash = \"sha256:{}\"\ndefault_country_code = {cc:?}\n[lookup_keys]\nEmail = \"email\"\nMobileNumber = \"phone\"\n",
             "0".repeat(64)
         ))
         .expect("account")
+        .validate("test")
+        .expect("valid")
     }
 
     fn devices(body: &str) -> Vec<Result<(DeviceKind, String), LineError>> {

@@ -289,34 +289,79 @@ pub fn parse_network(text: &str) -> Option<IpNet> {
 }
 
 /// `[accounts.http]`: an account's HTTP front doors and the bearer token that opens them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpAccountConfig {
     /// `sha256:<hex>` of the account's bearer token (`gdprd http-token` makes a token and this line).
     pub token_hash: String,
     /// Serves `POST /accounts/NAME/gdpr_erasure` and `/gdpr_access` (default true).
-    #[serde(default = "de::yes")]
     pub jobs: bool,
     /// Serves `POST /lcm`, the agent privacy requests (default true).
-    #[serde(default = "de::yes")]
     pub lcm: bool,
-    /// Lookup-key names of job bodies and the device type each holds (`phone`, `email`, `ipaddr`), matched
-    /// without regard to case. Default: `EMAIL` → email, `MobileNumber` and `PhoneNumber` → phone,
-    /// `IPAddress` → ipaddr.
-    #[serde(default = "default_lookup_keys")]
-    pub lookup_keys: BTreeMap<String, String>,
+    /// Lookup-key names of job bodies and what each reads. Default: `EMAIL` → email, `MobileNumber` and
+    /// `PhoneNumber` → phone, `IPAddress` → ipaddr.
+    pub lookup_keys: LookupKeys,
     /// Country code for phone numbers that arrive without `+` and without it (`0`-prefixed national numbers,
     /// or fewer digits); empty (default) reads every `+`-less number as already international.
-    #[serde(default)]
     pub default_country_code: String,
     /// The SMS shortcodes every HTTP request of the account searches (jobs carry none of their own); default
     /// none: SMS records are then not searched, as for a file without `shortcodes`.
-    #[serde(default)]
     pub shortcodes: Vec<String>,
     /// The account id the account's batched jobs search with, as a file's `accountid`; default none (every
     /// account of a shared store). An agent request's `AccountNumber` takes its place.
-    #[serde(default)]
     pub accountid: Option<String>,
+}
+
+/// `[accounts.http]` as written; [`RawHttpAccountConfig::validate`] makes the [`HttpAccountConfig`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpAccountConfig {
+    token_hash: String,
+    #[serde(default = "de::yes")]
+    jobs: bool,
+    #[serde(default = "de::yes")]
+    lcm: bool,
+    #[serde(default = "default_lookup_keys")]
+    lookup_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    default_country_code: String,
+    #[serde(default)]
+    shortcodes: Vec<String>,
+    #[serde(default)]
+    accountid: Option<String>,
+}
+
+/// What a job body's lookup key reads: the value of a `lookup key, value` line is taken as this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupTarget {
+    /// A device of this kind (`phone`, `email` or `ipaddr` in the config).
+    Device(DeviceKind),
+}
+
+impl LookupTarget {
+    /// Reads a `lookup_keys` value (`"phone"`, `"email"`, `"ipaddr"`).
+    fn parse(text: &str) -> Option<LookupTarget> {
+        DeviceKind::from_key(text).map(LookupTarget::Device)
+    }
+}
+
+/// An account's lookup keys: each name, as written, with what it reads. Names are matched without regard to
+/// case, and no two differ only by case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupKeys(BTreeMap<String, LookupTarget>);
+
+impl LookupKeys {
+    /// What the lookup key `name` reads, matched without regard to case.
+    pub fn get(&self, name: &str) -> Option<&LookupTarget> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, target)| target)
+    }
+
+    /// The names as written, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
 }
 
 fn default_lookup_keys() -> BTreeMap<String, String> {
@@ -331,12 +376,12 @@ fn default_lookup_keys() -> BTreeMap<String, String> {
     .collect()
 }
 
-impl HttpAccountConfig {
-    /// Checks the token hash, the lookup keys and the country code of the account `account`.
+impl RawHttpAccountConfig {
+    /// Checks the token hash and the country code of the account `account`, and reads its lookup keys.
     ///
     /// # Errors
-    /// [`HttpConfigError`] naming the account.
-    pub(crate) fn validate(&self, account: &str) -> Result<(), HttpConfigError> {
+    /// [`HttpConfigError`] naming the account (and the lookup key, for one that is unknown or given twice).
+    pub(crate) fn validate(self, account: &str) -> Result<HttpAccountConfig, HttpConfigError> {
         use HttpConfigError as E;
         let account = || account.to_owned();
         let hex = self.token_hash.strip_prefix("sha256:").unwrap_or_default();
@@ -344,31 +389,43 @@ impl HttpAccountConfig {
             return Err(E::TokenHash { account: account() });
         }
         let mut seen = HashSet::new();
-        for (key, kind) in &self.lookup_keys {
-            if DeviceKind::from_key(kind).is_none() {
+        let mut lookup_keys = BTreeMap::new();
+        for (key, target) in self.lookup_keys {
+            let Some(parsed) = LookupTarget::parse(&target) else {
                 return Err(E::LookupTarget {
                     account: account(),
-                    key: key.clone(),
-                    target: kind.clone(),
+                    key,
+                    target,
                 });
-            }
+            };
             if key.trim().is_empty() || !seen.insert(key.to_lowercase()) {
                 return Err(E::LookupKey {
                     account: account(),
-                    key: key.clone(),
+                    key,
                 });
             }
+            lookup_keys.insert(key, parsed);
         }
-        let cc = &self.default_country_code;
+        let cc = self.default_country_code;
         if cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
             return Err(E::CountryCode {
                 account: account(),
-                value: cc.clone(),
+                value: cc,
             });
         }
-        Ok(())
+        Ok(HttpAccountConfig {
+            token_hash: self.token_hash,
+            jobs: self.jobs,
+            lcm: self.lcm,
+            lookup_keys: LookupKeys(lookup_keys),
+            default_country_code: cc,
+            shortcodes: self.shortcodes,
+            accountid: self.accountid,
+        })
     }
+}
 
+impl HttpAccountConfig {
     /// The token hash's hex digits in lower case, for telling accounts' tokens apart.
     pub(crate) fn token_digest(&self) -> String {
         self.token_hash
@@ -380,7 +437,9 @@ impl HttpAccountConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::LookupTarget;
     use crate::config::testing::{err, load, DEMO};
+    use crate::requests::DeviceKind;
     use std::net::SocketAddr;
     use std::time::Duration;
 
@@ -394,15 +453,21 @@ mod tests {
         let h = c.accounts[0].http.as_ref().expect("demo account has http");
         assert!(h.jobs && h.lcm);
         assert_eq!(
-            h.lookup_keys.get("EMAIL").map(String::as_str),
-            Some("email")
+            h.lookup_keys.get("EMAIL"),
+            Some(&LookupTarget::Device(DeviceKind::Email))
+        );
+        assert_eq!(
+            h.lookup_keys.get("mobilenumber"),
+            Some(&LookupTarget::Device(DeviceKind::Phone)),
+            "keys match without regard to case"
         );
         let cases = [
             (DEMO.replace("127.0.0.1:8080", "0.0.0.0:8080"), "plain HTTP"),
             (DEMO.replace("127.0.0.1:8080", "nowhere"), "not an address:port"),
             (DEMO.replace("token_hash = \"sha256:", "token_hash = \"md5:"), "64 hex digits"),
             (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"+1\"\n\n# Contact lists"), "default_country_code must be"),
-            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"1\"\nlookup_keys = { Fax = \"fax\" }\n\n# Contact lists"), "use phone, email or ipaddr"),
+            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"1\"\nlookup_keys = { Fax = \"fax\" }\n\n# Contact lists"), "lookup key \"Fax\" maps to \"fax\"; use phone, email or ipaddr"),
+            (DEMO.replace("default_country_code = \"1\"\n\n# Contact lists", "default_country_code = \"1\"\nlookup_keys = { Fax = \"phone\", FAX = \"phone\" }\n\n# Contact lists"), "lookup key \"Fax\" is empty or given twice"),
             (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_lines = 0"), "must be positive"),
             (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nbody_timeout_seconds = 0"), "body_timeout_seconds"),
             (DEMO.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nmax_connections = 8\nmax_connections_per_address = 9"), "more than max_connections"),
