@@ -15,6 +15,7 @@
 use crate::http::config::{HttpConfigError, RawHttpAccountConfig, RawHttpConfig};
 use crate::metrics::{MetricsConfigError, RawMetricsConfig};
 use crate::requests::LimitsConfigError;
+use crate::retention::Retention;
 use crate::stores::StoreConfigError;
 use crate::transports::sftp_remote::RemoteConfigError;
 use crate::transports::sftp_server::config::{RawSftpServerConfig, SftpConfigError};
@@ -276,8 +277,8 @@ pub struct AccountConfig {
     pub transport: Transport,
     /// Names of the stores requests run against, in order.
     pub stores: Vec<String>,
-    /// Days results are kept in `GDPR_Result` (default 3).
-    pub retention_days: u32,
+    /// How long results are kept in `GDPR_Result` and finished HTTP jobs answer (`retention_days`, default 3).
+    pub retention: Retention,
     /// Login for the embedded SFTP server (`transport = "sftp-server"`); the login name is the account name.
     pub sftp: Option<SftpAccountConfig>,
     /// The server an `sftp-remote` account's folders live on.
@@ -316,9 +317,8 @@ fn default_timezone() -> String {
     "UTC".into()
 }
 
-/// Days results are kept when an account does not say.
-pub(crate) fn default_retention() -> u32 {
-    3
+fn default_retention() -> u32 {
+    Retention::DEFAULT.days()
 }
 
 impl AccountConfig {
@@ -383,7 +383,7 @@ impl RawAccountConfig {
             timezone,
             transport: a.transport,
             stores: a.stores,
-            retention_days: a.retention_days,
+            retention: Retention::from_days(a.retention_days),
             sftp: a.sftp,
             remote: a.remote,
             http,
@@ -543,6 +543,14 @@ pub(crate) mod de {
     pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_secs)
     }
+
+    /// Reads a `_ms` key, a whole number of milliseconds, as a [`Duration`].
+    ///
+    /// # Errors
+    /// The TOML reader's, when the value is not a non-negative integer.
+    pub(crate) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 /// What the config tests of every component share: the demo config and a loader.
@@ -579,7 +587,7 @@ mod tests {
             demo.submit_dir(),
             Path::new("/etc/gdprd/accounts/demo/GDPR_Submit")
         );
-        assert_eq!(demo.retention_days, 3);
+        assert_eq!(demo.retention, Retention::from_days(3));
         let StoreConfig::Sqlite(s) = &c.stores["demo"] else {
             panic!("the demo store is sqlite")
         };

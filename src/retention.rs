@@ -7,12 +7,42 @@ use std::io;
 use std::time::{Duration, SystemTime};
 use tracing::info;
 
-/// Deletes the account's result files last modified more than `retention_days` ago; returns how many.
+/// How long an account keeps its results and finished HTTP jobs: `retention_days`, whole days, read at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    days: u32,
+}
+
+impl Retention {
+    /// Three days: an account's retention when it does not say.
+    pub const DEFAULT: Retention = Retention { days: 3 };
+
+    /// `days` whole days.
+    pub fn from_days(days: u32) -> Retention {
+        Retention { days }
+    }
+
+    /// The number of days, as configured.
+    pub fn days(self) -> u32 {
+        self.days
+    }
+
+    /// The retention as a duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.days) * 86_400)
+    }
+
+    /// Whether something `age` old is past it.
+    pub fn is_past(self, age: Duration) -> bool {
+        age > self.duration()
+    }
+}
+
+/// Deletes the account's result files last modified longer ago than its [`Retention`]; returns how many.
 ///
 /// # Errors
 /// The I/O error reading the folder; files that cannot be removed are skipped and tried again next sweep.
 pub fn sweep(account: &AccountConfig, now: SystemTime) -> io::Result<usize> {
-    let keep = Duration::from_secs(u64::from(account.retention_days) * 86_400);
     let mut removed = 0;
     let leftovers = std::fs::read_dir(account.submit_dir())
         .into_iter()
@@ -32,7 +62,7 @@ pub fn sweep(account: &AccountConfig, now: SystemTime) -> io::Result<usize> {
             .modified()
             .ok()
             .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age > keep);
+            .is_some_and(|age| account.retention.is_past(age));
         if meta.is_file() && old && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }

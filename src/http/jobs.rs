@@ -6,6 +6,7 @@ use super::{base_url, blocking, job_id, ApiError, Caller, Ctx, HttpState, Line};
 use crate::config::AccountConfig;
 use crate::journal::{FileState, JobFacts, JobRecord};
 use crate::requests::{Kind, RuleError};
+use crate::retention::Retention;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -318,15 +319,14 @@ fn job_lines(
 }
 
 /// Whether a finished job is past its account's retention at `now`.
-fn past_retention(job: &JobRecord, retention_days: u32, now: DateTime<Utc>) -> bool {
+fn past_retention(job: &JobRecord, retention: Retention, now: DateTime<Utc>) -> bool {
     job.state != FileState::Claimed
         && job
             .finished_at
             .as_deref()
             .and_then(|f| DateTime::parse_from_rfc3339(f).ok())
-            .is_some_and(|f| {
-                now.signed_duration_since(f) > chrono::Duration::days(i64::from(retention_days))
-            })
+            .and_then(|f| now.signed_duration_since(f).to_std().ok())
+            .is_some_and(|age| retention.is_past(age))
 }
 
 /// Makes the job a tombstone: the lines (personal data) go, the job's URLs answer 410 from now on.
@@ -361,7 +361,7 @@ fn find(
             StatusCode::GONE,
             format!(
                 "job {id} is past this account's retention of {} days: its response was deleted",
-                account.retention_days
+                account.retention.days()
             ),
         )
     };
@@ -373,7 +373,7 @@ fn find(
         .job(id)
         .map_err(ApiError::internal)?
         .ok_or_else(missing)?;
-    if past_retention(&job, account.retention_days, crate::clock::now()) {
+    if past_retention(&job, account.retention, crate::clock::now()) {
         expire(state, id, &facts).map_err(ApiError::internal)?;
         return Err(gone());
     }
@@ -573,7 +573,7 @@ pub(super) fn sweep(state: &HttpState) {
         }
         let retention = config
             .account(&facts.account)
-            .map_or_else(crate::config::default_retention, |a| a.retention_days);
+            .map_or(Retention::DEFAULT, |a| a.retention);
         let job = state.journal.job(id).ok().flatten();
         if job.is_some_and(|j| past_retention(&j, retention, now)) {
             if let Err(e) = expire(state, id, &facts) {
@@ -602,9 +602,21 @@ mod tests {
     fn retention_counts_from_the_finish() {
         let now: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().expect("time");
         let done = |at| job(FileState::Done, Some(at));
-        assert!(!past_retention(&done("2026-11-21T12:00:01Z"), 3, now));
-        assert!(past_retention(&done("2026-11-21T11:59:59Z"), 3, now));
-        assert!(!past_retention(&job(FileState::Claimed, None), 3, now));
+        assert!(!past_retention(
+            &done("2026-11-21T12:00:01Z"),
+            Retention::from_days(3),
+            now
+        ));
+        assert!(past_retention(
+            &done("2026-11-21T11:59:59Z"),
+            Retention::from_days(3),
+            now
+        ));
+        assert!(!past_retention(
+            &job(FileState::Claimed, None),
+            Retention::from_days(3),
+            now
+        ));
         assert_eq!(status_name(&done("2026-11-21T12:00:01Z")), "SUCCESS");
         let mut refused = done("2026-11-21T12:00:01Z");
         refused.error = Some("ERROR: x".into());

@@ -38,7 +38,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// The most `retries` a config may ask for: with the longest first delay, about two minutes of waiting.
 pub const MAX_RETRIES: u32 = 10;
 /// The longest first delay (`retry_delay_ms`) a config may ask for.
-pub const MAX_FIRST_DELAY_MS: u64 = 10_000;
+pub const MAX_FIRST_DELAY: Duration = Duration::from_secs(10);
 
 /// A `type = "callback-http"` store: a callback service's REST API .
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -58,10 +58,10 @@ pub struct CallbackHttpConfig {
     /// Retries of a call that failed on the network, `429` or `5xx` (default 3, at most [`MAX_RETRIES`]).
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// The first retry's delay in milliseconds, doubled for each next one up to 10 s (default 200, at most
-    /// [`MAX_FIRST_DELAY_MS`]).
-    #[serde(default = "default_retry_delay")]
-    pub retry_delay_ms: u64,
+    /// The first retry's delay (`retry_delay_ms`, in milliseconds), doubled for each next one up to 10 s
+    /// (default 200 ms, at most [`MAX_FIRST_DELAY`]).
+    #[serde(default = "default_retry_delay", deserialize_with = "de::millis")]
+    pub retry_delay_ms: Duration,
     /// Customer numbers asked in one listing call (default 50).
     #[serde(default = "default_numbers_per_request")]
     pub numbers_per_request: usize,
@@ -81,8 +81,8 @@ fn default_retries() -> u32 {
     3
 }
 
-fn default_retry_delay() -> u64 {
-    200
+fn default_retry_delay() -> Duration {
+    Duration::from_millis(200)
 }
 
 fn default_numbers_per_request() -> usize {
@@ -114,11 +114,11 @@ impl CallbackHttpConfig {
                 max: MAX_RETRIES,
             });
         }
-        if self.retry_delay_ms > MAX_FIRST_DELAY_MS {
+        if self.retry_delay_ms > MAX_FIRST_DELAY {
             return Err(E::RetryDelay {
                 store,
-                delay_ms: self.retry_delay_ms,
-                max: MAX_FIRST_DELAY_MS,
+                delay: self.retry_delay_ms,
+                max: MAX_FIRST_DELAY,
             });
         }
         Ok(())
@@ -192,11 +192,7 @@ impl CallbackStore {
 
     /// The backoff between two tries of one call, or two looks at a cancel.
     fn backoff(&self) -> Backoff {
-        Backoff::new(
-            Duration::from_millis(self.config.retry_delay_ms),
-            MAX_RETRY_DELAY,
-        )
-        .with_jitter()
+        Backoff::new(self.config.retry_delay_ms, MAX_RETRY_DELAY).with_jitter()
     }
 
     /// Waits `delay`; [`Unreachable::Stopped`] when the daemon stops first.

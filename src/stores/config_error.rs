@@ -239,14 +239,14 @@ pub enum StoreConfigError {
         /// The most allowed.
         max: u32,
     },
-    /// A `retry_delay_ms` above [`super::callback_http::MAX_FIRST_DELAY_MS`].
-    #[error("store {store:?}: retry_delay_ms is {delay_ms}, at most {max}")]
+    /// A `retry_delay_ms` above [`super::callback_http::MAX_FIRST_DELAY`].
+    #[error("store {store:?}: retry_delay_ms is {}, at most {}", .delay.as_millis(), .max.as_millis())]
     RetryDelay {
         /// The store.
         store: String,
         /// The value as written.
-        delay_ms: u64,
+        delay: std::time::Duration,
         /// The most allowed.
-        max: u64,
+        max: std::time::Duration,
     },
 }

@@ -220,7 +220,7 @@ fn account_entries(config: &Config) -> Result<HashMap<String, AccountEntry>, Sft
                 name: account.name.clone(),
                 root: account.root.clone(),
                 credentials,
-                retention: Duration::from_secs(u64::from(account.retention_days) * 86_400),
+                retention: account.retention.duration(),
             },
         );
     }
