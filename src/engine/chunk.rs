@@ -27,11 +27,9 @@ pub(super) struct Chunk<'a> {
 
 /// A target's response from every store's part: an error when any store failed for it.
 pub(super) fn response(kind: Kind, per_store: &[StoreOutcome], target: usize) -> Response {
-    let failures: Vec<StoreFailure> = per_store
-        .iter()
-        .filter_map(|s| s.errors.get(target).cloned().flatten())
-        .collect();
-    let found: u64 = per_store.iter().filter_map(|s| s.found.get(target)).sum();
+    let outcomes = per_store.iter().filter_map(|s| s.targets.get(target));
+    let failures: Vec<StoreFailure> = outcomes.clone().filter_map(|t| t.clone().err()).collect();
+    let found: u64 = outcomes.filter_map(|t| t.as_ref().ok()).sum();
     if !failures.is_empty() {
         Response::StoresFailed { kind, failures }
     } else if found > 0 {
@@ -51,9 +49,10 @@ pub(super) fn stores_value(per_store: &[StoreOutcome], target: usize) -> Value {
     let map: serde_json::Map<String, Value> = per_store
         .iter()
         .map(|s| {
-            let v = match s.errors.get(target) {
-                Some(Some(_)) => Value::from("error"),
-                _ => Value::from(s.found.get(target).copied().unwrap_or(0)),
+            let v = match s.targets.get(target) {
+                Some(Err(_)) => Value::from("error"),
+                Some(Ok(found)) => Value::from(*found),
+                None => Value::from(0),
             };
             (s.name.clone(), v)
         })
@@ -130,11 +129,7 @@ mod tests {
 
     #[test]
     fn responses_follow_the_stores() {
-        let ok = |found: Vec<u64>| StoreOutcome {
-            name: "a".to_owned(),
-            errors: vec![None; found.len()],
-            found,
-        };
+        let ok = |found: Vec<u64>| StoreOutcome::found("a", found);
         let response_text =
             |kind, per_store: &[StoreOutcome], t| response(kind, per_store, t).to_string();
         assert_eq!(response_text(Kind::Forget, &[ok(vec![2, 0])], 0), "SUCCESS");
@@ -149,8 +144,7 @@ mod tests {
         };
         let failed = StoreOutcome {
             name: "b".to_owned(),
-            found: vec![0, 0],
-            errors: vec![Some(boom), None],
+            targets: vec![Err(boom), Ok(0)],
         };
         let text = response_text(Kind::Forget, &[ok(vec![2, 0]), failed.clone()], 0);
         assert!(

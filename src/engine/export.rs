@@ -86,8 +86,8 @@ impl Engine {
                 store = %store_name,
                 stores_done = i + 1,
                 stores = account.stores.len(),
-                rows = outcome.found.iter().sum::<u64>(),
-                errors = outcome.errors.iter().filter(|e| e.is_some()).count(),
+                rows = outcome.targets.iter().flatten().sum::<u64>(),
+                errors = outcome.targets.iter().filter(|t| t.is_err()).count(),
                 seconds = started.signed_duration_since(Utc::now()).num_milliseconds().unsigned_abs() as f64 / 1000.0,
                 "export progress"
             );

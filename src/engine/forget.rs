@@ -72,9 +72,7 @@ impl Engine {
                 };
                 let mut outcome = step.run(store)?;
                 if let Some(held) = surveyed.get(store_name) {
-                    for (found, held) in outcome.found.iter_mut().zip(&held[range.clone()]) {
-                        *found = (*found).max(*held);
-                    }
+                    outcome.at_least(&held[range.clone()]);
                 }
                 per_store.push(outcome);
             }

@@ -20,30 +20,56 @@ use crate::requests::Kind;
 use crate::stores::{Batch, ExportSink, Found, Store, StoreError};
 use tracing::warn;
 
-/// A store's part in one batch: rows found per target, and the error of each target it could not do.
+/// A store's part for one target: the rows it found, or why it could not do its part.
+pub(super) type TargetOutcome = Result<u64, StoreFailure>;
+
+/// A store's part in one batch: one [`TargetOutcome`] per target, in batch order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StoreOutcome {
     /// The store's name.
     pub(super) name: String,
-    /// Rows found per target of the batch.
-    pub(super) found: Vec<u64>,
-    /// Per target, why the store could not do its part for it.
-    pub(super) errors: Vec<Option<StoreFailure>>,
+    /// Per target of the batch.
+    pub(super) targets: Vec<TargetOutcome>,
 }
 
 impl StoreOutcome {
+    /// Every target of a batch found `found` rows.
+    pub(super) fn found(name: &str, found: Vec<u64>) -> StoreOutcome {
+        StoreOutcome {
+            name: name.to_owned(),
+            targets: found.into_iter().map(Ok).collect(),
+        }
+    }
+
     /// Every target of a batch of `n` failed with `error`.
     pub(super) fn failed(name: &str, n: usize, error: StoreFailure) -> StoreOutcome {
         StoreOutcome {
             name: name.to_owned(),
-            found: vec![0; n],
-            errors: vec![Some(error); n],
+            targets: vec![Err(error); n],
         }
     }
 
     /// Whether any target failed.
     pub(super) fn any_error(&self) -> bool {
-        self.errors.iter().any(Option::is_some)
+        self.targets.iter().any(Result::is_err)
+    }
+
+    /// The rows found per target, when no target failed.
+    pub(super) fn all_found(&self) -> Option<Vec<u64>> {
+        self.targets
+            .iter()
+            .map(|t| t.as_ref().ok().copied())
+            .collect()
+    }
+
+    /// Raises each succeeded target's count to at least its `floor` (rows an earlier run of the same step found
+    /// and changed): a resumed step never turns a SUCCESS into "not found".
+    pub(super) fn at_least(&mut self, floor: &[u64]) {
+        for (target, floor) in self.targets.iter_mut().zip(floor) {
+            if let Ok(found) = target {
+                *found = (*found).max(*floor);
+            }
+        }
     }
 }
 
@@ -72,11 +98,7 @@ fn isolate(
 ) -> StoreOutcome {
     let n = batch.targets.len();
     let name = store.name().to_owned();
-    let mut outcome = StoreOutcome {
-        name: name.clone(),
-        found: vec![0; n],
-        errors: vec![None; n],
-    };
+    let mut outcome = StoreOutcome::found(&name, vec![0; n]);
     let mut store_sound: Option<bool> = None;
     let mut pending: Pending = vec![((0..n).collect(), Some(first))];
     while let Some((subset, result)) = pending.pop() {
@@ -87,7 +109,7 @@ fn isolate(
         match result {
             Ok(found) => {
                 for (k, &t) in subset.iter().enumerate() {
-                    outcome.found[t] = found.get(k).copied().unwrap_or(0);
+                    outcome.targets[t] = Ok(found.get(k).copied().unwrap_or(0));
                 }
             }
             Err(e) => {
@@ -107,7 +129,7 @@ fn isolate(
                 }
                 let failure = StoreFailure::from_error(&name, &e);
                 for &t in &subset {
-                    outcome.errors[t] = Some(failure.clone());
+                    outcome.targets[t] = Err(failure.clone());
                 }
             }
         }
@@ -150,12 +172,8 @@ impl ForgetStep<'_> {
         } = *self;
         let n = batch.targets.len();
         let prior = claim.step(chunk, name)?;
-        if let Some(Step { found, done: true }) = &prior {
-            return Ok(StoreOutcome {
-                name: name.to_owned(),
-                found: found.clone(),
-                errors: vec![None; n],
-            });
+        if let Some(Step { found, done: true }) = prior {
+            return Ok(StoreOutcome::found(name, found));
         }
         let store = match store {
             Ok(store) => store,
@@ -197,12 +215,10 @@ impl ForgetStep<'_> {
         crate::metrics::get().store_call(name, kind.prefix(), began.elapsed().as_secs_f64());
         // A row found before a crash still counts: a SUCCESS never turns into "not found" on a resumed step.
         if let Some(plan) = &plan {
-            for (f, p) in outcome.found.iter_mut().zip(plan) {
-                *f = (*f).max(*p);
-            }
+            outcome.at_least(plan);
         }
-        if !outcome.any_error() {
-            claim.finish_step(chunk, name, &outcome.found)?;
+        if let Some(found) = outcome.all_found() {
+            claim.finish_step(chunk, name, &found)?;
         }
         Ok(outcome)
     }
@@ -251,19 +267,14 @@ pub(super) fn export_step<P: ExportSink>(
     let mut sink = part()?;
     let first = store.export(batch, &mut sink);
     if let Ok(found) = first {
-        let outcome = StoreOutcome {
-            name: store.name().to_owned(),
-            found,
-            errors: vec![None; n],
-        };
-        return Ok((outcome, Some(sink)));
+        return Ok((StoreOutcome::found(store.name(), found), Some(sink)));
     }
     drop(sink);
     // Which targets fail alone: their rows are thrown away, the others are exported again in one run.
     let probe = isolate(store, batch, first, &mut |store, _, sub| {
         store.export(sub, &mut Discard)
     });
-    let good: Vec<usize> = (0..n).filter(|&t| probe.errors[t].is_none()).collect();
+    let good: Vec<usize> = (0..n).filter(|&t| probe.targets[t].is_ok()).collect();
     if good.is_empty() {
         return Ok((probe, None));
     }
@@ -279,7 +290,7 @@ pub(super) fn export_step<P: ExportSink>(
     match result {
         Ok(found) => {
             for (k, &t) in good.iter().enumerate() {
-                outcome.found[t] = found.get(k).copied().unwrap_or(0);
+                outcome.targets[t] = Ok(found.get(k).copied().unwrap_or(0));
             }
             Ok((outcome, Some(sink)))
         }
@@ -287,7 +298,7 @@ pub(super) fn export_step<P: ExportSink>(
             warn!(store = %outcome.name, error = %e, "store failed during export");
             let failure = StoreFailure::from_error(&outcome.name, &e);
             for &t in &good {
-                outcome.errors[t] = Some(failure.clone());
+                outcome.targets[t] = Err(failure.clone());
             }
             Ok((outcome, None))
         }
@@ -364,12 +375,17 @@ mod tests {
         });
         let failed: Vec<u64> = keys
             .iter()
-            .zip(&outcome.errors)
-            .filter(|(_, e)| e.is_some())
+            .zip(&outcome.targets)
+            .filter(|(_, t)| t.is_err())
             .map(|(k, _)| *k)
             .collect();
         assert_eq!(failed, [3]);
-        assert_eq!(outcome.found, [1, 0, 2, 3, 4, 5, 6, 7]);
+        let found: Vec<u64> = outcome
+            .targets
+            .iter()
+            .map(|t| t.as_ref().copied().unwrap_or(0))
+            .collect();
+        assert_eq!(found, [1, 0, 2, 3, 4, 5, 6, 7]);
         assert!(
             store.runs <= 1 + 2 * 3,
             "one bad target of 8 costs a few runs, not one per target: {}",
@@ -480,12 +496,12 @@ mod tests {
                 .iter()
                 .map(|&e| rows.iter().any(|r| r.2 && holds(r, e)))
                 .collect();
-            let failed: Vec<bool> = outcome.errors.iter().map(Option::is_some).collect();
+            let failed: Vec<bool> = outcome.targets.iter().map(Result::is_err).collect();
             proptest::prop_assert_eq!(&failed, &should_fail, "rows {:?}, wanted {:?}", rows, wanted);
             for (k, &e) in wanted.iter().enumerate() {
                 let held = rows.iter().filter(|r| holds(r, e)).count() as u64;
                 if !should_fail[k] {
-                    proptest::prop_assert_eq!(outcome.found[k], held);
+                    proptest::prop_assert_eq!(&outcome.targets[k], &Ok(held));
                 }
             }
             for (row, (a, name)) in rows.iter().zip(&cells) {

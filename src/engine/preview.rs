@@ -220,9 +220,11 @@ fn ask(
     report.tables = tables;
     let outcome = StoreOutcome {
         name: name.to_owned(),
-        found,
-        errors: (0..n)
-            .map(|t| refused.get(&t).map(|e| StoreFailure::from_error(name, e)))
+        targets: (0..n)
+            .map(|t| match refused.get(&t) {
+                Some(e) => Err(StoreFailure::from_error(name, e)),
+                None => Ok(found.get(t).copied().unwrap_or(0)),
+            })
             .collect(),
     };
     (outcome, report)
