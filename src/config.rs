@@ -27,6 +27,7 @@ use std::time::Duration;
 
 pub use crate::engine::EngineConfig;
 pub use crate::http::config::{HttpAccountConfig, HttpConfig};
+pub use crate::journal::ClusterConfig;
 pub use crate::metrics::MetricsConfig;
 pub use crate::requests::{LimitsConfig, RequestRules};
 pub use crate::stores::{
@@ -202,6 +203,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// How many files run at once.
     pub engine: EngineConfig,
+    /// `[cluster]`: the journal in a PostgreSQL database shared by several nodes; none keeps the embedded SQLite
+    /// ledger of `state_dir`.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The file as written.
@@ -229,6 +233,8 @@ struct RawConfig {
     http: RawHttpConfig,
     #[serde(default)]
     engine: EngineConfig,
+    #[serde(default)]
+    cluster: Option<ClusterConfig>,
 }
 
 fn default_stop_deadline() -> Duration {
@@ -444,6 +450,9 @@ impl Config {
         for store in config.stores.values_mut() {
             store.resolve_paths(resolve);
         }
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.resolve_paths(resolve);
+        }
         Ok(config)
     }
 
@@ -510,6 +519,9 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
         }
         store.validate(name)?;
     }
+    if let Some(cluster) = &raw.cluster {
+        cluster.validate().map_err(|e| e.to_string())?;
+    }
     Ok(Config {
         path: path.to_owned(),
         state_dir: raw.state_dir,
@@ -523,6 +535,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
         stop_deadline_seconds: raw.stop_deadline_seconds,
         http,
         engine: raw.engine,
+        cluster: raw.cluster,
     })
 }
 

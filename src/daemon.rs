@@ -307,6 +307,7 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ("intake", new.intake != running.intake),
         ("log", new.log != running.log),
         ("engine", new.engine != running.engine),
+        ("cluster", new.cluster != running.cluster),
     ];
     for (section, changed) in restart_only {
         if changed {

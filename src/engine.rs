@@ -28,7 +28,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 mod chunk;
 mod export;
@@ -146,7 +146,7 @@ impl Engine {
     /// # Errors
     /// [`EngineError`] when the state folder cannot be prepared.
     pub fn new(config: Arc<Config>, stop: CancellationToken) -> Result<Engine, EngineError> {
-        let journal = Journal::open(&config.state_dir)?;
+        let journal = Journal::open_config(&config)?;
         let secret = Secret::load_or_create(&config.state_dir)
             .map_err(io_err("cannot load the installation secret"))?;
         let mut removed = journal.remove_leftovers()?;
@@ -308,6 +308,10 @@ impl Engine {
             Known::Unfinished(claim) => {
                 info!(account = %account.name, file = name, id = claim.id(), "resuming claimed file");
                 return self.run(account, name, &path, &claim);
+            }
+            Known::Elsewhere { node } => {
+                debug!(account = %account.name, file = name, node = %node, "claimed file held by another node");
+                return Ok(Outcome::Ignored);
             }
             Known::Rejected => {
                 remove_if_present(&path)

@@ -138,6 +138,14 @@ enum Command {
         #[arg(required = true)]
         devices: Vec<String>,
     },
+    /// Copy the state folder's SQLite ledger (and the claimed copies of files in work) into the PostgreSQL ledger
+    /// of the config's `[cluster]`: the step from one node to a cluster. Stop the daemon first. Running it again
+    /// is harmless; a target holding other rows is refused.
+    MigrateLedger {
+        /// The config file (its `state_dir` and its `[cluster]`).
+        #[arg(long, short, default_value = "/etc/gdprd/gdprd.toml")]
+        config: PathBuf,
+    },
     /// Write a demo contact-centre database: a SQLite file, or the same rows loaded into PostgreSQL or MySQL
     /// (with the schemas in `fixtures/postgres/` and `fixtures/mysql/`).
     DemoDb {
@@ -219,6 +227,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::MigrateLedger { config: path } => migrate_ledger(&path),
         Command::HttpToken => {
             let (token, hash) = gdprd::http::new_token();
             println!("token (give it to the client; gdprd keeps only its hash): {token}");
@@ -268,6 +277,32 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn migrate_ledger(path: &Path) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let Some(cluster) = &config.cluster else {
+        bail!(
+            "{}: no [cluster] section: name the PostgreSQL ledger to migrate to (see docs/cluster.md)",
+            path.display()
+        );
+    };
+    // The daemon of this state folder must not write the ledger while it is copied.
+    let _lock = gdprd::journal::StateLock::acquire(&config.state_dir)?;
+    let done = gdprd::journal::migrate_ledger(&config.state_dir, cluster)?;
+    let target = format!("schema {:?}", cluster.ledger_schema);
+    if done.already {
+        println!(
+            "the ledger in {target} already holds the same {} files and {} audit rows: nothing to copy",
+            done.files, done.audit
+        );
+    } else {
+        println!(
+            "copied {} files, {} audit rows and {} claimed copies into {target}",
+            done.files, done.audit, done.copies
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(config: &Config) {

@@ -62,7 +62,7 @@ pub fn files(
         }
     }
     let mut out = Vec::new();
-    let received = match Reader::open(&config.state_dir)? {
+    let received = match Reader::open_config(config)? {
         Some(reader) => reader.files(account, since)?,
         None => Vec::new(),
     };

@@ -5,6 +5,7 @@ mod harness;
 
 mod callbacks;
 mod cli;
+mod cluster;
 mod durability;
 mod export;
 mod forget;

@@ -26,12 +26,18 @@
 //!
 //! It never holds a device value in clear: the audit trail keeps a keyed hash (see [`crate::audit`]).
 
+mod cluster;
 mod folder;
 mod jobs;
+mod migrate;
+mod postgres;
 mod sqlite;
 
+pub use cluster::{ClusterConfig, ClusterConfigError};
 pub use folder::StateLock;
 pub use jobs::JobFacts;
+pub use migrate::{migrate_ledger, Migrated};
+pub use postgres::PostgresLedger;
 pub use sqlite::SqliteLedger;
 
 use crate::audit::Secret;
@@ -69,6 +75,37 @@ pub enum JournalError {
         dir: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// Another node took the file over after this node's lease expired (a cluster's ledger): this node's
+    /// write is refused, and nothing of it is recorded.
+    #[error("file {id} was taken over by node {}: this node's lease on it expired, and its writes are refused", holder.as_deref().unwrap_or("(none)"))]
+    Fenced {
+        /// The file's ledger id.
+        id: i64,
+        /// The node holding it now.
+        holder: Option<String>,
+    },
+    /// This node's installation secret is not the one the cluster's other nodes key their hashes with.
+    #[error("{} is not the installation secret of the cluster's other nodes (their audit hashes and file digests would not compare): copy secret.key from a node of the cluster (or from the node whose ledger was migrated) before starting this one", path.display())]
+    SecretMismatch {
+        /// This node's secret file.
+        path: PathBuf,
+    },
+    /// The cluster's ledger was migrated by a newer gdprd.
+    #[error("the ledger's schema is at version {found}, newer than this gdprd knows ({known}): upgrade gdprd")]
+    LedgerTooNew {
+        /// The version found in `schema_version`.
+        found: i32,
+        /// The newest version this gdprd knows.
+        known: i32,
+    },
+    /// `gdprd migrate-ledger` found the target ledger holding other rows than the SQLite ledger's.
+    #[error("the PostgreSQL ledger is not empty and holds other rows than {}: {what}; nothing was copied", source_path.display())]
+    MigrateConflict {
+        /// The SQLite ledger.
+        source_path: PathBuf,
+        /// What differs.
+        what: String,
     },
     /// A file of the state folder (or the submission leaving `GDPR_Submit`) could not be read or written.
     #[error("{context}: {source}")]
@@ -140,6 +177,22 @@ pub struct NewClaim<'a> {
     pub size: u64,
     /// Devices per chunk.
     pub batch_size: usize,
+    /// Its bytes: a ledger shared by several nodes keeps them, so that any node can resume the file.
+    pub bytes: &'a [u8],
+}
+
+/// Who holds the lease of a claimed file (see [`Ledger::acquire`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// This node, now; its writes of the file are fenced by the epoch it took.
+    Here,
+    /// Another node, whose lease has not expired.
+    Elsewhere {
+        /// The node's name.
+        node: String,
+        /// When its lease expires unless renewed (RFC 3339, UTC).
+        until: String,
+    },
 }
 
 /// A file's record as the HTTP front doors report it.
@@ -341,10 +394,34 @@ pub trait Ledger: Send + Sync {
     /// # Errors
     /// [`JournalError::Database`].
     fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError>;
+
+    /// Takes the lease of the claimed file `id` for this node, to work it: granted when no node holds it, when
+    /// this node does, or when the holder's lease has expired; each grant starts a new epoch, which fences the
+    /// writes of any earlier holder. A ledger of one node (SQLite) always grants it.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn acquire(&self, id: i64) -> Result<Holder, JournalError>;
+
+    /// Renews this node's lease of file `id` (every write of the file renews it too).
+    ///
+    /// # Errors
+    /// [`JournalError::Fenced`] when another node took the file over; [`JournalError::Database`].
+    fn renew(&self, id: i64) -> Result<(), JournalError>;
+
+    /// The bytes claimed as file `id`, when the ledger keeps them (a cluster's); `None` for a ledger that leaves
+    /// the copy to the state folder.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn claimed_copy(&self, id: i64) -> Result<Option<Vec<u8>>, JournalError>;
 }
 
 /// The chunk number under which a file's survey is kept as a step (chunks count from 0; this one never runs).
 const SURVEY_CHUNK: usize = u32::MAX as usize;
+
+/// The text whose keyed hash tells whether two nodes share the installation secret.
+const SECRET_CHECK: &str = "gdprd cluster: installation secret check";
 
 /// How a keyed file digest starts; a digest without it is a legacy, unkeyed SHA-256.
 const KEYED: &str = "hmac-sha256:";
@@ -355,6 +432,11 @@ pub enum Known {
     New,
     /// Claimed and not finished: a crash came while it ran; it resumes.
     Unfinished(Claim),
+    /// Claimed and not finished, and another node of the cluster holds its lease: it is that node's to work.
+    Elsewhere {
+        /// The node holding it.
+        node: String,
+    },
     /// Rejected, but not yet out of `GDPR_Submit` (a crash came before its removal).
     Rejected,
     /// Finished, but not yet out of `GDPR_Submit` (a crash came before its removal).
@@ -371,6 +453,8 @@ pub struct Journal {
     secret: Arc<Secret>,
     /// The ids of the files the workers are executing now.
     executing: Arc<Mutex<HashSet<i64>>>,
+    /// Whether the ledger is a cluster's, which keeps the claimed copies itself (none in the state folder).
+    shared: bool,
 }
 
 impl Journal {
@@ -382,19 +466,48 @@ impl Journal {
     /// # Errors
     /// [`JournalError`] when the folders, the secret or the ledger cannot be prepared.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        Journal::open_with(state_dir, None)
+    }
+
+    /// Opens the journal `config` says: with `[cluster]`, the PostgreSQL ledger it names, this node's name in
+    /// its leases, and the state folder for what stays local (export parts, HTTP jobs' files, the secret);
+    /// without it, as [`Journal::open`].
+    ///
+    /// # Errors
+    /// [`JournalError`] when the folders, the secret or the ledger cannot be prepared.
+    pub fn open_config(config: &crate::config::Config) -> Result<Journal, JournalError> {
+        Journal::open_with(&config.state_dir, config.cluster.as_ref())
+    }
+
+    /// Opens the journal of `state_dir` with the ledger of `cluster`, or the state folder's SQLite ledger.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the folders, the secret or the ledger cannot be prepared.
+    pub fn open_with(
+        state_dir: &Path,
+        cluster: Option<&ClusterConfig>,
+    ) -> Result<Journal, JournalError> {
         let folder = StateFolder::create(state_dir)?;
         let secret = Secret::load_or_create(state_dir).map_err(|source| JournalError::Lock {
             dir: state_dir.to_owned(),
             source,
         })?;
-        let ledger = SqliteLedger::open(state_dir, &|id, legacy| {
-            use sha2::Digest;
-            let copy = std::fs::read(folder.claimed_copy(id)).ok()?;
-            (hex::encode(sha2::Sha256::digest(&copy)) == legacy)
-                .then(|| format!("{KEYED}{}", secret.hmac_bytes(&copy)))
-        })?;
+        let ledger: Arc<dyn Ledger> = match cluster {
+            Some(cluster) => {
+                let ledger = PostgresLedger::open(cluster, &cluster.node_name())?;
+                ledger.check_secret(&secret.hmac(SECRET_CHECK), state_dir)?;
+                Arc::new(ledger)
+            }
+            None => Arc::new(SqliteLedger::open(state_dir, &|id, legacy| {
+                use sha2::Digest;
+                let copy = std::fs::read(folder.claimed_copy(id)).ok()?;
+                (hex::encode(sha2::Sha256::digest(&copy)) == legacy)
+                    .then(|| format!("{KEYED}{}", secret.hmac_bytes(&copy)))
+            })?),
+        };
         Ok(Journal {
-            ledger: Arc::new(ledger),
+            shared: cluster.is_some(),
+            ledger,
             folder: Arc::new(folder),
             secret: Arc::new(secret),
             executing: Arc::default(),
@@ -431,7 +544,10 @@ impl Journal {
     pub fn admit(&self, account: &str, name: &str) -> Result<Known, JournalError> {
         Ok(match self.ledger.lookup(account, name)? {
             None => Known::New,
-            Some(rec) if rec.state == FileState::Claimed => Known::Unfinished(self.claim_of(rec)),
+            Some(rec) if rec.state == FileState::Claimed => match self.ledger.acquire(rec.id)? {
+                Holder::Here => Known::Unfinished(self.claim_of(rec)),
+                Holder::Elsewhere { node, .. } => Known::Elsewhere { node },
+            },
             Some(rec) if !rec.removed && rec.state == FileState::Rejected => Known::Rejected,
             Some(rec) if !rec.removed => Known::Finished(self.claim_of(rec)),
             Some(rec) => Known::Taken(rec),
@@ -458,8 +574,11 @@ impl Journal {
             digest: &self.digest(bytes),
             size: bytes.len() as u64,
             batch_size,
+            bytes,
         })?;
-        self.folder.keep_copy(record.id, bytes)?;
+        if !self.shared {
+            self.folder.keep_copy(record.id, bytes)?;
+        }
         Ok(self.claim_of(record))
     }
 
@@ -478,16 +597,21 @@ impl Journal {
         bytes: &[u8],
         batch_size: usize,
     ) -> Result<Claim, JournalError> {
-        let pending = self.folder.write_pending(bytes)?;
-        let record = self.ledger.claim(&NewClaim {
+        let claim = NewClaim {
             account,
             name,
             kind,
             digest: &self.digest(bytes),
             size: bytes.len() as u64,
             batch_size,
-        });
-        let record = match record {
+            bytes,
+        };
+        if self.shared {
+            // The claim and the copy are one row of a cluster's ledger.
+            return Ok(self.claim_of(self.ledger.claim(&claim)?));
+        }
+        let pending = self.folder.write_pending(bytes)?;
+        let record = match self.ledger.claim(&claim) {
             Ok(record) => record,
             Err(e) => {
                 let _ = atomic::remove_if_present(&pending);
@@ -498,16 +622,23 @@ impl Journal {
         Ok(self.claim_of(record))
     }
 
-    /// The claimed file `id`, to execute, if it is still claimed (a file the HTTP front doors submitted).
+    /// The claimed file `id`, to execute, if it is still claimed (a file the HTTP front doors submitted) and no
+    /// other node of a cluster holds it.
     ///
     /// # Errors
     /// [`JournalError::Database`].
     pub fn claimed(&self, id: i64) -> Result<Option<Claim>, JournalError> {
-        Ok(self
+        let Some(rec) = self
             .ledger
             .record(id)?
             .filter(|rec| rec.state == FileState::Claimed)
-            .map(|rec| self.claim_of(rec)))
+        else {
+            return Ok(None);
+        };
+        Ok(match self.ledger.acquire(id)? {
+            Holder::Here => Some(self.claim_of(rec)),
+            Holder::Elsewhere { .. } => None,
+        })
     }
 
     /// Records the name `name` of `account` as rejected, with the reason and its audit entry.
@@ -585,9 +716,9 @@ impl Journal {
 }
 
 /// The ledger of a state folder opened read-only, for `gdprd status`: safe while the daemon runs (the ledger is
-/// in WAL mode), and it takes no lock and creates nothing.
+/// in WAL mode), and it takes no lock and creates nothing. A cluster's ledger is read the same way.
 pub struct Reader {
-    ledger: SqliteLedger,
+    ledger: Box<dyn Ledger>,
 }
 
 impl Reader {
@@ -596,7 +727,27 @@ impl Reader {
     /// # Errors
     /// [`JournalError::Database`].
     pub fn open(state_dir: &Path) -> Result<Option<Reader>, JournalError> {
-        Ok(SqliteLedger::open_read_only(state_dir)?.map(|ledger| Reader { ledger }))
+        Ok(
+            SqliteLedger::open_read_only(state_dir)?.map(|ledger| Reader {
+                ledger: Box::new(ledger),
+            }),
+        )
+    }
+
+    /// Opens the ledger `config` says (its `[cluster]` ledger, or the state folder's) to read it; `None` when
+    /// there is none yet.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn open_config(config: &crate::config::Config) -> Result<Option<Reader>, JournalError> {
+        match &config.cluster {
+            Some(cluster) => Ok(
+                PostgresLedger::open_existing(cluster)?.map(|ledger| Reader {
+                    ledger: Box::new(ledger),
+                }),
+            ),
+            None => Reader::open(&config.state_dir),
+        }
     }
 
     /// The files of `account` (or every account) received since `since` (RFC 3339), newest first.
@@ -682,9 +833,25 @@ impl Claim {
     pub fn read_claimed(&self, submitted: &Path, cap: u64) -> Option<Vec<u8>> {
         let copy = self.journal.folder.claimed_copy(self.record.id);
         read_capped(&copy, cap)
-            .or_else(|_| read_capped(submitted, cap))
             .ok()
+            .or_else(|| match self.journal.ledger.claimed_copy(self.record.id) {
+                Ok(Some(bytes)) if bytes.len() as u64 <= cap => Some(bytes),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(id = self.record.id, error = %e, "cannot read the claimed copy from the ledger");
+                    None
+                }
+            })
+            .or_else(|| read_capped(submitted, cap).ok())
             .filter(|bytes| self.journal.holds(&self.record, bytes))
+    }
+
+    /// Renews this node's lease of the file (a cluster's ledger; every journal write renews it too).
+    ///
+    /// # Errors
+    /// [`JournalError::Fenced`] when another node has taken the file over.
+    pub fn renew(&self) -> Result<(), JournalError> {
+        self.journal.ledger.renew(self.record.id)
     }
 
     /// `store`'s step for `chunk`, if one was recorded.

@@ -5,8 +5,8 @@
 //! lets a reader and a writer run at once). `gdprd status` opens its own, read-only.
 
 use super::{
-    AuditEntry, Counts, FileRecord, FileState, FileSummary, JobRecord, JournalError, Ledger,
-    NewClaim, Position, Step, KEYED,
+    AuditEntry, Counts, FileRecord, FileState, FileSummary, Holder, JobRecord, JournalError,
+    Ledger, NewClaim, Position, Step, KEYED,
 };
 use crate::engine::{Response, ResponseKind};
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ impl From<rusqlite::Error> for JournalError {
 }
 
 /// The ledger's file in the state folder.
-const FILE: &str = "ledger.db";
+pub(super) const FILE: &str = "ledger.db";
 
 const SCHEMA: &str = r"
 PRAGMA journal_mode = WAL;
@@ -512,6 +512,20 @@ impl Ledger for SqliteLedger {
             }
         }
         Ok(files.into_iter().map(|(_, file)| file).collect())
+    }
+
+    /// One daemon holds the state folder (its lock): every claim is its own.
+    fn acquire(&self, _id: i64) -> Result<Holder, JournalError> {
+        Ok(Holder::Here)
+    }
+
+    fn renew(&self, _id: i64) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    /// The copy is the state folder's (`claimed/ID.json`).
+    fn claimed_copy(&self, _id: i64) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(None)
     }
 }
 

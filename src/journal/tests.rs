@@ -26,10 +26,98 @@ fn unfinished(j: &Journal) -> Vec<(String, String)> {
     j.unfinished().expect("unfinished")
 }
 
+/// A PostgreSQL schema of its own for one test's cluster ledger, dropped when the test ends.
+pub(super) struct PgSchema {
+    pub(super) url: String,
+    pub(super) name: String,
+}
+
+impl PgSchema {
+    /// A fresh schema name on the test server, or `None` (a skip, said on the terminal) outside CI when
+    /// `GDPRD_TEST_POSTGRES_URL` is not set.
+    pub(super) fn new() -> Option<PgSchema> {
+        let Ok(url) = std::env::var("GDPRD_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set GDPRD_TEST_POSTGRES_URL"
+            );
+            eprintln!("skipping the PostgreSQL ledger: GDPRD_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("gdprd_t_{:016x}", rand::random::<u64>());
+        Some(PgSchema { url, name })
+    }
+
+    /// `[cluster]` for node `node` on this schema.
+    pub(super) fn cluster(&self, node: &str) -> ClusterConfig {
+        ClusterConfig {
+            ledger_url: self.url.clone(),
+            password_file: None,
+            password_env: None,
+            tls: crate::stores::TlsMode::Disable,
+            ca_file: None,
+            ledger_schema: self.name.clone(),
+            node: Some(node.to_owned()),
+            lease_seconds: std::time::Duration::from_secs(30),
+            connect_timeout_seconds: std::time::Duration::from_secs(10),
+        }
+    }
+
+    /// A connection of its own, with the schema as its search path.
+    pub(super) fn raw(&self) -> ::postgres::Client {
+        let mut c = ::postgres::Client::connect(&self.url, ::postgres::NoTls).expect("connect");
+        c.batch_execute(&format!("SET search_path TO {}", self.name))
+            .expect("search path");
+        c
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = ::postgres::Client::connect(&self.url, ::postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// A journal to test, on one ledger or the other.
+struct Backend {
+    what: &'static str,
+    dir: tempfile::TempDir,
+    journal: Journal,
+    pg: Option<PgSchema>,
+}
+
+/// A journal on the SQLite ledger, and one on a PostgreSQL ledger of its own when the test server is set.
+fn backends() -> Vec<Backend> {
+    let sqlite_dir = tempfile::tempdir().expect("tempdir");
+    let mut out = vec![Backend {
+        what: "sqlite",
+        journal: Journal::open(sqlite_dir.path()).expect("open"),
+        dir: sqlite_dir,
+        pg: None,
+    }];
+    if let Some(pg) = PgSchema::new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        out.push(Backend {
+            what: "postgres",
+            journal: Journal::open_with(dir.path(), Some(&pg.cluster("n1"))).expect("open"),
+            dir,
+            pg: Some(pg),
+        });
+    }
+    out
+}
+
 #[test]
 fn claim_plan_complete_round_trip() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let j = Journal::open(dir.path()).expect("open");
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        claim_plan_complete_round_trip_on(&b.journal, b.dir.path());
+    }
+}
+
+fn claim_plan_complete_round_trip_on(j: &Journal, dir: &Path) {
     assert!(matches!(j.admit("a", "f").expect("admit"), Known::New));
     let claim = j.claim("a", "f", Kind::Forget, b"abc", 2).expect("claim");
     assert_eq!(
@@ -66,7 +154,7 @@ fn claim_plan_complete_round_trip() {
         claim.responses().expect("responses")[&(0, 0)],
         Response::Success
     );
-    assert_eq!(unfinished(&j), vec![("a".to_owned(), "f".to_owned())]);
+    assert_eq!(unfinished(j), vec![("a".to_owned(), "f".to_owned())]);
     assert!(matches!(
         j.admit("a", "f").expect("admit"),
         Known::Unfinished(c) if c.id() == claim.id() && c.kind() == Some(Kind::Forget)
@@ -78,12 +166,10 @@ fn claim_plan_complete_round_trip() {
         j.admit("a", "f").expect("admit"),
         Known::Finished(_)
     ));
-    claim.mark_removed(dir.path()).expect("removed");
-    assert!(unfinished(&j).is_empty());
+    claim.mark_removed(dir).expect("removed");
+    assert!(unfinished(j).is_empty());
     assert!(
-        !dir.path()
-            .join(format!("claimed/{}.json", claim.id()))
-            .exists(),
+        !dir.join(format!("claimed/{}.json", claim.id())).exists(),
         "the claimed copy goes with the submission"
     );
     assert!(matches!(
@@ -94,19 +180,26 @@ fn claim_plan_complete_round_trip() {
 
 #[test]
 fn a_submitted_request_is_claimed_with_its_copy_and_reported_while_it_executes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let j = Journal::open(dir.path()).expect("open");
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        submitted_on(&b.journal, b.dir.path(), b.pg.is_some());
+    }
+}
+
+fn submitted_on(j: &Journal, dir: &Path, shared: bool) {
     let claim = j
         .submit("a", "forget-api-x.json", Kind::Forget, b"{}", 500)
         .expect("submit");
-    let claimed: Vec<String> = folder::entries(&dir.path().join("claimed"))
+    let claimed: Vec<String> = folder::entries(&dir.join("claimed"))
         .map(|(_, n)| n)
         .collect();
-    assert_eq!(
-        claimed,
-        vec![format!("{}.json", claim.id())],
-        "no pending copy is left"
-    );
+    let copies = if shared {
+        // A cluster's ledger keeps the copy itself.
+        vec![]
+    } else {
+        vec![format!("{}.json", claim.id())]
+    };
+    assert_eq!(claimed, copies, "no pending copy is left");
     let taken = j
         .claimed(claim.id())
         .expect("claimed")
@@ -127,9 +220,14 @@ fn a_submitted_request_is_claimed_with_its_copy_and_reported_while_it_executes()
 
 #[test]
 fn leaving_removes_only_the_file_claimed() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        leaving_on(&b.journal);
+    }
+}
+
+fn leaving_on(j: &Journal) {
     let submit = tempfile::tempdir().expect("tempdir");
-    let j = Journal::open(dir.path()).expect("open");
     let path = submit.path().join("f");
     std::fs::write(&path, b"abc").expect("write");
     let claim = j.claim("a", "f", Kind::Forget, b"abc", 2).expect("claim");
@@ -213,13 +311,292 @@ fn file_digests_are_keyed_and_old_ledgers_are_migrated() {
 
 #[test]
 fn audit_is_append_only() {
+    for b in backends() {
+        b.journal
+            .reject("a", "f", "ERROR: x", &entry())
+            .expect("insert");
+        match &b.pg {
+            None => {
+                let conn = raw(b.dir.path());
+                let err = conn.execute("DELETE FROM audit", []).expect_err("refused");
+                assert!(err.to_string().contains("append-only"));
+                assert!(conn.execute("UPDATE audit SET outcome = 'x'", []).is_err());
+            }
+            Some(pg) => {
+                let mut c = pg.raw();
+                for sql in [
+                    "DELETE FROM audit",
+                    "UPDATE audit SET outcome = 'x'",
+                    "TRUNCATE audit",
+                ] {
+                    let err = c.batch_execute(sql).expect_err(sql);
+                    let db = err.as_db_error().map(|e| e.message().to_owned());
+                    assert_eq!(
+                        db.as_deref(),
+                        Some("the audit trail is append-only"),
+                        "{sql}"
+                    );
+                }
+                let n: i64 = c
+                    .query_one("SELECT count(*) FROM audit", &[])
+                    .expect("count")
+                    .get(0);
+                assert_eq!(n, 1);
+            }
+        }
+    }
+}
+
+/// Two nodes of one cluster: each with its state folder (the same installation secret) on one ledger.
+fn two_nodes(pg: &PgSchema) -> [(tempfile::TempDir, Journal); 2] {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    let ja = Journal::open_with(a.path(), Some(&pg.cluster("node-a"))).expect("node a");
+    std::fs::copy(a.path().join("secret.key"), b.path().join("secret.key")).expect("secret");
+    let jb = Journal::open_with(b.path(), Some(&pg.cluster("node-b"))).expect("node b");
+    [(a, ja), (b, jb)]
+}
+
+#[test]
+fn two_nodes_racing_to_claim_one_file_one_wins() {
+    let Some(pg) = PgSchema::new() else { return };
+    let [(_a, ja), (_b, jb)] = two_nodes(&pg);
+    for round in 0..20 {
+        let name = format!("f{round}");
+        let barrier = std::sync::Barrier::new(2);
+        let claim = |j: &Journal| {
+            barrier.wait();
+            j.claim("acc", &name, Kind::Forget, b"{}", 10)
+                .map(|c| c.id())
+        };
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| claim(&ja));
+            let tb = s.spawn(|| claim(&jb));
+            (ta.join().expect("a"), tb.join().expect("b"))
+        });
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "round {round}: exactly one claim wins: {ra:?} {rb:?}"
+        );
+        // The loser sees the winner's claim, held: it is the winner's to work.
+        let (winner, loser, node) = if ra.is_ok() {
+            (&ja, &jb, "node-a")
+        } else {
+            (&jb, &ja, "node-b")
+        };
+        assert!(
+            matches!(loser.admit("acc", &name).expect("admit"), Known::Elsewhere { node: n } if n == node),
+            "round {round}"
+        );
+        assert!(matches!(
+            winner.admit("acc", &name).expect("admit"),
+            Known::Unfinished(_)
+        ));
+    }
+    let n: i64 = pg
+        .raw()
+        .query_one("SELECT count(*) FROM files", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 20);
+}
+
+#[test]
+fn a_node_whose_lease_expired_is_fenced_once_another_took_the_file_over() {
+    let Some(pg) = PgSchema::new() else { return };
+    let [(a, ja), (_b, jb)] = two_nodes(&pg);
+    let bytes = br#"{"requests":[]}"#;
+    let first = ja
+        .claim("acc", "f", Kind::Forget, bytes, 10)
+        .expect("claim");
+    first
+        .plan_step(0, "s", &[1])
+        .expect("node a writes while it holds the lease");
+    first.renew().expect("renew");
+    assert!(
+        matches!(jb.admit("acc", "f").expect("admit"), Known::Elsewhere { node } if node == "node-a"),
+        "a live lease is not taken over"
+    );
+    // Node a pauses past its lease (as under SIGSTOP): the lease expires on the server's clock.
+    pg.raw()
+        .execute(
+            "UPDATE files SET lease_expires = now() - interval '1 second' WHERE id = $1",
+            &[&first.id()],
+        )
+        .expect("expire");
+    let Known::Unfinished(second) = jb.admit("acc", "f").expect("admit") else {
+        panic!("an expired lease is taken over");
+    };
+    assert_eq!(second.id(), first.id());
+    assert!(
+        !a.path()
+            .join(format!("claimed/{}.json", first.id()))
+            .exists(),
+        "a cluster node keeps no copy of its own"
+    );
+    assert_eq!(
+        second.read_claimed(Path::new("/nonexistent"), 1000),
+        Some(bytes.to_vec()),
+        "node b reads the claimed copy from the ledger"
+    );
+    second.finish_step(0, "s", &[1]).expect("node b writes");
+    // Node a wakes up: each of its late writes is refused and leaves nothing.
+    let fenced = |r: Result<(), JournalError>| matches!(r, Err(JournalError::Fenced { holder: Some(ref h), .. }) if h == "node-b");
+    assert!(fenced(first.plan_step(0, "s", &[9])));
+    assert!(fenced(first.complete_chunk(
+        0,
+        &[((0, 0), Response::Success)],
+        &[entry()]
+    )));
+    assert!(fenced(first.finish(&[], Counts::default(), None)));
+    assert!(fenced(first.renew()));
+    assert_eq!(
+        second.step(0, "s").expect("step"),
+        Some(Step {
+            found: vec![1],
+            done: true
+        }),
+        "node a's late plan did not land"
+    );
+    assert!(!second.chunk_done(0).expect("chunk"), "nor its chunk");
+    let audit: i64 = pg
+        .raw()
+        .query_one("SELECT count(*) FROM audit", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(audit, 0, "nor its audit rows");
+    second
+        .complete_chunk(0, &[((0, 0), Response::Success)], &[entry()])
+        .expect("node b completes");
+    second
+        .finish(&[], Counts::default(), None)
+        .expect("node b finishes");
+    assert!(matches!(
+        ja.admit("acc", "f").expect("admit"),
+        Known::Finished(_)
+    ));
+}
+
+#[test]
+fn migrations_run_once_when_nodes_start_together() {
+    let Some(pg) = PgSchema::new() else { return };
+    let barrier = std::sync::Barrier::new(4);
+    let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (pg, barrier) = (&pg, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    PostgresLedger::open(&pg.cluster(&format!("n{i}")), "n")
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    let mut c = pg.raw();
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .expect("versions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=postgres::MIGRATIONS.len() as i32).collect::<Vec<_>>()
+    );
+    c.execute("INSERT INTO schema_version (version) VALUES (999)", &[])
+        .expect("a newer gdprd's migration");
+    let err = PostgresLedger::open(&pg.cluster("n"), "n")
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, JournalError::LedgerTooNew { found: 999, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_node_with_another_installation_secret_is_refused() {
+    let Some(pg) = PgSchema::new() else { return };
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    Journal::open_with(a.path(), Some(&pg.cluster("a"))).expect("first node");
+    let err = Journal::open_with(b.path(), Some(&pg.cluster("b")))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, JournalError::SecretMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("copy secret.key"), "{err}");
+}
+
+#[test]
+fn migrate_ledger_copies_a_sqlite_ledger_once_and_refuses_other_rows() {
+    let Some(pg) = PgSchema::new() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let j = Journal::open(dir.path()).expect("open");
-    j.reject("a", "f", "ERROR: x", &entry()).expect("insert");
-    let conn = raw(dir.path());
-    let err = conn.execute("DELETE FROM audit", []).expect_err("refused");
-    assert!(err.to_string().contains("append-only"));
-    assert!(conn.execute("UPDATE audit SET outcome = 'x'", []).is_err());
+    let bytes = br#"{"requests":[]}"#;
+    let (done_id, open_id) = {
+        let j = Journal::open(dir.path()).expect("open");
+        let done = j.claim("a", "done", Kind::Forget, b"x", 10).expect("claim");
+        done.plan_step(0, "s", &[2]).expect("plan");
+        done.finish_step(0, "s", &[2]).expect("step");
+        done.complete_chunk(
+            0,
+            &[((0, 0), Response::Success), ((0, 1), Response::NotFound)],
+            &[entry(), entry()],
+        )
+        .expect("chunk");
+        done.finish(&["done-execution-log.json".into()], Counts::default(), None)
+            .expect("finish");
+        done.mark_removed(dir.path()).expect("removed");
+        j.reject("a", "bad", "ERROR: x", &entry()).expect("reject");
+        let open = j
+            .claim("a", "open", Kind::Export, bytes, 10)
+            .expect("claim");
+        (done.id(), open.id())
+    };
+    let cluster = pg.cluster("n1");
+    let first = migrate_ledger(dir.path(), &cluster).expect("migrate");
+    assert_eq!(
+        first,
+        Migrated {
+            files: 3,
+            audit: 3,
+            copies: 1,
+            already: false
+        }
+    );
+    let again = migrate_ledger(dir.path(), &cluster).expect("again");
+    assert!(again.already, "{again:?}");
+    // The cluster node (this state folder's secret) sees everything the SQLite ledger held.
+    std::fs::remove_file(dir.path().join(format!("claimed/{open_id}.json"))).expect("rm copy");
+    let j = Journal::open_with(dir.path(), Some(&cluster)).expect("cluster journal");
+    let Known::Unfinished(open) = j.admit("a", "open").expect("admit") else {
+        panic!("the file in work resumes");
+    };
+    assert_eq!(open.id(), open_id);
+    assert_eq!(open.kind(), Some(Kind::Export));
+    assert_eq!(
+        open.read_claimed(Path::new("/nonexistent"), 1000),
+        Some(bytes.to_vec()),
+        "its claimed copy came along"
+    );
+    assert!(matches!(j.admit("a", "done").expect("admit"), Known::Taken(r) if r.id == done_id));
+    assert!(matches!(
+        j.admit("a", "bad").expect("admit"),
+        Known::Rejected
+    ));
+    let responses = j.responses(done_id).expect("responses");
+    assert_eq!(responses[&(0, 1)], Response::NotFound);
+    let next = j.claim("a", "next", Kind::Forget, b"y", 10).expect("claim");
+    assert!(next.id() > open_id, "new ids follow the copied ones");
+    // Other rows than the SQLite ledger's: refused, nothing written.
+    let err = migrate_ledger(dir.path(), &cluster).expect_err("refused");
+    assert!(matches!(err, JournalError::MigrateConflict { .. }), "{err}");
 }
 
 /// Issue 17: several workers execute files at once; each file is reported in progress until its own worker is

@@ -29,6 +29,7 @@ pub use error::{
     CallFailure, CallbackError, CsvProblem, DriverError, MappingError, StoreError, Unreachable,
 };
 pub use mapping::{ForgetMode, PhoneConfig, TableMapping};
+pub(crate) use postgres::connect_client;
 pub use preview::{Action, StorePreview, TablePreview};
 pub use sql::{SqlConfig, TlsMode};
 pub use sqlite::SqliteConfig;

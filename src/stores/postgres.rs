@@ -8,6 +8,7 @@ use postgres::config::SslMode;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
+use std::path::Path;
 
 /// A connection to a PostgreSQL server.
 pub(crate) struct PgConn {
@@ -15,14 +16,39 @@ pub(crate) struct PgConn {
 }
 
 /// The TLS connector for `prefer`, `require` (any certificate) and `verify-full` (checked; see [`super::tls`]).
-fn tls(config: &SqlConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
-    let client = if config.tls == TlsMode::VerifyFull {
-        super::tls::verifying(config.ca_file.as_deref())?
+fn tls(
+    mode: TlsMode,
+    ca_file: Option<&Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let client = if mode == TlsMode::VerifyFull {
+        super::tls::verifying(ca_file)?
     } else {
         // `prefer` and `require` encrypt without checking who answers, as libpq's sslmode does.
         super::tls::unverified()?
     };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(client))
+}
+
+/// A client connected with `pg` over the transport `mode` says (`ca_file` for `verify-full`): what the
+/// `postgres` store and the PostgreSQL ledger of a cluster (`crate::journal`) both connect with.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the server cannot be reached or refuses the login, [`StoreError::Mapping`]
+/// when the `ca_file` is unusable.
+pub(crate) fn connect_client(
+    pg: &mut postgres::Config,
+    mode: TlsMode,
+    ca_file: Option<&Path>,
+) -> Result<Client, StoreError> {
+    pg.application_name("gdprd");
+    Ok(match mode {
+        TlsMode::Disable => pg.ssl_mode(SslMode::Disable).connect(NoTls),
+        TlsMode::Prefer => pg.ssl_mode(SslMode::Prefer).connect(tls(mode, ca_file)?),
+        TlsMode::Require | TlsMode::VerifyFull => {
+            pg.ssl_mode(SslMode::Require).connect(tls(mode, ca_file)?)
+        }
+    }
+    .map_err(|e| Unreachable::Connect(DriverError::Postgres(e)))?)
 }
 
 impl PgConn {
@@ -63,16 +89,8 @@ impl Backend for PgConn {
         if let Some(pw) = super::sql::password(config)? {
             pg.password(pw);
         }
-        pg.connect_timeout(config.connect_timeout_seconds)
-            .application_name("gdprd");
-        let client = match config.tls {
-            TlsMode::Disable => pg.ssl_mode(SslMode::Disable).connect(NoTls),
-            TlsMode::Prefer => pg.ssl_mode(SslMode::Prefer).connect(tls(config)?),
-            TlsMode::Require | TlsMode::VerifyFull => {
-                pg.ssl_mode(SslMode::Require).connect(tls(config)?)
-            }
-        }
-        .map_err(|e| Unreachable::Connect(DriverError::Postgres(e)))?;
+        pg.connect_timeout(config.connect_timeout_seconds);
+        let client = connect_client(&mut pg, config.tls, config.ca_file.as_deref())?;
         let mut conn = PgConn { client };
         let t = config.statement_timeout_seconds.as_secs();
         let mut setup = format!("SET statement_timeout = '{t}s'; SET lock_timeout = '{t}s';");
