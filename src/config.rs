@@ -96,6 +96,9 @@ pub enum Invalid {
     /// An `[[accounts]]` entry on its own, or against the other sections.
     #[error(transparent)]
     Account(#[from] AccountConfigError),
+    /// `[cluster]`.
+    #[error(transparent)]
+    Cluster(#[from] crate::journal::ClusterConfigError),
     /// `[http] max_lines` above `[limits] max_contacts`.
     #[error("[http]: max_lines ({max_lines}) is more than [limits] max_contacts ({max_contacts}): a job that size would be refused whole")]
     JobAboveLimits {
@@ -520,7 +523,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Invalid> {
         store.validate(name)?;
     }
     if let Some(cluster) = &raw.cluster {
-        cluster.validate().map_err(|e| e.to_string())?;
+        cluster.validate()?;
     }
     Ok(Config {
         path: path.to_owned(),
