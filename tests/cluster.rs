@@ -1,8 +1,10 @@
 //! `[cluster]`: the journal in PostgreSQL. A node executes a file exactly as with the embedded SQLite ledger,
 //! `gdprd status` reads the shared ledger, and `gdprd migrate-ledger` brings a single node's ledger into it.
 
-use crate::harness::{responses, run, seed_forget, skip, today, Demo};
+use crate::durability::{large_forget, BATCH, DEVICES};
+use crate::harness::{responses, run, seed_forget, skip, today, wait_until, Demo};
 use serde_json::Value;
+use std::time::Duration;
 
 /// A PostgreSQL schema of its own for one test's ledger, dropped when the test ends.
 struct Schema {
@@ -34,10 +36,15 @@ impl Schema {
     }
 
     fn count(&self, sql: &str) -> i64 {
+        self.get(sql).unwrap_or(0)
+    }
+
+    /// One value from the ledger (`None` while its tables do not exist yet).
+    fn get<T: for<'a> postgres::types::FromSql<'a>>(&self, sql: &str) -> Option<T> {
         let mut c = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
         c.batch_execute(&format!("SET search_path TO {}", self.name))
             .expect("search path");
-        c.query_one(sql, &[]).expect("query").get(0)
+        c.query_one(sql, &[]).ok().map(|r| r.get(0))
     }
 }
 
@@ -163,4 +170,88 @@ fn migrate_ledger_brings_a_single_nodes_ledger_into_the_cluster() {
         1,
         "not executed again"
     );
+}
+
+#[test]
+fn a_killed_nodes_file_is_finished_by_another_node_once_its_lease_expires() {
+    let Some(schema) = Schema::new() else { return };
+    let demo = Demo::new(20_000, |c| {
+        c.merge(&format!("[limits]\nbatch_size = {BATCH}"));
+        c.merge(&format!("{}lease_seconds = 2\n", schema.section("node-1")));
+    });
+    let name = format!("forget-{}_020000.json", today());
+    let mut first = demo.start();
+    demo.submit(&name, &large_forget());
+    wait_until(Duration::from_secs(120), "a few chunks to complete", || {
+        schema.count("SELECT count(*) FROM chunks") >= 5
+    });
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10));
+    let at_kill = schema.count("SELECT count(*) FROM chunks");
+    assert!(
+        at_kill < (DEVICES / BATCH) as i64,
+        "killed in the middle ({at_kill} chunks done)"
+    );
+    assert_eq!(
+        schema.get::<String>("SELECT node FROM files").as_deref(),
+        Some("node-1")
+    );
+    drop(first);
+
+    // Another node: its own state folder (the same installation secret), the same folders and ledger.
+    let state = demo.dir.path().join("state-node-2");
+    std::fs::create_dir_all(&state).expect("state folder");
+    std::fs::copy(
+        demo.dir.path().join("state/secret.key"),
+        state.join("secret.key"),
+    )
+    .expect("secret");
+    demo.edit_config(|c| {
+        c.set("state_dir", state.display().to_string());
+        c.set("cluster.node", "node-2");
+    });
+    let second = demo.start();
+    let log = demo.result_json(&format!("forget-{}_020000-execution-log.json", today()));
+    let got = responses(&log);
+    assert_eq!(got.len() as u64, DEVICES);
+    assert!(
+        got.iter().all(|r| r == "SUCCESS"),
+        "every contact found and forgotten once"
+    );
+    assert_eq!(
+        schema.get::<i64>(&format!(
+            "SELECT count(DISTINCT device_hmac) FROM audit WHERE action = 'forget' AND file = '{name}'"
+        )),
+        Some(DEVICES as i64)
+    );
+    assert_eq!(
+        schema.count(&format!(
+            "SELECT count(*) FROM audit WHERE action = 'forget' AND file = '{name}'"
+        )),
+        DEVICES as i64,
+        "each device audited once"
+    );
+    assert_eq!(
+        schema.count("SELECT count(*) FROM chunks"),
+        (DEVICES / BATCH) as i64
+    );
+    assert_eq!(
+        schema
+            .get::<String>("SELECT node || ' ' || epoch FROM files")
+            .as_deref(),
+        Some("node-2 2"),
+        "taken over once, by node-2"
+    );
+    let left: i64 = demo
+        .db()
+        .query_row(
+            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
+             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
+            [DEVICES as i64],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "every contact was forgotten");
+    demo.wait_submit_empty();
+    assert!(second.log_text().contains("resuming claimed file"));
 }

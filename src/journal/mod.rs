@@ -455,6 +455,57 @@ pub struct Journal {
     executing: Arc<Mutex<HashSet<i64>>>,
     /// Whether the ledger is a cluster's, which keeps the claimed copies itself (none in the state folder).
     shared: bool,
+    /// A cluster's lease renewal, stopped when the last clone goes.
+    _renewal: Option<Arc<Renewal>>,
+}
+
+/// Renews the leases of the files a cluster node's workers execute, every third of `lease_seconds`, on a thread
+/// of its own: a store step longer than the lease does not let another node take the file over while this one
+/// works it. The thread ends when the journal's last clone drops this.
+struct Renewal(tokio_util::sync::CancellationToken);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Renewal {
+    fn start(
+        ledger: &Arc<dyn Ledger>,
+        executing: &Arc<Mutex<HashSet<i64>>>,
+        every: std::time::Duration,
+    ) -> Result<Renewal, JournalError> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (ledger, executing, until) = (
+            Arc::downgrade(ledger),
+            Arc::downgrade(executing),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("gdprd-lease".into())
+            .spawn(move || {
+                while crate::backoff::sleep_blocking(&until, every) {
+                    let (Some(ledger), Some(executing)) = (ledger.upgrade(), executing.upgrade())
+                    else {
+                        return;
+                    };
+                    let ids: Vec<i64> = executing
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .copied()
+                        .collect();
+                    for id in ids {
+                        if let Err(e) = ledger.renew(id) {
+                            tracing::warn!(id, error = %e, "cannot renew the lease of a file at work");
+                        }
+                    }
+                }
+            })
+            .map_err(io_err("cannot start the lease renewal thread"))?;
+        Ok(Renewal(stop))
+    }
 }
 
 impl Journal {
@@ -505,12 +556,18 @@ impl Journal {
                     .then(|| format!("{KEYED}{}", secret.hmac_bytes(&copy)))
             })?),
         };
+        let executing = Arc::default();
+        let renewal = cluster
+            .map(|c| Renewal::start(&ledger, &executing, c.lease_seconds / 3))
+            .transpose()?
+            .map(Arc::new);
         Ok(Journal {
             shared: cluster.is_some(),
             ledger,
             folder: Arc::new(folder),
             secret: Arc::new(secret),
-            executing: Arc::default(),
+            executing,
+            _renewal: renewal,
         })
     }
 

@@ -624,3 +624,45 @@ fn files_executing_at_once_are_each_reported_in_progress() {
     drop(running_b);
     assert!(!started(b.id()));
 }
+
+#[test]
+fn the_leases_of_files_at_work_are_renewed_in_the_background() {
+    let Some(pg) = PgSchema::new() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = pg.cluster("n1");
+    cluster.lease_seconds = std::time::Duration::from_secs(3);
+    let j = Journal::open_with(dir.path(), Some(&cluster)).expect("open");
+    let working = j
+        .claim("a", "working", Kind::Forget, b"1", 10)
+        .expect("claim");
+    let waiting = j
+        .claim("a", "waiting", Kind::Forget, b"2", 10)
+        .expect("claim");
+    let _at_work = working.executing();
+    let mut raw = pg.raw();
+    raw.execute(
+        "UPDATE files SET lease_expires = now() - interval '1 hour'",
+        &[],
+    )
+    .expect("expire both");
+    let expired = |raw: &mut ::postgres::Client, id: i64| -> bool {
+        raw.query_one(
+            "SELECT lease_expires < now() FROM files WHERE id = $1",
+            &[&id],
+        )
+        .expect("lease")
+        .get(0)
+    };
+    let start = std::time::Instant::now();
+    while expired(&mut raw, working.id()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the lease of the file at work is renewed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        expired(&mut raw, waiting.id()),
+        "a file no worker executes keeps its lease as it was"
+    );
+}
