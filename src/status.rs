@@ -17,7 +17,8 @@ pub struct FileStatus {
     pub account: String,
     /// The file name.
     pub name: String,
-    /// `waiting`, `processing`, `done` or `rejected`.
+    /// `waiting` (for its date), `processing`, `retrying` (waiting for stores that are unavailable, see
+    /// `[engine] retry_window`), `done` or `rejected`.
     pub state: String,
     /// Why it was refused or rejected, or the date it waits for.
     pub detail: Option<String>,
@@ -33,6 +34,10 @@ pub struct FileStatus {
     pub errors: u64,
     /// The result files in place.
     pub results: Vec<PathBuf>,
+    /// While `retrying`: the stores it waits for.
+    pub waiting_for: Vec<String>,
+    /// While `retrying`: when it began to wait (RFC 3339, UTC).
+    pub waiting_since: Option<String>,
 }
 
 /// Why the status could not be read.
@@ -83,16 +88,33 @@ pub fn files(
                 .collect()
             })
             .unwrap_or_default();
+        let waiting = file.waiting.filter(|_| file.state == FileState::Claimed);
+        let detail = match &waiting {
+            Some(w) => Some(format!(
+                "waiting for store {} (unavailable since {}, {} tries); retried until [engine] retry_window has passed",
+                w.stores
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                w.since,
+                w.tries
+            )),
+            None => file.error,
+        };
         out.push(FileStatus {
             account: file.account,
             name: file.name,
-            state: match file.state {
-                FileState::Claimed => "processing",
-                FileState::Done => "done",
-                FileState::Rejected => "rejected",
+            state: match (file.state, &waiting) {
+                (FileState::Claimed, Some(_)) => "retrying",
+                (FileState::Claimed, None) => "processing",
+                (FileState::Done, _) => "done",
+                (FileState::Rejected, _) => "rejected",
             }
             .to_owned(),
-            detail: file.error,
+            detail,
+            waiting_since: waiting.as_ref().map(|w| w.since.clone()),
+            waiting_for: waiting.map(|w| w.stores).unwrap_or_default(),
             received_at: Some(file.received_at),
             finished_at: file.finished_at,
             success: file.counts.success,
@@ -136,6 +158,8 @@ pub fn files(
                 not_found: 0,
                 errors: 0,
                 results: Vec::new(),
+                waiting_for: Vec::new(),
+                waiting_since: None,
             });
         }
     }

@@ -618,13 +618,13 @@ fn postgres_verify_full_trusts_ca_file_for_the_certificate_s_host_name_only() {
 }
 
 /// A TCP relay to the database that the test can cut and restore, standing in for an outage.
-struct Relay {
-    port: u16,
-    up: Arc<AtomicBool>,
+pub(crate) struct Relay {
+    pub(crate) port: u16,
+    pub(crate) up: Arc<AtomicBool>,
 }
 
 impl Relay {
-    fn new(target: String) -> Relay {
+    pub(crate) fn new(target: String) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(false));

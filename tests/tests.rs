@@ -17,6 +17,7 @@ mod metrics;
 mod packaging;
 mod preview;
 mod reload;
+mod retry;
 mod seeds;
 mod sftp;
 mod sftp_limits;

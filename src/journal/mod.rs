@@ -238,6 +238,20 @@ pub struct FileSummary {
     pub finished_at: Option<String>,
     /// The responses journaled so far, counted.
     pub counts: Counts,
+    /// The stores it waits for, while it waits (see [`Claim::wait_for`]).
+    pub waiting: Option<Waiting>,
+}
+
+/// A claimed file waiting for stores that could not be reached or opened: it is tried again with a capped
+/// back-off until `[engine] retry_window` has passed since it began to wait (see [`Claim::wait_for`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The stores it waits for, by name.
+    pub stores: Vec<String>,
+    /// When it began to wait (RFC 3339, UTC): the window counts from here, across restarts.
+    pub since: String,
+    /// How many times its stores were tried and found unavailable.
+    pub tries: u32,
 }
 
 /// One row of the audit trail.
@@ -415,6 +429,18 @@ pub trait Ledger: Send + Sync {
     /// # Errors
     /// [`JournalError::Database`].
     fn claimed_copy(&self, id: i64) -> Result<Option<Vec<u8>>, JournalError>;
+
+    /// What file `id` is waiting for, if it waits for unavailable stores.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn waiting(&self, id: i64) -> Result<Option<Waiting>, JournalError>;
+
+    /// Records that file `id` waits (`Some`), or waits no more (`None`).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn set_waiting(&self, id: i64, waiting: Option<&Waiting>) -> Result<(), JournalError>;
 }
 
 /// The chunk number under which a file's survey is kept as a step (chunks count from 0; this one never runs).
@@ -967,6 +993,36 @@ impl Claim {
     /// [`JournalError`].
     pub fn record_survey(&self, store: &str, found: &[u64]) -> Result<(), JournalError> {
         self.finish_step(SURVEY_CHUNK, store, found)
+    }
+
+    /// Records that the file waits for `stores`, which could not be reached or opened, and returns the wait: it
+    /// keeps the time the file began to wait (the retry window counts from there, across restarts) and counts
+    /// the tries.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn wait_for(&self, stores: &[String]) -> Result<Waiting, JournalError> {
+        let earlier = self.journal.ledger.waiting(self.record.id)?;
+        let waiting = Waiting {
+            stores: stores.to_vec(),
+            since: earlier.as_ref().map_or_else(
+                || Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                |w| w.since.clone(),
+            ),
+            tries: earlier.map_or(1, |w| w.tries.saturating_add(1)),
+        };
+        self.journal
+            .ledger
+            .set_waiting(self.record.id, Some(&waiting))?;
+        Ok(waiting)
+    }
+
+    /// Records that the file waits for no store any more (its chunk completed).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn done_waiting(&self) -> Result<(), JournalError> {
+        self.journal.ledger.set_waiting(self.record.id, None)
     }
 
     /// Whether `chunk` has completed (its responses are journaled).

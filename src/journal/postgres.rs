@@ -19,7 +19,7 @@
 
 use super::{
     AuditEntry, ClusterConfig, Counts, FileRecord, FileState, FileSummary, Holder, JobRecord,
-    JournalError, Ledger, NewClaim, Position, Step,
+    JournalError, Ledger, NewClaim, Position, Step, Waiting,
 };
 use crate::engine::{Response, ResponseKind};
 use chrono::{DateTime, Utc};
@@ -104,7 +104,24 @@ CREATE TABLE installation (
     one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
     secret_check TEXT NOT NULL
 );
+", r"
+CREATE TABLE waiting (
+    file_id BIGINT PRIMARY KEY REFERENCES files(id),
+    stores TEXT NOT NULL,
+    since TEXT NOT NULL,
+    tries BIGINT NOT NULL
+);
 "];
+
+/// A row of `waiting` (file_id, stores, since, tries) read back.
+fn waiting_row(r: &Row) -> Result<Waiting, postgres::Error> {
+    let stores: String = r.try_get(1)?;
+    Ok(Waiting {
+        stores: serde_json::from_str(&stores).unwrap_or_default(),
+        since: r.try_get(2)?,
+        tries: u32::try_from(r.try_get::<_, i64>(3)?).unwrap_or(u32::MAX),
+    })
+}
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -737,6 +754,7 @@ impl Ledger for PostgresLedger {
                         received_at: r.try_get(5)?,
                         finished_at: r.try_get(6)?,
                         counts: Counts::default(),
+                        waiting: None,
                     },
                 ));
             }
@@ -753,7 +771,51 @@ impl Ledger for PostgresLedger {
                 ResponseKind::Error => counts.errors += n,
             }
         }
-        Ok(files.into_iter().map(|(_, file)| file).collect())
+        let mut waiting: HashMap<i64, Waiting> = self
+            .read(|c| Ok(c.query("SELECT file_id, stores, since, tries FROM waiting", &[])?))?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, waiting_row(r)?)))
+            .collect::<Result<_, postgres::Error>>()?;
+        Ok(files
+            .into_iter()
+            .map(|(id, mut file)| {
+                file.waiting = waiting.remove(&id);
+                file
+            })
+            .collect())
+    }
+
+    fn waiting(&self, id: i64) -> Result<Option<Waiting>, JournalError> {
+        let row = self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT file_id, stores, since, tries FROM waiting WHERE file_id = $1",
+                &[&id],
+            )?)
+        })?;
+        Ok(row.as_ref().map(waiting_row).transpose()?)
+    }
+
+    fn set_waiting(&self, id: i64, waiting: Option<&Waiting>) -> Result<(), JournalError> {
+        let stores = waiting
+            .map(|w| serde_json::to_string(&w.stores))
+            .transpose()
+            .map_err(JournalError::Corrupt)?;
+        self.write_tx(|tx| {
+            self.fence(tx, id)?;
+            match (waiting, &stores) {
+                (Some(w), Some(stores)) => {
+                    tx.execute(
+                        "INSERT INTO waiting (file_id, stores, since, tries) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (file_id) DO UPDATE SET stores = $2, since = $3, tries = $4",
+                        &[&id, stores, &w.since, &i64::from(w.tries)],
+                    )?;
+                }
+                _ => {
+                    tx.execute("DELETE FROM waiting WHERE file_id = $1", &[&id])?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn acquire(&self, id: i64) -> Result<Holder, JournalError> {

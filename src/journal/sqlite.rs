@@ -6,7 +6,7 @@
 
 use super::{
     AuditEntry, Counts, FileRecord, FileState, FileSummary, Holder, JobRecord, JournalError,
-    Ledger, NewClaim, Position, Step, KEYED,
+    Ledger, NewClaim, Position, Step, Waiting, KEYED,
 };
 use crate::engine::{Response, ResponseKind};
 use chrono::{DateTime, Utc};
@@ -78,6 +78,12 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL,
     started TEXT NOT NULL,
     finished TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS waiting (
+    file_id INTEGER PRIMARY KEY REFERENCES files(id),
+    stores TEXT NOT NULL,
+    since TEXT NOT NULL,
+    tries INTEGER NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
@@ -496,6 +502,7 @@ impl Ledger for SqliteLedger {
                         received_at: r.get(5)?,
                         finished_at: r.get(6)?,
                         counts: Counts::default(),
+                        waiting: None,
                     },
                 ));
             }
@@ -511,7 +518,16 @@ impl Ledger for SqliteLedger {
                 ResponseKind::Error => counts.errors += n,
             }
         }
-        Ok(files.into_iter().map(|(_, file)| file).collect())
+        drop(rows);
+        drop(stmt);
+        let mut waiting = all_waiting(&conn)?;
+        Ok(files
+            .into_iter()
+            .map(|(id, mut file)| {
+                file.waiting = waiting.remove(&id);
+                file
+            })
+            .collect())
     }
 
     /// One daemon holds the state folder (its lock): every claim is its own.
@@ -527,6 +543,70 @@ impl Ledger for SqliteLedger {
     fn claimed_copy(&self, _id: i64) -> Result<Option<Vec<u8>>, JournalError> {
         Ok(None)
     }
+
+    fn waiting(&self, id: i64) -> Result<Option<Waiting>, JournalError> {
+        let conn = self.reader();
+        let found = conn
+            .prepare_cached("SELECT stores, since, tries FROM waiting WHERE file_id = ?1")?
+            .query_row([id], waiting_row)
+            .optional()?;
+        Ok(found.map(|(_, w)| w))
+    }
+
+    fn set_waiting(&self, id: i64, waiting: Option<&Waiting>) -> Result<(), JournalError> {
+        let conn = self.conn();
+        match waiting {
+            Some(w) => {
+                let stores = serde_json::to_string(&w.stores).map_err(JournalError::Corrupt)?;
+                conn.prepare_cached(
+                    "INSERT INTO waiting (file_id, stores, since, tries) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (file_id) DO UPDATE SET stores = ?2, since = ?3, tries = ?4",
+                )?
+                .execute(params![id, stores, w.since, w.tries])?;
+            }
+            None => {
+                conn.prepare_cached("DELETE FROM waiting WHERE file_id = ?1")?
+                    .execute([id])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A row of `waiting` (stores, since, tries) read back; its file id is `None` when not selected.
+fn waiting_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<i64>, Waiting)> {
+    let stores: String = r.get(0)?;
+    Ok((
+        r.get::<_, i64>(3).ok(),
+        Waiting {
+            stores: serde_json::from_str(&stores).unwrap_or_default(),
+            since: r.get(1)?,
+            tries: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+        },
+    ))
+}
+
+/// Every file waiting for stores, by id (a short table: a file leaves it when its chunk completes). A ledger of
+/// a gdprd older than the table has none.
+fn all_waiting(conn: &Connection) -> Result<HashMap<i64, Waiting>, JournalError> {
+    let table: bool = conn
+        .prepare_cached(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'waiting'",
+        )?
+        .query_row([], |r| r.get::<_, i64>(0))?
+        > 0;
+    if !table {
+        return Ok(HashMap::new());
+    }
+    let mut stmt = conn.prepare_cached("SELECT stores, since, tries, file_id FROM waiting")?;
+    let rows = stmt.query_map([], waiting_row)?;
+    let mut out = HashMap::new();
+    for row in rows {
+        if let (Some(id), w) = row? {
+            out.insert(id, w);
+        }
+    }
+    Ok(out)
 }
 
 fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), JournalError> {
