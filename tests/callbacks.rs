@@ -391,6 +391,10 @@ fn a_callback_service_that_is_down_makes_its_store_unavailable() {
     let service = Service::start(&sample_callbacks());
     service.with(|s| s.fail_next = 1000);
     let demo = demo_with(&service);
+    // Answered at once, not waited for (`[engine] retry_window`, tests/retry.rs).
+    demo.edit_config(|c| {
+        c.merge("[engine]\nretry_window = \"0s\"\n");
+    });
     let _daemon = demo.start();
     demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
     let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));

@@ -679,6 +679,8 @@ fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
         c.set("stores.demo.url", relayed);
         c.remove("stores.demo.statement_timeout_seconds");
         c.insert("stores.demo.connect_timeout_seconds", 2);
+        // Answered at once, not waited for (`[engine] retry_window`, tests/retry.rs).
+        c.merge("[engine]\nretry_window = \"0s\"\n");
     });
     let daemon = demo.start();
     // The database is down: every contact that needs it gets an error naming the store, and the daemon goes on.
