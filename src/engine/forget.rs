@@ -22,7 +22,11 @@ const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 fn unavailable_stores(per_store: &[StoreOutcome]) -> Vec<String> {
     per_store
         .iter()
-        .filter(|s| s.targets.iter().any(|t| t.as_ref().is_err_and(|e| e.unavailable)))
+        .filter(|s| {
+            s.targets
+                .iter()
+                .any(|t| t.as_ref().is_err_and(|e| e.unavailable))
+        })
         .map(|s| s.name.clone())
         .collect()
 }

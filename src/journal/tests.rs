@@ -219,6 +219,44 @@ fn submitted_on(j: &Journal, dir: &Path, shared: bool) {
 }
 
 #[test]
+fn a_file_waiting_for_stores_keeps_when_it_began_and_counts_its_tries() {
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        waiting_on(&b.journal);
+    }
+}
+
+fn waiting_on(j: &Journal) {
+    let claim = j.claim("a", "w", Kind::Forget, b"abc", 2).expect("claim");
+    let id = claim.id();
+    let listed = |j: &Journal| {
+        j.ledger
+            .files(None, "")
+            .expect("files")
+            .into_iter()
+            .find(|f| f.name == "w")
+            .expect("listed")
+            .waiting
+    };
+    assert_eq!(listed(j), None);
+    let first = claim.wait_for(&["pg".to_owned()]).expect("wait");
+    assert_eq!(first.tries, 1);
+    let second = claim
+        .wait_for(&["pg".to_owned(), "crm".to_owned()])
+        .expect("wait");
+    assert_eq!(
+        second.since, first.since,
+        "the window counts from the first try"
+    );
+    assert_eq!(second.tries, 2);
+    assert_eq!(j.ledger.waiting(id).expect("waiting"), Some(second.clone()));
+    assert_eq!(listed(j), Some(second));
+    claim.done_waiting().expect("done");
+    assert_eq!(j.ledger.waiting(id).expect("waiting"), None);
+    assert_eq!(listed(j), None);
+}
+
+#[test]
 fn leaving_removes_only_the_file_claimed() {
     for b in backends() {
         eprintln!("ledger: {}", b.what);
