@@ -27,16 +27,10 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput as t  # noqa: E402  (built: the release binary)
+
 DEVICES = 10_000
-
-
-def build(binary):
-    if binary:
-        return os.path.abspath(binary)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-    return os.path.join(target, "release", "gdprd")
 
 
 def demo(binary, folder, rows):
@@ -153,7 +147,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--binary")
     args = parser.parse_args()
-    binary = build(args.binary)
+    binary = t.built(args.binary)
     scratch = tempfile.mkdtemp(prefix="gdprd-hol-")
     try:
         pristine = os.path.join(scratch, "pristine")
