@@ -10,11 +10,16 @@ pub(crate) const DEVICES: u64 = 2000;
 pub(crate) const BATCH: u64 = 20;
 
 pub(crate) fn large_forget() -> Vec<u8> {
-    let contacts: Vec<String> = (0..DEVICES)
+    filler_forget("big", 0..DEVICES)
+}
+
+/// A forget (request case `case`) of the demo's filler emails `user{i}@example.com` for `i` in `range`.
+pub(crate) fn filler_forget(case: &str, range: std::ops::Range<u64>) -> Vec<u8> {
+    let contacts: Vec<String> = range
         .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
         .collect();
     format!(
-        r#"{{"requests": [{{"requestcase": "big", "type": "FORGET", "contacts": [{}]}}]}}"#,
+        r#"{{"requests": [{{"requestcase": "{case}", "type": "FORGET", "contacts": [{}]}}]}}"#,
         contacts.join(", ")
     )
     .into_bytes()
@@ -67,20 +72,23 @@ pub(crate) fn assert_log_and_ledger_exactly_once(
         got == want,
         "every response is what the stores held, none changed to not found by the resume"
     );
-    let ledger = demo.ledger();
-    let (entries, distinct): (i64, i64) = ledger
-        .query_row(
-            "SELECT count(*), count(DISTINCT device_hmac) FROM audit WHERE action = 'forget' AND file = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("audit");
     assert_eq!(
-        (entries, distinct),
+        forget_audits(demo, "demo", name),
         (DEVICES as i64, DEVICES as i64),
         "each device executed and audited once"
     );
     assert_eq!(chunks_done(demo), (DEVICES / BATCH) as i64);
+}
+
+/// The forget audit rows of `account`'s file `name`: how many, and how many distinct devices.
+pub(crate) fn forget_audits(demo: &Demo, account: &str, name: &str) -> (i64, i64) {
+    demo.ledger()
+        .query_row(
+            "SELECT count(*), count(DISTINCT device_hmac) FROM audit WHERE action = 'forget' AND account = ?1 AND file = ?2",
+            [account, name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("audit")
 }
 
 /// The one SIGKILL scenario, run against every store: a large forget is killed once a few chunks are journaled,
@@ -128,14 +136,18 @@ fn sigkill_in_the_middle_of_a_large_forget_resumes_exactly_once(
 
 /// How many contacts of [`large_forget`] the demo's SQLite store still holds.
 fn sqlite_in_clear(demo: &Demo) -> i64 {
-    demo.db()
-        .query_row(
-            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
-             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
-            [DEVICES as i64],
-            |r| r.get(0),
-        )
-        .expect("count")
+    fillers_in_clear(&demo.db(), DEVICES)
+}
+
+/// How many filler contacts `user{i}@example.com` with `i < below` the demo database `db` still holds.
+pub(crate) fn fillers_in_clear(db: &rusqlite::Connection, below: u64) -> i64 {
+    db.query_row(
+        "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
+         AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
+        [below as i64],
+        |r| r.get(0),
+    )
+    .expect("count")
 }
 
 /// A demo of 20,000 contacts forgetting in chunks of [`BATCH`]; `edit` changes its config further.

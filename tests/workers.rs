@@ -2,7 +2,9 @@
 //! at a time in name order, and a crash in the middle of parallel work resumes every account exactly once. The
 //! order of events is read from the ledger's own timestamps, never from a timed threshold.
 
-use crate::durability::{chunks_done, large_forget, BATCH, DEVICES};
+use crate::durability::{
+    chunks_done, filler_forget, fillers_in_clear, forget_audits, large_forget, BATCH, DEVICES,
+};
 use crate::harness::{responses, today, wait_until, Config, Demo};
 use rusqlite::OptionalExtension;
 use std::path::PathBuf;
@@ -98,14 +100,7 @@ fn wait_log(demo: &Demo, account: &str, name: &str) -> Vec<String> {
 
 /// A forget of `n` filler contacts from `first` on.
 fn small_forget(first: u64, n: u64) -> Vec<u8> {
-    let contacts: Vec<String> = (first..first + n)
-        .map(|i| format!(r#"{{"email": "user{i}@example.com"}}"#))
-        .collect();
-    format!(
-        r#"{{"requests": [{{"requestcase": "small", "type": "FORGET", "contacts": [{}]}}]}}"#,
-        contacts.join(", ")
-    )
-    .into_bytes()
+    filler_forget("small", first..first + n)
 }
 
 /// `(received_at, finished_at)` of `account`'s file `name` in the ledger, waiting until it is done there (just
@@ -262,16 +257,8 @@ fn sigkill_in_the_middle_of_parallel_forgets_resumes_every_account_exactly_once(
             got.iter().all(|r| r == "SUCCESS"),
             "{account}: every contact found once, none changed to not found by the resume"
         );
-        let (entries, distinct): (i64, i64) = demo
-            .ledger()
-            .query_row(
-                "SELECT count(*), count(DISTINCT device_hmac) FROM audit WHERE action = 'forget' AND account = ?1 AND file = ?2",
-                [account, name.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("audit");
         assert_eq!(
-            (entries, distinct),
+            forget_audits(&demo, account, &name),
             (DEVICES as i64, DEVICES as i64),
             "{account}: each device executed and audited once"
         );
@@ -281,16 +268,12 @@ fn sigkill_in_the_middle_of_parallel_forgets_resumes_every_account_exactly_once(
         } else {
             demo.dir.path().join(format!("{account}.db"))
         };
-        let left: i64 = rusqlite::Connection::open(db)
-            .expect("store")
-            .query_row(
-                "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
-                 AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < ?1",
-                [DEVICES as i64],
-                |r| r.get(0),
-            )
-            .expect("count");
-        assert_eq!(left, 0, "{account}: every contact was forgotten");
+        let store = rusqlite::Connection::open(db).expect("store");
+        assert_eq!(
+            fillers_in_clear(&store, DEVICES),
+            0,
+            "{account}: every contact was forgotten"
+        );
     }
     assert!(daemon.log_text().contains("resuming claimed file"));
 }
@@ -330,11 +313,7 @@ fn two_accounts_sharing_one_sqlite_store_forget_at_once_without_a_busy_error() {
         "the two files ran at once: {a:?} {b:?}"
     );
     assert_eq!(
-        demo.db_count(&format!(
-            "SELECT count(*) FROM contact_list WHERE email LIKE 'user%@example.com'
-             AND CAST(substr(email, 5, instr(email, '@') - 5) AS INTEGER) < {}",
-            2 * EACH
-        )),
+        fillers_in_clear(&demo.db(), 2 * EACH),
         0,
         "every contact of both files was forgotten"
     );
