@@ -525,3 +525,31 @@ fn the_readme_shows_what_the_demo_s_preview_prints() {
         );
     }
 }
+
+#[test]
+fn a_store_that_cannot_be_opened_gives_the_errors_the_forget_gives() {
+    let demo = Demo::new(50, |c| {
+        c.set("stores.demo.path", "missing.db");
+    });
+    let seed = seed_file(&demo);
+    let preview = preview_json(&demo, &seed);
+    let store = &preview["stores"][0];
+    assert_eq!(store["store"], "demo");
+    assert!(
+        store["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unavailable")),
+        "{store:#}"
+    );
+    assert_eq!(preview["counts"]["errors"], 12, "{preview:#}");
+    demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
+    demo.run_once();
+    let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
+    let previewed: Vec<String> = preview["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["response"].as_str().expect("response").to_owned())
+        .collect();
+    assert_eq!(previewed, responses(&log), "the same error texts");
+}

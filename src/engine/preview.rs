@@ -18,7 +18,7 @@ use super::plan::Plan;
 use super::{Response, StoreFailure};
 use crate::config::{AccountConfig, Config};
 use crate::requests::{parse, FileName, Kind, Limits};
-use crate::stores::{self, Batch, StoreError, StorePreview, TablePreview};
+use crate::stores::{self, Batch, StorePreview, TablePreview};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
@@ -125,7 +125,6 @@ pub fn preview(
     // Digests are what a forget writes into suppression lists; counting does not need them.
     let plan = Plan::new(&file, |_| String::new());
     let batch = plan.batch(0..plan.targets.len());
-    let n = batch.targets.len();
     let mut outcomes = Vec::with_capacity(account.stores.len());
     for name in &account.stores {
         let (outcome, report) = ask(config, name, kind, &batch, stop);
@@ -133,7 +132,7 @@ pub fn preview(
         out.stores.push(report);
     }
     let mut answered: Vec<(usize, usize, Option<String>, Response, Value)> = Vec::new();
-    for (t, planned) in plan.targets.iter().enumerate().take(n) {
+    for (t, planned) in plan.targets.iter().enumerate() {
         let r = response(kind, &outcomes, t);
         let device_type = Some(planned.device.kind().key().to_owned());
         for &(req, c) in &planned.positions {
@@ -200,18 +199,20 @@ fn ask(
         );
         return (outcome, report);
     };
-    let result =
-        stores::open(name, store_config, stop).and_then(|mut store| store.preview(batch, kind));
+    // As the engine answers them: a store that cannot be opened is unavailable, a failed preview as it failed.
+    let mut store = match stores::open(name, store_config, stop) {
+        Ok(store) => store,
+        Err(e) => {
+            let outcome = failed(&mut report, StoreFailure::unavailable(name, e.to_string()));
+            return (outcome, report);
+        }
+    };
     let StorePreview {
         found,
         refused,
         tables,
-    } = match result {
+    } = match store.preview(batch, kind) {
         Ok(p) => p,
-        Err(e @ StoreError::Unavailable(_)) => {
-            let outcome = failed(&mut report, StoreFailure::unavailable(name, e.to_string()));
-            return (outcome, report);
-        }
         Err(e) => {
             let outcome = failed(&mut report, StoreFailure::from_error(name, &e));
             return (outcome, report);
