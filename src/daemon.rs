@@ -306,7 +306,11 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
         ),
         ("intake", new.intake != running.intake),
         ("log", new.log != running.log),
-        ("engine", new.engine != running.engine),
+        // `retry_window` is read per file, so it reloads; the workers were started with the daemon.
+        (
+            "engine.workers",
+            new.engine.workers != running.engine.workers,
+        ),
         ("cluster", new.cluster != running.cluster),
     ];
     for (section, changed) in restart_only {

@@ -318,3 +318,40 @@ fn two_accounts_sharing_one_sqlite_store_forget_at_once_without_a_busy_error() {
         "every contact of both files was forgotten"
     );
 }
+
+#[test]
+fn a_reload_keeps_the_workers_until_a_restart_and_says_so() {
+    let demo = Demo::new(20, |c| {
+        c.merge("[engine]\nworkers = 2");
+    });
+    let daemon = demo.start();
+    let warned = || {
+        daemon
+            .log_text()
+            .matches("section=\"engine.workers\"")
+            .count()
+    };
+    let reloads = || daemon.log_text().matches("configuration reloaded").count();
+    demo.edit_config(|c| {
+        c.set("engine.workers", 3);
+    });
+    daemon.signal("HUP");
+    wait_until(Duration::from_secs(20), "the first reload", || {
+        reloads() == 1
+    });
+    assert_eq!(warned(), 1, "a change of workers waits for a restart");
+    // retry_window is read per file: changing only it reloads without that warning.
+    demo.edit_config(|c| {
+        c.insert("engine.retry_window", "1m");
+    });
+    daemon.signal("HUP");
+    wait_until(Duration::from_secs(20), "the second reload", || {
+        reloads() == 2
+    });
+    assert_eq!(warned(), 1, "{}", daemon.log_text());
+    assert!(daemon.log_text().contains("workers=2"));
+    // The workers still take files after both reloads.
+    let name = format!("forget-{}_040000.json", today());
+    demo.submit(&name, &small_forget(1, 1));
+    assert_eq!(wait_log(&demo, "demo", &name), ["SUCCESS"]);
+}
