@@ -385,7 +385,7 @@ impl RawAccountConfig {
         if a.stores.is_empty() {
             return Err(E::NoStores { account: account() }.into());
         }
-        let http = a.http.map(|h| h.validate(&a.name)).transpose()?;
+        let http = a.http.map(|h| h.validate(&a.name, &a.stores)).transpose()?;
         Ok(AccountConfig {
             name: a.name,
             root: a.root,

@@ -501,6 +501,36 @@ impl Engine {
                 );
             }
         };
+        // A WCA database job runs against that database's stores only.
+        let narrowed;
+        let account = match crate::requests::name::job_database(name) {
+            None => account,
+            Some(database) => match account
+                .http
+                .as_ref()
+                .and_then(|h| h.databases.get(database))
+            {
+                Some(stores) => {
+                    narrowed = AccountConfig {
+                        stores: stores.clone(),
+                        ..account.clone()
+                    };
+                    &narrowed
+                }
+                None => {
+                    warn!(account = %account.name, file = name, database, "the job's database is no longer configured");
+                    let refusal = Refusal::UnknownDatabase(database.to_owned());
+                    return self.finish_refused(
+                        account,
+                        name,
+                        path,
+                        claim,
+                        &refusal,
+                        Some(&file.raw_requests),
+                    );
+                }
+            },
+        };
         account.requests.apply(&mut file);
         let plan = Plan::new(&file, |device| self.secret.device_hmac(device));
         let ex = Execution {

@@ -262,3 +262,105 @@ fn http_jobs_carry_the_accounts_scope_and_its_rules() {
     assert_eq!(log["requests"][0]["accountid"], SAMPLE_ACCOUNT);
     assert_eq!(log["requests"][0]["shortcodes"], json!(["11111"]));
 }
+
+/// Everything in the demo's CSV contact lists.
+fn lists(demo: &Demo) -> String {
+    std::fs::read_dir(demo.dir.path().join("lists"))
+        .expect("lists")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("csv"))
+        .collect()
+}
+
+#[test]
+fn a_wca_client_erases_through_the_seeds_own_paths_in_the_databases_stores_only() {
+    let demo = crate::http::demo(0, |c| {
+        c.extend("accounts[demo].http", "databases = { 10091 = [\"demo\"] }");
+    });
+    let daemon = demo.start();
+    let api = Api::new(&daemon);
+    assert!(lists(&demo).contains("test@test.com"));
+    // The seed's request: POST /rest/databases/{databaseId}/gdpr_erasure, text/csv, one identifier a line.
+    let body = "EMAIL,test@test.com\nEMAIL,nonexistent@eng.silverpop.com\n";
+    let r = api.post(
+        "/rest/databases/10091/gdpr_erasure",
+        Some(TOKEN),
+        "text/csv",
+        body,
+    );
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let accepted: Value = r.json().expect("json");
+    let id = accepted["id"].as_i64().expect("numeric id");
+    assert_eq!(location, format!("{}/rest/gdpr_jobs/{id}/status", api.base));
+    assert_eq!(accepted["location"], location.as_str());
+    // GET the status until it is COMPLETE (303 to the response); before, the seed's WAITING or IN PROGRESS.
+    let status_path = format!("/rest/gdpr_jobs/{id}/status");
+    let done = loop {
+        let r = api.get(&status_path, Some(TOKEN));
+        if r.status() == reqwest::StatusCode::SEE_OTHER {
+            break r;
+        }
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        let status: Value = r.json().expect("json");
+        assert!(
+            ["WAITING", "IN PROGRESS"].contains(&status["status"].as_str().expect("status")),
+            "{status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let response_url = format!("{}/rest/gdpr_jobs/{id}/response", api.base);
+    assert_eq!(done.headers()["location"], response_url.as_str());
+    let status: Value = done.json().expect("json");
+    assert_eq!(status["status"], "COMPLETE");
+    assert_eq!(status["location"], response_url.as_str());
+    // The response, in the seed's shape.
+    let r = api.get(&format!("/rest/gdpr_jobs/{id}/response"), Some(TOKEN));
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let response: Value = r.json().expect("json");
+    assert_eq!(response["databaseId"], 10091);
+    assert_eq!(response["status"], "COMPLETE");
+    let contacts = response["contacts"].as_array().expect("contacts");
+    assert_eq!(contacts[0]["contactFound"], true);
+    assert_eq!(contacts[0]["contactDeleted"], true);
+    assert_eq!(
+        contacts[0]["contactAnonymised"], true,
+        "contact_list anonymises: the rows stay, with placeholders"
+    );
+    assert_eq!(
+        contacts[0]["gdprIdentifiers"],
+        json!([{"name": "EMAIL", "value": "test@test.com"}])
+    );
+    assert_eq!(contacts[1]["contactFound"], false);
+    assert_eq!(contacts[1]["contactDeleted"], false);
+    assert_eq!(contacts[1]["contactAnonymised"], false);
+    // The gdprd paths serve the same job with gdprd's status names.
+    let r = api.get(&format!("/gdpr_jobs/{id}/status"), Some(TOKEN));
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(r.json::<Value>().expect("json")["status"], "SUCCESS");
+    // Database 10091 is the demo store alone: its rows are forgotten, the CSV lists are not searched.
+    assert_eq!(rows(&demo, "test@test.com", SAMPLE_ACCOUNT), 0);
+    assert_eq!(rows(&demo, "test@test.com", OTHER_ACCOUNT), 0);
+    assert!(
+        lists(&demo).contains("test@test.com"),
+        "a store outside the database is untouched"
+    );
+    // A database the account does not map is not there.
+    let r = api.post(
+        "/rest/databases/777/gdpr_erasure",
+        Some(TOKEN),
+        "text/csv",
+        body,
+    );
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+    let error: Value = r.json().expect("json");
+    assert!(
+        error["error"]
+            .as_str()
+            .expect("error")
+            .contains("no database \"777\""),
+        "{error}"
+    );
+}

@@ -46,6 +46,9 @@ pub enum Refusal {
     /// The copy kept at claim time is gone or differs from what was claimed.
     #[error("ERROR: the claimed copy of this file was lost or changed after it was claimed; resubmit it under a new name")]
     ClaimedCopyLost,
+    /// A WCA database job whose database is no longer in the account's `[accounts.http] databases`.
+    #[error("ERROR: database {0:?} is no longer configured for this account ([accounts.http] databases); nothing was done: submit the job again")]
+    UnknownDatabase(String),
 }
 
 #[cfg(test)]

@@ -245,7 +245,7 @@ mod tests {
             "0".repeat(64)
         ))
         .expect("account")
-        .validate("test")
+        .validate("test", &[])
         .expect("valid")
     }
 

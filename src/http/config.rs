@@ -270,6 +270,26 @@ pub enum HttpConfigError {
         /// The lookup key.
         key: String,
     },
+    /// A `databases` id that cannot be part of a file name.
+    #[error("account {account:?}, [accounts.http]: database id {database:?} must be 1-64 letters, digits or '_'")]
+    DatabaseId {
+        /// The account.
+        account: String,
+        /// The id as written.
+        database: String,
+    },
+    /// A database names no store, or a store that is not one of the account's.
+    #[error("account {account:?}, [accounts.http]: database {database:?} must name one or more of the account's stores ({stores}), not {named:?}")]
+    DatabaseStores {
+        /// The account.
+        account: String,
+        /// The database id.
+        database: String,
+        /// The stores it names.
+        named: Vec<String>,
+        /// The account's stores, for the message.
+        stores: String,
+    },
     /// An account's `default_country_code` is not 1-3 digits.
     #[error("account {account:?}, [accounts.http]: default_country_code must be 1-3 digits (no + or leading 0) or empty")]
     CountryCode {
@@ -306,6 +326,9 @@ pub struct HttpAccountConfig {
     /// The SMS shortcodes every HTTP request of the account searches (jobs carry none of their own); default
     /// none: SMS records are then not searched, as for a file without `shortcodes`.
     pub shortcodes: Vec<String>,
+    /// The WCA paths' databases (`POST /rest/databases/{databaseId}/gdpr_erasure`): each database id and the
+    /// stores a job for it runs against, a subset of the account's stores. Default none.
+    pub databases: BTreeMap<String, Vec<String>>,
     /// The account id the account's batched jobs search with, as a file's `accountid`; default none (every
     /// account of a shared store). An agent request's `AccountNumber` takes its place.
     pub accountid: Option<String>,
@@ -328,6 +351,8 @@ pub(crate) struct RawHttpAccountConfig {
     shortcodes: Vec<String>,
     #[serde(default)]
     accountid: Option<String>,
+    #[serde(default)]
+    databases: BTreeMap<String, Vec<String>>,
 }
 
 /// What a job body's lookup key reads: the value of a `lookup key, value` line is taken as this.
@@ -377,11 +402,16 @@ fn default_lookup_keys() -> BTreeMap<String, String> {
 }
 
 impl RawHttpAccountConfig {
-    /// Checks the token hash and the country code of the account `account`, and reads its lookup keys.
+    /// Checks the token hash, the country code and the databases of the account `account` (whose stores are
+    /// `stores`), and reads its lookup keys.
     ///
     /// # Errors
     /// [`HttpConfigError`] naming the account (and the lookup key, for one that is unknown or given twice).
-    pub(crate) fn validate(self, account: &str) -> Result<HttpAccountConfig, HttpConfigError> {
+    pub(crate) fn validate(
+        self,
+        account: &str,
+        stores: &[String],
+    ) -> Result<HttpAccountConfig, HttpConfigError> {
         use HttpConfigError as E;
         let account = || account.to_owned();
         let hex = self.token_hash.strip_prefix("sha256:").unwrap_or_default();
@@ -413,6 +443,27 @@ impl RawHttpAccountConfig {
                 value: cc,
             });
         }
+        for (database, named) in &self.databases {
+            let id_ok = !database.is_empty()
+                && database.len() <= 64
+                && database
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !id_ok {
+                return Err(E::DatabaseId {
+                    account: account(),
+                    database: database.clone(),
+                });
+            }
+            if named.is_empty() || named.iter().any(|n| !stores.contains(n)) {
+                return Err(E::DatabaseStores {
+                    account: account(),
+                    database: database.clone(),
+                    named: named.clone(),
+                    stores: stores.join(", "),
+                });
+            }
+        }
         Ok(HttpAccountConfig {
             token_hash: self.token_hash,
             jobs: self.jobs,
@@ -421,6 +472,7 @@ impl RawHttpAccountConfig {
             default_country_code: cc,
             shortcodes: self.shortcodes,
             accountid: self.accountid,
+            databases: self.databases,
         })
     }
 }
@@ -442,6 +494,40 @@ mod tests {
     use crate::requests::DeviceKind;
     use std::net::SocketAddr;
     use std::time::Duration;
+
+    #[test]
+    fn wca_databases_name_the_accounts_own_stores() {
+        let with = |databases: &str| {
+            DEMO.replace(
+                "default_country_code = \"1\"\n\n# Contact lists",
+                &format!(
+                    "default_country_code = \"1\"\ndatabases = {databases}\n\n# Contact lists"
+                ),
+            )
+        };
+        let c = load(&with(
+            "{ 10091 = [\"demo\"], crm_2 = [\"demo\", \"lists\"] }",
+        ))
+        .expect("loads");
+        let h = c.accounts[0].http.as_ref().expect("http");
+        assert_eq!(h.databases["10091"], vec!["demo".to_owned()]);
+        for (databases, want) in [
+            (
+                "{ 10091 = [\"nope\"] }",
+                "database \"10091\" must name one or more of the account's stores (demo, lists)",
+            ),
+            ("{ 10091 = [] }", "must name one or more"),
+            (
+                "{ \"10-91\" = [\"demo\"] }",
+                "database id \"10-91\" must be 1-64 letters, digits or '_'",
+            ),
+        ] {
+            let text = with(databases);
+            assert_ne!(text, DEMO);
+            let e = err(&text);
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+    }
 
     #[test]
     fn http_front_doors_are_checked() {

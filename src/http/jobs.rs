@@ -26,6 +26,9 @@ struct SideLine {
     contact: Option<usize>,
     /// Its response when it did not.
     error: Option<String>,
+    /// The device type (`phone`, `email`, `ipaddr`) when it became a contact.
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 /// What a front-door request asks for besides its lines.
@@ -39,6 +42,8 @@ pub(super) struct NewJob<'a> {
     /// The account whose records are searched (an agent request's `AccountNumber`; for jobs,
     /// `[accounts.http] accountid`).
     pub accountid: Option<&'a str>,
+    /// The WCA database (`[accounts.http] databases`) whose stores it runs against; `None`: the account's.
+    pub database: Option<&'a str>,
 }
 
 impl<'a> NewJob<'a> {
@@ -49,6 +54,7 @@ impl<'a> NewJob<'a> {
             origin: "api",
             requestcase: None,
             accountid,
+            database: None,
         }
     }
 }
@@ -94,18 +100,19 @@ fn request_file(
     let mut contacts = Vec::new();
     let mut side = Vec::with_capacity(lines.len());
     for l in lines {
-        let (contact, error) = match &l.device {
+        let (contact, error, device) = match &l.device {
             Ok((kind, value)) => {
                 contacts.push(json!({ kind.key(): value }));
-                (Some(contacts.len() - 1), None)
+                (Some(contacts.len() - 1), None, Some(kind.key().to_owned()))
             }
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e.to_string()), None),
         };
         side.push(SideLine {
             name: l.name.clone(),
             value: l.value.clone(),
             contact,
             error,
+            kind: device,
         });
     }
     if contacts.is_empty() {
@@ -147,16 +154,12 @@ pub(super) fn create(
     job: &NewJob<'_>,
     lines: &[Line],
 ) -> Result<i64, ApiError> {
-    let (kind, origin) = (job.kind, job.origin);
+    let (kind, origin, database) = (job.kind, job.origin, job.database);
     let config = state.config();
     let (bytes, side) = request_file(account, job, lines)?;
     let tag: u32 = rand::random();
     let now = Utc::now();
-    let name = format!(
-        "{}-{origin}-{}-{tag:08x}.json",
-        kind.prefix(),
-        now.format("%Y%m%d_%H%M%S")
-    );
+    let name = crate::requests::name::job_name(kind, origin, database, now, tag);
     let id = state
         .journal
         .submit(&account.name, &name, kind, &bytes, config.limits.batch_size)
@@ -168,6 +171,7 @@ pub(super) fn create(
         kind: kind.as_type().to_owned(),
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         expired: false,
+        database: database.map(str::to_owned),
     };
     state
         .journal
@@ -208,16 +212,25 @@ async fn submit(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let (account, lines) = job_lines(&state, caller, &headers, &name, &body)?;
-    let config = state.config();
-    let base = base_url(&config, &headers);
+    let base = base_url(&state.config(), &headers);
+    accept(state, account, (kind, None), lines, base).await
+}
+
+/// Claims a job of `kind` (for `database`, on the WCA paths) and answers `202` with its status URL under `base`.
+async fn accept(
+    state: Arc<HttpState>,
+    account: AccountConfig,
+    (kind, database): (Kind, Option<String>),
+    lines: Vec<Line>,
+    base: String,
+) -> Result<Response, ApiError> {
     let id = blocking(move || {
         let accountid = api_accountid(&account);
-        create(
-            &state,
-            &account,
-            &NewJob::api(kind, accountid.as_deref()),
-            &lines,
-        )
+        let job = NewJob {
+            database: database.as_deref(),
+            ..NewJob::api(kind, accountid.as_deref())
+        };
+        create(&state, &account, &job, &lines)
     })
     .await?;
     let location = format!("{base}/gdpr_jobs/{id}/status");
@@ -227,6 +240,33 @@ async fn submit(
         Json(json!({ "location": location, "id": id })),
     )
         .into_response())
+}
+
+/// The prefix of the WCA paths.
+const WCA: &str = "/rest";
+
+/// `POST /rest/databases/{databaseId}/gdpr_erasure`: the seed's own path. The token says the account; the
+/// database id must be one of its `[accounts.http] databases`, and the job runs against that database's stores.
+pub(super) async fn submit_wca_erasure(
+    (State(state), Extension(caller), headers): Ctx,
+    Path(database): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let known = caller
+        .account
+        .http
+        .as_ref()
+        .is_some_and(|h| h.databases.contains_key(&database));
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no database {database:?} for this account ([accounts.http] databases)"),
+        ));
+    }
+    let name = caller.account.name.clone();
+    let (account, lines) = job_lines(&state, caller, &headers, &name, &body)?;
+    let base = format!("{}{WCA}", base_url(&state.config(), &headers));
+    accept(state, account, (Kind::Forget, Some(database)), lines, base).await
 }
 
 /// `POST /accounts/{account}/gdpr_preview`: what an erasure job of the same body would do, answered at once (see
@@ -417,12 +457,55 @@ async fn read(
     Ok((read, job, facts))
 }
 
+/// The paths a job is read through: gdprd's own, or the seed's WCA paths under `/rest`, which answer the seed's
+/// status names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paths {
+    /// `/gdpr_jobs/{id}/…`: `SUBMITTED`, `IN_PROGRESS`, `SUCCESS`, `FAILED`.
+    Gdprd,
+    /// `/rest/gdpr_jobs/{jobId}/…`: `WAITING`, `IN PROGRESS`, `COMPLETE`, `ERROR`.
+    Wca,
+}
+
+impl Paths {
+    /// The status name of `job` on these paths.
+    fn status(self, job: &JobRecord) -> &'static str {
+        let status = status_name(job);
+        match self {
+            Paths::Gdprd => status,
+            Paths::Wca => match status {
+                "SUBMITTED" => "WAITING",
+                "IN_PROGRESS" => "IN PROGRESS",
+                "SUCCESS" => "COMPLETE",
+                _ => "ERROR",
+            },
+        }
+    }
+
+    /// The base of the job URLs handed out on these paths.
+    fn base(self, base: &str) -> String {
+        match self {
+            Paths::Gdprd => base.to_owned(),
+            Paths::Wca => format!("{base}{WCA}"),
+        }
+    }
+}
+
 /// `GET /gdpr_jobs/{id}/status`.
 pub(super) async fn status(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    status_on(ctx, path, Paths::Gdprd).await
+}
+
+/// `GET /rest/gdpr_jobs/{jobId}/status`.
+pub(super) async fn wca_status(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    status_on(ctx, path, Paths::Wca).await
+}
+
+async fn status_on(ctx: Ctx, path: Path<String>, paths: Paths) -> Result<Response, ApiError> {
     let (Read { id, base, .. }, job, _) = read(ctx, path).await?;
-    let status = status_name(&job);
-    if status == "SUCCESS" {
-        let location = format!("{base}/gdpr_jobs/{id}/response");
+    let status = paths.status(&job);
+    if status_name(&job) == "SUCCESS" {
+        let location = format!("{}/gdpr_jobs/{id}/response", paths.base(&base));
         return Ok((
             StatusCode::SEE_OTHER,
             [(header::LOCATION, location.clone())],
@@ -448,6 +531,27 @@ fn type_name(kind: &str) -> &'static str {
 
 /// `GET /gdpr_jobs/{id}/response`.
 pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    response_on(ctx, path, Paths::Gdprd).await
+}
+
+/// `GET /rest/gdpr_jobs/{jobId}/response`.
+pub(super) async fn wca_response(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
+    response_on(ctx, path, Paths::Wca).await
+}
+
+/// Whether a forget of a device of `kind` in `stores` may keep rows anonymised rather than delete them: a table
+/// of theirs that holds that kind of device anonymises (`forget = "anonymise"`, the default), or is a
+/// suppression list (the row stays, with the device's keyed hash). Read from the mapping, not counted per row.
+fn anonymises(config: &crate::config::Config, stores: &[String], kind: &str) -> bool {
+    stores
+        .iter()
+        .filter_map(|s| config.stores.get(s))
+        .flat_map(crate::stores::StoreConfig::tables)
+        .filter(|t| t.device_columns().iter().any(|(k, _)| k.key() == kind))
+        .any(|t| t.forget == crate::stores::ForgetMode::Anonymise || t.suppression)
+}
+
+async fn response_on(ctx: Ctx, path: Path<String>, paths: Paths) -> Result<Response, ApiError> {
     let (
         Read {
             state,
@@ -458,6 +562,12 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
         job,
         facts,
     ) = read(ctx, path).await?;
+    let config = state.config();
+    let stores = facts
+        .database
+        .as_ref()
+        .and_then(|d| account.http.as_ref()?.databases.get(d).cloned())
+        .unwrap_or_else(|| account.stores.clone());
     let account_name = account.name;
     let (lines, responses) = blocking(move || {
         let lines: Vec<SideLine> = state
@@ -474,11 +584,21 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
         Ok((lines, responses))
     })
     .await?;
-    let status = status_name(&job);
-    if status == "SUBMITTED" || status == "IN_PROGRESS" {
+    let status = paths.status(&job);
+    if job.state == FileState::Claimed {
+        let done = paths.status(&JobRecord {
+            state: FileState::Done,
+            error: None,
+            finished_at: None,
+            results: Vec::new(),
+            started: false,
+        });
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("job {id} is {status}: poll /gdpr_jobs/{id}/status until it says SUCCESS"),
+            format!(
+                "job {id} is {status}: poll {}/gdpr_jobs/{id}/status until it says {done}",
+                paths.base("")
+            ),
         ));
     }
     let contacts: Vec<Value> = lines
@@ -497,7 +617,12 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
             };
             let mut contact = json!({ "contactFound": found });
             match facts.kind.as_str() {
-                "FORGET" => contact["contactDeleted"] = Value::from(found),
+                "FORGET" => {
+                    contact["contactDeleted"] = Value::from(found);
+                    let kind = line.kind.as_deref().unwrap_or_default();
+                    contact["contactAnonymised"] =
+                        Value::from(found && anonymises(&config, &stores, kind));
+                }
                 "PSEUDONYMISE" => contact["contactPseudonymised"] = Value::from(found),
                 _ => {}
             }
@@ -520,6 +645,12 @@ pub(super) async fn response(ctx: Ctx, path: Path<String>) -> Result<Response, A
     }
     if let Some(e) = &job.error {
         body["error"] = Value::from(e.as_str());
+    }
+    if let Some(database) = &facts.database {
+        // The seed's sample answers the id as a number.
+        body["databaseId"] = database
+            .parse::<u64>()
+            .map_or_else(|_| Value::from(database.as_str()), Value::from);
     }
     Ok(Json(body).into_response())
 }

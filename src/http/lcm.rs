@@ -283,6 +283,7 @@ pub(super) async fn submit(
                     origin: "lcm",
                     requestcase: call_id.as_deref(),
                     accountid: Some(&account_number),
+                    database: None,
                 };
                 super::jobs::create(&state, &account, &job, &lines)
             })

@@ -1,6 +1,8 @@
 //! The HTTP front doors: the batched asynchronous erasure and access jobs of the seed's marketing platform
 //! (`POST /accounts/{account}/gdpr_erasure`, `/gdpr_access`, then `GET /gdpr_jobs/{id}/status`, `/response`,
-//! `/archive`; `POST /accounts/{account}/gdpr_preview` answers at once what an erasure would do) and the agent privacy requests of the seed's contact centre (`POST /lcm`).
+//! `/archive`; `POST /accounts/{account}/gdpr_preview` answers at once what an erasure would do; and the seed's
+//! own paths `POST /rest/databases/{databaseId}/gdpr_erasure`, `GET /rest/gdpr_jobs/{jobId}/status` and
+//! `/response`) and the agent privacy requests of the seed's contact centre (`POST /lcm`).
 //!
 //! A request that arrives here becomes a request file in gdprd's own format, submitted to the [`Journal`] (claimed,
 //! with its copy in the state folder) before the client hears `202`, then its claim is handed to the workers. So
@@ -46,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The routes the server answers, as (method, OpenAPI path): what `docs/openapi.json` must document.
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 10] = [
     ("post", "/accounts/{account}/gdpr_erasure"),
     ("post", "/accounts/{account}/gdpr_preview"),
     ("post", "/accounts/{account}/gdpr_access"),
@@ -54,6 +56,9 @@ pub const ROUTES: [(&str, &str); 7] = [
     ("get", "/gdpr_jobs/{id}/response"),
     ("get", "/gdpr_jobs/{id}/archive"),
     ("post", "/lcm"),
+    ("post", "/rest/databases/{databaseId}/gdpr_erasure"),
+    ("get", "/rest/gdpr_jobs/{jobId}/status"),
+    ("get", "/rest/gdpr_jobs/{jobId}/response"),
 ];
 
 /// An error answer: a status and a JSON body `{"error": …}`.
@@ -415,6 +420,12 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/gdpr_jobs/{id}/response", get(jobs::response))
         .route("/gdpr_jobs/{id}/archive", get(jobs::archive))
         .route("/lcm", post(lcm::submit))
+        .route(
+            "/rest/databases/{database}/gdpr_erasure",
+            post(jobs::submit_wca_erasure),
+        )
+        .route("/rest/gdpr_jobs/{id}/status", get(jobs::wca_status))
+        .route("/rest/gdpr_jobs/{id}/response", get(jobs::wca_response))
         // [`admit`] has read the body within `max_body_bytes` (which reloads); the extractors need no limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .route_layer(axum::middleware::from_fn_with_state(

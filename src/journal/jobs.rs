@@ -22,6 +22,9 @@ pub struct JobFacts {
     /// Past retention: the lines are gone and the job's URLs answer 410.
     #[serde(default)]
     pub expired: bool,
+    /// The WCA database a job of `POST /rest/databases/{databaseId}/gdpr_erasure` was for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 fn facts_name(id: i64) -> String {

@@ -93,6 +93,42 @@ pub fn is_in_progress(name: &str) -> bool {
         || name.ends_with(".tmp")
 }
 
+/// The origin, in a front-door file's name, of a job made by the WCA paths (`/rest/databases/{databaseId}/…`):
+/// the database id follows it.
+pub const WCA_ORIGIN: &str = "wca";
+
+/// The name of a request file the HTTP front doors make: `<prefix>-<origin>-<stamp>-<tag>.json`, or for a WCA
+/// database job `<prefix>-wca-<database>-<stamp>-<tag>.json`. The database is in the name so that the claimed file
+/// carries it through a restart: its job runs against that database's stores only ([`job_database`]). A database
+/// id is letters, digits and `_` (checked at load), so it never holds the `-` that separates the parts.
+pub fn job_name(
+    kind: Kind,
+    origin: &str,
+    database: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+    tag: u32,
+) -> String {
+    let origin = match database {
+        Some(db) => format!("{WCA_ORIGIN}-{db}"),
+        None => origin.to_owned(),
+    };
+    format!(
+        "{}-{origin}-{}-{tag:08x}.json",
+        kind.prefix(),
+        at.format("%Y%m%d_%H%M%S")
+    )
+}
+
+/// The WCA database a front-door file's name names ([`job_name`]), if any.
+pub fn job_database(name: &str) -> Option<&str> {
+    let mut parts = name.split('-');
+    let _prefix = parts.next()?;
+    (parts.next()? == WCA_ORIGIN).then_some(())?;
+    let database = parts.next()?;
+    // Then the stamp and the tag: a drop-folder name never has them after a third part.
+    (parts.next().is_some() && parts.next().is_some() && parts.next().is_none()).then_some(database)
+}
+
 /// The name without its `.json` extension, the stem every result name starts with.
 pub fn stem(name: &str) -> &str {
     name.strip_suffix(".json").unwrap_or(name)
@@ -145,6 +181,21 @@ impl FileName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wca_jobs_name_carries_its_database() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .expect("time")
+            .to_utc();
+        let name = job_name(Kind::Forget, "api", Some("10091"), at, 0x1f);
+        assert_eq!(name, "forget-wca-10091-20261129_120000-0000001f.json");
+        assert_eq!(job_database(&name), Some("10091"));
+        let plain = job_name(Kind::Export, "api", None, at, 7);
+        assert_eq!(plain, "export-api-20261129_120000-00000007.json");
+        assert_eq!(job_database(&plain), None);
+        assert_eq!(job_database("forget-20261129_120000.json"), None);
+        assert_eq!(job_database("forget-wca-20261129_120000.json"), None);
+    }
     use proptest::prelude::*;
 
     fn day(s: &str) -> NaiveDate {
