@@ -324,11 +324,17 @@ fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<
     Some(Arc::new(new))
 }
 
+/// The retention sweep's singleton lease (`[cluster]`): two sweeps' worth, so the node that sweeps keeps it
+/// while it lives, and another node takes it within two hours of its death.
+const SWEEP_LEASE: Duration = Duration::from_secs(2 * 3600);
+
 /// Rescans every `GDPR_Submit` each `every` (the watcher's safety net) and sweeps retention hourly, until
-/// `stop` is cancelled; a rescan or sweep under way finishes first.
+/// `stop` is cancelled; a rescan or sweep under way finishes first. In a cluster, one node at a time sweeps (the
+/// `retention-sweep` singleton of the journal).
 async fn intake(
     current: Arc<std::sync::RwLock<Arc<Config>>>,
     tx: JobSender,
+    journal: crate::journal::Journal,
     settle: Duration,
     every: Duration,
     stop: CancellationToken,
@@ -344,14 +350,14 @@ async fn intake(
         let Ok(config) = current.read().map(|c| Arc::clone(&c)) else {
             continue;
         };
-        let tx = tx.clone();
+        let (tx, journal) = (tx.clone(), journal.clone());
         let sweep = last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
         if sweep {
             last_sweep = Some(Instant::now());
         }
         let _ = tokio::task::spawn_blocking(move || {
             rescan(&config, settle, &tx);
-            if sweep {
+            if sweep && journal.hold_singleton("retention-sweep", SWEEP_LEASE) {
                 for account in &config.accounts {
                     if let Err(e) = retention::sweep(account, crate::clock::system_now()) {
                         warn!(account = %account.name, error = %e, "retention sweep failed");
@@ -440,7 +446,7 @@ pub async fn run(
     };
     let mut remotes = Remotes::start(&config, &tx, &shutdown, &tracker);
     if config.http.listen.is_some() {
-        let state = crate::http::HttpState::new(Arc::clone(&current), journal, tx.clone());
+        let state = crate::http::HttpState::new(Arc::clone(&current), journal.clone(), tx.clone());
         let listener = crate::http::bind(&config)
             .await
             .map_err(|e| DaemonError::Http(e.to_string()))?;
@@ -464,6 +470,7 @@ pub async fn run(
     tracker.spawn(intake(
         Arc::clone(&current),
         tx.clone(),
+        journal,
         settle,
         every,
         shutdown.clone(),

@@ -255,3 +255,30 @@ fn a_killed_nodes_file_is_finished_by_another_node_once_its_lease_expires() {
     demo.wait_submit_empty();
     assert!(second.log_text().contains("resuming claimed file"));
 }
+
+#[test]
+fn the_retention_sweep_runs_on_the_node_holding_its_singleton() {
+    let Some(schema) = Schema::new() else { return };
+    let demo = Demo::new(300, |c| {
+        c.merge(&schema.section("node-1"));
+    });
+    // A result older than the account's retention.
+    let old = demo
+        .result
+        .join("forget-20200101_120000-execution-log.json");
+    std::fs::write(&old, b"{}").expect("old result");
+    let year_ago = std::time::SystemTime::now() - Duration::from_secs(365 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .and_then(|f| f.set_modified(year_ago))
+        .expect("age it");
+    let _node = demo.start();
+    wait_until(Duration::from_secs(60), "the sweep", || !old.exists());
+    assert_eq!(
+        schema
+            .get::<String>("SELECT node FROM singletons WHERE name = 'retention-sweep'")
+            .as_deref(),
+        Some("node-1")
+    );
+}

@@ -441,6 +441,21 @@ pub trait Ledger: Send + Sync {
     /// # Errors
     /// [`JournalError::Database`].
     fn set_waiting(&self, id: i64, waiting: Option<&Waiting>) -> Result<(), JournalError>;
+
+    /// Takes or renews this node's lease of the singleton task `name` (the retention sweep, say) for `lease`:
+    /// granted when no node holds it, this node does, or the holder's lease has expired. Returns whether this
+    /// node holds it now. A ledger of one node (SQLite) always grants it.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn hold_singleton(&self, name: &str, lease: std::time::Duration) -> Result<bool, JournalError>;
+
+    /// Gives up this node's lease of the singleton task `name`, if it holds it, so another node may take it at
+    /// once.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn release_singleton(&self, name: &str) -> Result<(), JournalError>;
 }
 
 /// The chunk number under which a file's survey is kept as a step (chunks count from 0; this one never runs).
@@ -753,6 +768,26 @@ impl Journal {
     /// [`JournalError::Database`].
     pub fn unfinished(&self) -> Result<Vec<(String, String)>, JournalError> {
         self.ledger.unfinished()
+    }
+
+    /// Whether this node runs the singleton task `name` now: it takes or renews the task's lease for `lease`
+    /// (see [`Ledger::hold_singleton`]). A ledger that cannot answer is taken for "no": the task waits for its
+    /// next turn rather than run on two nodes.
+    pub fn hold_singleton(&self, name: &str, lease: std::time::Duration) -> bool {
+        self.ledger
+            .hold_singleton(name, lease)
+            .unwrap_or_else(|e| {
+                tracing::warn!(task = name, error = %e, "cannot take the lease of a singleton task; it waits for its next turn");
+                false
+            })
+    }
+
+    /// Gives up this node's lease of the singleton task `name`.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn release_singleton(&self, name: &str) -> Result<(), JournalError> {
+        self.ledger.release_singleton(name)
     }
 
     /// File `id` as the HTTP front doors report it, if the ledger has it.

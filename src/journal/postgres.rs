@@ -114,6 +114,14 @@ CREATE TABLE waiting (
     tries BIGINT NOT NULL
 );
 ",
+    r"
+CREATE TABLE singletons (
+    name TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
+);
+",
 ];
 
 /// A row of `waiting` (file_id, stores, since, tries) read back.
@@ -861,6 +869,33 @@ impl Ledger for PostgresLedger {
 
     fn renew(&self, id: i64) -> Result<(), JournalError> {
         self.write_tx(|tx| self.fence(tx, id))
+    }
+
+    fn hold_singleton(&self, name: &str, lease: std::time::Duration) -> Result<bool, JournalError> {
+        let secs = lease.as_secs_f64();
+        self.write(|c| {
+            Ok(c.query_opt(
+                "INSERT INTO singletons (name, node, epoch, expires)
+                 VALUES ($1, $2, 1, now() + $3::float8 * interval '1 second')
+                 ON CONFLICT (name) DO UPDATE
+                     SET epoch = singletons.epoch + CASE WHEN singletons.node = excluded.node THEN 0 ELSE 1 END,
+                         node = excluded.node, expires = excluded.expires
+                     WHERE singletons.node = excluded.node OR singletons.expires < now()
+                 RETURNING epoch",
+                &[&name, &self.node, &secs],
+            )?
+            .is_some())
+        })
+    }
+
+    fn release_singleton(&self, name: &str) -> Result<(), JournalError> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE singletons SET expires = '-infinity' WHERE name = $1 AND node = $2",
+                &[&name, &self.node],
+            )?;
+            Ok(())
+        })
     }
 
     fn claimed_copy(&self, id: i64) -> Result<Option<Vec<u8>>, JournalError> {

@@ -571,6 +571,19 @@ impl Ledger for SqliteLedger {
         }
         Ok(())
     }
+
+    /// One daemon: every singleton task is its own.
+    fn hold_singleton(
+        &self,
+        _name: &str,
+        _lease: std::time::Duration,
+    ) -> Result<bool, JournalError> {
+        Ok(true)
+    }
+
+    fn release_singleton(&self, _name: &str) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// A row of `waiting` (stores, since, tries) read back; its file id is `None` when not selected.

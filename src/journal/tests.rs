@@ -704,3 +704,49 @@ fn the_leases_of_files_at_work_are_renewed_in_the_background() {
         "a file no worker executes keeps its lease as it was"
     );
 }
+
+#[test]
+fn a_singleton_task_runs_on_one_node_at_a_time_with_failover() {
+    let hour = std::time::Duration::from_secs(3600);
+    let single = tempfile::tempdir().expect("tempdir");
+    let alone = Journal::open(single.path()).expect("open");
+    assert!(
+        alone.hold_singleton("sweep", hour),
+        "one daemon holds every task"
+    );
+    let Some(pg) = PgSchema::new() else { return };
+    let [(_a, ja), (_b, jb)] = two_nodes(&pg);
+    assert!(ja.hold_singleton("sweep", hour), "the first node takes it");
+    assert!(
+        !jb.hold_singleton("sweep", hour),
+        "not while node a holds it"
+    );
+    assert!(
+        jb.hold_singleton("other", hour),
+        "each task has its own lease"
+    );
+    assert!(ja.hold_singleton("sweep", hour), "node a renews it");
+    // Node a dies: its lease runs out.
+    pg.raw()
+        .execute(
+            "UPDATE singletons SET expires = now() - interval '1 second' WHERE name = 'sweep'",
+            &[],
+        )
+        .expect("expire");
+    assert!(jb.hold_singleton("sweep", hour), "node b takes it over");
+    assert!(
+        !ja.hold_singleton("sweep", hour),
+        "and node a, back, does not"
+    );
+    jb.release_singleton("sweep").expect("release");
+    assert!(
+        ja.hold_singleton("sweep", hour),
+        "a released task is free at once"
+    );
+    let epoch: i64 = pg
+        .raw()
+        .query_one("SELECT epoch FROM singletons WHERE name = 'sweep'", &[])
+        .expect("epoch")
+        .get(0);
+    assert_eq!(epoch, 3, "each change of holder is a new epoch");
+}
