@@ -12,6 +12,7 @@
 //! A section whose values need reading (an address, a network) is deserialized as written (`Raw…`) and
 //! validated into its typed form once; nothing downstream parses a setting again.
 
+use crate::deadline::{Dates, Period};
 use crate::http::config::{HttpConfigError, RawHttpAccountConfig, RawHttpConfig};
 use crate::metrics::{MetricsConfigError, RawMetricsConfig};
 use crate::requests::LimitsConfigError;
@@ -288,6 +289,8 @@ pub struct AccountConfig {
     pub stores: Vec<String>,
     /// How long results are kept in `GDPR_Result` and finished HTTP jobs answer (`retention_days`, default 3).
     pub retention: Retention,
+    /// How long after its receipt a request is due (`deadline`, default `"1 month"`; see [`crate::deadline`]).
+    pub deadline: Period,
     /// Login for the embedded SFTP server (`transport = "sftp-server"`); the login name is the account name.
     pub sftp: Option<SftpAccountConfig>,
     /// The server an `sftp-remote` account's folders live on.
@@ -312,6 +315,8 @@ struct RawAccountConfig {
     stores: Vec<String>,
     #[serde(default = "default_retention")]
     retention_days: u32,
+    #[serde(default)]
+    deadline: Period,
     #[serde(default)]
     sftp: Option<SftpAccountConfig>,
     #[serde(default)]
@@ -338,6 +343,10 @@ impl AccountConfig {
     /// `ROOT/GDPR_Result`.
     pub fn result_dir(&self) -> PathBuf {
         self.root.join("GDPR_Result")
+    }
+    /// A request of this account received now: when, and when it is due.
+    pub fn received_now(&self) -> Dates {
+        Dates::received_now(self.deadline, self.timezone)
     }
 }
 
@@ -393,6 +402,7 @@ impl RawAccountConfig {
             transport: a.transport,
             stores: a.stores,
             retention: Retention::from_days(a.retention_days),
+            deadline: a.deadline,
             sftp: a.sftp,
             remote: a.remote,
             http,

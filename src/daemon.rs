@@ -102,6 +102,22 @@ fn handle(engine: &mut Engine, account: &AccountConfig, job: &Job) {
 /// The configuration the daemon runs now: a reload replaces it, and each worker takes it up before its next job.
 type Current = Arc<std::sync::RwLock<Arc<Config>>>;
 
+/// Sets the deadline gauges from the ledger, at each scrape (see [`crate::deadline::backlog`]).
+fn backlog(config: Current, journal: crate::journal::Journal) -> crate::metrics::Refresh {
+    Arc::new(move || {
+        let config = Arc::clone(
+            &config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let accounts = config.accounts.iter().map(|a| a.name.as_str());
+        match crate::deadline::backlog(&journal, accounts, crate::clock::now()) {
+            Ok(b) => crate::metrics::get().backlog(&b),
+            Err(e) => warn!(error = %e, "cannot read the open requests for the metrics"),
+        }
+    })
+}
+
 /// Queues every file the journal holds claimed and unfinished (those a stop or a crash interrupted, and HTTP
 /// jobs), in the order they came, for the workers to resume.
 fn queue_unfinished(engine: &Engine, jobs: &JobReceiver) {
@@ -463,7 +479,11 @@ pub async fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(DaemonError::Metrics)?;
-        tracker.spawn(crate::metrics::serve(listener, shutdown.clone()));
+        tracker.spawn(crate::metrics::serve(
+            listener,
+            backlog(Arc::clone(&current), journal.clone()),
+            shutdown.clone(),
+        ));
     }
     let settle = config.intake.settle_seconds;
     let every = config.intake.rescan_seconds;

@@ -408,6 +408,7 @@ impl Engine {
             file_name.kind,
             &bytes,
             self.config.limits.batch_size,
+            account.received_now(),
         )?;
         info!(account = %account.name, file = name, id = claim.id(), bytes = bytes.len(), "file claimed");
         self.execute(account, name, &path, file_name.kind, &claim, &bytes)

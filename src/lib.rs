@@ -11,7 +11,8 @@
 //!   forget or export a batch of devices. [`suppression`] answers whether a suppression list holds a device.
 //! - [`results`] are what customers read: execution logs, rejection notices, export archives, written atomically.
 //! - [`journal`] makes it durable and exactly-once: it owns the ledger, the audit trail and the state folder;
-//!   [`audit`] hashes devices for it.
+//!   [`audit`] hashes devices for it; [`deadline`] is the legal clock each request is given when it is claimed
+//!   (received, due, extended once, open or overdue).
 //! - [`daemon`] wires it all, reloads and owns shutdown; [`config`] assembles and loads the TOML it runs
 //!   from (each component's section is typed and checked beside the component); [`retention`]
 //!   deletes old results; [`status`] asks the journal for care engineers; [`metrics`] counts for Prometheus;
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod deadline;
 pub mod demo;
 pub mod engine;
 pub mod http;

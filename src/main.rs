@@ -99,9 +99,12 @@ enum Command {
         /// Only this account.
         #[arg(long)]
         account: Option<String>,
-        /// How far back: `7d`, `12h`, `30m`.
-        #[arg(long, default_value = "7d")]
-        since: String,
+        /// How far back: `7d`, `12h`, `30m` (default `7d`; with `--overdue`, all time).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the requests open past their due day.
+        #[arg(long)]
+        overdue: bool,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -124,6 +127,21 @@ enum Command {
         /// The request file (`forget-…json`, `export-…json`, `pseudonymise-…json`; another name is read by its
         /// requests' `type`).
         file: PathBuf,
+    },
+    /// Extend a request's deadline once, by at most two months (GDPR Art. 12(3)), with the reason told to the
+    /// data subject; audited. Works while the daemon runs.
+    Extend {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The file's id (the ID column of `gdprd status`, or the HTTP job id).
+        id: i64,
+        /// Why: what the data subject is told. Kept in the ledger and the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// How much longer: `2 months` (the most), `1 month`, `30 days`.
+        #[arg(long, default_value = "2 months")]
+        by: gdprd::deadline::Period,
     },
     /// Ask whether suppression lists hold devices (in clear, or as the keyed hash a forget leaves). Exit status
     /// 0 when every device is suppressed, 1 when one is not.
@@ -202,8 +220,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             config,
             account,
             since,
+            overdue,
             json,
-        } => status(&config, account.as_deref(), &since, json),
+        } => status(&config, account.as_deref(), since.as_deref(), overdue, json),
+        Command::Extend {
+            config,
+            id,
+            reason,
+            by,
+        } => extend(&config, id, by, &reason),
         Command::Suppressed {
             config,
             account,
@@ -678,18 +703,49 @@ fn write_man_pages(command: &clap::Command, out: &Path) -> Result<usize> {
 }
 
 /// `gdprd status`.
-fn status(config: &Path, account: Option<&str>, since: &str, json: bool) -> Result<ExitCode> {
+fn status(
+    config: &Path,
+    account: Option<&str>,
+    since: Option<&str>,
+    overdue: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let config = Config::load(config)?;
-    let back = gdprd::status::parse_since(since).map_err(|e| anyhow::anyhow!("--since {e}"))?;
-    let from = (chrono::Utc::now() - back).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let files = gdprd::status::files(&config, account, &from)?;
+    let since = match (since, overdue) {
+        (None, true) => None,
+        (since, _) => Some(since.unwrap_or("7d")),
+    };
+    let from = since
+        .map(|since| {
+            let back =
+                gdprd::status::parse_since(since).map_err(|e| anyhow::anyhow!("--since {e}"))?;
+            Ok::<_, anyhow::Error>(
+                (chrono::Utc::now() - back).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        })
+        .transpose()?;
+    let query = gdprd::status::Query {
+        account,
+        since: from.as_deref(),
+        overdue,
+    };
+    let files = gdprd::status::files(&config, &query)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&files)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<12} {:<34} {:<10} {:>7} {:>9} {:>6}  RESULT / DETAIL",
-        "RECEIVED", "ACCOUNT", "FILE", "STATE", "SUCCESS", "NOT FOUND", "ERROR"
+        "{:<24} {:>6} {:<12} {:<34} {:<10} {:<10} {:>9} {:>7} {:>9} {:>6}  RESULT / DETAIL",
+        "RECEIVED",
+        "ID",
+        "ACCOUNT",
+        "FILE",
+        "STATE",
+        "DUE",
+        "LEFT",
+        "SUCCESS",
+        "NOT FOUND",
+        "ERROR"
     );
     for f in &files {
         let place = f
@@ -703,19 +759,55 @@ fn status(config: &Path, account: Option<&str>, since: &str, json: bool) -> Resu
             (Some(d), false) => format!("{place} ({d})"),
             (None, _) => place,
         };
+        // Days left count only while the request is open; a closed one met its deadline.
+        let left = match (f.open, f.days_left) {
+            (true, Some(d)) if d < 0 => format!("{}d over", -d),
+            (true, Some(d)) => format!("{d}d"),
+            _ => "-".to_owned(),
+        };
+        let extended = if f.extension.is_some() { "*" } else { "" };
         println!(
-            "{:<24} {:<12} {:<34} {:<10} {:>7} {:>9} {:>6}  {detail}",
+            "{:<24} {:>6} {:<12} {:<34} {:<10} {:<10} {:>9} {:>7} {:>9} {:>6}  {detail}",
             f.received_at.as_deref().unwrap_or("-"),
+            f.id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
             f.account,
             f.name,
             f.state,
+            f.due
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |d| format!("{d}{extended}")),
+            left,
             f.success,
             f.not_found,
             f.errors
         );
     }
-    if files.is_empty() {
-        println!("no file received since {from}");
+    match (files.is_empty(), overdue, &from) {
+        (true, true, _) => println!("no request is overdue"),
+        (true, false, Some(from)) => println!("no file received since {from}"),
+        (true, false, None) => println!("no file received"),
+        (false, _, _) if files.iter().any(|f| f.extension.is_some()) => {
+            println!("* extended once (gdprd status --json shows why)");
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gdprd extend`.
+fn extend(config: &Path, id: i64, by: gdprd::deadline::Period, reason: &str) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    let journal = gdprd::journal::Journal::open_config(&config)?;
+    let done = gdprd::deadline::extend(&journal, &config, id, by, reason)?;
+    println!(
+        "file {id} ({}/{}): due {}, now due {} (extended by {by}); the reason is kept in the ledger and the audit trail",
+        done.account, done.name, done.previous.on, done.due.on
+    );
+    if gdprd::clock::now() >= done.previous.at {
+        eprintln!(
+            "gdprd: note: its period had already run out at {}; Art. 12(3) asks that the data subject hear of an extension within the first period",
+            done.previous.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,11 @@
 //! Metrics for Prometheus, off by default (`[metrics] listen = "127.0.0.1:9464"`, a [`MetricsConfig`]): files and contacts by outcome,
-//! store call latencies, the queue of names waiting for a worker, open SFTP sessions and failed SFTP logins.
+//! store call latencies, the queue of names waiting for a worker, open SFTP sessions and failed SFTP logins,
+//! and the deadline clock's backlog (open requests by account, overdue requests, the oldest open request's age;
+//! see [`crate::deadline`]).
 //! The counters are process-wide ([`get`]); [`serve`] answers `GET /metrics` (and `HEAD`) in the Prometheus text
 //! format on a loopback address, through axum on the same listener as the HTTP front doors
-//! ([`crate::http::server`]): few connections, short timeouts, and a backoff when accepting fails.
+//! ([`crate::http::server`]): few connections, short timeouts, and a backoff when accepting fails. The backlog
+//! gauges are read from the ledger at each scrape, by the `refresh` that [`serve`] is given.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,7 +15,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -84,6 +88,13 @@ pub struct Outcome {
     pub outcome: String,
 }
 
+/// An account label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Account {
+    /// The account's name.
+    pub account: String,
+}
+
 /// A store call label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreCall {
@@ -109,6 +120,12 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Requests accepted by the HTTP front doors, by origin (`api` jobs, `lcm` agent requests).
     pub http_jobs: Family<Outcome, Counter>,
+    /// Open requests (files and HTTP jobs), by account.
+    pub open_requests: Family<Account, Gauge>,
+    /// Open requests past their due day.
+    pub overdue_requests: Gauge,
+    /// Seconds since the oldest open request was received.
+    pub oldest_open_age: Gauge<f64, AtomicU64>,
     registry: Registry,
 }
 
@@ -132,6 +149,24 @@ pub fn get() -> &'static Metrics {
         let sftp_sessions = Gauge::default();
         let auth_failures = Counter::default();
         let http_jobs = Family::<Outcome, Counter>::default();
+        let open_requests = Family::<Account, Gauge>::default();
+        let overdue_requests = Gauge::default();
+        let oldest_open_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "open_requests",
+            "Open requests (in work, or finished with an error gdprd owes work for), by account",
+            open_requests.clone(),
+        );
+        registry.register(
+            "overdue_requests",
+            "Open requests past their due day",
+            overdue_requests.clone(),
+        );
+        registry.register(
+            "oldest_open_request_age_seconds",
+            "Seconds since the oldest open request was received (0 when none is open)",
+            oldest_open_age.clone(),
+        );
         registry.register(
             "http_jobs",
             "Requests accepted by the HTTP front doors, by origin",
@@ -167,6 +202,9 @@ pub fn get() -> &'static Metrics {
             sftp_sessions,
             auth_failures,
             http_jobs,
+            open_requests,
+            overdue_requests,
+            oldest_open_age,
             registry,
         }
     })
@@ -207,6 +245,20 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Sets the deadline gauges to `backlog`.
+    pub fn backlog(&self, backlog: &crate::deadline::Backlog) {
+        for (account, open) in &backlog.open {
+            self.open_requests
+                .get_or_create(&Account {
+                    account: account.clone(),
+                })
+                .set(i64::try_from(*open).unwrap_or(i64::MAX));
+        }
+        self.overdue_requests
+            .set(i64::try_from(backlog.overdue).unwrap_or(i64::MAX));
+        self.oldest_open_age.set(backlog.oldest_age_seconds);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -220,13 +272,17 @@ impl Metrics {
 /// Connections the metrics endpoint keeps open at once (a scraper or two, and an operator's curl).
 pub const MAX_CONNECTIONS: usize = 8;
 
+/// What refreshes the gauges read at scrape time (the deadline backlog, from the ledger); it blocks.
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
 /// The metrics endpoint: `GET /metrics` (axum answers `HEAD` too), anything else `404`.
-fn router() -> axum::Router {
+fn router(refresh: Refresh) -> axum::Router {
     use axum::http::{header, StatusCode};
     axum::Router::new()
         .route(
             "/metrics",
-            axum::routing::get(|| async {
+            axum::routing::get(move || async move {
+                let _ = tokio::task::spawn_blocking(move || refresh()).await;
                 (
                     [(
                         header::CONTENT_TYPE,
@@ -239,8 +295,12 @@ fn router() -> axum::Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "only GET /metrics is served\n") })
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled, calling `refresh` before each scrape.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    refresh: Refresh,
+    shutdown: CancellationToken,
+) {
     if let Ok(listen) = listener.local_addr() {
         info!(listen = %listen, "metrics endpoint listening");
     }
@@ -251,5 +311,11 @@ pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToke
         max_per_address: MAX_CONNECTIONS,
         uncapped: Vec::new(),
     };
-    crate::http::server::serve(listener, router(), limits, shutdown.cancelled_owned()).await;
+    crate::http::server::serve(
+        listener,
+        router(refresh),
+        limits,
+        shutdown.cancelled_owned(),
+    )
+    .await;
 }

@@ -1,10 +1,13 @@
 //! `gdprd status`: what care engineers need to answer "did my request go through?". It asks the journal's
 //! read-only [`Reader`] (safe while the daemon runs) and reads the accounts' folders: every file
 //! received, its state (waiting for its date, processing, done, rejected and why), its per-contact counts and
-//! where its result is. It shows no device: the ledger holds responses, never the devices themselves.
+//! where its result is, and where it stands against its deadline (due day, days left, open, overdue,
+//! extension; see [`crate::deadline`]). It shows no device: the ledger holds responses, never the devices
+//! themselves.
 
 use crate::config::Config;
-use crate::journal::{FileState, JournalError, Reader};
+use crate::deadline::Standing;
+use crate::journal::{FileFilter, FileState, JournalError, Reader};
 use crate::requests::{admit_name_within, Admission};
 use crate::results::log as names;
 use serde::Serialize;
@@ -13,6 +16,8 @@ use std::path::PathBuf;
 /// One file as a care engineer sees it.
 #[derive(Debug, Serialize)]
 pub struct FileStatus {
+    /// The ledger id (what `gdprd extend` takes); none while waiting.
+    pub id: Option<i64>,
     /// The account.
     pub account: String,
     /// The file name.
@@ -38,6 +43,40 @@ pub struct FileStatus {
     pub waiting_for: Vec<String>,
     /// While `retrying`: when it began to wait (RFC 3339, UTC).
     pub waiting_since: Option<String>,
+    /// The day it is due (`YYYY-MM-DD`, the account's calendar); none while waiting and for a rejected name.
+    pub due: Option<String>,
+    /// The instant its period runs out (RFC 3339, UTC): the end of the due day.
+    pub due_at: Option<String>,
+    /// Days left to the due day: 0 on the day, negative past it.
+    pub days_left: Option<i64>,
+    /// In work, or finished with an error gdprd owes work for (see [`crate::deadline::is_open`]).
+    pub open: bool,
+    /// Open past its due day.
+    pub overdue: bool,
+    /// Its one extension.
+    pub extension: Option<ExtensionStatus>,
+}
+
+/// An extension as `gdprd status` shows it.
+#[derive(Debug, Serialize)]
+pub struct ExtensionStatus {
+    /// The due day before it (`YYYY-MM-DD`).
+    pub previous_due: String,
+    /// Why (what the data subject was told).
+    pub reason: String,
+    /// When it was recorded (RFC 3339).
+    pub at: String,
+}
+
+/// Which files [`files`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct Query<'a> {
+    /// Only this account's.
+    pub account: Option<&'a str>,
+    /// Only those received since (RFC 3339); all when none.
+    pub since: Option<&'a str>,
+    /// Only the overdue ones (no waiting file then).
+    pub overdue: bool,
 }
 
 /// Why the status could not be read.
@@ -51,27 +90,37 @@ pub enum StatusError {
     UnknownAccount(String),
 }
 
-/// The files of `account` (or every account) received since `since` (RFC 3339), newest first, then those
-/// waiting in `GDPR_Submit` for their date.
+/// The files `query` picks, newest first, then those waiting in `GDPR_Submit` for their date; days are
+/// counted at [`crate::clock::now`] on each account's calendar.
 ///
 /// # Errors
 /// [`StatusError`].
-pub fn files(
-    config: &Config,
-    account: Option<&str>,
-    since: &str,
-) -> Result<Vec<FileStatus>, StatusError> {
+pub fn files(config: &Config, query: &Query<'_>) -> Result<Vec<FileStatus>, StatusError> {
+    let account = query.account;
     if let Some(a) = account {
         if config.account(a).is_none() {
             return Err(StatusError::UnknownAccount(a.to_owned()));
         }
     }
     let mut out = Vec::new();
+    let filter = FileFilter {
+        account: account.map(str::to_owned),
+        since: query.since.map(str::to_owned),
+        open_only: query.overdue,
+    };
     let received = match Reader::open_config(config)? {
-        Some(reader) => reader.files(account, since)?,
+        Some(reader) => reader.files(&filter)?,
         None => Vec::new(),
     };
+    let now = crate::clock::now();
     for file in received {
+        let zone = config
+            .account(&file.account)
+            .map_or(chrono_tz::UTC, |a| a.timezone);
+        let standing = Standing::of(&file, now, zone);
+        if query.overdue && !standing.overdue {
+            continue;
+        }
         let results = config
             .account(&file.account)
             .map(|a| {
@@ -102,7 +151,21 @@ pub fn files(
             )),
             None => file.error,
         };
+        let time = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
         out.push(FileStatus {
+            id: Some(file.id),
+            due: file.due.map(|d| d.on.to_string()),
+            due_at: file.due.map(|d| time(d.at)),
+            days_left: standing.days_left,
+            open: standing.open,
+            overdue: standing.overdue,
+            extension: file.extension.map(|e| ExtensionStatus {
+                previous_due: e.previous_due.to_string(),
+                reason: e.reason,
+                at: time(e.at),
+            }),
             account: file.account,
             name: file.name,
             state: match (file.state, &waiting) {
@@ -124,7 +187,7 @@ pub fn files(
         });
     }
     for a in &config.accounts {
-        if account.is_some_and(|want| want != a.name) {
+        if query.overdue || account.is_some_and(|want| want != a.name) {
             continue;
         }
         let today = chrono::Utc::now().with_timezone(&a.timezone).date_naive();
@@ -148,6 +211,13 @@ pub fn files(
         waiting.sort();
         for (name, date) in waiting {
             out.push(FileStatus {
+                id: None,
+                due: None,
+                due_at: None,
+                days_left: None,
+                open: false,
+                overdue: false,
+                extension: None,
                 account: a.name.clone(),
                 name,
                 state: "waiting".into(),

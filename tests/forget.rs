@@ -198,7 +198,7 @@ fn a_second_forget_of_the_same_devices_finds_nothing() {
     assert!(got[7].starts_with("ERROR: incorrect device format"));
 }
 
-const CRM_STORE: &str = r#"
+pub(crate) const CRM_STORE: &str = r#"
 [stores.crm]
 type = "sqlite"
 path = "crm.db"

@@ -6,6 +6,7 @@ mod harness;
 mod callbacks;
 mod cli;
 mod cluster;
+mod deadlines;
 mod durability;
 mod export;
 mod forget;

@@ -435,7 +435,14 @@ mod tests {
             Box::new(crate::stores::sqlite::SqliteStore::open("s", &config).expect("store"));
         let journal = crate::journal::Journal::open(&dir.path().join("state")).expect("journal");
         let claim = journal
-            .claim("a", "f", Kind::Forget, b"00", 500)
+            .claim(
+                "a",
+                "f",
+                Kind::Forget,
+                b"00",
+                500,
+                crate::deadline::Dates::received_now(Default::default(), chrono_tz::UTC),
+            )
             .expect("claim");
         let targets = wanted
             .iter()

@@ -120,6 +120,13 @@ impl Response {
         }
     }
 
+    /// Whether gdprd owes work for this response: an `ERROR` other than the refusal of a contact that is not a
+    /// valid device (a store failed or was unavailable, or no response was recorded). Such a response keeps its
+    /// file open (see [`crate::deadline`]); a refused device is an answer, its sender must send it again.
+    pub fn is_owed(&self) -> bool {
+        self.kind() == ResponseKind::Error && !matches!(self, Response::Malformed(_))
+    }
+
     /// Whether the device was found (and done) in a store.
     pub fn is_found(&self) -> bool {
         self.kind() == ResponseKind::Success

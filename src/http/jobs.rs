@@ -162,7 +162,14 @@ pub(super) fn create(
     let name = crate::requests::name::job_name(kind, origin, database, now, tag);
     let id = state
         .journal
-        .submit(&account.name, &name, kind, &bytes, config.limits.batch_size)
+        .submit(
+            &account.name,
+            &name,
+            kind,
+            &bytes,
+            config.limits.batch_size,
+            account.received_now(),
+        )
         .map_err(ApiError::internal)?
         .id();
     let facts = JobFacts {
@@ -491,6 +498,22 @@ impl Paths {
     }
 }
 
+/// Adds a job's deadline to a status body: `received`, `due` (the due day on the account's calendar), `dueAt`
+/// (the instant its period runs out) and, once extended, `extension` with the previous due day and the reason.
+fn add_deadline(body: &mut Value, job: &JobRecord) {
+    body["received"] = Value::from(job.received_at.as_str());
+    if let Some(due) = job.due {
+        body["due"] = Value::from(due.on.to_string());
+        body["dueAt"] = Value::from(due.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    if let Some(e) = &job.extension {
+        body["extension"] = json!({
+            "previousDue": e.previous_due.to_string(),
+            "reason": e.reason,
+        });
+    }
+}
+
 /// `GET /gdpr_jobs/{id}/status`.
 pub(super) async fn status(ctx: Ctx, path: Path<String>) -> Result<Response, ApiError> {
     status_on(ctx, path, Paths::Gdprd).await
@@ -506,14 +529,17 @@ async fn status_on(ctx: Ctx, path: Path<String>, paths: Paths) -> Result<Respons
     let status = paths.status(&job);
     if status_name(&job) == "SUCCESS" {
         let location = format!("{}/gdpr_jobs/{id}/response", paths.base(&base));
+        let mut body = json!({ "id": id, "location": location, "status": status });
+        add_deadline(&mut body, &job);
         return Ok((
             StatusCode::SEE_OTHER,
             [(header::LOCATION, location.clone())],
-            Json(json!({ "id": id, "location": location, "status": status })),
+            Json(body),
         )
             .into_response());
     }
     let mut body = json!({ "id": id, "status": status });
+    add_deadline(&mut body, &job);
     if let Some(e) = &job.error {
         body["error"] = Value::from(e.as_str());
     }
@@ -589,9 +615,7 @@ async fn response_on(ctx: Ctx, path: Path<String>, paths: Paths) -> Result<Respo
         let done = paths.status(&JobRecord {
             state: FileState::Done,
             error: None,
-            finished_at: None,
-            results: Vec::new(),
-            started: false,
+            ..job.clone()
         });
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -726,6 +750,9 @@ mod tests {
             finished_at: finished.map(str::to_owned),
             results: Vec::new(),
             started: false,
+            received_at: "2026-11-20T12:00:00.000Z".into(),
+            due: None,
+            extension: None,
         }
     }
 

@@ -41,6 +41,8 @@ struct FileRow {
     success: i64,
     not_found: i64,
     errors: i64,
+    /// `due_on`, `due_at`, `extended_from`, `extension_reason`, `extended_at` (see [`super::DEADLINE`]).
+    deadline: [Option<String>; 5],
 }
 
 /// An audit row, its id kept.
@@ -62,7 +64,7 @@ struct Rows {
 const AUDIT_COLUMNS: &str =
     "account, file, requestcase, device_type, device_hmac, action, stores, outcome, started, finished";
 
-const FILE_COLUMNS: &str = "id, account, name, kind, sha256, size, batch_size, state, error, received_at, finished_at, removed, results, success, not_found, errors";
+const FILE_COLUMNS: &str = "id, account, name, kind, sha256, size, batch_size, state, error, received_at, finished_at, removed, results, success, not_found, errors, due_on, due_at, extended_from, extension_reason, extended_at";
 
 fn read_sqlite(path: &Path) -> Result<Rows, JournalError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -86,6 +88,7 @@ fn read_sqlite(path: &Path) -> Result<Rows, JournalError> {
                 success: r.get(13)?,
                 not_found: r.get(14)?,
                 errors: r.get(15)?,
+                deadline: [r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?],
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -151,6 +154,13 @@ fn pg_files(tx: &mut postgres::Transaction<'_>) -> Result<Vec<FileRow>, JournalE
             success: r.try_get(13)?,
             not_found: r.try_get(14)?,
             errors: r.try_get(15)?,
+            deadline: [
+                r.try_get(16)?,
+                r.try_get(17)?,
+                r.try_get(18)?,
+                r.try_get(19)?,
+                r.try_get(20)?,
+            ],
         })
     })
     .collect()
@@ -211,7 +221,7 @@ fn insert(
     copies: &[(i64, Vec<u8>)],
 ) -> Result<(), JournalError> {
     let file = tx.prepare(&format!(
-        "INSERT INTO files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "INSERT INTO files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
     ))?;
     for f in &rows.files {
         tx.execute(
@@ -233,6 +243,11 @@ fn insert(
                 &f.success,
                 &f.not_found,
                 &f.errors,
+                &f.deadline[0],
+                &f.deadline[1],
+                &f.deadline[2],
+                &f.deadline[3],
+                &f.deadline[4],
             ],
         )?;
     }
@@ -295,6 +310,8 @@ pub fn migrate_ledger(state_dir: &Path, cluster: &ClusterConfig) -> Result<Migra
             source: std::io::ErrorKind::NotFound.into(),
         });
     }
+    // A ledger an older gdprd wrote is brought to this gdprd's schema first (the daemon is stopped).
+    super::sqlite::upgrade(&path)?;
     let rows = read_sqlite(&path)?;
     let mut copies = Vec::new();
     for f in rows

@@ -22,7 +22,10 @@
 //!   - a [`Claim`] is a claimed file at work: it plans and finishes each store's steps, completes chunks with
 //!     their responses and audit rows, finishes the file, and takes it out of `GDPR_Submit`;
 //!   - read-only queries: [`Journal::job`] (what the front doors report of a job, including whether a worker is
-//!     executing it right now) and [`Reader::files`] (what `gdprd status` lists, without taking the lock).
+//!     executing it right now) and [`Reader::files`] (what `gdprd status` lists, without taking the lock);
+//!   - deadlines: every claim records when the file was received and when it is due ([`Dates`]);
+//!     [`Journal::extend`] records its one extension with the reason, audited (the rules are
+//!     [`crate::deadline`]'s).
 //!
 //! It never holds a device value in clear: the audit trail keeps a keyed hash (see [`crate::audit`]).
 
@@ -41,6 +44,7 @@ pub use postgres::PostgresLedger;
 pub use sqlite::SqliteLedger;
 
 use crate::audit::Secret;
+use crate::deadline::{Dates, Due, Extension};
 use crate::engine::Response;
 use crate::requests::Kind;
 use crate::results::atomic;
@@ -107,6 +111,15 @@ pub enum JournalError {
         /// What differs.
         what: String,
     },
+    /// The ledger's schema is not the one this gdprd reads: newer (a later gdprd wrote it), or older and opened
+    /// read-only (only a read-write open upgrades it).
+    #[error("the ledger's schema is version {found}, this gdprd reads version {known}: {}", if found > known { "it was written by a newer gdprd; run that one" } else { "start the daemon (or any gdprd command that writes the ledger) once to upgrade it" })]
+    Outdated {
+        /// The version the ledger has.
+        found: u32,
+        /// The version this gdprd reads.
+        known: u32,
+    },
     /// A file of the state folder (or the submission leaving `GDPR_Submit`) could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -160,6 +173,10 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// The request type claimed (`FORGET`, `EXPORT`, `PSEUDONYMISE`); none for a rejected name.
     pub kind: Option<String>,
+    /// When it is due (see [`crate::deadline`]); none for a rejected name.
+    pub due: Option<Due>,
+    /// Its one extension, if it was extended.
+    pub extension: Option<Extension>,
 }
 
 /// A file to record as claimed (see [`Ledger::claim`]).
@@ -179,6 +196,8 @@ pub struct NewClaim<'a> {
     pub batch_size: usize,
     /// Its bytes: a ledger shared by several nodes keeps them, so that any node can resume the file.
     pub bytes: &'a [u8],
+    /// When it was received and when it is due.
+    pub dates: Dates,
 }
 
 /// Who holds the lease of a claimed file (see [`Ledger::acquire`]).
@@ -208,6 +227,12 @@ pub struct JobRecord {
     pub results: Vec<String>,
     /// Whether its execution has begun: a journal chunk of it has completed, or a worker is executing it.
     pub started: bool,
+    /// When it was received (RFC 3339).
+    pub received_at: String,
+    /// When it is due.
+    pub due: Option<Due>,
+    /// Its one extension, if it was extended.
+    pub extension: Option<Extension>,
 }
 
 /// The outcome counts of a file.
@@ -224,6 +249,8 @@ pub struct Counts {
 /// A file as `gdprd status` lists it.
 #[derive(Debug, Clone)]
 pub struct FileSummary {
+    /// Ledger id (what `gdprd extend` and the HTTP job URLs name).
+    pub id: i64,
     /// The account.
     pub account: String,
     /// The file name.
@@ -238,6 +265,12 @@ pub struct FileSummary {
     pub finished_at: Option<String>,
     /// The responses journaled so far, counted.
     pub counts: Counts,
+    /// Of the `ERROR` responses, those gdprd owes work for ([`Response::is_owed`]): they keep the file open.
+    pub owed_errors: u64,
+    /// When it is due; none for a rejected name.
+    pub due: Option<Due>,
+    /// Its one extension, if it was extended.
+    pub extension: Option<Extension>,
     /// The stores it waits for, while it waits (see [`Claim::wait_for`]).
     pub waiting: Option<Waiting>,
 }
@@ -254,6 +287,74 @@ pub struct Waiting {
     pub tries: u32,
 }
 
+impl FileSummary {
+    /// Counts `n` responses of the text `text`, as a ledger reads them back: classified by [`Response`], in
+    /// Rust, so that no rule about what a response says lives in a ledger's SQL.
+    fn count_responses(&mut self, text: &str, n: u64) {
+        let counts = &mut self.counts;
+        match crate::engine::ResponseKind::of_text(text) {
+            crate::engine::ResponseKind::Success => counts.success += n,
+            crate::engine::ResponseKind::NotFound => counts.not_found += n,
+            crate::engine::ResponseKind::Error => {
+                counts.errors += n;
+                if Response::parse(text).is_owed() {
+                    self.owed_errors += n;
+                }
+            }
+        }
+    }
+}
+
+/// The deadline columns every ledger keeps in `files` (text, as [`time_text`] and [`day_text`] write them), in
+/// the order [`deadline_of`] reads them.
+const DEADLINE: &str = "due_on, due_at, extended_from, extension_reason, extended_at";
+
+/// An instant as the ledgers keep it: RFC 3339, UTC, milliseconds.
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A day as the ledgers keep it: `YYYY-MM-DD`.
+fn day_text(d: chrono::NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// A file's due day and extension from its [`DEADLINE`] cells: none where they do not read.
+fn deadline_of(cells: [Option<String>; 5]) -> (Option<Due>, Option<Extension>) {
+    let [due_on, due_at, from, reason, at] = cells;
+    let time = |t: Option<String>| {
+        DateTime::parse_from_rfc3339(&t?)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let due = (|| {
+        Some(Due {
+            on: due_on?.parse().ok()?,
+            at: time(due_at)?,
+        })
+    })();
+    let extension = (|| {
+        Some(Extension {
+            previous_due: from?.parse().ok()?,
+            reason: reason.unwrap_or_default(),
+            at: time(at).unwrap_or(DateTime::UNIX_EPOCH),
+        })
+    })();
+    (due, extension)
+}
+
+/// Which files [`Ledger::files`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    /// Only this account's.
+    pub account: Option<String>,
+    /// Only those received since (RFC 3339); all when none.
+    pub since: Option<String>,
+    /// Only those that may be open: claimed, or finished with an `ERROR` response (the caller decides with
+    /// [`crate::deadline::is_open`]).
+    pub open_only: bool,
+}
+
 /// One row of the audit trail.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
@@ -267,7 +368,7 @@ pub struct AuditEntry {
     pub device_type: Option<String>,
     /// HMAC-SHA256 of the canonical device, hex; none when the device was invalid.
     pub device_hmac: Option<String>,
-    /// `forget`, `export` or `reject`.
+    /// `forget`, `export`, `reject`, or `extend` (a deadline extended: its outcome says from and to what, and why).
     pub action: String,
     /// Rows found per store, as a JSON object.
     pub stores: String,
@@ -403,12 +504,6 @@ pub trait Ledger: Send + Sync {
     /// [`JournalError::Database`].
     fn job(&self, id: i64) -> Result<Option<JobRecord>, JournalError>;
 
-    /// The files of `account` (or every account) received since `since` (RFC 3339), newest first.
-    ///
-    /// # Errors
-    /// [`JournalError::Database`].
-    fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError>;
-
     /// Takes the lease of the claimed file `id` for this node, to work it: granted when no node holds it, when
     /// this node does, or when the holder's lease has expired; each grant starts a new epoch, which fences the
     /// writes of any earlier holder. A ledger of one node (SQLite) always grants it.
@@ -456,6 +551,27 @@ pub trait Ledger: Send + Sync {
     /// # Errors
     /// [`JournalError::Database`].
     fn release_singleton(&self, name: &str) -> Result<(), JournalError>;
+
+    /// The files `filter` picks, newest first.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn files(&self, filter: &FileFilter) -> Result<Vec<FileSummary>, JournalError>;
+
+    /// Extends the deadline of file `id` to `due`, with `reason`, at `at`, and records `audit`, in one
+    /// transaction; the due day before is kept as the extension's `previous_due`. Returns `false`, recording
+    /// nothing, when the file was extended before (a file is extended once) or is not a claimed or done file.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn extend(
+        &self,
+        id: i64,
+        due: &Due,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, JournalError>;
 }
 
 /// The chunk number under which a file's survey is kept as a step (chunks count from 0; this one never runs).
@@ -664,6 +780,7 @@ impl Journal {
         kind: Kind,
         bytes: &[u8],
         batch_size: usize,
+        dates: Dates,
     ) -> Result<Claim, JournalError> {
         let record = self.ledger.claim(&NewClaim {
             account,
@@ -673,6 +790,7 @@ impl Journal {
             size: bytes.len() as u64,
             batch_size,
             bytes,
+            dates,
         })?;
         if !self.shared {
             self.folder.keep_copy(record.id, bytes)?;
@@ -694,6 +812,7 @@ impl Journal {
         kind: Kind,
         bytes: &[u8],
         batch_size: usize,
+        dates: Dates,
     ) -> Result<Claim, JournalError> {
         let claim = NewClaim {
             account,
@@ -703,6 +822,7 @@ impl Journal {
             size: bytes.len() as u64,
             batch_size,
             bytes,
+            dates,
         };
         if self.shared {
             // The claim and the copy are one row of a cluster's ledger.
@@ -814,6 +934,37 @@ impl Journal {
         self.ledger.responses(id)
     }
 
+    /// The record of file `id`, if the ledger has it.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn file(&self, id: i64) -> Result<Option<FileRecord>, JournalError> {
+        self.ledger.record(id)
+    }
+
+    /// The files `filter` picks, newest first.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn files(&self, filter: &FileFilter) -> Result<Vec<FileSummary>, JournalError> {
+        self.ledger.files(filter)
+    }
+
+    /// Extends the deadline of file `id` to `due` with `reason`, audited by `audit`; `false` when it was
+    /// extended before (see [`Ledger::extend`]). The checks of an extension are [`crate::deadline`]'s.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn extend(
+        &self,
+        id: i64,
+        due: &Due,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, JournalError> {
+        self.ledger.extend(id, due, reason, audit.finished, audit)
+    }
+
     /// Removes what a crash can leave in the state folder that nobody will read again, at start, before
     /// anything runs: claimed copies (`claimed/ID.json`) of files that are no longer claimed, or that the
     /// ledger does not know; copies of HTTP requests never claimed (`claimed/pending-*.json`); every export part
@@ -868,16 +1019,12 @@ impl Reader {
         }
     }
 
-    /// The files of `account` (or every account) received since `since` (RFC 3339), newest first.
+    /// The files `filter` picks, newest first.
     ///
     /// # Errors
     /// [`JournalError::Database`].
-    pub fn files(
-        &self,
-        account: Option<&str>,
-        since: &str,
-    ) -> Result<Vec<FileSummary>, JournalError> {
-        self.ledger.files(account, since)
+    pub fn files(&self, filter: &FileFilter) -> Result<Vec<FileSummary>, JournalError> {
+        self.ledger.files(filter)
     }
 }
 

@@ -18,10 +18,12 @@
 //!   found closed (the server restarted or failed over) is opened again by the next call.
 
 use super::{
-    AuditEntry, ClusterConfig, Counts, FileRecord, FileState, FileSummary, Holder, JobRecord,
-    JournalError, Ledger, NewClaim, Position, Step, Waiting,
+    day_text, deadline_of, time_text, AuditEntry, ClusterConfig, Counts, FileFilter, FileRecord,
+    FileState, FileSummary, Holder, JobRecord, JournalError, Ledger, NewClaim, Position, Step,
+    Waiting, DEADLINE,
 };
-use crate::engine::{Response, ResponseKind};
+use crate::deadline::{Due, Extension};
+use crate::engine::Response;
 use chrono::{DateTime, Utc};
 use postgres::{Client, GenericClient, Row};
 use std::collections::HashMap;
@@ -122,6 +124,18 @@ CREATE TABLE singletons (
     expires TIMESTAMPTZ NOT NULL
 );
 ",
+    r#"
+-- 4. Deadlines (see crate::deadline), as the SQLite ledger's migration 1: the due day and the instant it runs out,
+--    the one extension. Files claimed before are due a calendar month after their receipt, counted in UTC.
+ALTER TABLE files ADD COLUMN due_on TEXT, ADD COLUMN due_at TEXT, ADD COLUMN extended_from TEXT,
+    ADD COLUMN extension_reason TEXT, ADD COLUMN extended_at TEXT;
+UPDATE files SET
+    due_on = to_char((received_at::timestamptz AT TIME ZONE 'UTC')::date + interval '1 month', 'YYYY-MM-DD'),
+    due_at = to_char((received_at::timestamptz AT TIME ZONE 'UTC')::date + interval '1 month' + interval '1 day',
+                     'YYYY-MM-DD"T00:00:00.000Z"')
+    WHERE due_on IS NULL AND state <> 'rejected' AND received_at ~ '^\d{4}-\d{2}-\d{2}T';
+CREATE INDEX files_open ON files (id) WHERE state = 'claimed' OR (state = 'done' AND errors > 0);
+"#,
 ];
 
 /// A row of `waiting` (file_id, stores, since, tries) read back.
@@ -151,10 +165,19 @@ fn parse_state(s: &str) -> FileState {
 }
 
 /// The columns [`file_record`] reads, in its order.
-const RECORD: &str =
-    "id, account, name, state, sha256, batch_size, removed, received_at, error, kind";
+const RECORD: &str = "id, account, name, state, sha256, batch_size, removed, received_at, error, kind, due_on, due_at, extended_from, extension_reason, extended_at";
+
+/// Reads the [`DEADLINE`] columns of `r` from column `i` on.
+fn deadline_at(r: &Row, i: usize) -> Result<(Option<Due>, Option<Extension>), postgres::Error> {
+    let mut cells: [Option<String>; 5] = Default::default();
+    for (k, cell) in cells.iter_mut().enumerate() {
+        *cell = r.try_get(i + k)?;
+    }
+    Ok(deadline_of(cells))
+}
 
 fn file_record(r: &Row) -> Result<FileRecord, postgres::Error> {
+    let (due, extension) = deadline_at(r, 10)?;
     Ok(FileRecord {
         id: r.try_get(0)?,
         account: r.try_get(1)?,
@@ -166,6 +189,8 @@ fn file_record(r: &Row) -> Result<FileRecord, postgres::Error> {
         received_at: r.try_get(7)?,
         error: r.try_get(8)?,
         kind: r.try_get(9)?,
+        due,
+        extension,
     })
 }
 
@@ -499,12 +524,15 @@ impl Ledger for PostgresLedger {
     }
 
     fn claim(&self, file: &NewClaim<'_>) -> Result<FileRecord, JournalError> {
-        let received = now();
+        let received = time_text(file.dates.received);
+        let due = file.dates.due;
+        let (due_on, due_at) = (day_text(due.on), time_text(due.at));
         let id: i64 = self.write(|c| {
             Ok(c.query_one(
                 "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at, copy,
-                                    node, epoch, lease_expires)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'claimed', $7, $8, $9, 1, now() + $10::float8 * interval '1 second')
+                                    node, epoch, lease_expires, due_on, due_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'claimed', $7, $8, $9, 1, now() + $10::float8 * interval '1 second',
+                         $11, $12)
                  RETURNING id",
                 &[
                     &file.account,
@@ -517,6 +545,8 @@ impl Ledger for PostgresLedger {
                     &file.bytes,
                     &self.node,
                     &self.lease_secs(),
+                    &due_on,
+                    &due_at,
                 ],
             )?
             .try_get(0)?)
@@ -533,6 +563,8 @@ impl Ledger for PostgresLedger {
             received_at: received,
             error: None,
             kind: Some(file.kind.as_type().to_owned()),
+            due: Some(due),
+            extension: None,
         })
     }
 
@@ -717,14 +749,17 @@ impl Ledger for PostgresLedger {
     fn job(&self, id: i64) -> Result<Option<JobRecord>, JournalError> {
         self.read(|c| {
             let Some(r) = c.query_opt(
-                "SELECT state, error, finished_at, results,
-                        EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id)
-                 FROM files WHERE id = $1",
+                &format!(
+                    "SELECT state, error, finished_at, results,
+                            EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id), received_at, {DEADLINE}
+                     FROM files WHERE id = $1"
+                ),
                 &[&id],
             )?
             else {
                 return Ok(None);
             };
+            let (due, extension) = deadline_at(&r, 6)?;
             Ok(Some(JobRecord {
                 state: parse_state(r.try_get(0)?),
                 error: r.try_get(1)?,
@@ -736,64 +771,89 @@ impl Ledger for PostgresLedger {
                     .map(str::to_owned)
                     .collect(),
                 started: r.try_get(4)?,
+                received_at: r.try_get(5)?,
+                due,
+                extension,
             }))
         })
     }
 
-    fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError> {
+    fn files(&self, filter: &FileFilter) -> Result<Vec<FileSummary>, JournalError> {
         let rows = self.read(|c| {
             Ok(c.query(
-                "SELECT f.id, f.account, f.name, f.state, f.error, f.received_at, f.finished_at, c.response,
-                        count(c.response)
-                 FROM files f LEFT JOIN contacts c ON c.file_id = f.id
-                 WHERE f.received_at >= $1 AND ($2::text IS NULL OR f.account = $2)
-                 GROUP BY f.id, c.response ORDER BY f.received_at DESC, f.id DESC",
-                &[&since, &account],
+                &format!(
+                    "SELECT f.id, f.account, f.name, f.state, f.error, f.received_at, f.finished_at, c.response,
+                            count(c.response), {DEADLINE}
+                     FROM files f LEFT JOIN contacts c ON c.file_id = f.id
+                     WHERE ($1::text IS NULL OR f.received_at >= $1) AND ($2::text IS NULL OR f.account = $2)
+                       AND (NOT $3 OR f.state = 'claimed' OR (f.state = 'done' AND f.errors > 0))
+                     GROUP BY f.id, c.response ORDER BY f.received_at DESC, f.id DESC"
+                ),
+                &[&filter.since, &filter.account, &filter.open_only],
             )?)
         })?;
-        let mut files: Vec<(i64, FileSummary)> = Vec::new();
+        let mut files: Vec<FileSummary> = Vec::new();
         for r in rows {
             let id: i64 = r.try_get(0)?;
-            if files.last().is_none_or(|(last, _)| *last != id) {
-                files.push((
+            if files.last().is_none_or(|last| last.id != id) {
+                let (due, extension) = deadline_at(&r, 9)?;
+                files.push(FileSummary {
                     id,
-                    FileSummary {
-                        account: r.try_get(1)?,
-                        name: r.try_get(2)?,
-                        state: parse_state(r.try_get(3)?),
-                        error: r.try_get(4)?,
-                        received_at: r.try_get(5)?,
-                        finished_at: r.try_get(6)?,
-                        counts: Counts::default(),
-                        waiting: None,
-                    },
-                ));
+                    account: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                    state: parse_state(r.try_get(3)?),
+                    error: r.try_get(4)?,
+                    received_at: r.try_get(5)?,
+                    finished_at: r.try_get(6)?,
+                    counts: Counts::default(),
+                    owed_errors: 0,
+                    due,
+                    extension,
+                    waiting: None,
+                });
             }
-            let (Some(text), Some((_, file))) =
-                (r.try_get::<_, Option<String>>(7)?, files.last_mut())
+            let (Some(text), Some(file)) = (r.try_get::<_, Option<String>>(7)?, files.last_mut())
             else {
                 continue;
             };
-            let n = u64::try_from(r.try_get::<_, i64>(8)?).unwrap_or(0);
-            let counts = &mut file.counts;
-            match ResponseKind::of_text(&text) {
-                ResponseKind::Success => counts.success += n,
-                ResponseKind::NotFound => counts.not_found += n,
-                ResponseKind::Error => counts.errors += n,
-            }
+            file.count_responses(&text, u64::try_from(r.try_get::<_, i64>(8)?).unwrap_or(0));
         }
         let mut waiting: HashMap<i64, Waiting> = self
             .read(|c| Ok(c.query("SELECT file_id, stores, since, tries FROM waiting", &[])?))?
             .iter()
             .map(|r| Ok((r.try_get(0)?, waiting_row(r)?)))
             .collect::<Result<_, postgres::Error>>()?;
-        Ok(files
-            .into_iter()
-            .map(|(id, mut file)| {
-                file.waiting = waiting.remove(&id);
-                file
-            })
-            .collect())
+        for file in &mut files {
+            file.waiting = waiting.remove(&file.id);
+        }
+
+        Ok(files)
+    }
+
+    fn extend(
+        &self,
+        id: i64,
+        due: &Due,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, JournalError> {
+        let (due_on, due_at, at) = (day_text(due.on), time_text(due.at), time_text(at));
+        self.write(|c| {
+            let mut tx = c.transaction()?;
+            let changed = tx.execute(
+                "UPDATE files SET extended_from = due_on, extension_reason = $2, extended_at = $3, due_on = $4,
+                                  due_at = $5
+                 WHERE id = $1 AND extended_from IS NULL AND due_on IS NOT NULL AND state <> 'rejected'",
+                &[&id, &reason, &at, &due_on, &due_at],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            insert_audit(&mut tx, std::slice::from_ref(audit))?;
+            tx.commit()?;
+            Ok(true)
+        })
     }
 
     fn waiting(&self, id: i64) -> Result<Option<Waiting>, JournalError> {

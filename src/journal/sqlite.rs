@@ -3,14 +3,20 @@
 //! the reads that decide one), and one for the reads the HTTP front doors poll ([`Ledger::job`],
 //! [`Ledger::responses`]), so that a poll never waits for the worker's writes, nor the worker for a poll (WAL
 //! lets a reader and a writer run at once). `gdprd status` opens its own, read-only.
+//!
+//! The schema is the first ledger's ([`SCHEMA`]) and the changes since, in order ([`MIGRATIONS`]):
+//! `PRAGMA user_version` counts those a ledger has, and opening a ledger read-write applies the rest, each in
+//! the transaction that raises the count, so a ledger any gdprd made upgrades in place.
 
 use super::{
-    AuditEntry, Counts, FileRecord, FileState, FileSummary, Holder, JobRecord, JournalError,
-    Ledger, NewClaim, Position, Step, Waiting, KEYED,
+    day_text, deadline_of, time_text, AuditEntry, Counts, FileFilter, FileRecord, FileState,
+    FileSummary, Holder, JobRecord, JournalError, Ledger, NewClaim, Position, Step, Waiting,
+    DEADLINE, KEYED,
 };
-use crate::engine::{Response, ResponseKind};
+use crate::deadline::{Due, Extension, Period};
+use crate::engine::Response;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -24,7 +30,7 @@ impl From<rusqlite::Error> for JournalError {
 /// The ledger's file in the state folder.
 pub(super) const FILE: &str = "ledger.db";
 
-const SCHEMA: &str = r"
+pub(super) const SCHEMA: &str = r"
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS files (
@@ -91,8 +97,95 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 ";
 
+/// The changes to [`SCHEMA`] since the first ledger, in order; a ledger's `PRAGMA user_version` counts those it
+/// has. Append only: a migration that shipped is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1. Deadlines (see `crate::deadline`): the due day and the instant it runs out; the one extension. Rows
+    //    claimed before get a due day of one calendar month (UTC) in `backfill_due`.
+    r"
+ALTER TABLE files ADD COLUMN due_on TEXT;
+ALTER TABLE files ADD COLUMN due_at TEXT;
+ALTER TABLE files ADD COLUMN extended_from TEXT;
+ALTER TABLE files ADD COLUMN extension_reason TEXT;
+ALTER TABLE files ADD COLUMN extended_at TEXT;
+CREATE INDEX IF NOT EXISTS files_by_state ON files (state);
+",
+];
+
+/// The schema version this gdprd reads and writes.
+pub(super) const VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the ledger to [`VERSION`]: each missing migration in the transaction that raises `user_version`, taken
+/// `IMMEDIATE` so that two processes opening the ledger at once apply it once.
+fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > VERSION {
+        return Err(JournalError::Outdated {
+            found: version,
+            known: VERSION,
+        });
+    }
+    for (done, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(migration)?;
+        if done == 0 {
+            backfill_due(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", done + 1)?;
+    }
+    let applied = VERSION - version;
+    tx.commit()?;
+    if applied > 0 {
+        tracing::info!(from = version, to = VERSION, "ledger schema upgraded");
+    }
+    Ok(())
+}
+
+/// Brings the ledger at `path` to [`VERSION`] (see [`migrate`]), for `gdprd migrate-ledger`, which reads it raw.
+///
+/// # Errors
+/// [`JournalError::Database`], [`JournalError::Outdated`] for a ledger of a newer gdprd.
+pub(super) fn upgrade(path: &Path) -> Result<(), JournalError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    migrate(&mut conn)
+}
+
+/// Gives every claimed or done file without a due day one: a calendar month from its receipt, counted in UTC
+/// (the account's `deadline` and time zone were not recorded then).
+fn backfill_due(tx: &rusqlite::Transaction<'_>) -> Result<(), JournalError> {
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, received_at FROM files WHERE due_on IS NULL AND state <> 'rejected'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut update = tx.prepare("UPDATE files SET due_on = ?2, due_at = ?3 WHERE id = ?1")?;
+    for (id, received) in rows {
+        let Ok(received) = DateTime::parse_from_rfc3339(&received) else {
+            continue;
+        };
+        let due = Period::default().due(received.with_timezone(&Utc), chrono_tz::UTC);
+        update.execute(params![id, day_text(due.on), time_text(due.at)])?;
+    }
+    Ok(())
+}
+
 fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    time_text(Utc::now())
+}
+
+/// Reads the [`DEADLINE`] columns of `r` from column `i` on.
+fn deadline_at(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<(Option<Due>, Option<Extension>)> {
+    let mut cells: [Option<String>; 5] = Default::default();
+    for (k, cell) in cells.iter_mut().enumerate() {
+        *cell = r.get(i + k)?;
+    }
+    Ok(deadline_of(cells))
 }
 
 fn state_text(state: FileState) -> &'static str {
@@ -112,10 +205,10 @@ fn parse_state(s: &str) -> FileState {
 }
 
 /// The columns [`file_record`] reads, in its order.
-const RECORD: &str =
-    "id, account, name, state, sha256, batch_size, removed, received_at, error, kind";
+const RECORD: &str = "id, account, name, state, sha256, batch_size, removed, received_at, error, kind, due_on, due_at, extended_from, extension_reason, extended_at";
 
 fn file_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
+    let (due, extension) = deadline_at(r, 10)?;
     Ok(FileRecord {
         id: r.get(0)?,
         account: r.get(1)?,
@@ -127,6 +220,8 @@ fn file_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
         received_at: r.get(7)?,
         error: r.get(8)?,
         kind: r.get(9)?,
+        due,
+        extension,
     })
 }
 
@@ -149,9 +244,10 @@ impl SqliteLedger {
         state_dir: &Path,
         rekey: &dyn Fn(i64, &str) -> Option<String>,
     ) -> Result<SqliteLedger, JournalError> {
-        let conn = Connection::open(state_dir.join(FILE))?;
+        let mut conn = Connection::open(state_dir.join(FILE))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let reader = Connection::open(state_dir.join(FILE))?;
         reader.busy_timeout(std::time::Duration::from_secs(30))?;
         let ledger = SqliteLedger {
@@ -176,6 +272,13 @@ impl SqliteLedger {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != VERSION {
+            return Err(JournalError::Outdated {
+                found: version,
+                known: VERSION,
+            });
+        }
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -268,10 +371,11 @@ impl Ledger for SqliteLedger {
     }
 
     fn claim(&self, file: &NewClaim<'_>) -> Result<FileRecord, JournalError> {
-        let received = now();
+        let received = time_text(file.dates.received);
+        let due = file.dates.due;
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at, due_on, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 file.account,
                 file.name,
@@ -280,7 +384,9 @@ impl Ledger for SqliteLedger {
                 file.size as i64,
                 file.batch_size as i64,
                 state_text(FileState::Claimed),
-                received
+                received,
+                day_text(due.on),
+                time_text(due.at)
             ],
         )?;
         Ok(FileRecord {
@@ -294,6 +400,8 @@ impl Ledger for SqliteLedger {
             received_at: received,
             error: None,
             kind: Some(file.kind.as_type().to_owned()),
+            due: Some(due),
+            extension: None,
         })
     }
 
@@ -455,11 +563,14 @@ impl Ledger for SqliteLedger {
         Ok(self
             .reader()
             .query_row(
-                "SELECT state, error, finished_at, results,
-                        EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id)
-                 FROM files WHERE id = ?1",
+                &format!(
+                    "SELECT state, error, finished_at, results,
+                            EXISTS (SELECT 1 FROM chunks WHERE file_id = files.id), received_at, {DEADLINE}
+                     FROM files WHERE id = ?1"
+                ),
                 [id],
                 |r| {
+                    let (due, extension) = deadline_at(r, 6)?;
                     Ok(JobRecord {
                         state: parse_state(&r.get::<_, String>(0)?),
                         error: r.get(1)?,
@@ -471,63 +582,85 @@ impl Ledger for SqliteLedger {
                             .map(str::to_owned)
                             .collect(),
                         started: r.get(4)?,
+                        received_at: r.get(5)?,
+                        due,
+                        extension,
                     })
                 },
             )
             .optional()?)
     }
 
-    fn files(&self, account: Option<&str>, since: &str) -> Result<Vec<FileSummary>, JournalError> {
+    fn files(&self, filter: &FileFilter) -> Result<Vec<FileSummary>, JournalError> {
         let conn = self.conn();
-        // One row per file and distinct response text; the text is classified by `ResponseKind`, here in Rust,
-        // so no rule about what a response says lives in SQL.
-        let mut stmt = conn.prepare(
-            "SELECT f.id, f.account, f.name, f.state, f.error, f.received_at, f.finished_at, c.response, count(c.response)
+        // One row per file and distinct response text; the text is classified by `Response`, here in Rust,
+        // so no rule about what a response says lives in SQL. `open_only` keeps the files in work and those
+        // finished with an error (`errors` was counted from the responses as the file finished).
+        let mut stmt = conn.prepare(&format!(
+            "SELECT f.id, f.account, f.name, f.state, f.error, f.received_at, f.finished_at, c.response, count(c.response),
+                    {DEADLINE}
              FROM files f LEFT JOIN contacts c ON c.file_id = f.id
-             WHERE f.received_at >= ?1 AND (?2 IS NULL OR f.account = ?2)
-             GROUP BY f.id, c.response ORDER BY f.received_at DESC, f.id DESC",
-        )?;
-        let mut rows = stmt.query(params![since, account])?;
-        let mut files: Vec<(i64, FileSummary)> = Vec::new();
+             WHERE (?1 IS NULL OR f.received_at >= ?1) AND (?2 IS NULL OR f.account = ?2)
+               AND (?3 = 0 OR f.state = 'claimed' OR (f.state = 'done' AND f.errors > 0))
+             GROUP BY f.id, c.response ORDER BY f.received_at DESC, f.id DESC"
+        ))?;
+        let mut rows = stmt.query(params![filter.since, filter.account, filter.open_only])?;
+        let mut files: Vec<FileSummary> = Vec::new();
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
-            if files.last().is_none_or(|(last, _)| *last != id) {
-                files.push((
+            if files.last().is_none_or(|last| last.id != id) {
+                let (due, extension) = deadline_at(r, 9)?;
+                files.push(FileSummary {
                     id,
-                    FileSummary {
-                        account: r.get(1)?,
-                        name: r.get(2)?,
-                        state: parse_state(&r.get::<_, String>(3)?),
-                        error: r.get(4)?,
-                        received_at: r.get(5)?,
-                        finished_at: r.get(6)?,
-                        counts: Counts::default(),
-                        waiting: None,
-                    },
-                ));
+                    account: r.get(1)?,
+                    name: r.get(2)?,
+                    state: parse_state(&r.get::<_, String>(3)?),
+                    error: r.get(4)?,
+                    received_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                    counts: Counts::default(),
+                    owed_errors: 0,
+                    due,
+                    extension,
+                    waiting: None,
+                });
             }
-            let (Some(text), Some((_, file))) = (r.get::<_, Option<String>>(7)?, files.last_mut())
+            let (Some(text), Some(file)) = (r.get::<_, Option<String>>(7)?, files.last_mut())
             else {
                 continue;
             };
-            let n = u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0);
-            let counts = &mut file.counts;
-            match ResponseKind::of_text(&text) {
-                ResponseKind::Success => counts.success += n,
-                ResponseKind::NotFound => counts.not_found += n,
-                ResponseKind::Error => counts.errors += n,
-            }
+            file.count_responses(&text, u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0));
         }
         drop(rows);
         drop(stmt);
         let mut waiting = all_waiting(&conn)?;
-        Ok(files
-            .into_iter()
-            .map(|(id, mut file)| {
-                file.waiting = waiting.remove(&id);
-                file
-            })
-            .collect())
+        for file in &mut files {
+            file.waiting = waiting.remove(&file.id);
+        }
+        Ok(files)
+    }
+
+    fn extend(
+        &self,
+        id: i64,
+        due: &Due,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE files SET extended_from = due_on, extension_reason = ?2, extended_at = ?3, due_on = ?4, due_at = ?5
+             WHERE id = ?1 AND extended_from IS NULL AND due_on IS NOT NULL AND state <> 'rejected'",
+            params![id, reason, time_text(at), day_text(due.on), time_text(due.at)],
+        )?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// One daemon holds the state folder (its lock): every claim is its own.

@@ -22,6 +22,11 @@ fn raw(dir: &Path) -> Connection {
     Connection::open(dir.join("ledger.db")).expect("ledger")
 }
 
+/// A request received now, due in a month (UTC).
+fn dates() -> Dates {
+    Dates::received_now(crate::deadline::Period::default(), chrono_tz::UTC)
+}
+
 fn unfinished(j: &Journal) -> Vec<(String, String)> {
     j.unfinished().expect("unfinished")
 }
@@ -119,14 +124,16 @@ fn claim_plan_complete_round_trip() {
 
 fn claim_plan_complete_round_trip_on(j: &Journal, dir: &Path) {
     assert!(matches!(j.admit("a", "f").expect("admit"), Known::New));
-    let claim = j.claim("a", "f", Kind::Forget, b"abc", 2).expect("claim");
+    let claim = j
+        .claim("a", "f", Kind::Forget, b"abc", 2, dates())
+        .expect("claim");
     assert_eq!(
         claim.read_claimed(Path::new("/nonexistent"), 10),
         Some(b"abc".to_vec()),
         "the claimed copy is kept and holds the bytes claimed"
     );
     assert!(
-        j.claim("a", "f", Kind::Forget, b"abc", 2).is_err(),
+        j.claim("a", "f", Kind::Forget, b"abc", 2, dates()).is_err(),
         "a name is claimed once"
     );
     claim.plan_step(0, "s", &[1, 0]).expect("plan");
@@ -188,7 +195,7 @@ fn a_submitted_request_is_claimed_with_its_copy_and_reported_while_it_executes()
 
 fn submitted_on(j: &Journal, dir: &Path, shared: bool) {
     let claim = j
-        .submit("a", "forget-api-x.json", Kind::Forget, b"{}", 500)
+        .submit("a", "forget-api-x.json", Kind::Forget, b"{}", 500, dates())
         .expect("submit");
     let claimed: Vec<String> = folder::entries(&dir.join("claimed"))
         .map(|(_, n)| n)
@@ -227,11 +234,13 @@ fn a_file_waiting_for_stores_keeps_when_it_began_and_counts_its_tries() {
 }
 
 fn waiting_on(j: &Journal) {
-    let claim = j.claim("a", "w", Kind::Forget, b"abc", 2).expect("claim");
+    let claim = j
+        .claim("a", "w", Kind::Forget, b"abc", 2, dates())
+        .expect("claim");
     let id = claim.id();
     let listed = |j: &Journal| {
         j.ledger
-            .files(None, "")
+            .files(&FileFilter::default())
             .expect("files")
             .into_iter()
             .find(|f| f.name == "w")
@@ -268,7 +277,9 @@ fn leaving_on(j: &Journal) {
     let submit = tempfile::tempdir().expect("tempdir");
     let path = submit.path().join("f");
     std::fs::write(&path, b"abc").expect("write");
-    let claim = j.claim("a", "f", Kind::Forget, b"abc", 2).expect("claim");
+    let claim = j
+        .claim("a", "f", Kind::Forget, b"abc", 2, dates())
+        .expect("claim");
     assert!(matches!(
         claim.leave_submit(submit.path(), &path, 10).expect("leave"),
         Leaving::Gone
@@ -291,7 +302,9 @@ fn file_digests_are_keyed_and_old_ledgers_are_migrated() {
     let plain = hex::encode(sha2::Sha256::digest(bytes));
     {
         let j = Journal::open(dir.path()).expect("open");
-        let claim = j.claim("a", "new", Kind::Forget, bytes, 1).expect("claim");
+        let claim = j
+            .claim("a", "new", Kind::Forget, bytes, 1, dates())
+            .expect("claim");
         let stored = claim.record().sha256.clone().expect("digest");
         assert!(stored.starts_with("hmac-sha256:") && !stored.contains(&plain));
         let other = tempfile::tempdir().expect("tempdir");
@@ -404,7 +417,7 @@ fn two_nodes_racing_to_claim_one_file_one_wins() {
         let barrier = std::sync::Barrier::new(2);
         let claim = |j: &Journal| {
             barrier.wait();
-            j.claim("acc", &name, Kind::Forget, b"{}", 10)
+            j.claim("acc", &name, Kind::Forget, b"{}", 10, dates())
                 .map(|c| c.id())
         };
         let (ra, rb) = std::thread::scope(|s| {
@@ -445,7 +458,7 @@ fn a_node_whose_lease_expired_is_fenced_once_another_took_the_file_over() {
     let [(a, ja), (_b, jb)] = two_nodes(&pg);
     let bytes = br#"{"requests":[]}"#;
     let first = ja
-        .claim("acc", "f", Kind::Forget, bytes, 10)
+        .claim("acc", "f", Kind::Forget, bytes, 10, dates())
         .expect("claim");
     first
         .plan_step(0, "s", &[1])
@@ -577,9 +590,11 @@ fn migrate_ledger_copies_a_sqlite_ledger_once_and_refuses_other_rows() {
     let Some(pg) = PgSchema::new() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let bytes = br#"{"requests":[]}"#;
-    let (done_id, open_id) = {
+    let (done_id, open_id, due) = {
         let j = Journal::open(dir.path()).expect("open");
-        let done = j.claim("a", "done", Kind::Forget, b"x", 10).expect("claim");
+        let done = j
+            .claim("a", "done", Kind::Forget, b"x", 10, dates())
+            .expect("claim");
         done.plan_step(0, "s", &[2]).expect("plan");
         done.finish_step(0, "s", &[2]).expect("step");
         done.complete_chunk(
@@ -593,9 +608,10 @@ fn migrate_ledger_copies_a_sqlite_ledger_once_and_refuses_other_rows() {
         done.mark_removed(dir.path()).expect("removed");
         j.reject("a", "bad", "ERROR: x", &entry()).expect("reject");
         let open = j
-            .claim("a", "open", Kind::Export, bytes, 10)
+            .claim("a", "open", Kind::Export, bytes, 10, dates())
             .expect("claim");
-        (done.id(), open.id())
+        let due = open.record().due.expect("due");
+        (done.id(), open.id(), due)
     };
     let cluster = pg.cluster("n1");
     let first = migrate_ledger(dir.path(), &cluster).expect("migrate");
@@ -630,7 +646,14 @@ fn migrate_ledger_copies_a_sqlite_ledger_once_and_refuses_other_rows() {
     ));
     let responses = j.responses(done_id).expect("responses");
     assert_eq!(responses[&(0, 1)], Response::NotFound);
-    let next = j.claim("a", "next", Kind::Forget, b"y", 10).expect("claim");
+    assert_eq!(
+        j.file(open_id).expect("record").expect("known").due,
+        Some(due),
+        "its due day came along"
+    );
+    let next = j
+        .claim("a", "next", Kind::Forget, b"y", 10, dates())
+        .expect("claim");
     assert!(next.id() > open_id, "new ids follow the copied ones");
     // Other rows than the SQLite ledger's: refused, nothing written.
     let err = migrate_ledger(dir.path(), &cluster).expect_err("refused");
@@ -645,7 +668,14 @@ fn files_executing_at_once_are_each_reported_in_progress() {
     let j = Journal::open(dir.path()).expect("open");
     let submit = |account: &str| {
         let claim = j
-            .submit(account, "forget-api-x.json", Kind::Forget, b"{}", 500)
+            .submit(
+                account,
+                "forget-api-x.json",
+                Kind::Forget,
+                b"{}",
+                500,
+                dates(),
+            )
             .expect("submit");
         j.claimed(claim.id())
             .expect("claimed")
@@ -671,10 +701,10 @@ fn the_leases_of_files_at_work_are_renewed_in_the_background() {
     cluster.lease_seconds = std::time::Duration::from_secs(3);
     let j = Journal::open_with(dir.path(), Some(&cluster)).expect("open");
     let working = j
-        .claim("a", "working", Kind::Forget, b"1", 10)
+        .claim("a", "working", Kind::Forget, b"1", 10, dates())
         .expect("claim");
     let waiting = j
-        .claim("a", "waiting", Kind::Forget, b"2", 10)
+        .claim("a", "waiting", Kind::Forget, b"2", 10, dates())
         .expect("claim");
     let _at_work = working.executing();
     let mut raw = pg.raw();
@@ -749,4 +779,210 @@ fn a_singleton_task_runs_on_one_node_at_a_time_with_failover() {
         .expect("epoch")
         .get(0);
     assert_eq!(epoch, 3, "each change of holder is a new epoch");
+}
+
+#[test]
+fn a_ledger_of_the_first_schema_upgrades_in_place_with_due_days_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // A ledger as the gdprd before deadlines made it: the first schema, user_version 0.
+        let conn = raw(dir.path());
+        conn.execute_batch(sqlite::SCHEMA).expect("first schema");
+        for (id, state, received) in [
+            (1, "claimed", "2026-01-31T10:00:00.000Z"),
+            (2, "done", "2026-03-05T23:30:00.000Z"),
+            (3, "rejected", "2026-03-06T08:00:00.000Z"),
+        ] {
+            conn.execute(
+                "INSERT INTO files (id, account, name, state, received_at) VALUES (?1, 'a', ?1, ?2, ?3)",
+                params![id, state, received],
+            )
+            .expect("row");
+        }
+    }
+    assert!(
+        matches!(
+            Reader::open(dir.path()),
+            Err(JournalError::Outdated { found: 0, .. })
+        ),
+        "a read-only open does not upgrade, and says so"
+    );
+    let j = Journal::open(dir.path()).expect("upgrade");
+    let version: u32 = raw(dir.path())
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, sqlite::VERSION);
+    let due = |id| j.file(id).expect("record").expect("known").due;
+    let day = |s: &str| s.parse::<chrono::NaiveDate>().expect("day");
+    assert_eq!(due(1).map(|d| d.on), Some(day("2026-02-28")));
+    assert_eq!(
+        due(1).map(|d| d.at),
+        Some("2026-03-01T00:00:00Z".parse().expect("t"))
+    );
+    assert_eq!(due(2).map(|d| d.on), Some(day("2026-04-05")));
+    assert_eq!(due(3), None, "a rejected name has no deadline");
+    drop(j);
+    Journal::open(dir.path()).expect("a second open changes nothing");
+    let files = Reader::open(dir.path())
+        .expect("reader")
+        .expect("a ledger")
+        .files(&FileFilter::default())
+        .expect("files");
+    assert_eq!(files.len(), 3);
+}
+
+/// The audit rows of `b`'s ledger with `action`.
+fn audited(b: &Backend, action: &str) -> i64 {
+    let sql = "SELECT count(*) FROM audit WHERE action = $1";
+    match &b.pg {
+        Some(pg) => pg.raw().query_one(sql, &[&action]).expect("count").get(0),
+        None => raw(b.dir.path())
+            .query_row(&sql.replace("$1", "?1"), [action], |r| r.get(0))
+            .expect("count"),
+    }
+}
+
+#[test]
+fn a_deadline_is_extended_once_and_audited() {
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        extended_once_on(&b);
+    }
+}
+
+fn extended_once_on(b: &Backend) {
+    let j = &b.journal;
+    let received = "2026-01-15T09:00:00Z".parse().expect("t");
+    let claim = j
+        .claim(
+            "a",
+            "f",
+            Kind::Forget,
+            b"abc",
+            2,
+            Dates {
+                received,
+                due: crate::deadline::Period::default().due(received, chrono_tz::UTC),
+            },
+        )
+        .expect("claim");
+    let id = claim.id();
+    let record = j.file(id).expect("record").expect("known");
+    assert_eq!(record.received_at, "2026-01-15T09:00:00.000Z");
+    let first = record.due.expect("due");
+    assert_eq!(first.on.to_string(), "2026-02-15");
+    let later = crate::deadline::Due::on("2026-04-15".parse().expect("day"), chrono_tz::UTC);
+    let extend = |reason: &str| {
+        let mut audit = entry();
+        audit.action = "extend".into();
+        j.extend(id, &later, reason, &audit).expect("extend")
+    };
+    assert!(extend("the store is being restored"));
+    assert!(!extend("again"), "a deadline is extended once");
+    let record = j.file(id).expect("record").expect("known");
+    assert_eq!(record.due, Some(later));
+    let extension = record.extension.expect("extended");
+    assert_eq!(extension.previous_due, first.on);
+    assert_eq!(extension.reason, "the store is being restored");
+    assert_eq!(
+        audited(b, "extend"),
+        1,
+        "the refused second extension left no audit row"
+    );
+    let job = j.job(id).expect("job").expect("known");
+    assert_eq!(job.due, Some(later));
+    assert!(job.extension.is_some());
+}
+
+#[test]
+fn open_files_are_those_in_work_or_owing_an_answer() {
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        open_files_on(&b.journal);
+    }
+}
+
+fn open_files_on(j: &Journal) {
+    let store_failed = Response::Recorded("ERROR: store \"s\" unavailable: down".into());
+    let malformed = Response::Malformed(crate::requests::DeviceError::ALL[0].clone());
+    for (name, responses) in [
+        ("owes", vec![Response::Success, store_failed]),
+        ("answered", vec![Response::Success, malformed]),
+        ("clean", vec![Response::NotFound]),
+    ] {
+        let claim = j
+            .claim("a", name, Kind::Forget, name.as_bytes(), 10, dates())
+            .expect("claim");
+        let positioned: Vec<(Position, Response)> = responses
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((0, i), r.clone()))
+            .collect();
+        claim.complete_chunk(0, &positioned, &[]).expect("chunk");
+        let counts = crate::engine::response::tally(&responses);
+        claim.finish(&[], counts, None).expect("finish");
+    }
+    j.claim("a", "working", Kind::Forget, b"w", 10, dates())
+        .expect("claim");
+    j.reject("a", "bad", "ERROR: name", &entry())
+        .expect("reject");
+    let open_only = FileFilter {
+        open_only: true,
+        ..FileFilter::default()
+    };
+    let open: Vec<(String, u64)> = j
+        .files(&open_only)
+        .expect("files")
+        .into_iter()
+        .filter(|f| crate::deadline::is_open(f.state, f.owed_errors))
+        .map(|f| (f.name, f.owed_errors))
+        .collect();
+    assert_eq!(
+        open,
+        vec![("working".to_owned(), 0), ("owes".to_owned(), 1)],
+        "newest first"
+    );
+    assert_eq!(j.files(&FileFilter::default()).expect("all").len(), 5);
+}
+
+/// A cluster's ledger of the first PostgreSQL schema (before deadlines) is upgraded in place like a SQLite one.
+#[test]
+fn a_postgres_ledger_before_deadlines_upgrades_with_due_days_given() {
+    let Some(pg) = PgSchema::new() else { return };
+    {
+        let mut c = ::postgres::Client::connect(&pg.url, ::postgres::NoTls).expect("connect");
+        c.batch_execute(&format!(
+            "CREATE SCHEMA {0}; SET search_path TO {0};
+             CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {1}
+             INSERT INTO schema_version (version) VALUES (1);
+             INSERT INTO files (account, name, state, received_at) VALUES
+                 ('a', 'old', 'done', '2026-01-31T10:00:00.000Z'),
+                 ('a', 'bad', 'rejected', '2026-01-31T10:00:00.000Z');",
+            pg.name,
+            postgres::MIGRATIONS[0]
+        ))
+        .expect("a ledger of version 1");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = Journal::open_with(dir.path(), Some(&pg.cluster("n1"))).expect("upgrade");
+    let record = |name| {
+        j.admit("a", name).map(|k| match k {
+            Known::Taken(r) | Known::Finished(Claim { record: r, .. }) => Some(r),
+            _ => None,
+        })
+    };
+    let old = record("old").expect("admit").expect("a record");
+    let due = old.due.expect("a due day given");
+    assert_eq!(due.on.to_string(), "2026-02-28");
+    assert_eq!(
+        due.at,
+        "2026-03-01T00:00:00Z".parse::<DateTime<Utc>>().expect("t")
+    );
+    let rejected: Option<String> = pg
+        .raw()
+        .query_one("SELECT due_on FROM files WHERE name = 'bad'", &[])
+        .expect("row")
+        .get(0);
+    assert_eq!(rejected, None, "a rejected name has no deadline");
 }
