@@ -1,6 +1,8 @@
-//! The time that expiry reads: retention sweeps and the HTTP front doors' job expiry. It is the system clock,
-//! moved forward by `GDPRD_TEST_CLOCK_OFFSET_SECONDS` when that variable is set (read once): a test hook that lets
-//! the integration tests see three days of retention pass without waiting. Never set it in production.
+//! The time that expiry reads: retention sweeps, the HTTP front doors' job expiry, and the deadline clock's days
+//! left and overdue requests (`gdprd status`, the metrics; a request's receipt is the system clock's). It is the
+//! system clock, moved forward by `GDPRD_TEST_CLOCK_OFFSET_SECONDS` when that variable is set (read once): a test
+//! hook that lets the integration tests see three days of retention, or forty of a deadline, pass without waiting.
+//! Never set it in production.
 
 use chrono::{DateTime, Utc};
 use std::sync::OnceLock;

@@ -194,7 +194,7 @@ pub enum ExtendError {
         name: String,
     },
     /// Extended before.
-    #[error("file {id} ({name}) was already extended on {at} (due {previous} then {due} now; reason: {reason:?}): Art. 12(3) allows one extension")]
+    #[error("file {id} ({name}) was already extended on {at}, from {previous} to {due} (reason: {reason:?}): Art. 12(3) allows one extension")]
     Again {
         /// The file id.
         id: i64,

@@ -735,7 +735,7 @@ fn status(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:>6} {:<12} {:<34} {:<10} {:<10} {:>9} {:>7} {:>9} {:>6}  RESULT / DETAIL",
+        "{:<24} {:>6} {:<12} {:<34} {:<10} {:<11} {:>8} {:>7} {:>9} {:>6}  RESULT / DETAIL",
         "RECEIVED",
         "ID",
         "ACCOUNT",
@@ -767,7 +767,7 @@ fn status(
         };
         let extended = if f.extension.is_some() { "*" } else { "" };
         println!(
-            "{:<24} {:>6} {:<12} {:<34} {:<10} {:<10} {:>9} {:>7} {:>9} {:>6}  {detail}",
+            "{:<24} {:>6} {:<12} {:<34} {:<10} {:<11} {:>8} {:>7} {:>9} {:>6}  {detail}",
             f.received_at.as_deref().unwrap_or("-"),
             f.id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
             f.account,
