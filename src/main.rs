@@ -430,7 +430,7 @@ fn validate(config: Option<&Path>, account: Option<&str>, files: &[PathBuf]) -> 
                 config.limits.request_limits(),
                 tz,
                 config.limits.max_future_days,
-                account.map(|a| a.requests).unwrap_or_default(),
+                account.map(|a| a.requests.clone()).unwrap_or_default(),
             )
         }
         None if account.is_some() => bail!("--account needs --config"),

@@ -75,6 +75,7 @@ pub fn suppressed(
             .collect(),
         scopes: vec![Scope {
             accountid: None,
+            enterprise: Vec::new(),
             shortcodes: Vec::new(),
         }],
     };

@@ -364,3 +364,31 @@ fn a_wca_client_erases_through_the_seeds_own_paths_in_the_databases_stores_only(
         "{error}"
     );
 }
+
+#[test]
+fn an_enterprise_number_searches_all_of_its_accounts() {
+    let demo = Demo::new(0, |c| {
+        c.extend(
+            "accounts[demo]",
+            &format!("[requests.enterprises]\nE100 = [\"{SAMPLE_ACCOUNT}\", \"{OTHER_ACCOUNT}\"]"),
+        );
+    });
+    assert!(lists(&demo).to_lowercase().contains("test@test.com"));
+    let log = forget(
+        &demo,
+        json!([
+            {"accountid": "E100", "type": "FORGET", "contacts": [{"email": "test@test.com"}]},
+            {"accountid": "E999", "type": "FORGET", "contacts": [{"email": "genesys@genesys.com"}]}
+        ]),
+    );
+    assert_eq!(
+        responses(&log),
+        ["SUCCESS", "SUCCESS: not found"],
+        "an unknown number is an account id like any other"
+    );
+    // Both of the enterprise's accounts, in the SQLite store and the CSV lists.
+    assert_eq!(rows(&demo, "test@test.com", SAMPLE_ACCOUNT), 0);
+    assert_eq!(rows(&demo, "test@test.com", OTHER_ACCOUNT), 0);
+    assert!(!lists(&demo).to_lowercase().contains("test@test.com"));
+    assert_eq!(rows(&demo, "genesys@genesys.com", SAMPLE_ACCOUNT), 1);
+}

@@ -359,6 +359,7 @@ mod tests {
                 .collect(),
             scopes: vec![Scope {
                 accountid: None,
+                enterprise: Vec::new(),
                 shortcodes: Vec::new(),
             }],
         }
@@ -463,6 +464,7 @@ mod tests {
             targets,
             scopes: vec![Scope {
                 accountid: None,
+                enterprise: Vec::new(),
                 shortcodes: Vec::new(),
             }],
         };

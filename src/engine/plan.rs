@@ -57,6 +57,7 @@ impl Plan {
         for (r, (request, raw)) in file.requests.iter().zip(&file.raw_requests).enumerate() {
             plan.scopes.push(Scope {
                 accountid: request.accountid.clone(),
+                enterprise: request.enterprise.clone(),
                 shortcodes: request.shortcodes.clone(),
             });
             let mut seen: HashMap<String, usize> = HashMap::new();

@@ -107,6 +107,9 @@ pub struct Request {
     /// Why the account's rules refuse the request, once [`super::RequestRules::apply`] has looked: then every
     /// contact answers this error and nothing is searched for it.
     pub refused: Option<RuleError>,
+    /// When `accountid` is an enterprise number of the account's `[accounts.requests] enterprises`, the
+    /// enterprise's accounts (set by [`super::RequestRules::apply`]); their records are searched too.
+    pub enterprise: Vec<String>,
 }
 
 impl RequestFile {
@@ -245,6 +248,7 @@ fn parse_request(n: usize, raw: &Value, kind: Kind) -> Result<Request, FileError
         accountid,
         contacts,
         refused: None,
+        enterprise: Vec::new(),
     })
 }
 

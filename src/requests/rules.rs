@@ -8,16 +8,20 @@
 
 use super::parse::{Request, RequestFile};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// `[accounts.requests]`. The default (both `optional`) is how gdprd read every file before the rules existed,
 /// so that an account that does not say keeps working as it did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequestRules {
     /// What `accountid` is to this account's requests.
     pub accountid: AccountIdRule,
     /// What `shortcodes` are to this account's requests.
     pub shortcodes: ShortcodesRule,
+    /// Enterprise numbers and the account ids of each ("an enterprise account number which will search all
+    /// accounts in an enterprise"): a request whose `accountid` is one searches the records of all of them.
+    pub enterprises: BTreeMap<String, Vec<String>>,
 }
 
 /// `[accounts.requests] accountid`.
@@ -95,7 +99,14 @@ impl RequestRules {
 
     fn apply_one(&self, request: &mut Request) {
         match self.check(request.accountid.as_deref(), &request.shortcodes) {
-            Ok(accountid) => request.accountid = accountid,
+            Ok(accountid) => {
+                request.enterprise = accountid
+                    .as_ref()
+                    .and_then(|a| self.enterprises.get(a))
+                    .cloned()
+                    .unwrap_or_default();
+                request.accountid = accountid;
+            }
             Err(e) => request.refused = Some(e),
         }
     }
@@ -185,6 +196,28 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn an_enterprise_number_searches_its_accounts() {
+        let rules: RequestRules =
+            toml::from_str("[enterprises]\nE1 = [\"11\", \"12\"]").expect("toml");
+        let mut f = file(&format!(
+            r#"{{"accountid":"E1",{C}}},{{"accountid":"11",{C}}}"#
+        ));
+        rules.apply(&mut f);
+        assert_eq!(
+            f.requests[0].enterprise,
+            vec!["11".to_owned(), "12".to_owned()]
+        );
+        assert!(f.requests[1].enterprise.is_empty());
+        let ignored = RequestRules {
+            accountid: AccountIdRule::Ignored,
+            ..rules
+        };
+        let mut f = file(&format!(r#"{{"accountid":"E1",{C}}}"#));
+        ignored.apply(&mut f);
+        assert!(f.requests[0].enterprise.is_empty() && f.requests[0].accountid.is_none());
     }
 
     #[test]

@@ -325,9 +325,7 @@ impl CallbackStore {
                     .copied()
                     .filter(|&t| {
                         let scope = &batch.scopes[batch.targets[t].scope];
-                        account.is_none()
-                            || scope.accountid.is_none()
-                            || account.as_deref() == scope.accountid.as_deref()
+                        account.is_none() || scope.admits_account(account.as_deref())
                     })
                     .collect();
                 if targets.is_empty() {

@@ -45,8 +45,25 @@ use tokio_util::sync::CancellationToken;
 pub struct Scope {
     /// Only rows of this account, in tables with an account column.
     pub accountid: Option<String>,
+    /// When `accountid` is an enterprise number (`[accounts.requests] enterprises`): the enterprise's accounts,
+    /// whose rows are searched too.
+    pub enterprise: Vec<String>,
     /// Only SMS rows on these shortcodes, in tables with a shortcode column.
     pub shortcodes: Vec<String>,
+}
+
+impl Scope {
+    /// Whether a row whose account column holds `account` is within the scope: any row when the request names
+    /// no account, else the account it names or one of its enterprise's.
+    pub fn admits_account(&self, account: Option<&str>) -> bool {
+        match &self.accountid {
+            None => true,
+            Some(id) => {
+                account == Some(id.as_str())
+                    || account.is_some_and(|a| self.enterprise.iter().any(|e| e == a))
+            }
+        }
+    }
 }
 
 /// One device to find, within a scope.
@@ -324,9 +341,7 @@ pub(crate) fn admitted(
     for key in keys.iter().flatten() {
         for &t in index.get(key).map(Vec::as_slice).unwrap_or_default() {
             let scope = &batch.scopes[batch.targets[t].scope];
-            let account_ok = table.account.is_none()
-                || scope.accountid.is_none()
-                || account == scope.accountid.as_deref();
+            let account_ok = table.account.is_none() || scope.admits_account(account);
             let shortcode_ok = table.shortcode.is_none()
                 || shortcode.is_some_and(|s| scope.shortcodes.iter().any(|c| c == s));
             if account_ok && shortcode_ok && !out.contains(&t) {
