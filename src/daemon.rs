@@ -282,6 +282,29 @@ fn rescan(config: &Config, settle: Duration, jobs: &JobSender) {
     }
 }
 
+/// Queues the files of a cluster that no node works any more (their holder died or paused past its lease), HTTP
+/// jobs included, which no rescan of `GDPR_Submit` finds: the worker's claim takes them over. None without
+/// `[cluster]`.
+fn queue_orphans(config: &Config, journal: &crate::journal::Journal, jobs: &JobSender) {
+    if config.cluster.is_none() {
+        return;
+    }
+    match journal.orphans() {
+        Ok(list) => {
+            for (account, name) in list {
+                if config.accounts.iter().any(|a| a.name == account) {
+                    let _ = jobs.send(Job {
+                        account,
+                        name: name.into(),
+                        claimed: None,
+                    });
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot list the cluster's orphaned files"),
+    }
+}
+
 /// Reads the config file again for a reload. A new config that does not load, or whose accounts cannot be
 /// prepared, is refused with a log line and the running one stays. Returns the config to switch to.
 fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<Config>> {
@@ -373,6 +396,7 @@ async fn intake(
         }
         let _ = tokio::task::spawn_blocking(move || {
             rescan(&config, settle, &tx);
+            queue_orphans(&config, &journal, &tx);
             if sweep && journal.hold_singleton("retention-sweep", SWEEP_LEASE) {
                 for account in &config.accounts {
                     if let Err(e) = retention::sweep(account, crate::clock::system_now()) {

@@ -572,6 +572,14 @@ pub trait Ledger: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<bool, JournalError>;
+
+    /// Files claimed and unfinished whose lease no node holds (expired, or never taken since a migration), as
+    /// (account, name), in the order they came: a cluster node queues them to take them over. A ledger of one
+    /// node (SQLite) has none: its daemon resumes its own files at start.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn orphans(&self) -> Result<Vec<(String, String)>, JournalError>;
 }
 
 /// The chunk number under which a file's survey is kept as a step (chunks count from 0; this one never runs).
@@ -900,6 +908,14 @@ impl Journal {
                 tracing::warn!(task = name, error = %e, "cannot take the lease of a singleton task; it waits for its next turn");
                 false
             })
+    }
+
+    /// Claimed files that no node works (their lease expired), as (account, name): see [`Ledger::orphans`].
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn orphans(&self) -> Result<Vec<(String, String)>, JournalError> {
+        self.ledger.orphans()
     }
 
     /// Gives up this node's lease of the singleton task `name`.

@@ -948,6 +948,20 @@ impl Ledger for PostgresLedger {
         })
     }
 
+    fn orphans(&self) -> Result<Vec<(String, String)>, JournalError> {
+        self.read(|c| {
+            c.query(
+                "SELECT account, name FROM files
+                 WHERE state = 'claimed' AND (node IS NULL OR lease_expires IS NULL OR lease_expires < now())
+                 ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
     fn release_singleton(&self, name: &str) -> Result<(), JournalError> {
         self.write(|c| {
             c.execute(

@@ -717,6 +717,10 @@ impl Ledger for SqliteLedger {
     fn release_singleton(&self, _name: &str) -> Result<(), JournalError> {
         Ok(())
     }
+
+    fn orphans(&self) -> Result<Vec<(String, String)>, JournalError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A row of `waiting` (stores, since, tries) read back; its file id is `None` when not selected.

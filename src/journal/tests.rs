@@ -986,3 +986,47 @@ fn a_postgres_ledger_before_deadlines_upgrades_with_due_days_given() {
         .get(0);
     assert_eq!(rejected, None, "a rejected name has no deadline");
 }
+
+#[test]
+fn orphans_are_the_claimed_files_whose_lease_expired() {
+    let single = tempfile::tempdir().expect("tempdir");
+    let alone = Journal::open(single.path()).expect("open");
+    alone
+        .claim("a", "f", Kind::Forget, b"1", 10, dates())
+        .expect("claim");
+    assert!(
+        alone.orphans().expect("orphans").is_empty(),
+        "one daemon has none"
+    );
+    let Some(pg) = PgSchema::new() else { return };
+    let [(_a, ja), (_b, jb)] = two_nodes(&pg);
+    let held = ja
+        .claim("acc", "held", Kind::Forget, b"1", 10, dates())
+        .expect("claim");
+    let dead = ja
+        .claim("acc", "dead", Kind::Forget, b"2", 10, dates())
+        .expect("claim");
+    let done = ja
+        .claim("acc", "done", Kind::Forget, b"3", 10, dates())
+        .expect("claim");
+    done.finish(&[], Counts::default(), None).expect("finish");
+    assert!(
+        jb.orphans().expect("orphans").is_empty(),
+        "every lease is live"
+    );
+    pg.raw()
+        .execute(
+            "UPDATE files SET lease_expires = now() - interval '1 second' WHERE id <> $1",
+            &[&held.id()],
+        )
+        .expect("expire");
+    assert_eq!(
+        jb.orphans().expect("orphans"),
+        vec![("acc".to_owned(), "dead".to_owned())],
+        "only a claimed file whose lease expired"
+    );
+    assert!(
+        matches!(jb.admit("acc", "dead").expect("admit"), Known::Unfinished(c) if c.id() == dead.id())
+    );
+    assert!(jb.orphans().expect("orphans").is_empty(), "taken over");
+}
