@@ -530,6 +530,8 @@ fn the_readme_shows_what_the_demo_s_preview_prints() {
 fn a_store_that_cannot_be_opened_gives_the_errors_the_forget_gives() {
     let demo = Demo::new(50, |c| {
         c.set("stores.demo.path", "missing.db");
+        // Answered at once, not waited for (`[engine] retry_window`): the preview does not wait either.
+        c.merge("[engine]\nretry_window = \"0s\"\n");
     });
     let seed = seed_file(&demo);
     let preview = preview_json(&demo, &seed);
