@@ -275,7 +275,7 @@ impl Engine {
         let new = &self.config;
         self.stores.retain(
             |name, _| match (old.stores.get(name), new.stores.get(name)) {
-                (Some(a), Some(b)) => format!("{a:?}") == format!("{b:?}"),
+                (Some(a), Some(b)) => a == b,
                 _ => false,
             },
         );
@@ -286,7 +286,7 @@ impl Engine {
     pub fn check_stores(&mut self) {
         let names: Vec<String> = self.config.stores.keys().cloned().collect();
         for name in names {
-            if self.open_store(&name).is_some() {
+            if self.open_store(&name).is_err() {
                 continue;
             }
             let Some(store) = self.stores.get_mut(&name) else {
@@ -306,21 +306,21 @@ impl Engine {
         }
     }
 
-    fn open_store(&mut self, name: &str) -> Option<String> {
+    fn open_store(&mut self, name: &str) -> Result<(), StoreFailure> {
         if self.stores.contains_key(name) {
-            return None;
+            return Ok(());
         }
         let Some(config) = self.config.stores.get(name) else {
-            return Some("not configured".into());
+            return Err(StoreFailure::unavailable(name, "not configured"));
         };
         match stores::open(name, config, &self.stop) {
             Ok(store) => {
                 self.stores.insert(name.to_owned(), store);
-                None
+                Ok(())
             }
             Err(e) => {
                 warn!(store = name, error = %e, "store cannot be opened");
-                Some(e.to_string())
+                Err(StoreFailure::unavailable(name, e.to_string()))
             }
         }
     }

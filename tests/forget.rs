@@ -504,3 +504,29 @@ fn the_answers_and_the_audit_do_not_depend_on_the_batch_size() {
         assert_eq!(b, first, "batch {batch} audits like batch 1");
     }
 }
+
+/// A store that cannot be opened (its SQLite file is gone) answers every contact of a forget (once its retry
+/// window is over) and of an export with an `unavailable` error naming it; the daemon goes on.
+#[test]
+fn a_store_that_cannot_be_opened_answers_unavailable_naming_it() {
+    let demo = Demo::new(10, |c| {
+        c.set("stores.demo.path", "missing.db");
+        // Answered at once, not waited for (`[engine] retry_window`, tests/retry.rs).
+        c.merge("[engine]\nretry_window = \"0s\"\n");
+    });
+    let _daemon = demo.start();
+    let forget = format!("forget-{}_120000", today());
+    demo.submit(&format!("{forget}.json"), &seed_forget());
+    let got = responses(&demo.result_json(&format!("{forget}-execution-log.json")));
+    let unavailable = |r: &&String| r.starts_with("ERROR: store \"demo\" unavailable: ");
+    assert_eq!(got.iter().filter(unavailable).count(), 11, "{got:?}");
+
+    let export = format!("export-{}_120100", today());
+    demo.submit(
+        &format!("{export}.json"),
+        &std::fs::read(crate::harness::fixture("requests/seed-export.json")).expect("fixture"),
+    );
+    let got = responses(&demo.result_json(&format!("{export}-execution-log.json")));
+    assert_eq!(got.len(), 12, "{got:?}");
+    assert_eq!(got.iter().filter(unavailable).count(), 11, "{got:?}");
+}

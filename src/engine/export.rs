@@ -46,10 +46,10 @@ impl Engine {
         let mut parts = Vec::new();
         let mut per_store = Vec::new();
         for (i, store_name) in account.stores.iter().enumerate() {
-            let open_error = self.open_store(store_name);
+            let opened = self.open_store(store_name);
             let part_path = claim.work_part(i);
-            let outcome = match (self.stores.get_mut(store_name), open_error) {
-                (Some(store), None) => {
+            let outcome = match (self.stores.get_mut(store_name), opened) {
+                (Some(store), Ok(())) => {
                     let began = std::time::Instant::now();
                     let mut new_part = || {
                         let _ = std::fs::remove_file(&part_path);
@@ -73,10 +73,12 @@ impl Engine {
                     }
                     outcome
                 }
-                (_, e) => StoreOutcome::failed(
+                (_, opened) => StoreOutcome::failed(
                     store_name,
                     plan.targets.len(),
-                    StoreFailure::unavailable(store_name, e.unwrap_or_default()),
+                    opened
+                        .err()
+                        .unwrap_or_else(|| StoreFailure::unavailable(store_name, "not opened")),
                 ),
             };
             // Export progress: one line per store, with its rows and time (each store is one streamed pass).

@@ -4,7 +4,7 @@
 
 use super::chunk::Chunk;
 use super::isolation::{ForgetStep, Opened, StoreOutcome};
-use super::{survey, Engine, EngineError, Execution, Outcome};
+use super::{survey, Engine, EngineError, Execution, Outcome, StoreFailure};
 use crate::backoff::Backoff;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ impl Engine {
         let mut last_report = began;
         let mut done_here = 0usize;
         let window = self.config.engine.retry_window.0;
-        let mut open_errors: BTreeMap<String, Option<String>> = account
+        let mut opened: BTreeMap<String, Result<(), StoreFailure>> = account
             .stores
             .iter()
             .map(|s| (s.clone(), self.open_store(s)))
@@ -82,9 +82,7 @@ impl Engine {
                 let mut per_store = Vec::new();
                 for store_name in &account.stores {
                     if !self.stores.contains_key(store_name) {
-                        if let Some(why) = self.open_store(store_name) {
-                            open_errors.insert(store_name.clone(), Some(why));
-                        }
+                        opened.insert(store_name.clone(), self.open_store(store_name));
                     }
                     let step = ForgetStep {
                         claim,
@@ -95,10 +93,10 @@ impl Engine {
                     };
                     let store: Opened<'_> = match self.stores.get_mut(store_name) {
                         Some(store) => Ok(store.as_mut()),
-                        None => Err(open_errors
-                            .get(store_name)
-                            .and_then(|e| e.as_deref())
-                            .unwrap_or("not opened")),
+                        None => Err(match opened.get(store_name) {
+                            Some(Err(failure)) => failure.clone(),
+                            _ => StoreFailure::unavailable(store_name, "not opened"),
+                        }),
                     };
                     let mut outcome = step.run(store)?;
                     if let Some(held) = surveyed.get(store_name) {

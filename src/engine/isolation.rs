@@ -152,7 +152,7 @@ pub(super) struct ForgetStep<'a> {
 }
 
 /// The store a step runs on, or why it could not be opened.
-pub(super) type Opened<'a> = Result<&'a mut dyn Store, &'a str>;
+pub(super) type Opened<'a> = Result<&'a mut dyn Store, StoreFailure>;
 
 impl ForgetStep<'_> {
     /// Runs the step on `store`. Every run journals the rows it found in the step's plan before it changes
@@ -177,13 +177,7 @@ impl ForgetStep<'_> {
         }
         let store = match store {
             Ok(store) => store,
-            Err(why) => {
-                return Ok(StoreOutcome::failed(
-                    name,
-                    n,
-                    StoreFailure::unavailable(name, why),
-                ))
-            }
+            Err(failure) => return Ok(StoreOutcome::failed(name, n, failure)),
         };
         // The plan as journaled: what every run so far found, before it changed anything.
         let mut plan: Option<Vec<u64>> = prior.map(|s| s.found).filter(|p| p.len() == n);
