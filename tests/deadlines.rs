@@ -330,6 +330,15 @@ fn an_http_jobs_status_carries_its_due_day() {
         format!("{}T00:00:00Z", received + chrono::Days::new(11))
     );
     assert!(json.get("extension").is_none());
+    let wca: Value = api
+        .get(&format!("/rest/gdpr_jobs/{id}/status"), Some(TOKEN))
+        .json()
+        .expect("json");
+    assert_eq!(wca["status"], "COMPLETE", "{wca}");
+    assert_eq!(
+        wca["due"], json["due"],
+        "the seed's WCA path carries it too"
+    );
 
     let out = run(&[
         "extend",
