@@ -7,6 +7,7 @@
 //! journal has the plan) renames them into place, each synced, with the original's permissions. Files without a
 //! match are not touched.
 
+use super::csv_lines::{Lines, Row};
 use super::mapping::{validate_tables, ForgetMode, Names, PhoneConfig, TableMapping};
 use super::matching::Matcher;
 use super::{
@@ -16,9 +17,10 @@ use super::{
 use crate::requests::{DeviceKind, Kind};
 use rand::Rng;
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// A `type = "csv"` store: contact-list files in a folder, each mapped like a table by a file-name pattern.
@@ -172,16 +174,14 @@ fn glob(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-fn cell(record: &csv::ByteRecord, i: usize) -> Option<&str> {
-    record
-        .get(i)
+fn cell<'a>(row: &Row<'a>, i: usize) -> Option<&'a str> {
+    row.get(i)
         .and_then(|b| std::str::from_utf8(b).ok())
         .filter(|s| !s.trim().is_empty())
 }
 
 /// Receives every record of a scanned list, with its match when a target admits it.
-type RecordFn<'a> =
-    dyn FnMut(&Layout, &csv::ByteRecord, Option<Hit<'_>>) -> Result<(), StoreError> + 'a;
+type RecordFn<'a> = dyn FnMut(&Layout, &Row<'_>, Option<Hit<'_>>) -> Result<(), StoreError> + 'a;
 
 /// One matching record: the targets it answers and the keys its device cells matched.
 struct Hit<'a> {
@@ -224,6 +224,16 @@ impl CsvStore {
             .from_reader(BufReader::with_capacity(1 << 20, File::open(path)?)))
     }
 
+    /// The header of `path` and the byte offset of the record after it.
+    fn header(&self, path: &Path) -> Result<(csv::ByteRecord, u64), StoreError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(self.config.delimiter as u8)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(1 << 16, File::open(path)?));
+        let header = reader.byte_headers().map_err(csv_error(path))?.clone();
+        Ok((header, reader.position().byte()))
+    }
+
     /// Streams `path` and calls `each` with every record and, for a record a target admits, its match.
     fn scan(
         &mut self,
@@ -233,26 +243,22 @@ impl CsvStore {
         index: &HashMap<String, Vec<usize>>,
         each: &mut RecordFn<'_>,
     ) -> Result<csv::ByteRecord, StoreError> {
-        let mut reader = self.reader(path)?;
-        let header = reader.byte_headers().map_err(csv_error(path))?.clone();
+        let (header, offset) = self.header(path)?;
         let layout = Layout::of(table, &header, path)?;
-        let mut record = csv::ByteRecord::new();
+        let mut lines = Lines::open(path, offset, self.config.delimiter as u8)?;
         let (mut keys, mut targets) = (Vec::new(), Vec::new());
-        while reader
-            .read_byte_record(&mut record)
-            .map_err(csv_error(path))?
-        {
+        while let Some(row) = lines.next_row()? {
             keys.clear();
             for (kind, i) in &layout.devices {
-                keys.push(cell(&record, *i).and_then(|v| self.matcher.find(*kind, v)));
+                keys.push(cell(&row, *i).and_then(|v| self.matcher.find(*kind, v)));
             }
-            let account = layout.account.and_then(|i| cell(&record, i));
+            let account = layout.account.and_then(|i| cell(&row, i));
             admitted(table, batch, index, &keys, account, None, &mut targets);
             let hit = (!targets.is_empty()).then_some(Hit {
                 targets: &targets,
                 keys: &keys,
             });
-            each(&layout, &record, hit)?;
+            each(&layout, &row, hit)?;
         }
         Ok(header)
     }
@@ -275,15 +281,12 @@ impl CsvStore {
         masking: bool,
     ) -> Result<Option<PathBuf>, StoreError> {
         let temp = path.with_file_name(format!(".{}{TEMP_SUFFIX}", display_name(path)));
-        let header = self
-            .reader(path)?
-            .byte_headers()
-            .map_err(csv_error(path))?
-            .clone();
-        let terminator = if first_line_ends_in_crlf(path)? {
-            csv::Terminator::CRLF
+        let header = self.header(path)?.0;
+        let crlf = first_line_ends_in_crlf(path)?;
+        let (terminator, line_end): (_, &[u8]) = if crlf {
+            (csv::Terminator::CRLF, b"\r\n")
         } else {
-            csv::Terminator::Any(b'\n')
+            (csv::Terminator::Any(b'\n'), b"\n")
         };
         let file = File::create(&temp)?;
         let digests: HashMap<&str, &str> = batch
@@ -291,32 +294,52 @@ impl CsvStore {
             .iter()
             .map(|t| (t.key.as_str(), t.digest.as_str()))
             .collect();
+        // A line read as it is goes out as its bytes; the CSV writer writes every other record (and flushes
+        // what it holds into `file` before such a line).
+        let file = RefCell::new(BufWriter::with_capacity(1 << 20, file));
         let mut writer = csv::WriterBuilder::new()
             .delimiter(self.config.delimiter as u8)
             .terminator(terminator)
             .flexible(true)
-            .from_writer(BufWriter::with_capacity(1 << 20, file));
+            .from_writer(Shared(&file));
+        let mut pending = false;
         // The header is written with the first record: a file with a header only is left as it is.
         let mut started = false;
         let mut changed = false;
         let mut out = csv::ByteRecord::new();
         let mut rng = rand::rng();
-        let result = self.scan(table, path, batch, index, &mut |layout, record, hit| {
+        let result = self.scan(table, path, batch, index, &mut |layout, row, hit| {
             let w = &mut writer;
             if !started {
                 w.write_byte_record(&header).map_err(csv_error(path))?;
                 started = true;
+                pending = true;
             }
             let Some(hit) = hit else {
-                return w.write_byte_record(record).map_err(csv_error(path));
+                return match row {
+                    Row::Plain { line, .. } => {
+                        if pending {
+                            w.flush()?;
+                            pending = false;
+                        }
+                        let mut file = file.borrow_mut();
+                        file.write_all(line)?;
+                        Ok(file.write_all(line_end)?)
+                    }
+                    Row::Parsed(record) => {
+                        pending = true;
+                        w.write_byte_record(record).map_err(csv_error(path))
+                    }
+                };
             };
+            pending = true;
             changed = true;
             for &t in hit.targets {
                 found[t] += 1;
             }
             if masking {
                 out.clear();
-                for (i, value) in record.iter().enumerate() {
+                for (i, value) in row.cells().enumerate() {
                     match std::str::from_utf8(value) {
                         Ok(text) if layout.mask.contains(&i) => {
                             out.push_field(super::mask::mask(text).as_bytes())
@@ -330,7 +353,7 @@ impl CsvStore {
                 return Ok(());
             }
             out.clear();
-            for (i, value) in record.iter().enumerate() {
+            for (i, value) in row.cells().enumerate() {
                 let text = std::str::from_utf8(value).unwrap_or_default();
                 let new = if value.iter().all(u8::is_ascii_whitespace) {
                     None
@@ -366,9 +389,10 @@ impl CsvStore {
             std::fs::remove_file(&temp)?;
             return Ok(None);
         }
-        let file = writer
+        writer.flush()?;
+        drop(writer);
+        let file = file
             .into_inner()
-            .map_err(|e| StoreError::Io(e.into_error()))?
             .into_inner()
             .map_err(|e| StoreError::Io(e.into_error()))?;
         file.sync_all()?;
@@ -385,6 +409,20 @@ impl CsvStore {
                 std::fs::remove_file(entry.path())?;
             }
         }
+        Ok(())
+    }
+}
+
+/// A rewritten list's buffered file, written both by the CSV writer and directly.
+struct Shared<'a>(&'a RefCell<BufWriter<File>>);
+
+impl Write for Shared<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+
+    /// Leaves the bytes in the buffer: the list is flushed and synced once, at its end.
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -553,11 +591,8 @@ impl CsvStore {
                 let mut header_cells: Option<Vec<String>> = None;
                 let mut started = false;
                 let mut cells = Vec::new();
-                let header = {
-                    let mut reader = self.reader(&path)?;
-                    reader.byte_headers().map_err(csv_error(&path))?.clone()
-                };
-                self.scan(&table, &path, batch, &index, &mut |_, record, hit| {
+                let header = self.header(&path)?.0;
+                self.scan(&table, &path, batch, &index, &mut |_, row, hit| {
                     let Some(hit) = hit else { return Ok(()) };
                     if !started {
                         let h = header_cells.get_or_insert_with(|| {
@@ -570,11 +605,7 @@ impl CsvStore {
                         started = true;
                     }
                     cells.clear();
-                    cells.extend(
-                        record
-                            .iter()
-                            .map(|c| String::from_utf8_lossy(c).into_owned()),
-                    );
+                    cells.extend(row.cells().map(|c| String::from_utf8_lossy(c).into_owned()));
                     for &t in hit.targets {
                         found[t] += 1;
                         sink.row(t, &cells)?;
@@ -595,16 +626,12 @@ impl CsvStore {
                 continue;
             }
             for path in self.files(&table)? {
-                let mut reader = self.reader(&path)?;
-                let header = reader.byte_headers().map_err(csv_error(&path))?.clone();
+                let (header, offset) = self.header(&path)?;
                 let layout = Layout::of(&table, &header, &path)?;
-                let mut record = csv::ByteRecord::new();
-                while reader
-                    .read_byte_record(&mut record)
-                    .map_err(csv_error(&path))?
-                {
+                let mut lines = Lines::open(&path, offset, self.config.delimiter as u8)?;
+                while let Some(row) = lines.next_row()? {
                     for (kind, i) in &layout.devices {
-                        if let Some(v) = cell(&record, *i) {
+                        if let Some(v) = cell(&row, *i) {
                             mark_suppressed(
                                 *kind,
                                 v,

@@ -10,6 +10,7 @@ pub mod callback_http;
 mod callback_state;
 mod config_error;
 pub mod csv;
+mod csv_lines;
 pub mod demo_load;
 mod error;
 pub mod mapping;
