@@ -252,8 +252,13 @@ impl CsvStore {
             for (kind, i) in &layout.devices {
                 keys.push(cell(&row, *i).and_then(|v| self.matcher.find(*kind, v)));
             }
-            let account = layout.account.and_then(|i| cell(&row, i));
-            admitted(table, batch, index, &keys, account, None, &mut targets);
+            if keys.iter().all(Option::is_none) {
+                // Most records: no device of the batch, so no target (the account cell is not read).
+                targets.clear();
+            } else {
+                let account = layout.account.and_then(|i| cell(&row, i));
+                admitted(table, batch, index, &keys, account, None, &mut targets);
+            }
             let hit = (!targets.is_empty()).then_some(Hit {
                 targets: &targets,
                 keys: &keys,
