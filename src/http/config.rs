@@ -270,6 +270,12 @@ pub enum HttpConfigError {
         /// The lookup key.
         key: String,
     },
+    /// An empty `shortcodes` entry: every request made with it would be refused whole.
+    #[error("account {account:?}, [accounts.http]: shortcodes holds an empty shortcode; list SMS shortcodes such as \"11111\", or none")]
+    EmptyShortcode {
+        /// The account.
+        account: String,
+    },
     /// A `databases` id that cannot be part of a file name.
     #[error("account {account:?}, [accounts.http]: database id {database:?} must be 1-64 letters, digits or '_'")]
     DatabaseId {
@@ -443,6 +449,9 @@ impl RawHttpAccountConfig {
                 value: cc,
             });
         }
+        if self.shortcodes.iter().any(|c| c.trim().is_empty()) {
+            return Err(E::EmptyShortcode { account: account() });
+        }
         for (database, named) in &self.databases {
             let id_ok = !database.is_empty()
                 && database.len() <= 64
@@ -520,6 +529,10 @@ mod tests {
             (
                 "{ \"10-91\" = [\"demo\"] }",
                 "database id \"10-91\" must be 1-64 letters, digits or '_'",
+            ),
+            (
+                "{}\nshortcodes = [\"11111\", \" \"]",
+                "shortcodes holds an empty shortcode",
             ),
         ] {
             let text = with(databases);
