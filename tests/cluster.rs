@@ -211,7 +211,11 @@ fn a_killed_nodes_file_is_finished_by_another_node_once_its_lease_expires() {
         c.set("cluster.node", "node-2");
     });
     let second = demo.start();
-    let log = demo.result_json(&format!("forget-{}_020000-execution-log.json", today()));
+    // The rest of a 20,000-device forget, after the lease runs out: more than a minute when the whole suite runs
+    // on two cores.
+    let log_name = format!("forget-{}_020000-execution-log.json", today());
+    demo.wait_result_within(&log_name, Duration::from_secs(300));
+    let log = demo.result_json(&log_name);
     let got = responses(&log);
     assert_eq!(got.len() as u64, DEVICES);
     assert!(

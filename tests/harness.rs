@@ -163,8 +163,13 @@ impl Demo {
 
     /// Waits for `GDPR_Result/name` and returns its path.
     pub fn wait_result(&self, name: &str) -> PathBuf {
+        self.wait_result_within(name, Duration::from_secs(60))
+    }
+
+    /// [`Demo::wait_result`] for a result that may take longer than a minute on a loaded machine.
+    pub fn wait_result_within(&self, name: &str, limit: Duration) -> PathBuf {
         let path = self.result.join(name);
-        wait_until(Duration::from_secs(60), name, || path.exists());
+        wait_until(limit, name, || path.exists());
         path
     }
 

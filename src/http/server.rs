@@ -107,7 +107,13 @@ fn refuse(stream: TcpStream, why: &str) {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = stream.try_write(answer.as_bytes());
+    // A straight write to the kernel's socket: `TcpStream::try_write` answers `WouldBlock` until the runtime's
+    // reactor has seen the new socket become writable, which a loaded machine may not have done yet, and the
+    // client then got a bare close instead of the 503. The socket stays non-blocking, so this never waits.
+    if let Ok(stream) = stream.into_std() {
+        use std::io::Write;
+        let _ = (&stream).write(answer.as_bytes());
+    }
 }
 
 /// Serves `app` on `listener` within `limits` until `shutdown` completes; requests in flight then get [`DRAIN`]
