@@ -47,7 +47,7 @@ pub enum DaemonError {
     Metrics(std::io::Error),
     /// The HTTP front doors could not start.
     #[error("cannot start the HTTP front doors: {0}")]
-    Http(String),
+    Http(std::io::Error),
     /// A `GDPR_Submit` folder could not be watched.
     #[error("cannot watch GDPR_Submit: {0}")]
     Watch(#[from] notify::Error),
@@ -489,7 +489,7 @@ pub async fn run(
         let state = crate::http::HttpState::new(Arc::clone(&current), journal.clone(), tx.clone());
         let listener = crate::http::bind(&config)
             .await
-            .map_err(|e| DaemonError::Http(e.to_string()))?;
+            .map_err(DaemonError::Http)?;
         if !config.accounts.iter().any(|a| a.http.is_some()) {
             warn!("[http] listens but no account has [accounts.http]: every request is refused");
         }
