@@ -305,6 +305,26 @@ fn queue_orphans(config: &Config, journal: &crate::journal::Journal, jobs: &JobS
     }
 }
 
+/// Queues the retries `gdprd retry` recorded while the daemon runs (claimed files named `…#retry-N`): the
+/// rescan's schedule takes them up. A retry already queued or running is not run twice (the queue holds a name
+/// once, one worker holds its account, and a finished retry is not claimed any more).
+fn queue_retries(config: &Config, journal: &crate::journal::Journal, jobs: &JobSender) {
+    match journal.unfinished() {
+        Ok(list) => {
+            for (account, name) in list {
+                if name.contains(crate::journal::RETRY_MARK) && config.account(&account).is_some() {
+                    let _ = jobs.send(Job {
+                        account,
+                        name: name.into(),
+                        claimed: None,
+                    });
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot list the retries to run"),
+    }
+}
+
 /// Reads the config file again for a reload. A new config that does not load, or whose accounts cannot be
 /// prepared, is refused with a log line and the running one stays. Returns the config to switch to.
 fn reload(running: &Config, sftp: Option<&sftp_server::Accounts>) -> Option<Arc<Config>> {
@@ -397,6 +417,7 @@ async fn intake(
         let _ = tokio::task::spawn_blocking(move || {
             rescan(&config, settle, &tx);
             queue_orphans(&config, &journal, &tx);
+            queue_retries(&config, &journal, &tx);
             if sweep && journal.hold_singleton("retention-sweep", SWEEP_LEASE) {
                 for account in &config.accounts {
                     if let Err(e) = retention::sweep(account, crate::clock::system_now()) {

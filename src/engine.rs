@@ -40,6 +40,7 @@ mod notice;
 mod plan;
 pub mod preview;
 pub mod response;
+mod retry;
 mod survey;
 use intake::{read_capped, remove_account_leftovers, still_uploading};
 pub use notice::{Refusal, Rejection};
@@ -59,6 +60,14 @@ pub enum EngineError {
         context: String,
         /// The I/O error.
         source: io::Error,
+    },
+    /// A retry whose original file the ledger does not have.
+    #[error("retry {id} retries file {original}, which the ledger does not have")]
+    RetryOrphan {
+        /// The retry's ledger id.
+        id: i64,
+        /// The file it names.
+        original: i64,
     },
     /// A claimed file whose type the ledger does not know and its name does not tell. It is not guessed (a
     /// forget cannot be undone): the file is left as it is, and tried again later.
@@ -102,6 +111,10 @@ struct Execution<'a> {
     claim: &'a Claim,
     file: &'a RequestFile,
     plan: &'a Plan,
+    /// The stores it runs on: the account's, or a retry's.
+    stores: &'a [String],
+    /// For a retry: what each store did before for each device of the file.
+    prior: Option<&'a crate::journal::DeviceOutcomes>,
 }
 
 /// `[engine]`: how many files run at once.
@@ -533,7 +546,17 @@ impl Engine {
             },
         };
         account.requests.apply(&mut file);
-        let plan = Plan::new(&file, |device| self.secret.device_hmac(device));
+        let mut plan = Plan::new(&file, |device| self.secret.device_hmac(device));
+        let retry = match self.journal.retry_link(claim.id())? {
+            Some(link) => Some(retry::RetryRun::new(
+                &self.journal,
+                claim,
+                account,
+                link,
+                &mut plan,
+            )?),
+            None => None,
+        };
         let ex = Execution {
             account,
             name,
@@ -541,13 +564,22 @@ impl Engine {
             claim,
             file: &file,
             plan: &plan,
+            stores: retry.as_ref().map_or(&account.stores, |r| &r.link.stores),
+            prior: retry.as_ref().map(|r| &r.prior),
         };
+        if let Some(run) = &retry {
+            return self.execute_retry(&ex, run, path);
+        }
         let outcome = match kind {
             Kind::Forget | Kind::Pseudonymise => self.forget(&ex)?,
             Kind::Export => self.export(&ex)?,
         };
         if outcome == Outcome::Interrupted {
             return Ok(Outcome::Interrupted);
+        }
+        if kind != Kind::Export && claim.responses()?.values().any(Response::is_retryable) {
+            // Its devices are kept for `gdprd retry`, which runs the contacts a store could not do again.
+            self.journal.keep_for_retry(claim.id(), bytes)?;
         }
         self.finish_done(&ex, path)
     }

@@ -109,6 +109,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a finished forget's (or pseudonymisation's) ERROR contacts again on the stores that failed (or on
+    /// --store), journaled and exactly once like any forget; writes GDPR_Result/<stem>-execution-log-2.json (then
+    /// -3, …) with every contact's answer as it stands now. While the daemon runs, the retry is recorded and the
+    /// daemon runs it at its next rescan; otherwise this command runs it.
+    Retry {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only the file of this account (when several accounts have a file of that name).
+        #[arg(long)]
+        account: Option<String>,
+        /// Run it on this store only.
+        #[arg(long)]
+        store: Option<String>,
+        /// The file: its ledger id (`id` in `gdprd status --json`) or its name.
+        id: String,
+    },
     /// Show what a request file would do, without doing it: per store and table the rows it would erase, delete,
     /// mask or export, the callbacks it would cancel and the recordings it would delete, and every contact's
     /// would-be response. Read-only (a read snapshot of each store, no lock kept, no ledger entry, nothing in
@@ -234,6 +251,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             account,
             devices,
         } => suppressed(&config, &account, &devices),
+        Command::Retry {
+            config,
+            account,
+            store,
+            id,
+        } => retry(&config, account.as_deref(), store.as_deref(), &id),
         Command::Preview {
             config,
             account,
@@ -810,6 +833,89 @@ fn extend(config: &Path, id: i64, by: gdprd::deadline::Period, reason: &str) -> 
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ledger id of the finished file `id` (a number, or a file name looked up in `account` or every account).
+fn file_id(
+    journal: &gdprd::journal::Journal,
+    config: &Config,
+    account: Option<&str>,
+    id: &str,
+) -> Result<i64> {
+    if let Ok(n) = id.parse::<i64>() {
+        return Ok(n);
+    }
+    let mut found = Vec::new();
+    for a in &config.accounts {
+        if account.is_some_and(|want| want != a.name) {
+            continue;
+        }
+        if let Some(rec) = journal.lookup(&a.name, id)? {
+            found.push(rec.id);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no file {id:?} in the ledger"),
+        _ => bail!("several accounts have a file {id:?}: say which with --account"),
+    }
+}
+
+/// `gdprd retry`.
+fn retry(path: &Path, account: Option<&str>, store: Option<&str>, id: &str) -> Result<ExitCode> {
+    use gdprd::journal::{Journal, JournalError, StateLock};
+    let config = Config::load(path)?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    let lock = match StateLock::acquire(&config.state_dir) {
+        Ok(lock) => Some(lock),
+        Err(JournalError::Locked { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let config = Arc::new(config);
+    let Some(_lock) = lock else {
+        // The daemon runs: it takes the retry up at its next rescan.
+        let journal = Journal::open_config(&config)?;
+        let id = file_id(&journal, &config, account, id)?;
+        let claim = record_retry(&journal, &config, id, store)?;
+        println!(
+            "{}: recorded; the running daemon runs it at its next rescan (intake.rescan_seconds)",
+            claim.record().name
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut engine = gdprd::engine::Engine::new(Arc::clone(&config), CancellationToken::new())?;
+    let journal = engine.journal().clone();
+    let id = file_id(&journal, &config, account, id)?;
+    let claim = record_retry(&journal, &config, id, store)?;
+    let Some(owner) = config.account(&claim.record().account) else {
+        bail!("account {} is not in the config", claim.record().account);
+    };
+    let outcome = engine.handle_claimed(owner, claim.id())?;
+    let record = journal
+        .record(claim.id())?
+        .context("the retry is not in the ledger")?;
+    println!("{}: {outcome:?}", record.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records the retry of file `id` in `journal`, on `store` or the stores that failed.
+fn record_retry(
+    journal: &gdprd::journal::Journal,
+    config: &Config,
+    id: i64,
+    store: Option<&str>,
+) -> Result<gdprd::journal::Claim> {
+    let record = journal
+        .record(id)?
+        .with_context(|| format!("no file {id} in the ledger"))?;
+    let Some(account) = config.account(&record.account) else {
+        bail!(
+            "file {id} is of account {}, which is not in the config",
+            record.account
+        );
+    };
+    Ok(journal.retry(id, store, &account.stores)?)
 }
 
 /// `gdprd preview`: what `file` would do in its account's stores, changing nothing.

@@ -124,6 +124,16 @@ pub fn files(config: &Config, query: &Query<'_>) -> Result<Vec<FileStatus>, Stat
         let results = config
             .account(&file.account)
             .map(|a| {
+                // A retry's result is its original's follow-up log.
+                if let Some((original, n)) = file.name.split_once(crate::journal::RETRY_MARK) {
+                    let stem = crate::requests::name::stem(original);
+                    return n
+                        .parse()
+                        .map(|n| a.result_dir().join(names::numbered_log_name(stem, n)))
+                        .into_iter()
+                        .filter(|p| p.exists())
+                        .collect();
+                }
                 let stem = crate::requests::name::stem(&file.name);
                 [
                     names::log_name(stem),

@@ -697,11 +697,10 @@ impl Relay {
     }
 }
 
-#[test]
-fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
-    let Some(url) = server(POSTGRES_VAR) else {
-        return;
-    };
+/// A PostgreSQL demo whose `demo` store is reached through a [`Relay`], down at first, with `[engine]
+/// retry_window = window`; `None` without a test server.
+pub(crate) fn relayed_postgres_demo(window: &str) -> Option<(Demo, PgSchema, Relay)> {
+    let url = server(POSTGRES_VAR)?;
     let target = url
         .split('@')
         .nth(1)
@@ -714,9 +713,17 @@ fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
         c.set("stores.demo.url", relayed);
         c.remove("stores.demo.statement_timeout_seconds");
         c.insert("stores.demo.connect_timeout_seconds", 2);
-        // Answered at once, not waited for (`[engine] retry_window`, tests/retry.rs).
-        c.merge("[engine]\nretry_window = \"0s\"\n");
+        c.merge(&format!("[engine]\nretry_window = {window:?}\n"));
     });
+    Some((demo, schema, relay))
+}
+
+#[test]
+fn postgres_outage_gives_unavailable_and_a_resubmission_finishes_the_job() {
+    // Answered at once, not waited for (`[engine] retry_window`, tests/retry.rs).
+    let Some((demo, schema, relay)) = relayed_postgres_demo("0s") else {
+        return;
+    };
     let daemon = demo.start();
     // The database is down: every contact that needs it gets an error naming the store, and the daemon goes on.
     demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());

@@ -60,6 +60,34 @@ pub(super) fn stores_value(per_store: &[StoreOutcome], target: usize) -> Value {
     Value::Object(map)
 }
 
+/// Target `target`'s part of each store in `per_store`, after what each store did for it before (`prior`, from
+/// the audit trail of the file and its earlier retries): one store outcome per store, each of one target. A
+/// store that failed before and is not run again keeps its error.
+fn with_prior(
+    prior: Option<&std::collections::BTreeMap<String, Option<u64>>>,
+    per_store: &[StoreOutcome],
+    target: usize,
+) -> Vec<StoreOutcome> {
+    let mut merged: Vec<StoreOutcome> = prior
+        .into_iter()
+        .flatten()
+        .filter(|(store, _)| !per_store.iter().any(|s| &s.name == *store))
+        .map(|(store, found)| StoreOutcome {
+            name: store.clone(),
+            targets: vec![found.ok_or_else(|| StoreFailure {
+                store: store.clone(),
+                unavailable: false,
+                reason: "failed before and not run again by this retry".to_owned(),
+            })],
+        })
+        .collect();
+    merged.extend(per_store.iter().map(|s| StoreOutcome {
+        name: s.name.clone(),
+        targets: s.targets.get(target).cloned().into_iter().collect(),
+    }));
+    merged
+}
+
 impl Chunk<'_> {
     /// The responses and audit entries of the chunk of file `ex`.
     pub(super) fn journal(self, ex: &Execution<'_>) -> Journal {
@@ -82,6 +110,15 @@ impl Chunk<'_> {
         let mut responses = Vec::new();
         let mut audit = Vec::new();
         for (j, planned) in plan.targets[range].iter().enumerate() {
+            // A retry answers from what every store last did for the device: the stores it ran on now, and
+            // what the others did before.
+            let merged = ex
+                .prior
+                .map(|prior| with_prior(prior.get(&planned.target.digest), per_store, j));
+            let (per_store, j) = match &merged {
+                Some(merged) => (merged.as_slice(), 0),
+                None => (per_store, j),
+            };
             let response = response(kind, per_store, j);
             responses.extend(planned.positions.iter().map(|p| (*p, response.clone())));
             audit.push(AuditEntry {

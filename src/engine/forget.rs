@@ -47,6 +47,7 @@ impl Engine {
             kind,
             claim,
             plan,
+            stores,
             ..
         } = *ex;
         let chunks = plan.chunks(claim.batch_size());
@@ -55,15 +56,14 @@ impl Engine {
         let mut last_report = began;
         let mut done_here = 0usize;
         let window = self.config.engine.retry_window.0;
-        let mut opened: BTreeMap<String, Result<(), StoreFailure>> = account
-            .stores
+        let mut opened: BTreeMap<String, Result<(), StoreFailure>> = stores
             .iter()
             .map(|s| (s.clone(), self.open_store(s)))
             .collect();
         // Several chunks: what every store held for each contact before the first one changed anything.
         let surveyed = if chunks.len() > 1 {
             let batch = plan.batch(0..total);
-            survey::survey(claim, kind, &mut self.stores, &account.stores, &batch)?
+            survey::survey(claim, kind, &mut self.stores, stores, &batch)?
         } else {
             BTreeMap::new()
         };
@@ -80,7 +80,7 @@ impl Engine {
             let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX).with_jitter();
             let per_store = loop {
                 let mut per_store = Vec::new();
-                for store_name in &account.stores {
+                for store_name in stores {
                     if !self.stores.contains_key(store_name) {
                         opened.insert(store_name.clone(), self.open_store(store_name));
                     }
@@ -166,7 +166,7 @@ impl Engine {
                 last_report = std::time::Instant::now();
             }
         }
-        for store_name in &account.stores {
+        for store_name in stores {
             if let Some(store) = self.stores.get_mut(store_name) {
                 if let Err(e) = store.finish_forget() {
                     warn!(store = %store_name, file = name, error = %e, "clean-up after the forget failed; old copies of forgotten values may stay in the store's free space until the next forget");

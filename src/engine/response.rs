@@ -127,6 +127,15 @@ impl Response {
         self.kind() == ResponseKind::Error && !matches!(self, Response::Malformed(_))
     }
 
+    /// Whether `gdprd retry` can run the contact again: a store failed for it, or no response was recorded (a
+    /// contact that is not a valid device, or that breaks its account's rules, is not).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Response::StoresFailed { .. } | Response::NotRecorded | Response::Recorded(_)
+        )
+    }
+
     /// Whether the device was found (and done) in a store.
     pub fn is_found(&self) -> bool {
         self.kind() == ResponseKind::Success

@@ -82,7 +82,12 @@ impl StateFolder {
             dir: dir.to_owned(),
             expiring: Mutex::default(),
         };
-        for sub in [folder.claimed(), folder.work(), folder.jobs()] {
+        for sub in [
+            folder.claimed(),
+            folder.work(),
+            folder.jobs(),
+            folder.retry(),
+        ] {
             std::fs::create_dir_all(&sub)
                 .map_err(io_err(format!("cannot create {}", sub.display())))?;
         }
@@ -101,6 +106,23 @@ impl StateFolder {
 
     fn work(&self) -> PathBuf {
         self.dir.join("work")
+    }
+
+    /// `retry/`: the copies of finished files kept for `gdprd retry`, `retry/ID.json`.
+    fn retry(&self) -> PathBuf {
+        self.dir.join("retry")
+    }
+
+    /// The copy of the finished file `id` kept for `gdprd retry`.
+    pub(super) fn retry_copy(&self, id: i64) -> PathBuf {
+        self.retry().join(format!("{id}.json"))
+    }
+
+    /// Keeps the bytes of the finished file `id` for `gdprd retry`.
+    pub(super) fn keep_for_retry(&self, id: i64, bytes: &[u8]) -> Result<(), JournalError> {
+        atomic::write(&self.retry(), &format!("{id}.json"), bytes)
+            .map_err(io_err("cannot keep a copy of the file for gdprd retry"))?;
+        Ok(())
     }
 
     /// `jobs/`: the HTTP jobs' facts and lines.

@@ -275,6 +275,90 @@ pub struct FileSummary {
     pub waiting: Option<Waiting>,
 }
 
+/// What makes a claimed file a retry of a finished one (see [`Journal::retry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryLink {
+    /// The ledger id of the file it retries.
+    pub original: i64,
+    /// Its number: 2 for the first retry (its log is `<stem>-execution-log-2.json`), then 3, …
+    pub attempt: u32,
+    /// The stores it runs on.
+    pub stores: Vec<String>,
+}
+
+/// Why `gdprd retry` refuses a file.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryRefusal {
+    /// No such file.
+    #[error("no file {0} in the ledger")]
+    NoFile(i64),
+    /// The file is itself a retry.
+    #[error("file {id} is a retry of file {original}: retry file {original}")]
+    IsRetry {
+        /// The file asked for.
+        id: i64,
+        /// The file it retries.
+        original: i64,
+    },
+    /// Not finished yet (or rejected).
+    #[error("file {id} ({name}) is not finished: only a finished forget or pseudonymisation can be retried")]
+    NotFinished {
+        /// The file.
+        id: i64,
+        /// Its name.
+        name: String,
+    },
+    /// An export: its archive is written whole, so it is resubmitted.
+    #[error("file {id} ({name}) is not a forget or pseudonymisation: resubmit an export")]
+    NotForget {
+        /// The file.
+        id: i64,
+        /// Its name.
+        name: String,
+    },
+    /// A retry of it is waiting or running.
+    #[error("file {id} has a retry waiting or running ({pending}); it runs once")]
+    Pending {
+        /// The file.
+        id: i64,
+        /// The pending retry's name.
+        pending: String,
+    },
+    /// Nothing left that a store could fix.
+    #[error("file {id} ({name}) has nothing to retry: no contact has a store error left{store}")]
+    Nothing {
+        /// The file.
+        id: i64,
+        /// Its name.
+        name: String,
+        /// ` on store S` when one store was asked for.
+        store: String,
+    },
+    /// The store asked for is not one of the account's.
+    #[error("store {store:?} is not one of account {account}'s stores")]
+    UnknownStore {
+        /// The store.
+        store: String,
+        /// The account.
+        account: String,
+    },
+    /// The kept copy is gone (or does not hold the bytes claimed).
+    #[error(
+        "the devices of file {0} are not kept any more (state folder retry/): resubmit the file"
+    )]
+    CopyGone(i64),
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What each store last did for each device, by device digest: rows found, or `None` when it failed (see
+/// [`Journal::device_outcomes`]).
+pub type DeviceOutcomes = HashMap<String, std::collections::BTreeMap<String, Option<u64>>>;
+
+/// How a retry's name ends: `<original name>#retry-N`.
+pub const RETRY_MARK: &str = "#retry-";
+
 /// A claimed file waiting for stores that could not be reached or opened: it is tried again with a capped
 /// back-off until `[engine] retry_window` has passed since it began to wait (see [`Claim::wait_for`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -536,6 +620,39 @@ pub trait Ledger: Send + Sync {
     /// # Errors
     /// [`JournalError::Database`].
     fn set_waiting(&self, id: i64, waiting: Option<&Waiting>) -> Result<(), JournalError>;
+
+    /// Records a file as claimed, as [`Ledger::claim`], and as the retry `link`, in one transaction.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`], including when the name is already recorded.
+    fn claim_retry(
+        &self,
+        file: &NewClaim<'_>,
+        link: &RetryLink,
+    ) -> Result<FileRecord, JournalError>;
+
+    /// What file `id` retries, if it is a retry.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn retry_link(&self, id: i64) -> Result<Option<RetryLink>, JournalError>;
+
+    /// The retries of file `original`, in the order of their attempts, with their records.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn retries(&self, original: i64) -> Result<Vec<(FileRecord, RetryLink)>, JournalError>;
+
+    /// The audit rows of `files` of `account` that name a device, in the order they were written, as (device
+    /// digest, rows found per store or `"error"` as JSON).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    fn device_stores(
+        &self,
+        account: &str,
+        files: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError>;
 
     /// Takes or renews this node's lease of the singleton task `name` (the retention sweep, say) for `lease`:
     /// granted when no node holds it, this node does, or the holder's lease has expired. Returns whether this
@@ -822,6 +939,21 @@ impl Journal {
         batch_size: usize,
         dates: Dates,
     ) -> Result<Claim, JournalError> {
+        self.submit_linked(account, name, kind, bytes, batch_size, dates, None)
+    }
+
+    /// [`Journal::submit`], recording the claim as the retry `link` when there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_linked(
+        &self,
+        account: &str,
+        name: &str,
+        kind: Kind,
+        bytes: &[u8],
+        batch_size: usize,
+        dates: Dates,
+        link: Option<&RetryLink>,
+    ) -> Result<Claim, JournalError> {
         let claim = NewClaim {
             account,
             name,
@@ -832,12 +964,16 @@ impl Journal {
             bytes,
             dates,
         };
+        let record = |claim: &NewClaim<'_>| match link {
+            Some(link) => self.ledger.claim_retry(claim, link),
+            None => self.ledger.claim(claim),
+        };
         if self.shared {
             // The claim and the copy are one row of a cluster's ledger.
-            return Ok(self.claim_of(self.ledger.claim(&claim)?));
+            return Ok(self.claim_of(record(&claim)?));
         }
         let pending = self.folder.write_pending(bytes)?;
-        let record = match self.ledger.claim(&claim) {
+        let record = match record(&claim) {
             Ok(record) => record,
             Err(e) => {
                 let _ = atomic::remove_if_present(&pending);
@@ -846,6 +982,200 @@ impl Journal {
         };
         self.folder.promote_pending(&pending, record.id)?;
         Ok(self.claim_of(record))
+    }
+
+    /// Keeps the bytes of the finished file `id` in the state folder (`retry/ID.json`) for `gdprd retry`: it has
+    /// contacts a store could not do.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn keep_for_retry(&self, id: i64, bytes: &[u8]) -> Result<(), JournalError> {
+        self.folder.keep_for_retry(id, bytes)
+    }
+
+    /// Removes the bytes of file `id` kept for `gdprd retry` (nothing is left to retry).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`].
+    pub fn drop_retry_copy(&self, id: i64) -> Result<(), JournalError> {
+        atomic::remove_if_present(&self.folder.retry_copy(id))
+            .map_err(io_err("cannot remove the copy kept for gdprd retry"))
+    }
+
+    /// What the claimed file `id` retries, if it is a retry.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn retry_link(&self, id: i64) -> Result<Option<RetryLink>, JournalError> {
+        self.ledger.retry_link(id)
+    }
+
+    /// The record of `name` in `account`, if it was ever claimed or rejected.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn lookup(&self, account: &str, name: &str) -> Result<Option<FileRecord>, JournalError> {
+        self.ledger.lookup(account, name)
+    }
+
+    /// The record of file `id`.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn record(&self, id: i64) -> Result<Option<FileRecord>, JournalError> {
+        self.ledger.record(id)
+    }
+
+    /// The responses of `original` with those of its finished retries numbered below `before` laid over them,
+    /// and the names of those files (the original first).
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn retried_responses(
+        &self,
+        original: &FileRecord,
+        before: u32,
+    ) -> Result<(HashMap<Position, Response>, Vec<String>), JournalError> {
+        let mut responses = self.ledger.responses(original.id)?;
+        let mut names = vec![original.name.clone()];
+        for (record, link) in self.ledger.retries(original.id)? {
+            if link.attempt >= before || record.state != FileState::Done {
+                continue;
+            }
+            responses.extend(self.ledger.responses(record.id)?);
+            names.push(record.name);
+        }
+        Ok((responses, names))
+    }
+
+    /// What each store last did for each device of `files` of `account`, by device digest: rows found, or `None`
+    /// when it failed. Later rows win.
+    ///
+    /// # Errors
+    /// [`JournalError::Database`].
+    pub fn device_outcomes(
+        &self,
+        account: &str,
+        files: &[String],
+    ) -> Result<DeviceOutcomes, JournalError> {
+        let mut out = DeviceOutcomes::new();
+        for (digest, stores) in self.ledger.device_stores(account, files)? {
+            let Ok(map) =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&stores)
+            else {
+                continue;
+            };
+            let slot = out.entry(digest).or_default();
+            for (store, v) in map {
+                slot.insert(store, v.as_u64());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a retry of the finished forget (or pseudonymisation) `id` of an account whose stores are
+    /// `account_stores`: its contacts that a store could not do run again on `store`, or on every store that
+    /// failed for one of them. The retry is a claimed file of its own (`<name>#retry-N`, N from 2), linked to
+    /// `id`, run by a worker exactly once like any claimed file; its log is `<stem>-execution-log-N.json`.
+    ///
+    /// # Errors
+    /// [`RetryRefusal`]: why the file cannot be retried now.
+    pub fn retry(
+        &self,
+        id: i64,
+        store: Option<&str>,
+        account_stores: &[String],
+    ) -> Result<Claim, RetryRefusal> {
+        let rec = self.ledger.record(id)?.ok_or(RetryRefusal::NoFile(id))?;
+        if let Some(link) = self.ledger.retry_link(id)? {
+            return Err(RetryRefusal::IsRetry {
+                id,
+                original: link.original,
+            });
+        }
+        if rec.state != FileState::Done {
+            return Err(RetryRefusal::NotFinished { id, name: rec.name });
+        }
+        let kind = rec.kind.as_deref().and_then(Kind::from_type);
+        let Some(kind @ (Kind::Forget | Kind::Pseudonymise)) = kind else {
+            return Err(RetryRefusal::NotForget { id, name: rec.name });
+        };
+        let retries = self.ledger.retries(id)?;
+        if let Some((pending, _)) = retries.iter().find(|(r, _)| r.state != FileState::Done) {
+            return Err(RetryRefusal::Pending {
+                id,
+                pending: pending.name.clone(),
+            });
+        }
+        if let Some(s) = store {
+            if !account_stores.iter().any(|a| a == s) {
+                return Err(RetryRefusal::UnknownStore {
+                    store: s.to_owned(),
+                    account: rec.account,
+                });
+            }
+        }
+        let (responses, names) = self.retried_responses(&rec, u32::MAX)?;
+        let outcomes = self.device_outcomes(&rec.account, &names)?;
+        let failed: Vec<String> = account_stores
+            .iter()
+            .filter(|s| {
+                outcomes
+                    .values()
+                    .any(|m| m.get(*s).is_some_and(Option::is_none))
+            })
+            .cloned()
+            .collect();
+        let stores: Vec<String> = match store {
+            Some(s) => vec![s.to_owned()],
+            None if failed.is_empty() => account_stores.to_vec(),
+            None => failed.clone(),
+        };
+        let open = responses.values().any(Response::is_retryable);
+        let on_store = store.is_none_or(|s| failed.iter().any(|f| f == s));
+        if !open || !on_store {
+            return Err(RetryRefusal::Nothing {
+                id,
+                name: rec.name,
+                store: store
+                    .map(|s| format!(" on store {s:?}"))
+                    .unwrap_or_default(),
+            });
+        }
+        let bytes = std::fs::read(self.folder.retry_copy(id))
+            .ok()
+            .filter(|b| self.holds(&rec, b))
+            .ok_or(RetryRefusal::CopyGone(id))?;
+        let attempt = retries
+            .iter()
+            .map(|(_, l)| l.attempt)
+            .max()
+            .unwrap_or(1)
+            .saturating_add(1);
+        let link = RetryLink {
+            original: id,
+            attempt,
+            stores,
+        };
+        let name = format!("{}{RETRY_MARK}{attempt}", rec.name);
+        // Received now, due when the request it finishes is due.
+        let received = Utc::now();
+        let dates = Dates {
+            received,
+            due: rec.due.unwrap_or(crate::deadline::Due {
+                on: received.date_naive(),
+                at: received,
+            }),
+        };
+        Ok(self.submit_linked(
+            &rec.account,
+            &name,
+            kind,
+            &bytes,
+            rec.batch_size,
+            dates,
+            Some(&link),
+        )?)
     }
 
     /// The claimed file `id`, to execute, if it is still claimed (a file the HTTP front doors submitted) and no

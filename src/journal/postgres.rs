@@ -19,8 +19,8 @@
 
 use super::{
     day_text, deadline_of, time_text, AuditEntry, ClusterConfig, Counts, FileFilter, FileRecord,
-    FileState, FileSummary, Holder, JobRecord, JournalError, Ledger, NewClaim, Position, Step,
-    Waiting, DEADLINE,
+    FileState, FileSummary, Holder, JobRecord, JournalError, Ledger, NewClaim, Position, RetryLink,
+    Step, Waiting, DEADLINE,
 };
 use crate::deadline::{Due, Extension};
 use crate::engine::Response;
@@ -136,7 +136,26 @@ UPDATE files SET
     WHERE due_on IS NULL AND state <> 'rejected' AND received_at ~ '^\d{4}-\d{2}-\d{2}T';
 CREATE INDEX files_open ON files (id) WHERE state = 'claimed' OR (state = 'done' AND errors > 0);
 "#,
+    r"
+CREATE TABLE retries (
+    file_id BIGINT PRIMARY KEY REFERENCES files(id),
+    original BIGINT NOT NULL REFERENCES files(id),
+    attempt BIGINT NOT NULL,
+    stores TEXT NOT NULL,
+    UNIQUE (original, attempt)
+);
+",
 ];
+
+/// A row of `retries` (original, attempt, stores) read back.
+fn retry_row(r: &Row) -> Result<RetryLink, postgres::Error> {
+    let stores: String = r.try_get(2)?;
+    Ok(RetryLink {
+        original: r.try_get(0)?,
+        attempt: u32::try_from(r.try_get::<_, i64>(1)?).unwrap_or(u32::MAX),
+        stores: serde_json::from_str(&stores).unwrap_or_default(),
+    })
+}
 
 /// A row of `waiting` (file_id, stores, since, tries) read back.
 fn waiting_row(r: &Row) -> Result<Waiting, postgres::Error> {
@@ -443,6 +462,68 @@ impl PostgresLedger {
     }
 
     /// The rows of every table, for `gdprd migrate-ledger` (see [`super::migrate`]).
+    /// Records a file as claimed, and as the retry `link` when there is one, in one transaction.
+    fn claim_linked(
+        &self,
+        file: &NewClaim<'_>,
+        link: Option<&RetryLink>,
+    ) -> Result<FileRecord, JournalError> {
+        let received = time_text(file.dates.received);
+        let due = file.dates.due;
+        let (due_on, due_at) = (day_text(due.on), time_text(due.at));
+        let stores = link
+            .map(|l| serde_json::to_string(&l.stores))
+            .transpose()
+            .map_err(JournalError::Corrupt)?;
+        let id: i64 = self.write_tx(|tx| {
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at, copy,
+                                    node, epoch, lease_expires, due_on, due_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'claimed', $7, $8, $9, 1, now() + $10::float8 * interval '1 second',
+                         $11, $12)
+                 RETURNING id",
+                    &[
+                        &file.account,
+                        &file.name,
+                        &file.kind.as_type(),
+                        &file.digest,
+                        &i64::try_from(file.size).unwrap_or(i64::MAX),
+                        &i64::try_from(file.batch_size).unwrap_or(i64::MAX),
+                        &received,
+                        &file.bytes,
+                        &self.node,
+                        &self.lease_secs(),
+                        &due_on,
+                        &due_at,
+                    ],
+                )?
+                .try_get(0)?;
+            if let (Some(link), Some(stores)) = (link, &stores) {
+                tx.execute(
+                    "INSERT INTO retries (file_id, original, attempt, stores) VALUES ($1, $2, $3, $4)",
+                    &[&id, &link.original, &i64::from(link.attempt), stores],
+                )?;
+            }
+            Ok(id)
+        })?;
+        lock(&self.held).insert(id, 1);
+        Ok(FileRecord {
+            id,
+            account: file.account.to_owned(),
+            name: file.name.to_owned(),
+            state: FileState::Claimed,
+            sha256: Some(file.digest.to_owned()),
+            batch_size: file.batch_size,
+            removed: false,
+            received_at: received,
+            error: None,
+            kind: Some(file.kind.as_type().to_owned()),
+            due: Some(due),
+            extension: None,
+        })
+    }
+
     pub(super) fn write_tx<T: Send>(
         &self,
         f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, JournalError> + Send,
@@ -566,6 +647,60 @@ impl Ledger for PostgresLedger {
             due: Some(due),
             extension: None,
         })
+    }
+
+    fn claim_retry(
+        &self,
+        file: &NewClaim<'_>,
+        link: &RetryLink,
+    ) -> Result<FileRecord, JournalError> {
+        self.claim_linked(file, Some(link))
+    }
+
+    fn retry_link(&self, id: i64) -> Result<Option<RetryLink>, JournalError> {
+        let row = self.write(|c| {
+            Ok(c.query_opt(
+                "SELECT original, attempt, stores FROM retries WHERE file_id = $1",
+                &[&id],
+            )?)
+        })?;
+        Ok(row.as_ref().map(retry_row).transpose()?)
+    }
+
+    fn retries(&self, original: i64) -> Result<Vec<(FileRecord, RetryLink)>, JournalError> {
+        let rows = self.write(|c| {
+            Ok(c.query(
+                "SELECT original, attempt, stores, file_id FROM retries WHERE original = $1 ORDER BY attempt",
+                &[&original],
+            )?)
+        })?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let link = retry_row(r)?;
+            if let Some(record) = self.record(r.try_get(3)?)? {
+                out.push((record, link));
+            }
+        }
+        Ok(out)
+    }
+
+    fn device_stores(
+        &self,
+        account: &str,
+        files: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let files = files.to_vec();
+        let rows = self.write(|c| {
+            Ok(c.query(
+                "SELECT device_hmac, stores FROM audit
+                 WHERE account = $1 AND file = ANY($2) AND device_hmac IS NOT NULL ORDER BY id",
+                &[&account, &files],
+            )?)
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()?)
     }
 
     fn reject(

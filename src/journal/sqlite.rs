@@ -10,8 +10,8 @@
 
 use super::{
     day_text, deadline_of, time_text, AuditEntry, Counts, FileFilter, FileRecord, FileState,
-    FileSummary, Holder, JobRecord, JournalError, Ledger, NewClaim, Position, Step, Waiting,
-    DEADLINE, KEYED,
+    FileSummary, Holder, JobRecord, JournalError, Ledger, NewClaim, Position, RetryLink, Step,
+    Waiting, DEADLINE, KEYED,
 };
 use crate::deadline::{Due, Extension, Period};
 use crate::engine::Response;
@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL,
     started TEXT NOT NULL,
     finished TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retries (
+    file_id INTEGER PRIMARY KEY REFERENCES files(id),
+    original INTEGER NOT NULL REFERENCES files(id),
+    attempt INTEGER NOT NULL,
+    stores TEXT NOT NULL,
+    UNIQUE (original, attempt)
 );
 CREATE TABLE IF NOT EXISTS waiting (
     file_id INTEGER PRIMARY KEY REFERENCES files(id),
@@ -371,38 +378,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn claim(&self, file: &NewClaim<'_>) -> Result<FileRecord, JournalError> {
-        let received = time_text(file.dates.received);
-        let due = file.dates.due;
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at, due_on, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                file.account,
-                file.name,
-                file.kind.as_type(),
-                file.digest,
-                file.size as i64,
-                file.batch_size as i64,
-                state_text(FileState::Claimed),
-                received,
-                day_text(due.on),
-                time_text(due.at)
-            ],
-        )?;
-        Ok(FileRecord {
-            id: conn.last_insert_rowid(),
-            account: file.account.to_owned(),
-            name: file.name.to_owned(),
-            state: FileState::Claimed,
-            sha256: Some(file.digest.to_owned()),
-            batch_size: file.batch_size,
-            removed: false,
-            received_at: received,
-            error: None,
-            kind: Some(file.kind.as_type().to_owned()),
-            due: Some(due),
-            extension: None,
-        })
+        insert_claim(&self.conn(), file)
     }
 
     fn reject(
@@ -677,6 +653,72 @@ impl Ledger for SqliteLedger {
         Ok(None)
     }
 
+    fn claim_retry(
+        &self,
+        file: &NewClaim<'_>,
+        link: &RetryLink,
+    ) -> Result<FileRecord, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let record = insert_claim(&tx, file)?;
+        let stores = serde_json::to_string(&link.stores).map_err(JournalError::Corrupt)?;
+        tx.execute(
+            "INSERT INTO retries (file_id, original, attempt, stores) VALUES (?1, ?2, ?3, ?4)",
+            params![record.id, link.original, link.attempt, stores],
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    fn retry_link(&self, id: i64) -> Result<Option<RetryLink>, JournalError> {
+        let conn = self.conn();
+        let found = conn
+            .prepare_cached("SELECT original, attempt, stores FROM retries WHERE file_id = ?1")?
+            .query_row([id], retry_row)
+            .optional()?;
+        Ok(found)
+    }
+
+    fn retries(&self, original: i64) -> Result<Vec<(FileRecord, RetryLink)>, JournalError> {
+        let conn = self.conn();
+        let ids: Vec<(i64, RetryLink)> = conn
+            .prepare_cached(
+                "SELECT original, attempt, stores, file_id FROM retries WHERE original = ?1 ORDER BY attempt",
+            )?
+            .query_map([original], |r| Ok((r.get(3)?, retry_row(r)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (id, link) in ids {
+            let record = conn
+                .prepare_cached(&format!("SELECT {RECORD} FROM files WHERE id = ?1"))?
+                .query_row([id], file_record)?;
+            out.push((record, link));
+        }
+        Ok(out)
+    }
+
+    fn device_stores(
+        &self,
+        account: &str,
+        files: &[String],
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, device_hmac, stores FROM audit WHERE account = ?1 AND file = ?2 AND device_hmac IS NOT NULL",
+        )?;
+        let mut rows: Vec<(i64, String, String)> = Vec::new();
+        for file in files {
+            let found = stmt.query_map(params![account, file], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            for row in found {
+                rows.push(row?);
+            }
+        }
+        rows.sort_by_key(|r| r.0);
+        Ok(rows.into_iter().map(|(_, d, s)| (d, s)).collect())
+    }
+
     fn waiting(&self, id: i64) -> Result<Option<Waiting>, JournalError> {
         let conn = self.reader();
         let found = conn
@@ -721,6 +763,51 @@ impl Ledger for SqliteLedger {
     fn orphans(&self) -> Result<Vec<(String, String)>, JournalError> {
         Ok(Vec::new())
     }
+}
+
+/// A row of `retries` (original, attempt, stores) read back.
+fn retry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RetryLink> {
+    let stores: String = r.get(2)?;
+    Ok(RetryLink {
+        original: r.get(0)?,
+        attempt: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+        stores: serde_json::from_str(&stores).unwrap_or_default(),
+    })
+}
+
+/// Inserts a claimed file's record.
+fn insert_claim(conn: &Connection, file: &NewClaim<'_>) -> Result<FileRecord, JournalError> {
+    let received = time_text(file.dates.received);
+    let due = file.dates.due;
+    conn.execute(
+        "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at, due_on, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            file.account,
+            file.name,
+            file.kind.as_type(),
+            file.digest,
+            file.size as i64,
+            file.batch_size as i64,
+            state_text(FileState::Claimed),
+            received,
+            day_text(due.on),
+            time_text(due.at)
+        ],
+    )?;
+    Ok(FileRecord {
+        id: conn.last_insert_rowid(),
+        account: file.account.to_owned(),
+        name: file.name.to_owned(),
+        state: FileState::Claimed,
+        sha256: Some(file.digest.to_owned()),
+        batch_size: file.batch_size,
+        removed: false,
+        received_at: received,
+        error: None,
+        kind: Some(file.kind.as_type().to_owned()),
+        due: Some(due),
+        extension: None,
+    })
 }
 
 /// A row of `waiting` (stores, since, tries) read back; its file id is `None` when not selected.

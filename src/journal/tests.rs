@@ -266,6 +266,71 @@ fn waiting_on(j: &Journal) {
 }
 
 #[test]
+fn a_retry_is_a_claim_linked_to_its_original_and_runs_once() {
+    for b in backends() {
+        eprintln!("ledger: {}", b.what);
+        retry_on(&b.journal);
+    }
+}
+
+fn retry_on(j: &Journal) {
+    let bytes = br#"{"requests":[]}"#;
+    let original = j
+        .claim("a", "r.json", Kind::Forget, bytes, 2, dates())
+        .expect("claim");
+    let failed = Response::Recorded("ERROR: store \"pg\" unavailable: down; …".into());
+    original
+        .complete_chunk(0, &[((0, 0), failed), ((0, 1), Response::Success)], &[])
+        .expect("chunk");
+    let stores = ["pg".to_owned(), "crm".to_owned()];
+    assert!(matches!(
+        j.retry(original.id(), None, &stores),
+        Err(RetryRefusal::NotFinished { .. })
+    ));
+    original
+        .finish(&[], Counts::default(), None)
+        .expect("finish");
+    assert!(matches!(
+        j.retry(original.id(), None, &stores),
+        Err(RetryRefusal::CopyGone(_))
+    ));
+    j.keep_for_retry(original.id(), bytes).expect("keep");
+    assert!(matches!(
+        j.retry(original.id(), Some("nosuch"), &stores),
+        Err(RetryRefusal::UnknownStore { .. })
+    ));
+    let retry = j.retry(original.id(), None, &stores).expect("retry");
+    assert_eq!(retry.record().name, "r.json#retry-2");
+    let link = j.retry_link(retry.id()).expect("link").expect("a retry");
+    assert_eq!((link.original, link.attempt), (original.id(), 2));
+    assert_eq!(
+        link.stores, stores,
+        "no audit row names a failed store: every store"
+    );
+    assert!(matches!(
+        j.retry(original.id(), None, &stores),
+        Err(RetryRefusal::Pending { .. })
+    ));
+    assert!(matches!(
+        j.retry(retry.id(), None, &stores),
+        Err(RetryRefusal::IsRetry { .. })
+    ));
+    retry
+        .complete_chunk(0, &[((0, 0), Response::Success)], &[])
+        .expect("chunk");
+    retry.finish(&[], Counts::default(), None).expect("finish");
+    let (now, names) = j
+        .retried_responses(original.record(), u32::MAX)
+        .expect("responses");
+    assert_eq!(now.get(&(0, 0)), Some(&Response::Success));
+    assert_eq!(names, ["r.json", "r.json#retry-2"]);
+    assert!(matches!(
+        j.retry(original.id(), None, &stores),
+        Err(RetryRefusal::Nothing { .. })
+    ));
+}
+
+#[test]
 fn leaving_removes_only_the_file_claimed() {
     for b in backends() {
         eprintln!("ledger: {}", b.what);

@@ -7,6 +7,11 @@ pub fn log_name(stem: &str) -> String {
     format!("{stem}-execution-log.json")
 }
 
+/// `<stem>-execution-log-N.json`: the follow-up log of a file's retry number `n` (2, 3, …; see `gdprd retry`).
+pub fn numbered_log_name(stem: &str, n: u32) -> String {
+    format!("{stem}-execution-log-{n}.json")
+}
+
 /// `<stem>-rejected.json`: the name of a submission's first rejection notice.
 pub fn rejected_name(stem: &str) -> String {
     format!("{stem}-rejected.json")
