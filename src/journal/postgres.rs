@@ -605,48 +605,7 @@ impl Ledger for PostgresLedger {
     }
 
     fn claim(&self, file: &NewClaim<'_>) -> Result<FileRecord, JournalError> {
-        let received = time_text(file.dates.received);
-        let due = file.dates.due;
-        let (due_on, due_at) = (day_text(due.on), time_text(due.at));
-        let id: i64 = self.write(|c| {
-            Ok(c.query_one(
-                "INSERT INTO files (account, name, kind, sha256, size, batch_size, state, received_at, copy,
-                                    node, epoch, lease_expires, due_on, due_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'claimed', $7, $8, $9, 1, now() + $10::float8 * interval '1 second',
-                         $11, $12)
-                 RETURNING id",
-                &[
-                    &file.account,
-                    &file.name,
-                    &file.kind.as_type(),
-                    &file.digest,
-                    &i64::try_from(file.size).unwrap_or(i64::MAX),
-                    &i64::try_from(file.batch_size).unwrap_or(i64::MAX),
-                    &received,
-                    &file.bytes,
-                    &self.node,
-                    &self.lease_secs(),
-                    &due_on,
-                    &due_at,
-                ],
-            )?
-            .try_get(0)?)
-        })?;
-        lock(&self.held).insert(id, 1);
-        Ok(FileRecord {
-            id,
-            account: file.account.to_owned(),
-            name: file.name.to_owned(),
-            state: FileState::Claimed,
-            sha256: Some(file.digest.to_owned()),
-            batch_size: file.batch_size,
-            removed: false,
-            received_at: received,
-            error: None,
-            kind: Some(file.kind.as_type().to_owned()),
-            due: Some(due),
-            extension: None,
-        })
+        self.claim_linked(file, None)
     }
 
     fn claim_retry(
