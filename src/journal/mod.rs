@@ -179,6 +179,37 @@ pub struct FileRecord {
     pub extension: Option<Extension>,
 }
 
+impl FileRecord {
+    /// The record of `file` as a ledger has just claimed it, as `id`, received at `received_at`.
+    fn claimed(id: i64, file: &NewClaim<'_>, received_at: String) -> FileRecord {
+        FileRecord {
+            id,
+            account: file.account.to_owned(),
+            name: file.name.to_owned(),
+            state: FileState::Claimed,
+            sha256: Some(file.digest.to_owned()),
+            batch_size: file.batch_size,
+            removed: false,
+            received_at,
+            error: None,
+            kind: Some(file.kind.as_type().to_owned()),
+            due: Some(file.dates.due),
+            extension: None,
+        }
+    }
+}
+
+impl FileState {
+    /// The state a ledger's `state` column names (`claimed`, `done`, `rejected`).
+    fn parse(s: &str) -> FileState {
+        match s {
+            "done" => FileState::Done,
+            "rejected" => FileState::Rejected,
+            _ => FileState::Claimed,
+        }
+    }
+}
+
 /// A file to record as claimed (see [`Ledger::claim`]).
 #[derive(Debug, Clone, Copy)]
 pub struct NewClaim<'a> {
@@ -472,6 +503,18 @@ pub struct Step {
     pub found: Vec<u64>,
     /// Whether the store committed its change.
     pub done: bool,
+}
+
+impl Step {
+    /// A step as a ledger keeps it: its rows found as a JSON array, and whether it committed.
+    ///
+    /// # Errors
+    /// [`JournalError::Corrupt`] when the array cannot be read.
+    fn read(planned: &str, done: bool) -> Result<Step, JournalError> {
+        serde_json::from_str::<Vec<u64>>(planned)
+            .map(|found| Step { found, done })
+            .map_err(JournalError::Corrupt)
+    }
 }
 
 /// The durable record of the protocol: what a database keeps for the [`Journal`]. Every method is one

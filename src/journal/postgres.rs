@@ -176,11 +176,7 @@ fn ts(t: &DateTime<Utc>) -> String {
 }
 
 fn parse_state(s: &str) -> FileState {
-    match s {
-        "done" => FileState::Done,
-        "rejected" => FileState::Rejected,
-        _ => FileState::Claimed,
-    }
+    FileState::parse(s)
 }
 
 /// The columns [`file_record`] reads, in its order.
@@ -508,20 +504,7 @@ impl PostgresLedger {
             Ok(id)
         })?;
         lock(&self.held).insert(id, 1);
-        Ok(FileRecord {
-            id,
-            account: file.account.to_owned(),
-            name: file.name.to_owned(),
-            state: FileState::Claimed,
-            sha256: Some(file.digest.to_owned()),
-            batch_size: file.batch_size,
-            removed: false,
-            received_at: received,
-            error: None,
-            kind: Some(file.kind.as_type().to_owned()),
-            due: Some(due),
-            extension: None,
-        })
+        Ok(FileRecord::claimed(id, file, received))
     }
 
     pub(super) fn write_tx<T: Send>(
@@ -697,12 +680,8 @@ impl Ledger for PostgresLedger {
             .map(|r| Ok::<_, postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
             .transpose()?)
         })?;
-        row.map(|(planned, done)| {
-            serde_json::from_str::<Vec<u64>>(&planned)
-                .map(|found| Step { found, done })
-                .map_err(JournalError::Corrupt)
-        })
-        .transpose()
+        row.map(|(planned, done)| Step::read(&planned, done))
+            .transpose()
     }
 
     fn record_step(

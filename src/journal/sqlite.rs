@@ -204,11 +204,7 @@ fn state_text(state: FileState) -> &'static str {
 }
 
 fn parse_state(s: &str) -> FileState {
-    match s {
-        "done" => FileState::Done,
-        "rejected" => FileState::Rejected,
-        _ => FileState::Claimed,
-    }
+    FileState::parse(s)
 }
 
 /// The columns [`file_record`] reads, in its order.
@@ -414,12 +410,8 @@ impl Ledger for SqliteLedger {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        row.map(|(planned, done)| {
-            serde_json::from_str::<Vec<u64>>(&planned)
-                .map(|found| Step { found, done })
-                .map_err(JournalError::Corrupt)
-        })
-        .transpose()
+        row.map(|(planned, done)| Step::read(&planned, done))
+            .transpose()
     }
 
     fn record_step(
@@ -794,20 +786,11 @@ fn insert_claim(conn: &Connection, file: &NewClaim<'_>) -> Result<FileRecord, Jo
             time_text(due.at)
         ],
     )?;
-    Ok(FileRecord {
-        id: conn.last_insert_rowid(),
-        account: file.account.to_owned(),
-        name: file.name.to_owned(),
-        state: FileState::Claimed,
-        sha256: Some(file.digest.to_owned()),
-        batch_size: file.batch_size,
-        removed: false,
-        received_at: received,
-        error: None,
-        kind: Some(file.kind.as_type().to_owned()),
-        due: Some(due),
-        extension: None,
-    })
+    Ok(FileRecord::claimed(
+        conn.last_insert_rowid(),
+        file,
+        received,
+    ))
 }
 
 /// A row of `waiting` (stores, since, tries) read back; its file id is `None` when not selected.
