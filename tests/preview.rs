@@ -31,6 +31,16 @@ pub(crate) fn preview_json(demo: &Demo, file: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("preview prints JSON")
 }
 
+/// Every contact's would-be response in a preview, in file order.
+fn previewed_responses(preview: &Value) -> Vec<String> {
+    preview["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["response"].as_str().expect("response").to_owned())
+        .collect()
+}
+
 /// The seed's sample forget, written beside the demo (not into `GDPR_Submit`).
 pub(crate) fn seed_file(demo: &Demo) -> PathBuf {
     let path = demo.dir.path().join("seed-forget.json");
@@ -190,12 +200,7 @@ fn preview_says_what_the_forget_does(
     let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
     demo.wait_submit_empty();
     drop(daemon);
-    let previewed: Vec<String> = preview["contacts"]
-        .as_array()
-        .expect("contacts")
-        .iter()
-        .map(|c| c["response"].as_str().expect("response").to_owned())
-        .collect();
+    let previewed = previewed_responses(&preview);
     assert_eq!(previewed, responses(&log), "the same responses, in order");
     assert_eq!(preview["counts"]["success"], 11);
     assert_eq!(preview["counts"]["errors"], 1);
@@ -371,12 +376,7 @@ fn an_export_preview_counts_the_rows_the_archive_would_hold() {
     );
     demo.run_once();
     let log = demo.result_json(&format!("export-{}_120000-execution-log.json", today()));
-    let previewed: Vec<String> = preview["contacts"]
-        .as_array()
-        .expect("contacts")
-        .iter()
-        .map(|c| c["response"].as_str().expect("response").to_owned())
-        .collect();
+    let previewed = previewed_responses(&preview);
     assert_eq!(previewed, responses(&log));
 }
 
@@ -470,12 +470,7 @@ fn a_pseudonymisation_preview_counts_the_rows_it_would_mask() {
         "pseudonymise-{}_120000-execution-log.json",
         today()
     ));
-    let previewed: Vec<String> = preview["contacts"]
-        .as_array()
-        .expect("contacts")
-        .iter()
-        .map(|c| c["response"].as_str().expect("response").to_owned())
-        .collect();
+    let previewed = previewed_responses(&preview);
     assert_eq!(previewed, responses(&log));
     for ((table, _, rows), before) in masked.iter().zip(&rows_before) {
         assert_eq!(
@@ -547,11 +542,6 @@ fn a_store_that_cannot_be_opened_gives_the_errors_the_forget_gives() {
     demo.submit(&format!("forget-{}_120000.json", today()), &seed_forget());
     demo.run_once();
     let log = demo.result_json(&format!("forget-{}_120000-execution-log.json", today()));
-    let previewed: Vec<String> = preview["contacts"]
-        .as_array()
-        .expect("contacts")
-        .iter()
-        .map(|c| c["response"].as_str().expect("response").to_owned())
-        .collect();
+    let previewed = previewed_responses(&preview);
     assert_eq!(previewed, responses(&log), "the same error texts");
 }
