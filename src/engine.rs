@@ -17,20 +17,21 @@ use crate::audit::Secret;
 use crate::config::{AccountConfig, Config};
 use crate::journal::{Claim, Journal, JournalError, Known};
 use crate::requests::name::is_in_progress;
-use crate::requests::{admit_name_within, parse, Admission, FileName, Kind, RequestFile};
+use crate::requests::{admit_name_within, Admission, Kind, RequestFile};
 use crate::results::atomic::remove_if_present;
 use crate::stores::{self, Store};
 use chrono::Utc;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod chunk;
+mod config;
+mod execute;
 mod export;
 mod finish;
 mod forget;
@@ -42,6 +43,7 @@ pub mod preview;
 pub mod response;
 mod retry;
 mod survey;
+pub use config::{EngineConfig, RetryWindow, RetryWindowError};
 use intake::{read_capped, remove_account_leftovers, still_uploading};
 pub use notice::{Refusal, Rejection};
 use plan::Plan;
@@ -115,71 +117,6 @@ struct Execution<'a> {
     stores: &'a [String],
     /// For a retry: what each store did before for each device of the file.
     prior: Option<&'a crate::journal::DeviceOutcomes>,
-}
-
-/// `[engine]`: how many files run at once.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineConfig {
-    /// How many workers execute files at once (`workers`, default: the number of cores, at least 2). Files of
-    /// one account still run one at a time, in name order; different accounts run at once. `0` is refused.
-    pub workers: std::num::NonZeroUsize,
-    /// How long a forget whose store is unavailable waits for it before its log is written with the remaining
-    /// `ERROR`s (`retry_window`, default `"6h"`; a number and a unit: `d`, `h`, `m` or `s`; `"0s"` waits not at
-    /// all). See [`RetryWindow`].
-    pub retry_window: RetryWindow,
-}
-
-/// `[engine] retry_window`: how long a forget (or pseudonymisation) waits, retrying with a capped back-off, for
-/// a store that could not be reached or opened before it answers its contacts `ERROR`. Written like
-/// `gdprd status --since`: `"6h"`, `"30m"`, `"90s"`, `"1d"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryWindow(pub std::time::Duration);
-
-impl Default for RetryWindow {
-    fn default() -> RetryWindow {
-        RetryWindow(std::time::Duration::from_secs(6 * 3600))
-    }
-}
-
-/// Why a `retry_window` text is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RetryWindowError {
-    /// Not a number and a unit.
-    #[error("retry_window {0}")]
-    Syntax(#[from] crate::status::SinceError),
-    /// Below zero.
-    #[error("retry_window {0:?}: it cannot be negative")]
-    Negative(String),
-}
-
-impl std::str::FromStr for RetryWindow {
-    type Err = RetryWindowError;
-
-    fn from_str(text: &str) -> Result<RetryWindow, RetryWindowError> {
-        let d = crate::status::parse_since(text)?;
-        d.to_std()
-            .map(RetryWindow)
-            .map_err(|_| RetryWindowError::Negative(text.to_owned()))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for RetryWindow {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RetryWindow, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> EngineConfig {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        EngineConfig {
-            workers: std::num::NonZeroUsize::new(cores.max(2))
-                .unwrap_or(std::num::NonZeroUsize::MIN),
-            retry_window: RetryWindow::default(),
-        }
-    }
 }
 
 /// The stores that must not run twice at once (`StoreConfig::exclusive`), each with the lock a worker holds while
@@ -452,173 +389,11 @@ impl Engine {
             .map_err(io_err(format!("cannot create {}", dir.display())))?;
         Ok(dir)
     }
-
-    /// Runs a file claimed before (after a crash, or by the HTTP front doors), read back from its claimed copy.
-    fn run(
-        &mut self,
-        account: &AccountConfig,
-        name: &str,
-        path: &Path,
-        claim: &Claim,
-    ) -> Result<Outcome, EngineError> {
-        // The type recorded at claim time: names made by the HTTP front doors are not drop-folder names.
-        let kind = claim
-            .kind()
-            .or_else(|| FileName::parse(name).ok().map(|f| f.kind))
-            .ok_or_else(|| EngineError::UnknownKind {
-                id: claim.id(),
-                recorded: claim.record().kind.clone(),
-            })?;
-        let cap = self.config.limits.max_file_bytes.saturating_add(1);
-        match claim.read_claimed(path, cap) {
-            Some(bytes) => self.execute(account, name, path, kind, claim, &bytes),
-            None => {
-                self.finish_refused(account, name, path, claim, &Refusal::ClaimedCopyLost, None)
-            }
-        }
-    }
-
-    fn execute(
-        &mut self,
-        account: &AccountConfig,
-        name: &str,
-        path: &Path,
-        kind: Kind,
-        claim: &Claim,
-        bytes: &[u8],
-    ) -> Result<Outcome, EngineError> {
-        let _executing = claim.executing();
-        let locks = self.exclusive_locks(account);
-        let _held: Vec<_> = locks
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            .collect();
-        let limits = self.config.limits.request_limits();
-        let mut file = match parse::parse(bytes, kind, &limits) {
-            Ok(file) => file,
-            Err(e) => {
-                let raw =
-                    parse::parse_json(bytes, &limits)
-                        .ok()
-                        .and_then(|v| match v.get("requests") {
-                            Some(Value::Array(a)) => Some(a.clone()),
-                            _ => None,
-                        });
-                warn!(account = %account.name, file = name, error = %e, "file refused whole");
-                return self.finish_refused(
-                    account,
-                    name,
-                    path,
-                    claim,
-                    &Refusal::File(e),
-                    raw.as_deref(),
-                );
-            }
-        };
-        // A WCA database job runs against that database's stores only.
-        let narrowed;
-        let account = match crate::requests::name::job_database(name) {
-            None => account,
-            Some(database) => match account
-                .http
-                .as_ref()
-                .and_then(|h| h.databases.get(database))
-            {
-                Some(stores) => {
-                    narrowed = AccountConfig {
-                        stores: stores.clone(),
-                        ..account.clone()
-                    };
-                    &narrowed
-                }
-                None => {
-                    warn!(account = %account.name, file = name, database, "the job's database is no longer configured");
-                    let refusal = Refusal::UnknownDatabase(database.to_owned());
-                    return self.finish_refused(
-                        account,
-                        name,
-                        path,
-                        claim,
-                        &refusal,
-                        Some(&file.raw_requests),
-                    );
-                }
-            },
-        };
-        account.requests.apply(&mut file);
-        let mut plan = Plan::new(&file, |device| self.secret.device_hmac(device));
-        let retry = match self.journal.retry_link(claim.id())? {
-            Some(link) => Some(retry::RetryRun::new(
-                &self.journal,
-                claim,
-                account,
-                link,
-                &mut plan,
-            )?),
-            None => None,
-        };
-        let ex = Execution {
-            account,
-            name,
-            kind,
-            claim,
-            file: &file,
-            plan: &plan,
-            stores: retry.as_ref().map_or(&account.stores, |r| &r.link.stores),
-            prior: retry.as_ref().map(|r| &r.prior),
-        };
-        if let Some(run) = &retry {
-            return self.execute_retry(&ex, run, path);
-        }
-        let outcome = match kind {
-            Kind::Forget | Kind::Pseudonymise => self.forget(&ex)?,
-            Kind::Export => self.export(&ex)?,
-        };
-        if outcome == Outcome::Interrupted {
-            return Ok(Outcome::Interrupted);
-        }
-        if kind != Kind::Export && claim.responses()?.values().any(Response::is_retryable) {
-            // Its devices are kept for `gdprd retry`, which runs the contacts a store could not do again.
-            self.journal.keep_for_retry(claim.id(), bytes)?;
-        }
-        self.finish_done(&ex, path)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{err, load, DEMO};
-
-    #[test]
-    fn workers_default_to_the_cores_at_least_two_and_zero_is_refused() {
-        let c = load(DEMO).expect("demo config");
-        assert!(c.engine.workers.get() >= 2);
-        let c = load(&format!("{DEMO}\n[engine]\nworkers = 3\n")).expect("three workers");
-        assert_eq!(c.engine.workers.get(), 3);
-        let e = err(&format!("{DEMO}\n[engine]\nworkers = 0\n"));
-        assert!(e.contains("workers") && e.contains("nonzero"), "{e}");
-        let e = err(&format!("{DEMO}\n[engine]\nworker = 2\n"));
-        assert!(e.contains("unknown field `worker`"), "{e}");
-    }
-
-    #[test]
-    fn retry_window_defaults_to_six_hours_and_reads_a_number_and_a_unit() {
-        use std::time::Duration;
-        let c = load(DEMO).expect("demo config");
-        assert_eq!(c.engine.retry_window.0, Duration::from_secs(6 * 3600));
-        let c = load(&format!("{DEMO}\n[engine]\nretry_window = \"90s\"\n")).expect("90 s");
-        assert_eq!(c.engine.retry_window.0, Duration::from_secs(90));
-        let c = load(&format!("{DEMO}\n[engine]\nretry_window = \"0s\"\n")).expect("none");
-        assert_eq!(c.engine.retry_window.0, Duration::ZERO);
-        for bad in ["\"6\"", "\"6w\"", "\"-5m\"", "6"] {
-            let e = err(&format!("{DEMO}\n[engine]\nretry_window = {bad}\n"));
-            assert!(
-                e.contains("retry_window") || e.contains("string"),
-                "{bad}: {e}"
-            );
-        }
-    }
 
     /// Issue 16: a claimed file whose type is unknown is not resumed as a forget, which cannot be undone.
     #[test]
