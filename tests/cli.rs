@@ -316,3 +316,27 @@ fn the_demo_password_and_token_are_refused_outside_the_demo() {
         "{err}"
     );
 }
+
+/// A daemon whose log stream breaks (journald restarted, a pipe's reader gone) goes on working: it executed no
+/// file and exited 101 when tracing's fallback `eprintln!` panicked on the closed stderr.
+#[test]
+fn a_closed_log_stream_does_not_stop_the_daemon() {
+    let demo = Demo::new(300, |_| {});
+    let name = format!("forget-{}_150000.json", today());
+    demo.submit(&name, &crate::harness::seed_forget());
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let status = crate::harness::gdprd()
+        .args(["run", "--once", "--config"])
+        .arg(&demo.config)
+        .stdout(writer.try_clone().expect("pipe"))
+        .stderr(writer)
+        .status()
+        .expect("gdprd runs");
+    assert!(
+        status.success(),
+        "run --once with a closed stderr: {status}"
+    );
+    let log = demo.result_json(&format!("forget-{}_150000-execution-log.json", today()));
+    assert_eq!(crate::harness::responses(&log).len(), 12);
+}
