@@ -31,6 +31,16 @@ pub(crate) fn http_settings(settings: &'static str) -> impl FnOnce(&mut Config) 
     }
 }
 
+/// The job id an LCM envelope's answer carries as text in `message.FIELD` (`response`, or `pseudonymization` for
+/// the second job of an access request that also pseudonymises).
+pub(crate) fn lcm_job(answer: &Value, field: &str) -> i64 {
+    answer["message"][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("message.{field} holds a job id as text: {answer}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("message.{field} is numeric: {e}"))
+}
+
 /// A client for the daemon's front doors (redirects are not followed: the 303 is what is tested).
 pub(crate) struct Api {
     pub(crate) base: String,
@@ -554,11 +564,7 @@ fn the_seeds_agent_requests() {
     let answer: Value = r.json().expect("json");
     assert_eq!(answer["channel"], "LCM");
     assert_eq!(answer["subtopic"], "SetDataPrivacyStatusResponse");
-    let id: i64 = answer["message"]["response"]
-        .as_str()
-        .expect("request id as text")
-        .parse()
-        .expect("numeric");
+    let id = lcm_job(&answer, "response");
     let response = api.finished(id);
     assert_eq!(
         identifier(&contacts(&response)[0]),
@@ -600,11 +606,7 @@ fn the_seeds_agent_requests() {
     assert_eq!(r.status(), StatusCode::OK);
     let answer: Value = r.json().expect("json");
     assert_eq!(answer["subtopic"], "SetPseudonymizationResponse");
-    let id: i64 = answer["message"]["response"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("numeric");
+    let id = lcm_job(&answer, "response");
     let response = api.finished(id);
     assert_eq!(response["type"], "PSEUDONYMISATION");
     assert_eq!(
@@ -656,16 +658,8 @@ fn the_seeds_agent_requests() {
         .post("/lcm", Some(TOKEN), "application/json", both)
         .json()
         .expect("json");
-    let first: i64 = answer["message"]["response"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("n");
-    let second: i64 = answer["message"]["pseudonymization"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("n");
+    let first = lcm_job(&answer, "response");
+    let second = lcm_job(&answer, "pseudonymization");
     assert!(second > first);
     assert!(ledger_name(&demo, second).starts_with("pseudonymise-lcm-"));
 

@@ -2,7 +2,7 @@
 //! account's `[accounts.requests]` rules (001), checked in the demo store afterwards.
 
 use crate::harness::{responses, today, Demo};
-use crate::http::{Api, TOKEN};
+use crate::http::{lcm_job, Api, TOKEN};
 use gdprd::demo::{OTHER_ACCOUNT, SAMPLE_ACCOUNT};
 use serde_json::{json, Value};
 
@@ -185,11 +185,7 @@ fn an_agents_request_missing_a_mandatory_field_is_refused_naming_it_and_account_
     let r = api.post("/lcm", Some(TOKEN), "application/json", body);
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     let answer: Value = r.json().expect("json");
-    let id: i64 = answer["message"]["response"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("numeric");
+    let id = lcm_job(&answer, "response");
     let response = api.finished(id);
     assert_eq!(
         response["contacts"][1]["contactPseudonymised"], true,
